@@ -1,0 +1,47 @@
+# dbkeep — the two commands a newcomer needs are `make run` and `make test`.
+# Both install what is missing first (Debian packages, then a .venv), idempotently.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEB_PACKAGES := mariadb-server mariadb-client postgresql postgresql-client acl pgbouncer sysbench haproxy
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# pytest workers: independent test files run in parallel; engines are shared per worker.
+TEST_WORKERS ?= 2
+
+.PHONY: setup deb venv run test bench clean
+
+setup: deb venv
+
+deb:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@# Debian starts its own database services on install; dbkeep runs its own engines.
+	@-$(SUDO) systemctl disable --now mariadb postgresql >/dev/null 2>&1 || true
+	@-$(SUDO) service mariadb stop >/dev/null 2>&1 || true
+	@-$(SUDO) service postgresql stop >/dev/null 2>&1 || true
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+run: setup
+	$(BIN)/dbkeep up $(ARGS)
+
+test: setup
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+bench: setup
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,5 @@
+import sys
+
+from dbkeep.cli import main
+
+sys.exit(main())

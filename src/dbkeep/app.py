@@ -1,0 +1,134 @@
+"""Composition root: builds every component of ``dbkeep up`` and owns their lifetimes.
+
+One process, one event loop (uvloop): the management API, the gateway listeners and the engine
+supervisor run as tasks of one TaskGroup; SIGINT/SIGTERM end it and every component is closed in
+reverse order of creation. Nothing imports this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dbkeep.api.dispatch import Dispatcher
+from dbkeep.api.http import ApiServer
+from dbkeep.api.services import iam, sts
+from dbkeep.audit.log import AuditLog
+from dbkeep.catalog.secrets import SecretBox
+from dbkeep.catalog.store import Catalog
+from dbkeep.clock import Clock, default_clock
+from dbkeep.config import Config
+from dbkeep.identity.credentials import Authenticator, new_access_key_id, new_account_id, new_secret_access_key
+from dbkeep.statedir import StateLock, ensure_state_dir, export_lines, write_aws_files
+
+log = logging.getLogger("dbkeep")
+
+
+@dataclass
+class Services:
+    """What API handlers may reach beyond the catalog (filled as components start)."""
+
+    config: Config
+    clock: Clock
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def open_catalog(config: Config) -> Catalog:
+    box = SecretBox.load_or_create(config.state_dir / "catalog.key")
+    return Catalog.open(config.resolved_catalog_url, box)
+
+
+def ensure_account(catalog: Catalog, clock: Clock) -> tuple[str, str, str]:
+    """The account id and its root access key, created on first start."""
+    account_id = catalog.get_meta("account_id")
+    if account_id is None:
+        account_id = new_account_id()
+        catalog.set_meta("account_id", account_id)
+    root_keys = catalog.list_access_keys("root", "root")
+    if root_keys:
+        key = root_keys[0]
+        return account_id, key.access_key_id, key.secret
+    key_id, secret = new_access_key_id(), new_secret_access_key()
+    catalog.add_access_key(None, access_key_id=key_id, secret=secret, owner_kind="root", owner_name="root", created=clock.now())
+    return account_id, key_id, secret
+
+
+class App:
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or default_clock()
+        self._stop = asyncio.Event()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        config = self.config
+        state_dir = ensure_state_dir(config.state_dir)
+        lock = StateLock(state_dir)
+        lock.acquire()
+        catalog = open_catalog(config)
+        audit = AuditLog(state_dir / "audit.log", self.clock)
+        try:
+            account_id, root_key_id, root_secret = ensure_account(catalog, self.clock)
+            services = Services(config=config, clock=self.clock)
+            dispatcher = Dispatcher(
+                catalog,
+                audit,
+                self.clock,
+                Authenticator(catalog, self.clock, account_id),
+                {"iam": iam.HANDLERS, "sts": sts.HANDLERS, "rds": {}, "ec2": {}},
+                services,
+            )
+            api = ApiServer(dispatcher, config.host, config.api_port)
+            port = await api.start()
+            host = f"[{config.host}]" if ":" in config.host else config.host
+            endpoint = f"http://{host}:{port}"
+            write_aws_files(state_dir, root_key_id, root_secret, config.region, endpoint)
+            print(f"dbkeep ready: API {endpoint} (account {account_id}, state dir {state_dir})", flush=True)
+            for line in export_lines(state_dir):
+                print(line, flush=True)
+            try:
+                await self._stop.wait()
+            finally:
+                log.info("shutting down")
+                await api.stop()
+        finally:
+            audit.close()
+            catalog.close()
+            lock.release()
+
+
+def run_foreground(config: Config) -> int:
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:  # pragma: no cover - uvloop is a dependency; stay usable without it
+        runner = asyncio.Runner()
+    app = App(config)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, app.request_stop)
+        await app.run()
+
+    with runner:
+        runner.run(main())
+    return 0
+
+
+def state_dir_of(path: str | None) -> Path:
+    from dbkeep.config import default_state_dir
+
+    return Path(path).expanduser().absolute() if path else default_state_dir()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use the dbkeep command")

@@ -1,0 +1,79 @@
+"""Command line: argument parsing only. ``dbkeep up | env | ca | status``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from dbkeep import __version__
+from dbkeep.config import DEFAULT_API_PORT, DEFAULT_HOST, DEFAULT_HOSTNAME, DEFAULT_REGION, Config, default_state_dir
+from dbkeep.errors import DbkeepError
+
+STATE_HELP = f"state directory (default: {default_state_dir()}; /var/lib/dbkeep for root, ~/.local/state/dbkeep otherwise)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dbkeep",
+        description="dbkeep: a self-hosted database security plane in the Amazon Aurora mould (MariaDB, PostgreSQL).",
+    )
+    parser.add_argument("--version", action="version", version=f"dbkeep {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="run dbkeep in the foreground (API, gateway, engines)")
+    up.add_argument("--state-dir", help=STATE_HELP)
+    up.add_argument("--host", default=DEFAULT_HOST, help=f"IP address to listen on (default {DEFAULT_HOST})")
+    up.add_argument("--api-port", type=int, default=DEFAULT_API_PORT, help=f"management API port (default {DEFAULT_API_PORT}; 0 picks a free port)")
+    up.add_argument("--hostname", default=DEFAULT_HOSTNAME, help=f"name written into endpoints and certificates (default {DEFAULT_HOSTNAME})")
+    up.add_argument("--region", default=DEFAULT_REGION, help=f"region reported in ARNs and the AWS config file (default {DEFAULT_REGION})")
+    up.add_argument("--catalog-url", help="catalog database URL (default: SQLite file in the state dir; postgresql://… to share one)")
+    up.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level (default INFO)")
+
+    env = sub.add_parser("env", help="print the export lines for the AWS CLI and SDKs")
+    env.add_argument("--state-dir", help=STATE_HELP)
+
+    ca = sub.add_parser("ca", help="print dbkeep's CA certificate (PEM)")
+    ca.add_argument("--state-dir", help=STATE_HELP)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from dbkeep.app import run_foreground, state_dir_of
+    from dbkeep.statedir import export_lines
+
+    state_dir = state_dir_of(getattr(args, "state_dir", None))
+    try:
+        if args.command == "up":
+            logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+            config = Config(
+                state_dir=state_dir,
+                host=args.host,
+                api_port=args.api_port,
+                hostname=args.hostname,
+                region=args.region,
+                catalog_url=args.catalog_url,
+            )
+            return run_foreground(config)
+        if args.command == "env":
+            if not (state_dir / "credentials").exists():
+                print(f"dbkeep: no dbkeep state in {state_dir}; run `dbkeep up` first", file=sys.stderr)
+                return 1
+            print("\n".join(export_lines(state_dir)))
+            return 0
+        if args.command == "ca":
+            ca = state_dir / "ca.pem"
+            if not ca.exists():
+                print(f"dbkeep: no CA in {state_dir}; run `dbkeep up` first", file=sys.stderr)
+                return 1
+            sys.stdout.write(ca.read_text())
+            return 0
+    except DbkeepError as exc:
+        print(f"dbkeep: {exc.message}", file=sys.stderr)
+        return 2
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Configuration of one ``dbkeep up`` process, validated once at start.
+
+Every value that reaches the rest of the program has been checked here, so a bad option fails
+at start with a clear message instead of deep inside a component.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from dbkeep.errors import ConfigError
+
+DEFAULT_API_PORT = 8790
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_HOSTNAME = "localhost"
+DEFAULT_REGION = "us-east-1"
+
+_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+
+
+def default_state_dir() -> Path:
+    """``/var/lib/dbkeep`` for root, else ``$XDG_STATE_HOME/dbkeep`` (``~/.local/state/dbkeep``)."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/dbkeep")
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
+    return Path(base) / "dbkeep"
+
+
+@dataclass(frozen=True)
+class Config:
+    state_dir: Path
+    host: str = DEFAULT_HOST
+    api_port: int = DEFAULT_API_PORT
+    hostname: str = DEFAULT_HOSTNAME
+    region: str = DEFAULT_REGION
+    catalog_url: str | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            raise ConfigError(f"--host must be an IP address to listen on, not {self.host!r}") from None
+        if not 0 <= self.api_port <= 65535:
+            raise ConfigError(f"--api-port must be between 0 and 65535, not {self.api_port}")
+        if not _HOSTNAME_RE.match(self.hostname):
+            try:
+                ipaddress.ip_address(self.hostname)
+            except ValueError:
+                raise ConfigError(f"--hostname {self.hostname!r} is not a valid DNS name or IP address") from None
+        if not _REGION_RE.match(self.region):
+            raise ConfigError(f"--region {self.region!r} is not a region name such as us-east-1")
+        if self.catalog_url is not None and not re.match(r"^(sqlite|postgresql)(\+\w+)?://", self.catalog_url):
+            raise ConfigError("--catalog-url must be a sqlite:// or postgresql:// URL")
+
+    @property
+    def resolved_catalog_url(self) -> str:
+        return self.catalog_url or f"sqlite:///{self.state_dir / 'catalog.sqlite3'}"

@@ -1,0 +1,32 @@
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from dbkeep_process import DbkeepProcess
+
+
+@pytest.fixture(scope="session")
+def dbkeep(tmp_path_factory):
+    """One ``dbkeep up`` for the session, with a clock the tests can move."""
+    base = Path(tempfile.mkdtemp(prefix="dbkeep-e2e-"))
+    clock_file = base / "clock-offset"
+    clock_file.write_text("0")
+    proc = DbkeepProcess(base / "state", fake_time_file=clock_file).start()
+    proc.clock_file = clock_file
+    yield proc
+    code = proc.stop()
+    if code not in (0, None):
+        print(proc.logs())
+    assert code == 0, f"dbkeep up exited with {code}"
+
+
+@pytest.fixture
+def move_clock(dbkeep):
+    """Move the server's clock by N seconds for one test; put it back afterwards."""
+
+    def move(seconds: float) -> None:
+        dbkeep.clock_file.write_text(str(seconds))
+
+    yield move
+    dbkeep.clock_file.write_text("0")

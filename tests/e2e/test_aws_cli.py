@@ -1,0 +1,69 @@
+"""The same flows through the ``aws`` CLI, configured only by AWS_CONFIG_FILE/AWS_SHARED_CREDENTIALS_FILE."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+AWS = shutil.which("aws") or str(Path(sys.executable).parent / "aws")
+
+
+def aws(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([AWS, *args, "--output", "json"], env=env, capture_output=True, text=True, timeout=120)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"aws {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+    return proc
+
+
+def profile_files(tmp: Path, endpoint: str, key: str, secret: str) -> dict[str, str]:
+    config, creds = tmp / "config", tmp / "credentials"
+    config.write_text(f"[default]\nregion = us-east-1\nendpoint_url = {endpoint}\n")
+    creds.write_text(f"[default]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_CONFIG_FILE=str(config), AWS_SHARED_CREDENTIALS_FILE=str(creds))
+    return env
+
+
+def test_cli_flows(dbkeep, tmp_path):
+    env = dbkeep.env
+    ident = json.loads(aws(env, "sts", "get-caller-identity").stdout)
+    account = ident["Account"]
+    assert ident["Arn"] == f"arn:aws:iam::{account}:root"
+    name = f"cli-{uuid.uuid4().hex[:6]}"
+    aws(env, "iam", "create-user", "--user-name", name)
+    policy = tmp_path / "ro.json"
+    policy.write_text(json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "rds:Describe*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "rds:DescribeDBInstances", "Resource": "*"}]}))
+    aws(env, "iam", "put-user-policy", "--user-name", name, "--policy-name", "ro", "--policy-document", f"file://{policy}")
+    got = json.loads(aws(env, "iam", "get-user-policy", "--user-name", name, "--policy-name", "ro").stdout)
+    assert got["PolicyDocument"]["Statement"][0]["Action"] == "rds:Describe*"
+    key = json.loads(aws(env, "iam", "create-access-key", "--user-name", name).stdout)["AccessKey"]
+    user_env = profile_files(tmp_path, dbkeep.url, key["AccessKeyId"], key["SecretAccessKey"])
+    assert json.loads(aws(user_env, "sts", "get-caller-identity").stdout)["Arn"] == f"arn:aws:iam::{account}:user/{name}"
+    assert json.loads(aws(user_env, "rds", "describe-db-clusters").stdout)["DBClusters"] == []
+    denied = aws(user_env, "rds", "describe-db-instances", check=False)
+    assert denied.returncode != 0 and "AccessDenied" in denied.stderr and "explicit deny" in denied.stderr
+    denied = aws(user_env, "rds", "create-db-cluster", "--db-cluster-identifier", "c9", "--engine", "aurora-mysql",
+                 "--master-username", "admin", "--master-user-password", "secret1234", check=False)
+    assert denied.returncode != 0 and "AccessDenied" in denied.stderr
+    assert f"rds:CreateDBCluster on resource: arn:aws:rds:us-east-1:{account}:cluster:c9" in denied.stderr
+    bad = profile_files(tmp_path / ".." / tmp_path.name, dbkeep.url, key["AccessKeyId"], "wrong" * 8)
+    out = aws(bad, "sts", "get-caller-identity", check=False)
+    assert out.returncode != 0 and "SignatureDoesNotMatch" in out.stderr
+
+
+def test_dbkeep_env_prints_exports(dbkeep):
+    out = subprocess.run([sys.executable, "-m", "dbkeep", "env", "--state-dir", str(dbkeep.state_dir)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    assert out.stdout.splitlines() == [
+        f"export AWS_CONFIG_FILE={dbkeep.state_dir}/config",
+        f"export AWS_SHARED_CREDENTIALS_FILE={dbkeep.state_dir}/credentials",
+    ]
