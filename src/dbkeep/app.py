@@ -17,7 +17,13 @@ from typing import Any
 
 from dbkeep.api.dispatch import Dispatcher
 from dbkeep.api.http import ApiServer
-from dbkeep.api.services import iam, sts
+from dbkeep.api.services import ec2, iam, rds, sts
+from dbkeep.catalog.models import ParameterGroup
+from dbkeep.catalog.rds import RdsStore
+from dbkeep.engines.local import LocalDriver
+from dbkeep.engines.supervisor import Supervisor
+from dbkeep.rds import names
+from dbkeep.rds.clusters import ClusterManager
 from dbkeep.audit.log import AuditLog
 from dbkeep.catalog.secrets import SecretBox
 from dbkeep.catalog.store import Catalog
@@ -35,7 +41,17 @@ class Services:
 
     config: Config
     clock: Clock
+    clusters: ClusterManager | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def ensure_defaults(store: RdsStore) -> None:
+    """The default parameter groups and the default VPC's security group exist from first start."""
+    for family in names.FAMILIES:
+        name = f"default.{family}"
+        if store.get_parameter_group(name) is None:
+            store.add_parameter_group(ParameterGroup(name, family, f"Default cluster parameter group for {family}", True))
+    ec2.ensure_default_group(store)
 
 
 def open_catalog(config: Config) -> Catalog:
@@ -63,6 +79,7 @@ class App:
         self.config = config
         self.clock = clock or default_clock()
         self._stop = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -76,32 +93,55 @@ class App:
         audit = AuditLog(state_dir / "audit.log", self.clock)
         try:
             account_id, root_key_id, root_secret = ensure_account(catalog, self.clock)
-            services = Services(config=config, clock=self.clock)
-            dispatcher = Dispatcher(
-                catalog,
-                audit,
-                self.clock,
-                Authenticator(catalog, self.clock, account_id),
-                {"iam": iam.HANDLERS, "sts": sts.HANDLERS, "rds": {}, "ec2": {}},
-                services,
-            )
-            api = ApiServer(dispatcher, config.host, config.api_port)
-            port = await api.start()
-            host = f"[{config.host}]" if ":" in config.host else config.host
-            endpoint = f"http://{host}:{port}"
-            write_aws_files(state_dir, root_key_id, root_secret, config.region, endpoint)
-            print(f"dbkeep ready: API {endpoint} (account {account_id}, state dir {state_dir})", flush=True)
-            for line in export_lines(state_dir):
-                print(line, flush=True)
-            try:
-                await self._stop.wait()
-            finally:
-                log.info("shutting down")
-                await api.stop()
+            store = RdsStore(catalog)
+            ensure_defaults(store)
+            async with Supervisor() as supervisor, asyncio.TaskGroup() as tasks:
+                driver = LocalDriver(state_dir, supervisor)
+                services = Services(config=config, clock=self.clock)
+                services.clusters = ClusterManager(store, driver, audit, self.clock, lambda coro: self._spawn(tasks, coro), config.host)
+                dispatcher = Dispatcher(
+                    catalog,
+                    audit,
+                    self.clock,
+                    Authenticator(catalog, self.clock, account_id),
+                    {"iam": iam.HANDLERS, "sts": sts.HANDLERS, "rds": rds.HANDLERS, "ec2": ec2.HANDLERS},
+                    services,
+                )
+                await services.clusters.recover()
+                api = ApiServer(dispatcher, config.host, config.api_port)
+                port = await api.start()
+                host = f"[{config.host}]" if ":" in config.host else config.host
+                endpoint = f"http://{host}:{port}"
+                write_aws_files(state_dir, root_key_id, root_secret, config.region, endpoint)
+                print(f"dbkeep ready: API {endpoint} (account {account_id}, state dir {state_dir})", flush=True)
+                for line in export_lines(state_dir):
+                    print(line, flush=True)
+                try:
+                    await self._stop.wait()
+                finally:
+                    log.info("shutting down")
+                    await api.stop()
+                    for task in list(self._tasks):
+                        task.cancel()
         finally:
             audit.close()
             catalog.close()
             lock.release()
+
+    def _spawn(self, tasks: asyncio.TaskGroup, coro: Any) -> None:
+        """Run a background operation in the app's TaskGroup; its failure is logged, not fatal."""
+
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background operation failed")
+
+        task = tasks.create_task(guarded())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
 
 def run_foreground(config: Config) -> int:

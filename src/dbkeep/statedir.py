@@ -74,7 +74,7 @@ def write_aws_files(state_dir: Path, access_key_id: str, secret: str, region: st
         credentials_path(state_dir),
         f"[default]\naws_access_key_id = {access_key_id}\naws_secret_access_key = {secret}\n".encode(),
     )
-    config = f"[default]\nregion = {region}\nendpoint_url = {endpoint}\n"
+    config = f"[default]\nregion = {region}\nendpoint_url = {endpoint}\n\n[plugins]\ndbkeep = dbkeep.awscli_plugin\n"
     path = aws_config_path(state_dir)
     path.write_text(config)
     os.chmod(path, 0o644)

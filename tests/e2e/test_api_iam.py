@@ -159,7 +159,7 @@ def test_incomplete_signature(dbkeep):
 
 def test_presigned_get(dbkeep):
     sts = dbkeep.client("sts")
-    url = sts.generate_presigned_url("get_caller_identity", ExpiresIn=60)
+    url = sts.generate_presigned_url("get_caller_identity", ExpiresIn=60, HttpMethod="GET")
     import urllib.request
 
     with urllib.request.urlopen(url, timeout=30) as resp:
@@ -270,7 +270,7 @@ def test_assume_role_trust_policy_refuses(dbkeep):
     role_arn = iam.create_role(RoleName="locked", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
     name, key, secret = new_user(dbkeep, iam, {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]})
     with pytest.raises(botocore.exceptions.ClientError) as exc:
-        dbkeep.client("sts", key, secret).assume_role(RoleArn=role_arn, RoleSessionName="x")
+        dbkeep.client("sts", key, secret).assume_role(RoleArn=role_arn, RoleSessionName="xx")
     assert error_of(exc)[0] == "AccessDenied"
     with pytest.raises(botocore.exceptions.ClientError) as exc:
         iam.create_role(RoleName="bad-trust", AssumeRolePolicyDocument=json.dumps(DESCRIBE_ONLY))

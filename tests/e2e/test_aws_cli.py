@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-AWS = shutil.which("aws") or str(Path(sys.executable).parent / "aws")
+# The CLI installed beside dbkeep (make setup), which can load the dbkeep plugin named in DIR/config.
+AWS = str(Path(sys.executable).parent / "aws") if (Path(sys.executable).parent / "aws").exists() else shutil.which("aws")
 
 
 def aws(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -24,7 +25,7 @@ def aws(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Compl
 
 def profile_files(tmp: Path, endpoint: str, key: str, secret: str) -> dict[str, str]:
     config, creds = tmp / "config", tmp / "credentials"
-    config.write_text(f"[default]\nregion = us-east-1\nendpoint_url = {endpoint}\n")
+    config.write_text(f"[default]\nregion = us-east-1\nendpoint_url = {endpoint}\n\n[plugins]\ndbkeep = dbkeep.awscli_plugin\n")
     creds.write_text(f"[default]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(AWS_CONFIG_FILE=str(config), AWS_SHARED_CREDENTIALS_FILE=str(creds))

@@ -59,3 +59,65 @@ class ManagedPolicy:
     created: dt.datetime
     updated: dt.datetime
     attachment_count: int = 0
+
+
+@dataclass(frozen=True)
+class Cluster:
+    identifier: str
+    resource_id: str
+    engine: str  # "aurora-mysql" | "aurora-postgresql"
+    engine_version: str
+    status: str
+    port: int
+    master_username: str
+    master_password_hash: str = field(repr=False)
+    database_name: str | None
+    parameter_group: str
+    security_group_ids: tuple[str, ...]
+    iam_auth: bool
+    deletion_protection: bool
+    applied_parameters: dict = field(compare=False)
+    status_message: str | None
+    created: dt.datetime
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Instance:
+    identifier: str
+    resource_id: str
+    cluster_identifier: str
+    instance_class: str
+    status: str
+    is_writer: bool
+    created: dt.datetime
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ParameterGroup:
+    name: str
+    family: str
+    description: str
+    is_default: bool
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class SecurityGroup:
+    group_id: str
+    group_name: str
+    vpc_id: str
+    description: str
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class IngressRule:
+    rule_id: str
+    group_id: str
+    ip_protocol: str  # "tcp" | "-1" | ...
+    from_port: int | None
+    to_port: int | None
+    cidr: str
+    description: str | None = None

@@ -81,12 +81,7 @@ def assume_role(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _aws_principals(principals: Any) -> set[str]:
-    if not principals:
-        return set()
-    if isinstance(principals, dict) or hasattr(principals, "get"):
-        values = principals.get("AWS", [])
-        return {values} if isinstance(values, str) else set(values)
-    return set()
+    return {p.value for p in principals or () if p.kind == "AWS"}
 
 
 HANDLERS = {"GetCallerIdentity": get_caller_identity, "AssumeRole": assume_role}

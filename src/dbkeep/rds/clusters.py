@@ -1,0 +1,273 @@
+"""The cluster lifecycle: RDS semantics on top of the catalog and the engine driver.
+
+API handlers call :class:`ClusterManager`; it validates state transitions as RDS does, records
+the desired state in the catalog first, then drives the engine in a background task that
+belongs to the app's TaskGroup (statuses move ``creating → available``, ``rebooting``,
+``resetting-master-credentials``, ``stopping → stopped``, ``starting``, ``deleting`` as on RDS).
+One lock per cluster serialises engine operations, so two API calls never drive one engine at
+once. On start, :meth:`recover` brings every cluster back to the state the catalog records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import secrets
+import socket
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from typing import Any
+
+from dbkeep.audit.log import AuditLog
+from dbkeep.catalog.models import Cluster, Instance
+from dbkeep.catalog.rds import RdsStore
+from dbkeep.clock import Clock
+from dbkeep.engines.driver import EngineSpec
+from dbkeep.errors import ApiError, EngineError
+from dbkeep.rds import names, parameters
+
+log = logging.getLogger("dbkeep.rds")
+
+ENGINE_TIMEOUT = 180  # seconds for provisioning or starting an engine
+
+
+def hash_password(password: str) -> str:
+    """A salted scrypt hash: the master password is never stored in clear text."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
+    return f"scrypt$16384$8$1${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def cluster_state_error(ident: str, status: str) -> ApiError:
+    return ApiError("InvalidDBClusterStateFault", f"DbCluster {ident} is not in available state (current status: {status}).", 400)
+
+
+class ClusterManager:
+    def __init__(self, store: RdsStore, driver: Any, audit: AuditLog, clock: Clock, spawn: Callable[[Coroutine[Any, Any, None]], None], host: str) -> None:
+        self.store = store
+        self.driver = driver
+        self.audit = audit
+        self.clock = clock
+        self._spawn = spawn
+        self._host = host
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.listeners: list[Callable[[str], None]] = []  # notified when a cluster's endpoints change
+
+    def _lock(self, ident: str) -> asyncio.Lock:
+        return self._locks.setdefault(ident, asyncio.Lock())
+
+    def _notify(self, ident: str) -> None:
+        for listener in self.listeners:
+            try:
+                listener(ident)
+            except Exception:  # a listener must never break the lifecycle
+                log.exception("cluster listener failed for %s", ident)
+
+    # --- specs and parameters ----------------------------------------------------------------
+
+    def effective_parameters(self, cluster: Cluster) -> dict[str, str | None]:
+        return parameters.effective(cluster.engine, self.store.parameter_values(cluster.parameter_group))
+
+    def spec(self, cluster: Cluster, values: dict[str, str | None] | None = None) -> EngineSpec:
+        values = values if values is not None else self.effective_parameters(cluster)
+        return EngineSpec(
+            cluster_id=cluster.resource_id,
+            engine=names.ENGINES[cluster.engine],
+            master_username=cluster.master_username,
+            database_name=cluster.database_name,
+            settings=parameters.engine_settings_of(cluster.engine, values),
+        )
+
+    def pending_reboot(self, cluster: Cluster) -> bool:
+        current = self.effective_parameters(cluster)
+        applied = cluster.applied_parameters
+        return any(current.get(n) != applied.get(n) for n in parameters.static_names(cluster.engine))
+
+    def allocate_port(self, requested: int | None) -> int:
+        used = self.store.used_ports()
+        if requested is not None:
+            if requested in used:
+                raise ApiError("InvalidParameterValue", f"Port {requested} is already used by another DB cluster.", 400)
+            return requested
+        for _ in range(100):
+            with socket.socket() as s:
+                s.bind((self._host, 0))
+                candidate = s.getsockname()[1]
+            if candidate not in used and candidate >= 1150:
+                return candidate
+        raise ApiError("InsufficientDBClusterCapacityFault", "No free port for a new cluster endpoint.", 400)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def create(self, cluster: Cluster, master_password: str) -> None:
+        self.store.add_cluster(cluster)
+        self._spawn(self._provision(cluster.identifier, master_password))
+
+    async def _provision(self, ident: str, master_password: str) -> None:
+        async with self._lock(ident):
+            cluster = self.store.get_cluster(ident)
+            if cluster is None:
+                return
+            values = self.effective_parameters(cluster)
+            try:
+                async with asyncio.timeout(ENGINE_TIMEOUT):
+                    await self.driver.provision(self.spec(cluster, values), master_password)
+                    await self.driver.start(self.spec(cluster, values))
+            except (EngineError, TimeoutError) as exc:
+                message = getattr(exc, "log_line", None) or getattr(exc, "message", None) or "engine did not become ready in time"
+                log.error("cluster %s failed to provision: %s", ident, message)
+                self.store.update_cluster(ident, status="failed", status_message=str(message)[:1000])
+                self.store.set_instances_status(ident, "failed")
+                return
+            self.store.update_cluster(ident, status="available", status_message=None, applied_parameters=values)
+            for inst in self.store.list_instances(ident):
+                if inst.status in ("creating", "failed"):
+                    self.store.update_instance(inst.identifier, status="available")
+        self._notify(ident)
+
+    def add_instance(self, instance: Instance) -> None:
+        self.store.add_instance(instance)
+        cluster = self.store.get_cluster(instance.cluster_identifier)
+        if cluster is not None and cluster.status == "available":
+            self._spawn(self._instance_ready(instance.identifier))
+
+    async def _instance_ready(self, ident: str) -> None:
+        inst = self.store.get_instance(ident)
+        if inst is None:
+            return
+        async with self._lock(inst.cluster_identifier):
+            self.store.update_instance(ident, status="available")
+        self._notify(inst.cluster_identifier)
+
+    def reset_master(self, cluster: Cluster, password: str, caller: str, request_id: str) -> Cluster:
+        self.store.update_cluster(cluster.identifier, status="resetting-master-credentials", master_password_hash=hash_password(password))
+        self._spawn(self._reset_master(cluster.identifier, password, caller, request_id))
+        return replace(cluster, status="resetting-master-credentials")
+
+    async def _reset_master(self, ident: str, password: str, caller: str, request_id: str) -> None:
+        async with self._lock(ident):
+            cluster = self.store.get_cluster(ident)
+            if cluster is None:
+                return
+            try:
+                async with asyncio.timeout(ENGINE_TIMEOUT):
+                    await self.driver.reset_master(self.spec(cluster), password)
+            except (EngineError, TimeoutError) as exc:
+                self.audit.event("rds.master_reset", verdict="error", principal=caller, cluster=ident, request_id=request_id,
+                                 reason=getattr(exc, "message", "timeout"))
+                self.store.update_cluster(ident, status="available", status_message="master credentials reset failed; retry ModifyDBCluster")
+                return
+            self.audit.event("rds.master_reset", verdict="allow", principal=caller, cluster=ident, request_id=request_id,
+                             master_user=cluster.master_username)
+            self.store.update_cluster(ident, status="available", status_message=None)
+
+    async def apply_dynamic(self, cluster: Cluster, changed: dict[str, str | None]) -> None:
+        """Push changed dynamic engine settings to a running engine (gateway ones are read live)."""
+        settings = parameters.engine_settings_of(cluster.engine, changed)
+        if not settings or cluster.status != "available":
+            return
+        async with self._lock(cluster.identifier):
+            await self.driver.apply_dynamic_settings(self.spec(cluster), settings)
+        applied = dict(cluster.applied_parameters)
+        applied.update(changed)
+        self.store.update_cluster(cluster.identifier, applied_parameters=applied)
+
+    def reboot(self, instance: Instance) -> None:
+        self.store.update_instance(instance.identifier, status="rebooting")
+        self._spawn(self._restart(instance.cluster_identifier, "available"))
+
+    async def _restart(self, ident: str, final_status: str) -> None:
+        async with self._lock(ident):
+            cluster = self.store.get_cluster(ident)
+            if cluster is None:
+                return
+            values = self.effective_parameters(cluster)
+            try:
+                async with asyncio.timeout(ENGINE_TIMEOUT):
+                    await self.driver.stop(cluster.resource_id)
+                    await self.driver.start(self.spec(cluster, values))
+            except (EngineError, TimeoutError) as exc:
+                message = getattr(exc, "log_line", None) or getattr(exc, "message", None) or "engine did not become ready in time"
+                self.store.update_cluster(ident, status="incompatible-parameters", status_message=str(message)[:1000])
+                self.store.set_instances_status(ident, "incompatible-parameters")
+                return
+            self.store.update_cluster(ident, status=final_status, status_message=None, applied_parameters=values)
+            self.store.set_instances_status(ident, final_status)
+        self._notify(ident)
+
+    def stop(self, cluster: Cluster) -> None:
+        self.store.update_cluster(cluster.identifier, status="stopping")
+        self.store.set_instances_status(cluster.identifier, "stopping")
+        self._spawn(self._stop(cluster.identifier))
+
+    async def _stop(self, ident: str) -> None:
+        async with self._lock(ident):
+            cluster = self.store.get_cluster(ident)
+            if cluster is None:
+                return
+            await self.driver.stop(cluster.resource_id)
+            self.store.update_cluster(ident, status="stopped")
+            self.store.set_instances_status(ident, "stopped")
+        self._notify(ident)
+
+    def start(self, cluster: Cluster) -> None:
+        self.store.update_cluster(cluster.identifier, status="starting")
+        self.store.set_instances_status(cluster.identifier, "starting")
+        self._spawn(self._restart(cluster.identifier, "available"))
+
+    def delete(self, cluster: Cluster) -> None:
+        self.store.update_cluster(cluster.identifier, status="deleting")
+        self._spawn(self._delete(cluster.identifier))
+
+    async def _delete(self, ident: str) -> None:
+        async with self._lock(ident):
+            cluster = self.store.get_cluster(ident)
+            if cluster is None:
+                return
+            try:
+                await self.driver.destroy(cluster.resource_id)
+            except EngineError as exc:
+                log.error("cluster %s: engine removal failed: %s", ident, exc.message)
+            self.store.delete_cluster(ident)
+        self._locks.pop(ident, None)
+        self._notify(ident)
+
+    def delete_instance(self, instance: Instance) -> None:
+        self.store.update_instance(instance.identifier, status="deleting")
+        self._spawn(self._delete_instance(instance.identifier, instance.cluster_identifier))
+
+    async def _delete_instance(self, ident: str, cluster_ident: str) -> None:
+        async with self._lock(cluster_ident):
+            self.store.delete_instance(ident)
+            remaining = self.store.list_instances(cluster_ident)
+            if remaining and not any(i.is_writer for i in remaining):
+                self.store.update_instance(remaining[0].identifier, is_writer=True)
+        self._notify(cluster_ident)
+
+    def engine_state(self, cluster: Cluster) -> tuple[str | None, str | None]:
+        """(state, last log line) of the cluster's engine as the supervisor sees it now."""
+        try:
+            status = self.driver.status(cluster.resource_id)
+        except Exception:
+            return None, None
+        return getattr(status, "state", None), getattr(status, "last_log_line", None)
+
+    async def recover(self) -> None:
+        """Bring every cluster back as the catalog records it (called once at start)."""
+        for cluster in self.store.list_clusters():
+            if cluster.status == "deleting":
+                self._spawn(self._delete(cluster.identifier))
+            elif cluster.status in ("stopped", "stopping"):
+                self.store.update_cluster(cluster.identifier, status="stopped")
+                self.store.set_instances_status(cluster.identifier, "stopped")
+            elif cluster.status == "creating":
+                # Provisioning was interrupted: the master password is not kept, so the cluster
+                # cannot be bootstrapped again. Report it instead of guessing.
+                self.store.update_cluster(cluster.identifier, status="failed",
+                                          status_message="dbkeep stopped while the cluster was being created; delete it and create it again")
+                self.store.set_instances_status(cluster.identifier, "failed")
+            elif cluster.status != "failed":
+                self.store.update_cluster(cluster.identifier, status="starting")
+                self._spawn(self._restart(cluster.identifier, "available"))

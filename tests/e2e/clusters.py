@@ -1,0 +1,64 @@
+"""Helpers for end-to-end tests that create clusters and log in to their engines."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import psycopg
+import pymysql
+
+from dbkeep.engines.layout import ClusterLayout
+from dbkeep.engines.mariadb import SOCKET_NAME
+from dbkeep.engines.postgres import PORT as PG_PORT
+
+WAITER = {"Delay": 1, "MaxAttempts": 240}
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def create_cluster(dbkeep, engine: str, ident: str, password: str, *, database: str | None = "appdb", instance: bool = True, **extra):
+    rds = dbkeep.client("rds")
+    args = dict(DBClusterIdentifier=ident, Engine=engine, MasterUsername="admin" if engine == "aurora-mysql" else "master",
+                MasterUserPassword=password, **extra)
+    if database:
+        args["DatabaseName"] = database
+    cluster = rds.create_db_cluster(**args)["DBCluster"]
+    if instance:
+        rds.create_db_instance(DBInstanceIdentifier=f"{ident}-1", DBClusterIdentifier=ident, Engine=engine, DBInstanceClass="db.r6g.large")
+        rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier=f"{ident}-1", WaiterConfig=WAITER)
+    wait_cluster(dbkeep, ident)
+    return rds.describe_db_clusters(DBClusterIdentifier=ident)["DBClusters"][0] if instance else cluster
+
+
+def wait_cluster(dbkeep, ident: str, status: str = "available", timeout: float = 240) -> dict:
+    rds = dbkeep.client("rds")
+    deadline = time.monotonic() + timeout
+    while True:
+        cluster = rds.describe_db_clusters(DBClusterIdentifier=ident)["DBClusters"][0]
+        if cluster["Status"] == status:
+            return cluster
+        if cluster["Status"] == "failed" or time.monotonic() > deadline:
+            raise AssertionError(f"cluster {ident} is {cluster['Status']}, not {status}: {cluster.get('StatusInfos')}\n{dbkeep.logs()[-4000:]}")
+        time.sleep(0.3)
+
+
+def socket_of(dbkeep, cluster: dict) -> str:
+    run = ClusterLayout(dbkeep.state_dir, cluster["DbClusterResourceId"]).run
+    return str(run / (SOCKET_NAME if cluster["Engine"] == "aurora-mysql" else f".s.PGSQL.{PG_PORT}"))
+
+
+def mysql(dbkeep, cluster: dict, user: str, password: str, database: str | None = None, **kw):
+    return pymysql.connect(unix_socket=socket_of(dbkeep, cluster), user=user, password=password, database=database,
+                           connect_timeout=10, autocommit=True, **kw)
+
+
+def postgres(dbkeep, cluster: dict, user: str, password: str, database: str = "appdb"):
+    import os
+
+    return psycopg.connect(host=os.path.dirname(socket_of(dbkeep, cluster)), port=PG_PORT, user=user, password=password,
+                           dbname=database, connect_timeout=10, autocommit=True)
+
+
