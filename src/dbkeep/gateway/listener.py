@@ -1,0 +1,169 @@
+"""Gateway listeners: one TCP listener per cluster endpoint, reconciled with the catalog.
+
+:meth:`Gateway.sync` opens a listener for every cluster that has an instance and is not stopped
+or being deleted, issues (or reissues) the cluster's server certificate first, and closes the
+listeners of clusters that went away. Each accepted connection gets a protocol-specific session
+(``gateway/mysql/session.py``, ``gateway/postgres/session.py``) built on :class:`GatewaySession`,
+which enforces the security groups before a single byte is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dbkeep.audit.log import AuditLog
+from dbkeep.catalog.rds import RdsStore
+from dbkeep.clock import Clock
+from dbkeep.gateway import netacl
+from dbkeep.gateway.target import ClusterTarget, TargetResolver, certificate_names
+from dbkeep.pki.store import CertPaths, PkiStore
+
+log = logging.getLogger("dbkeep.gateway")
+
+SERVING = ("available", "modifying", "resetting-master-credentials", "rebooting", "starting", "incompatible-parameters", "backing-up")
+
+
+@dataclass
+class Limits:
+    handshake_timeout: float = 10.0  # seconds from accept to a finished login
+    max_packet: int = 64 * 1024 * 1024  # largest logical packet/message accepted from a client
+    max_connections: int = 1000  # per cluster, counted at the gateway
+    engine_connect_timeout: float = 5.0
+
+
+@dataclass
+class GatewayContext:
+    """What every session reaches: policy resolution, audit, limits, shared registries."""
+
+    resolver: TargetResolver
+    audit: AuditLog
+    clock: Clock
+    limits: Limits = field(default_factory=Limits)
+    connections: dict[str, int] = field(default_factory=dict)  # live sessions per cluster
+    cancel_keys: dict[tuple[int, int], Any] = field(default_factory=dict)  # PostgreSQL: gateway key -> session
+
+    def admit(self, identifier: str, port: int, peer: tuple[str, int] | None) -> ClusterTarget | None:
+        """The cluster target when the security groups admit the peer; None (and an audit event) otherwise."""
+        peer_host = peer[0] if peer else ""
+        target = self.resolver.resolve(identifier)
+        if target is None or not netacl.allowed(target.rules, peer_host, port):
+            self.audit.event("gateway.connection_refused", verdict="deny", cluster=identifier, source_ip=peer_host,
+                             port=port, reason="security group" if target is not None else "no such cluster")
+            return None
+        return target
+
+
+class GatewaySession(asyncio.Protocol):
+    """Base of protocol sessions: admission by security group at accept, connection accounting."""
+
+    def __init__(self, ctx: GatewayContext, identifier: str, port: int) -> None:
+        self.ctx = ctx
+        self.identifier = identifier
+        self.port = port
+        self.target: ClusterTarget | None = None
+        self.transport: asyncio.Transport | None = None
+        self.peer: tuple[str, int] | None = None
+        self._counted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.peer = transport.get_extra_info("peername")
+        target = self.ctx.admit(self.identifier, self.port, self.peer)
+        if target is None:
+            transport.abort()  # closed before a single byte is sent
+            return
+        self.target = target
+        self.ctx.connections[self.identifier] = self.ctx.connections.get(self.identifier, 0) + 1
+        self._counted = True
+        self.admitted()
+
+    def admitted(self) -> None:
+        """Start the protocol (subclasses)."""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._counted:
+            self._counted = False
+            self.ctx.connections[self.identifier] -= 1
+        self.closed(exc)
+
+    def closed(self, exc: Exception | None) -> None:
+        """Release what the session holds (subclasses)."""
+
+    @property
+    def peer_host(self) -> str:
+        return self.peer[0] if self.peer else ""
+
+
+SessionFactory = Callable[[GatewayContext, str, int], asyncio.Protocol]
+
+
+class Gateway:
+    def __init__(self, host: str, hostname: str, store: RdsStore, pki: PkiStore, ctx_factory: Callable[["Gateway"], GatewayContext],
+                 sessions: dict[str, SessionFactory]) -> None:
+        self._host = host
+        self._hostname = hostname
+        self._store = store
+        self._pki = pki
+        self._sessions = sessions
+        self._servers: dict[str, tuple[int, asyncio.AbstractServer]] = {}
+        self._certs: dict[str, CertPaths] = {}
+        self._lock = asyncio.Lock()
+        self.ctx = ctx_factory(self)
+
+    def cert_paths(self, resource_id: str) -> CertPaths | None:
+        return self._certs.get(resource_id)
+
+    def port_of(self, identifier: str) -> int | None:
+        entry = self._servers.get(identifier)
+        return entry[0] if entry else None
+
+    async def sync(self) -> None:
+        async with self._lock:
+            wanted: dict[str, Any] = {}
+            for cluster in self._store.list_clusters():
+                if cluster.status in SERVING and self._store.list_instances(cluster.identifier):
+                    wanted[cluster.identifier] = cluster
+            for identifier in list(self._servers):
+                if identifier not in wanted or self._servers[identifier][0] != wanted[identifier].port:
+                    await self._close(identifier)
+            for identifier, cluster in wanted.items():
+                if identifier in self._servers:
+                    continue
+                engine = "mysql" if cluster.engine == "aurora-mysql" else "postgres"
+                factory = self._sessions.get(engine)
+                if factory is None:
+                    continue
+                cn, dns, ips = certificate_names(cluster, self._hostname, self._host)
+                try:
+                    self._certs[cluster.resource_id] = await asyncio.to_thread(
+                        self._pki.server_certificate, cluster.resource_id, common_name=cn, dns_names=dns, ip_addresses=ips)
+                except Exception:
+                    log.exception("cannot issue the certificate of cluster %s; its endpoint offers no TLS", identifier)
+                loop = asyncio.get_running_loop()
+                try:
+                    server = await loop.create_server(lambda f=factory, i=identifier, p=cluster.port: f(self.ctx, i, p),
+                                                      self._host, cluster.port, reuse_address=True, backlog=1024)
+                except OSError as exc:
+                    log.error("cannot listen on %s:%s for cluster %s: %s", self._host, cluster.port, identifier, exc.strerror)
+                    continue
+                self._servers[identifier] = (cluster.port, server)
+                log.info("cluster %s: endpoint %s:%s (%s)", identifier, self._host, cluster.port, engine)
+
+    async def _close(self, identifier: str) -> None:
+        _, server = self._servers.pop(identifier)
+        server.close()
+        try:
+            async with asyncio.timeout(5):
+                await server.wait_closed()
+        except TimeoutError:
+            pass
+
+    async def close(self) -> None:
+        async with self._lock:
+            for identifier in list(self._servers):
+                await self._close(identifier)

@@ -1,0 +1,115 @@
+"""What a new connection to a cluster endpoint needs to know, read fresh at accept.
+
+Dynamic policy (``require_secure_transport``, ``rds.force_ssl``, PostgreSQL's TLS bounds and
+ciphers, security-group rules) is read from the catalog for every new connection, so a change
+applies to new connections at once. Static policy (MySQL ``tls_version``, ``ssl_cipher``) is taken
+from the values the cluster was last started with (``applied_parameters``): it changes only at a
+reboot, as on RDS. SSLContexts are cached by their inputs; building one loads the key (~40 ms).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from dbkeep.catalog.models import Cluster, IngressRule
+from dbkeep.catalog.rds import RdsStore
+from dbkeep.pki import tls
+from dbkeep.pki.store import CertPaths
+from dbkeep.rds import names
+
+
+@dataclass(frozen=True)
+class ClusterTarget:
+    identifier: str
+    resource_id: str
+    engine: str  # "mysql" | "postgres"
+    port: int
+    status: str
+    socket_path: str
+    hostname: str
+    master_username: str
+    tls: ssl.SSLContext | None  # None: this endpoint offers no TLS (certificate missing)
+    require_tls: bool  # require_secure_transport=ON / rds.force_ssl=1
+    iam_auth: bool
+    rules: tuple[IngressRule, ...]
+
+
+@lru_cache(maxsize=256)
+def _context(cert: str, key: str, stamp: float, minimum: int, maximum: int, ciphers: str | None, alpn: tuple[str, ...]) -> ssl.SSLContext:
+    versions = tls.TlsVersions(ssl.TLSVersion(minimum), ssl.TLSVersion(maximum))
+    return tls.server_context(cert, key, versions=versions, ciphers=ciphers, alpn=alpn or None)
+
+
+def certificate_names(cluster: Cluster, hostname: str, host: str) -> tuple[str, list[str], list[str]]:
+    """(CN, DNS SANs, IP SANs) for a cluster's server certificate: every endpoint name and IP."""
+    dns = [hostname] if not _is_ip(hostname) else []
+    if "localhost" not in dns:
+        dns.append("localhost")
+    ips = [host] if host not in ("0.0.0.0", "::") else ["127.0.0.1", "::1"]
+    if _is_ip(hostname) and hostname not in ips:
+        ips.append(hostname)
+    for extra in ("127.0.0.1", "::1"):
+        if extra not in ips and host in ("127.0.0.1", "::1", "0.0.0.0", "::"):
+            ips.append(extra)
+    return hostname, dns, ips
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return False
+
+
+class TargetResolver:
+    def __init__(self, store: RdsStore, cert_paths: Callable[[str], CertPaths | None], effective: Callable[[Cluster], dict],
+                 socket_path: Callable[[str, str], str], hostname: str) -> None:
+        self._store = store
+        self._cert_paths = cert_paths  # resource_id -> the cluster's certificate, once issued
+        self._effective = effective  # Cluster -> dict of current parameter values
+        self._socket_path = socket_path  # (resource_id, engine) -> str
+        self._hostname = hostname
+
+    def resolve(self, identifier: str) -> ClusterTarget | None:
+        cluster = self._store.get_cluster(identifier)
+        if cluster is None:
+            return None
+        engine = names.ENGINES[cluster.engine]
+        current = self._effective(cluster)
+        applied = cluster.applied_parameters or current
+        context = None
+        paths = self._cert_paths(cluster.resource_id)
+        if paths is not None:
+            cert, key = paths.cert_path, paths.key_path
+            if engine == "mysql":
+                versions = tls.parse_mysql_tls_version(applied.get("tls_version"))
+                ciphers = tls.validate_mysql_ssl_cipher(applied["ssl_cipher"]) if applied.get("ssl_cipher") else None
+                alpn: tuple[str, ...] = ()
+            else:
+                versions = tls.parse_pg_protocol_bounds(current.get("ssl_min_protocol_version"), current.get("ssl_max_protocol_version") or None)
+                ciphers = tls.validate_pg_ssl_ciphers(current["ssl_ciphers"]) if current.get("ssl_ciphers") else None
+                alpn = ("postgresql",)
+            context = _context(str(cert), str(key), cert.stat().st_mtime, int(versions.minimum), int(versions.maximum), ciphers, alpn)
+        if engine == "mysql":
+            require = str(current.get("require_secure_transport") or "OFF").upper() in ("ON", "1")
+        else:
+            require = str(current.get("rds.force_ssl") or "0") == "1"
+        return ClusterTarget(
+            identifier=cluster.identifier,
+            resource_id=cluster.resource_id,
+            engine=engine,
+            port=cluster.port,
+            status=cluster.status,
+            socket_path=self._socket_path(cluster.resource_id, engine),
+            hostname=self._hostname,
+            master_username=cluster.master_username,
+            tls=context,
+            require_tls=require,
+            iam_auth=cluster.iam_auth,
+            rules=tuple(self._store.rules(cluster.security_group_ids)),
+        )
