@@ -49,3 +49,52 @@ def test_bad_options_fail_clearly(tmp_path):
     out = subprocess.run([sys.executable, "-m", "dbkeep", "up", "--state-dir", str(tmp_path / "s"), "--api-port", "70000"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "--api-port" in out.stderr
+
+
+def test_restart_brings_clusters_back_with_their_data():
+    import sys as _sys
+
+    _sys.path.insert(0, str(Path(__file__).parent))
+    from clusters import create_cluster, mysql, postgres, wait_cluster
+
+    state = Path(tempfile.mkdtemp(prefix="dbkeep-restart-rds-")) / "state"
+    first = DbkeepProcess(state).start()
+    try:
+        my = create_cluster(first, "aurora-mysql", "keepmy", "Keep-Pass-1")
+        pg = create_cluster(first, "aurora-postgresql", "keeppg", "Keep-Pass-2")
+        conn = mysql(first, my, "admin", "Keep-Pass-1", "appdb")
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE t (v TEXT)")
+            cur.execute("INSERT INTO t VALUES ('committed before restart')")
+        conn.close()
+        with postgres(first, pg, "master", "Keep-Pass-2") as c:
+            c.execute("CREATE TABLE t (v text)")
+            c.execute("INSERT INTO t VALUES ('committed before restart')")
+    finally:
+        assert first.stop() == 0
+    # engines were stopped with dbkeep: nothing listens on their sockets any more
+    import socket
+
+    for cluster, name in ((my, "mysqld.sock"), (pg, ".s.PGSQL.5432")):
+        path = state / "clusters" / cluster["DbClusterResourceId"] / "run" / name
+        s = socket.socket(socket.AF_UNIX)
+        with pytest.raises(OSError):
+            s.connect(str(path))
+        s.close()
+    again = DbkeepProcess(state).start()
+    try:
+        my2 = wait_cluster(again, "keepmy")
+        pg2 = wait_cluster(again, "keeppg")
+        assert (my2["Port"], pg2["Port"]) == (my["Port"], pg["Port"])
+        assert my2["DbClusterResourceId"] == my["DbClusterResourceId"]
+        conn = mysql(again, my2, "admin", "Keep-Pass-1", "appdb")
+        with conn.cursor() as cur:
+            cur.execute("SELECT v FROM t")
+            assert cur.fetchall() == (("committed before restart",),)
+        conn.close()
+        with postgres(again, pg2, "master", "Keep-Pass-2") as c:
+            assert c.execute("SELECT v FROM t").fetchall() == [("committed before restart",)]
+        instances = again.client("rds").describe_db_instances()["DBInstances"]
+        assert {i["DBInstanceStatus"] for i in instances} == {"available"}
+    finally:
+        assert again.stop() == 0
