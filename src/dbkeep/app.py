@@ -22,6 +22,10 @@ from dbkeep.catalog.models import ParameterGroup
 from dbkeep.catalog.rds import RdsStore
 from dbkeep.engines.local import LocalDriver
 from dbkeep.engines.supervisor import Supervisor
+from dbkeep.gateway.listener import Gateway, GatewayContext
+from dbkeep.gateway.sessions import SESSIONS
+from dbkeep.gateway.target import TargetResolver
+from dbkeep.pki.store import PkiStore
 from dbkeep.rds import names
 from dbkeep.rds.clusters import ClusterManager
 from dbkeep.audit.log import AuditLog
@@ -95,10 +99,23 @@ class App:
             account_id, root_key_id, root_secret = ensure_account(catalog, self.clock)
             store = RdsStore(catalog)
             ensure_defaults(store)
+            pki = PkiStore(state_dir, self.clock)
+            await asyncio.to_thread(pki.ensure_ca)
             async with Supervisor() as supervisor, asyncio.TaskGroup() as tasks:
                 driver = LocalDriver(state_dir, supervisor)
                 services = Services(config=config, clock=self.clock)
-                services.clusters = ClusterManager(store, driver, audit, self.clock, lambda coro: self._spawn(tasks, coro), config.host)
+                clusters = ClusterManager(store, driver, audit, self.clock, lambda coro: self._spawn(tasks, coro), config.host)
+                services.clusters = clusters
+
+                def socket_path(resource_id: str, engine: str) -> str:
+                    return driver.for_engine(engine).socket_path(resource_id)
+
+                def gateway_context(gw: Gateway) -> GatewayContext:
+                    resolver = TargetResolver(store, gw.cert_paths, clusters.effective_parameters, socket_path, config.hostname)
+                    return GatewayContext(resolver=resolver, audit=audit, clock=self.clock)
+
+                gateway = Gateway(config.host, config.hostname, store, pki, gateway_context, SESSIONS)
+                clusters.listeners.append(lambda _ident: self._spawn(tasks, gateway.sync()))
                 dispatcher = Dispatcher(
                     catalog,
                     audit,
@@ -107,7 +124,8 @@ class App:
                     {"iam": iam.HANDLERS, "sts": sts.HANDLERS, "rds": rds.HANDLERS, "ec2": ec2.HANDLERS},
                     services,
                 )
-                await services.clusters.recover()
+                await clusters.recover()
+                await gateway.sync()
                 api = ApiServer(dispatcher, config.host, config.api_port)
                 port = await api.start()
                 host = f"[{config.host}]" if ":" in config.host else config.host
@@ -121,6 +139,7 @@ class App:
                 finally:
                     log.info("shutting down")
                     await api.stop()
+                    await gateway.close()
                     for task in list(self._tasks):
                         task.cancel()
         finally:
