@@ -20,7 +20,9 @@ from dbkeep.catalog.rds import RdsStore
 from dbkeep.clock import Clock
 from dbkeep.gateway import netacl
 from dbkeep.gateway.target import ClusterTarget, TargetResolver, certificate_names
+from dbkeep.errors import DbError
 from dbkeep.pki.store import CertPaths, PkiStore
+from dbkeep.pki.tls import describe_session
 
 log = logging.getLogger("dbkeep.gateway")
 
@@ -44,7 +46,10 @@ class GatewayContext:
     clock: Clock
     limits: Limits = field(default_factory=Limits)
     connections: dict[str, int] = field(default_factory=dict)  # live sessions per cluster
-    cancel_keys: dict[tuple[int, int], Any] = field(default_factory=dict)  # PostgreSQL: gateway key -> session
+    # The statement guard (a later issue): called with (session, statement text); returns a
+    # DbError to refuse the statement, None to let it pass. None here: every statement passes.
+    guard: Callable[[Any, str], DbError | None] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # protocol-specific shared state (e.g. cancel keys)
 
     def admit(self, identifier: str, port: int, peer: tuple[str, int] | None) -> ClusterTarget | None:
         """The cluster target when the security groups admit the peer; None (and an audit event) otherwise."""
@@ -97,6 +102,13 @@ class GatewaySession(asyncio.Protocol):
     @property
     def peer_host(self) -> str:
         return self.peer[0] if self.peer else ""
+
+    def audit_login(self, user: str | None, verdict: str, *, reason: str | None = None, database: str | None = None) -> None:
+        """Every login's outcome is an audit event: time, cluster, source, user, TLS, verdict."""
+        tls_info = describe_session(self.transport.get_extra_info("ssl_object") if self.transport else None)
+        self.ctx.audit.event("gateway.login", verdict=verdict, cluster=self.identifier, source_ip=self.peer_host, user=user,
+                             database=database, tls_version=tls_info.get("tls_version"), tls_cipher=tls_info.get("tls_cipher"),
+                             reason=reason)
 
 
 SessionFactory = Callable[[GatewayContext, str, int], asyncio.Protocol]
