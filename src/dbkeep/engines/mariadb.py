@@ -1,0 +1,260 @@
+"""MariaDB as a local process: ``mariadb-install-db`` + ``mariadbd`` (the ``aurora-mysql`` engine).
+
+The engine runs as the engine OS user with ``skip-networking``: its only door is the unix socket
+in ``run/`` (0700). dbkeep writes the whole configuration (``conf/my.cnf``, read with
+``--defaults-file`` so no system option file applies).
+
+How dbkeep logs in as rdsadmin. MariaDB's ``unix_socket`` plugin accepts a login only when the
+connecting process's OS user *has the account's name*; dbkeep connects as root (or as the user
+running it), so ``rdsadmin IDENTIFIED VIA unix_socket`` could never be used — and an account
+named after dbkeep's own OS user would let anyone whose login the gateway relays over the socket
+in without a password. So rdsadmin is ``IDENTIFIED VIA mysql_native_password`` with a random
+256-bit secret that only dbkeep can read (``rdsadmin.secret``, 0600, beside — not inside — the
+data directory, out of the engine user's reach). The gateway additionally refuses the name.
+
+Bootstrap: ``mariadb-install-db --auth-root-authentication-method=socket
+--auth-root-socket-user=<dbkeep's OS user>`` leaves one ``unix_socket`` account that dbkeep can
+use once; through it we create rdsadmin and load the time zone tables, then as rdsadmin we drop
+every other account (root included), and create the role, the procedures, the master and the
+initial database (bootstrap.py, reset.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pymysql
+import pymysql.cursors
+
+from dbkeep.engines import bootstrap as b
+from dbkeep.engines import reset
+from dbkeep.engines.base import LocalEngine
+from dbkeep.engines.driver import MYSQL, EngineSpec
+from dbkeep.engines.layout import ClusterLayout, write_private
+from dbkeep.engines.passwords import mysql_native_hash
+from dbkeep.engines.process import engine_env, kill_stale, log_size, read_log_lines, pick_log_line, run_tool
+from dbkeep.engines.settings import EngineSetting
+from dbkeep.engines.supervisor import ProcessPlan
+from dbkeep.errors import DbError, EngineError
+
+log = logging.getLogger("dbkeep.engines")
+
+T = TypeVar("T")
+SOCKET_NAME = "mysqld.sock"
+LOG_NAME = "mariadb.log"
+
+
+@dataclass(frozen=True)
+class MariaDBBinaries:
+    mariadbd: str = "/usr/sbin/mariadbd"
+    install_db: str = "/usr/bin/mariadb-install-db"
+    client: str = "/usr/bin/mariadb"
+    tzinfo_to_sql: str = "/usr/bin/mariadb-tzinfo-to-sql"
+    zoneinfo: str = "/usr/share/zoneinfo"
+
+
+class _MariaDBProcess:
+    def __init__(self, engine: MariaDB, layout: ClusterLayout, *, bootstrap: bool) -> None:
+        self.engine = engine
+        self.layout = layout
+        self.bootstrap = bootstrap
+        self.name = engine._name(layout.cluster_id)
+
+    def plan(self) -> ProcessPlan:
+        e = self.engine
+        return ProcessPlan(
+            argv=[*e.user.command_prefix(), e.binaries.mariadbd, f"--defaults-file={self.layout.conf / 'my.cnf'}"],
+            log_path=self.layout.log / LOG_NAME, cwd=self.layout.data, env=engine_env(), owner=e.user,
+            stop_signal=signal.SIGTERM)
+
+    async def before_spawn(self) -> None:
+        await kill_stale(self.layout.run / "mariadbd.pid", str(self.layout.conf / "my.cnf"),
+                         stop_signal=signal.SIGTERM, grace=self.engine.supervisor.stop_grace, what=self.name)
+
+    async def probe(self) -> None:
+        await asyncio.to_thread(self.engine._probe_sync, self.layout, self.bootstrap)
+
+
+class MariaDB(LocalEngine):
+    engine = MYSQL
+    label = "mariadb"
+
+    def __init__(self, state_dir, supervisor, *, binaries: MariaDBBinaries | None = None, **kw) -> None:
+        super().__init__(state_dir, supervisor, **kw)
+        self.binaries = binaries or MariaDBBinaries()
+
+    def socket_path(self, cluster_id: str) -> str:
+        return str(self.layout(cluster_id).run / SOCKET_NAME)
+
+    # --- files ------------------------------------------------------------------------------
+    async def _init_data(self, layout: ClusterLayout, spec: EngineSpec) -> None:
+        self._write_config(layout, {}, bootstrap=True)
+        await run_tool(
+            [*self.user.command_prefix(), self.binaries.install_db, f"--defaults-file={layout.conf / 'my.cnf'}",
+             "--auth-root-authentication-method=socket", f"--auth-root-socket-user={self.user.dbkeep_name}",
+             "--skip-test-db", "--skip-name-resolve"],
+            log_path=layout.log / "install.log", timeout=self.tool_timeout, what="mariadb-install-db",
+            cwd=layout.data, owner=self.user)
+
+    def _write_config(self, layout: ClusterLayout, values: Mapping[str, str], *, bootstrap: bool = False) -> None:
+        checked = self._checked_settings(values)
+        lines = [
+            "# Written by dbkeep for this cluster; changes here are overwritten.",
+            "[mariadbd]",
+            f"datadir = {layout.data}",
+            f"socket = {layout.run / SOCKET_NAME}",
+            f"pid-file = {layout.run / 'mariadbd.pid'}",
+            f"tmpdir = {layout.run}",
+            "skip-networking",
+            "skip-name-resolve",
+            f"log-error = {layout.log / LOG_NAME}",
+            "log-output = FILE",
+            f"general-log-file = {layout.log / 'general.log'}",
+            f"slow-query-log-file = {layout.log / 'slow.log'}",
+            "local-infile = 0",
+            f"secure-file-priv = {layout.run}",
+        ]
+        if "character_set_server" not in checked and "collation_server" not in checked:
+            lines += ["character-set-server = utf8mb4", "collation-server = utf8mb4_general_ci"]
+        if "time_zone" not in checked and not bootstrap:    # named zones need the tables bootstrap loads
+            lines.append("default-time-zone = UTC")
+        lines.append("# parameter group settings")
+        for setting, value in checked.values():
+            lines.append(f'{setting.engine_option} = "{value}"')
+        write_private(layout.conf / "my.cnf", "\n".join(lines) + "\n", owner=self.user)
+
+    def _process(self, layout: ClusterLayout, *, bootstrap: bool) -> _MariaDBProcess:
+        return _MariaDBProcess(self, layout, bootstrap=bootstrap)
+
+    # --- rdsadmin sessions (pymysql in a worker thread, bounded) ------------------------------
+    def _connect(self, layout: ClusterLayout, bootstrap: bool = False) -> pymysql.Connection:
+        args: dict[str, Any] = dict(
+            unix_socket=str(layout.run / SOCKET_NAME), connect_timeout=5, read_timeout=int(self.query_timeout),
+            write_timeout=int(self.query_timeout), autocommit=True, charset="utf8mb4",
+            cursorclass=pymysql.cursors.Cursor)
+        if bootstrap:
+            args["user"] = self.user.dbkeep_name
+        else:
+            args.update(user=b.RDSADMIN_MYSQL[0], password=layout.read_secret())
+        return pymysql.connect(**args)
+
+    def _probe_sync(self, layout: ClusterLayout, bootstrap: bool) -> None:
+        conn = self._connect(layout, bootstrap)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+        finally:
+            conn.close()
+
+    def _session_sync(self, layout: ClusterLayout, fn: Callable[[Any], T], quiet: bool, bootstrap: bool) -> T:
+        try:
+            conn = self._connect(layout, bootstrap)
+        except pymysql.MySQLError as exc:
+            raise EngineError(f"cannot reach {self._name(layout.cluster_id)} as rdsadmin: {exc.args[-1]}") from None
+        try:
+            with conn.cursor() as cur:
+                if quiet:
+                    reset.mysql_quiet(cur)
+                return fn(cur)
+        except pymysql.MySQLError as exc:
+            errno = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 1105
+            message = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+            if errno >= 2000:    # client-side: the connection broke
+                raise EngineError(f"{self._name(layout.cluster_id)}: {message}") from None
+            raise DbError(message, mysql_errno=errno) from None
+        finally:
+            conn.close()
+
+    async def _session(self, layout: ClusterLayout, fn: Callable[[Any], T], *, quiet: bool = False,
+                       bootstrap: bool = False) -> T:
+        async with asyncio.timeout(self.query_timeout + 15):
+            return await asyncio.to_thread(self._session_sync, layout, fn, quiet, bootstrap)
+
+    async def run_as_rdsadmin(self, cluster_id: str, sql: str, params: Sequence[Any] = (), *,
+                              database: str | None = None) -> list[tuple]:
+        def work(cur) -> list[tuple]:
+            if database:
+                cur.execute(f"USE {b.mysql_ident(database)}")
+            cur.execute(sql, tuple(params) if params else None)
+            return [tuple(r) for r in cur.fetchall()] if cur.description else []
+        return await self._session(self.layout(cluster_id), work)
+
+    # --- bootstrap ----------------------------------------------------------------------------
+    async def _bootstrap(self, layout: ClusterLayout, spec: EngineSpec, master_password: str) -> dict | None:
+        secret_hash = mysql_native_hash(layout.ensure_secret())
+        rdsadmin = b.RDSADMIN_MYSQL
+
+        def phase_a(cur) -> None:
+            cur.execute("CREATE USER IF NOT EXISTS %s@%s", rdsadmin)
+            cur.execute("ALTER USER %s@%s IDENTIFIED VIA mysql_native_password USING %s ACCOUNT UNLOCK",
+                        (*rdsadmin, secret_hash))
+            cur.execute("GRANT ALL PRIVILEGES ON *.* TO %s@%s WITH GRANT OPTION", rdsadmin)
+
+        await self._session(layout, phase_a, quiet=True, bootstrap=True)
+        await self._load_time_zones(layout)
+        master_hash = mysql_native_hash(master_password)
+
+        def phase_b(cur) -> None:
+            cur.execute("SELECT User, Host FROM mysql.global_priv WHERE Host <> '' AND NOT "
+                        "((User = %s AND Host = %s) OR (User = 'mariadb.sys' AND Host = 'localhost'))", rdsadmin)
+            for user, host in cur.fetchall():
+                cur.execute("DROP USER %s@%s", (user, host))
+            cur.execute("DELETE FROM mysql.proxies_priv")
+            cur.execute("DROP DATABASE IF EXISTS test")
+            cur.execute("DELETE FROM mysql.db WHERE Db LIKE 'test%'")
+            cur.execute("FLUSH PRIVILEGES")
+            reset.mysql_reset_master(cur, spec.master_username, master_hash)
+            if spec.database_name:
+                cur.execute(f"CREATE DATABASE IF NOT EXISTS {b.mysql_ident(spec.database_name)}")
+
+        await self._session(layout, phase_b, quiet=True)
+        return None
+
+    async def _load_time_zones(self, layout: ClusterLayout) -> None:
+        """Named time zones (``time_zone = 'Europe/Paris'``) need MariaDB's time zone tables."""
+        log_path = layout.log / "install.log"
+        offset = log_size(log_path)
+        with open(log_path, "ab") as errlog:
+            proc = await asyncio.create_subprocess_exec(
+                self.binaries.tzinfo_to_sql, self.binaries.zoneinfo, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=errlog, env=engine_env(), start_new_session=True)
+        try:
+            async with asyncio.timeout(self.tool_timeout):
+                sql_text, _ = await proc.communicate()
+        except BaseException:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            raise
+        if proc.returncode != 0:
+            line = pick_log_line(read_log_lines(log_path, offset))
+            raise EngineError(f"mariadb-tzinfo-to-sql failed: {line}", log_line=line)
+        await run_tool(
+            [self.binaries.client, "--no-defaults", f"--socket={layout.run / SOCKET_NAME}",
+             f"--user={self.user.dbkeep_name}", "--batch", "--init-command=SET SESSION sql_log_off=1", "mysql"],
+            log_path=log_path, timeout=self.tool_timeout, what="loading the time zone tables",
+            input_bytes=sql_text)
+
+    # --- settings and reset -----------------------------------------------------------------
+    async def _apply_live(self, layout: ClusterLayout, checked: Mapping[str, tuple[EngineSetting, str]]) -> None:
+        def work(cur) -> None:
+            for name, (setting, value) in checked.items():
+                if setting.data_type in ("integer", "float", "boolean"):
+                    cur.execute(f"SET GLOBAL {name} = {value}")
+                else:
+                    cur.execute(f"SET GLOBAL {name} = %s", (value,))
+        await self._session(layout, work)
+
+    async def reset_master(self, spec: EngineSpec, password: str) -> None:
+        self._check_spec(spec)
+        layout = self.layout(spec.cluster_id)
+        self._bootstrapped(layout)
+        password_hash = mysql_native_hash(password)
+        await self._session(layout, lambda cur: reset.mysql_reset_master(cur, spec.master_username, password_hash),
+                            quiet=True)
+        log.info("%s: master user %s reset", self._name(spec.cluster_id), spec.master_username)

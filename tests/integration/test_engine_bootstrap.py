@@ -1,0 +1,143 @@
+"""The Aurora-style bootstrap on real engines: accounts, roles, privileges exactly as SPEC.md."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import psycopg
+import pytest
+
+from dbkeep.engines.bootstrap import MYSQL_MASTER_PRIVILEGES
+from engine_clients import (SPEC_V2_MARIADB, global_privileges, members_of, my_connect, my_login_error, my_rows,
+                            pg_connect, pg_login_error, pg_role, pg_rows)
+
+pytestmark = pytest.mark.engines
+
+# --- layout ---------------------------------------------------------------------------------------
+
+def test_private_layout(mysql_cluster, pg_cluster, engines):
+    assert stat.S_IMODE(os.stat(engines.state_dir).st_mode) & 0o007 == 0, "state dir opened to others"
+    for cluster in (mysql_cluster, pg_cluster):
+        layout = cluster.layout
+        for d in (layout.data, layout.run, layout.log, layout.conf):
+            st = os.stat(d)
+            assert stat.S_IMODE(st.st_mode) == 0o700, d
+            assert st.st_uid == engines.driver.user.uid
+        assert stat.S_IMODE(os.stat(layout.root).st_mode) & 0o007 == 0
+    secret = mysql_cluster.layout.secret_path
+    assert stat.S_IMODE(os.stat(secret).st_mode) == 0o600 and os.stat(secret).st_uid == os.geteuid()
+
+
+# --- MariaDB ----------------------------------------------------------------------------------------
+
+def test_mysql_master_grants_match_spec(mysql_cluster):
+    assert set(MYSQL_MASTER_PRIVILEGES) == SPEC_V2_MARIADB
+    grants = mysql_cluster.rdsadmin("SHOW GRANTS FOR 'admin'@'%'")
+    privs, rest = global_privileges(grants)
+    assert privs == SPEC_V2_MARIADB
+    assert "WITH GRANT OPTION" in rest
+    assert not privs & {"SUPER", "CONNECTION ADMIN", "FILE", "SHUTDOWN", "ALL PRIVILEGES"}
+    lines = [g for (g,) in grants]
+    assert "GRANT `rds_superuser_role` TO `admin`@`%` WITH ADMIN OPTION" in lines
+    assert "SET DEFAULT ROLE `rds_superuser_role` FOR `admin`@`%`" in lines
+    role_privs, role_rest = global_privileges(mysql_cluster.rdsadmin("SHOW GRANTS FOR rds_superuser_role"))
+    assert role_privs == SPEC_V2_MARIADB and "WITH GRANT OPTION" in role_rest
+
+
+def test_mysql_master_logs_in_with_default_role(mysql_cluster):
+    conn = my_connect(mysql_cluster, database="appdb")
+    try:
+        assert my_rows(conn, "SELECT CURRENT_USER(), CURRENT_ROLE()") == [("admin@%", "rds_superuser_role")]
+        my_rows(conn, "CREATE TABLE IF NOT EXISTS boot_t (id INT PRIMARY KEY)")
+        my_rows(conn, "DROP TABLE boot_t")
+        assert my_rows(conn, "SELECT @@time_zone, @@skip_networking") == [("UTC", 1)]
+    finally:
+        conn.close()
+    errno, msg = my_login_error(mysql_cluster, password="wrong-password")
+    assert errno == 1045 and "Access denied for user 'admin'@'localhost'" in msg
+
+
+def test_mysql_accounts_hygiene(mysql_cluster):
+    accounts = {(u, h) for u, h in mysql_cluster.rdsadmin(
+        "SELECT User, Host FROM mysql.global_priv WHERE Host <> ''")}
+    assert accounts == {("rdsadmin", "localhost"), ("admin", "%"), ("mariadb.sys", "localhost")}
+    roles = [u for (u,) in mysql_cluster.rdsadmin("SELECT User FROM mysql.global_priv WHERE Host = ''")]
+    assert roles == ["rds_superuser_role"]
+    # Nobody but rdsadmin holds SUPER (or any privilege the master lacks).
+    supers = mysql_cluster.rdsadmin("SELECT DISTINCT GRANTEE FROM information_schema.USER_PRIVILEGES "
+                                    "WHERE PRIVILEGE_TYPE IN ('SUPER', 'SHUTDOWN', 'FILE', 'CONNECTION ADMIN')")
+    assert supers == [("'rdsadmin'@'localhost'",)]
+    dbs = {d for (d,) in mysql_cluster.rdsadmin("SHOW DATABASES")}
+    assert "appdb" in dbs and "test" not in dbs
+    assert mysql_cluster.rdsadmin("SELECT COUNT(*) FROM mysql.db") == [(0,)]
+    assert mysql_cluster.rdsadmin("SELECT COUNT(*) FROM mysql.proxies_priv") == [(0,)]
+    assert mysql_cluster.rdsadmin("SELECT COUNT(*) FROM mysql.time_zone_name")[0][0] > 300
+    procs = set(mysql_cluster.rdsadmin(
+        "SELECT ROUTINE_NAME, DEFINER, SECURITY_TYPE FROM information_schema.ROUTINES "
+        "WHERE ROUTINE_SCHEMA = 'mysql' AND ROUTINE_NAME LIKE 'rds_kill%'"))
+    assert procs == {("rds_kill", "rdsadmin@localhost", "DEFINER"),
+                     ("rds_kill_query", "rdsadmin@localhost", "DEFINER")}
+
+
+def test_mysql_rdsadmin_not_reachable_without_secret(mysql_cluster):
+    errno, _ = my_login_error(mysql_cluster, user="rdsadmin", password="")
+    assert errno == 1045
+    errno, _ = my_login_error(mysql_cluster, user="root", password="")
+    assert errno in (1045, 1698)
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------------
+
+def test_pg_roles_match_spec(pg_cluster):
+    master = pg_role(pg_cluster, "pgadmin")
+    assert master == dict(super=False, inherit=True, createrole=True, createdb=True, login=True,
+                          replication=False, bypassrls=False, connlimit=-1, validuntil="infinity")
+    assert members_of(pg_cluster, "pgadmin") == {("rds_superuser", False)}
+    su = pg_role(pg_cluster, "rds_superuser")
+    assert (su["login"], su["super"], su["createrole"], su["createdb"]) == (False, False, True, True)
+    assert members_of(pg_cluster, "rds_superuser") == {
+        ("pg_monitor", False), ("pg_signal_backend", False), ("rds_replication", True), ("rds_password", True)}
+    for name in ("rds_password", "rds_iam", "rds_ad", "rds_replication"):
+        r = pg_role(pg_cluster, name)
+        assert not r["login"] and not r["super"] and not r["createrole"], name
+    admin = pg_role(pg_cluster, "rdsadmin")
+    assert admin["super"] and admin["login"]
+    supers = pg_cluster.rdsadmin("SELECT rolname FROM pg_roles WHERE rolsuper")
+    assert supers == [("rdsadmin",)]
+    owner = pg_cluster.rdsadmin("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'appdb'")
+    assert owner == [("pgadmin",)]
+    assert pg_cluster.rdsadmin("SELECT rolpassword LIKE 'SCRAM-SHA-256$4096:%%' FROM pg_authid "
+                               "WHERE rolname = 'pgadmin'") == [(True,)]
+    # PostgreSQL 15's default is kept: PUBLIC may not CREATE in the public schema.
+    assert pg_cluster.rdsadmin("SELECT has_schema_privilege('public', 'public', 'CREATE'), "
+                               "has_schema_privilege('public', 'public', 'USAGE')") == [(False, True)]
+
+
+def test_pg_master_logs_in_with_scram(pg_cluster):
+    with pg_connect(pg_cluster) as conn:
+        assert pg_rows(conn, "SELECT current_user, pg_has_role('rds_superuser', 'MEMBER')") == [("pgadmin", True)]
+        assert pg_rows(conn, "SHOW password_encryption") == [("scram-sha-256",)]
+        assert pg_rows(conn, "SHOW listen_addresses") == [("",)]
+        pg_rows(conn, "CREATE TABLE boot_t (id int)")
+        pg_rows(conn, "DROP TABLE boot_t")
+    assert "password authentication failed" in pg_login_error(pg_cluster, password="wrong-password")
+
+
+def test_pg_hba_no_password_path_to_rdsadmin(pg_cluster):
+    hba = (pg_cluster.layout.conf / "pg_hba.conf").read_text()
+    rules = [ln.split() for ln in hba.splitlines() if ln.strip() and not ln.startswith("#")]
+    assert rules == [["local", "all", "rdsadmin", "peer", "map=dbkeep"], ["local", "all", "all", "scram-sha-256"]]
+    # rdsadmin has no password at all: only peer through the map gets in.
+    assert pg_cluster.rdsadmin("SELECT rolpassword IS NULL FROM pg_authid WHERE rolname = 'rdsadmin'") == [(True,)]
+
+
+def test_pg_master_cannot_touch_rdsadmin(pg_cluster):
+    with pg_connect(pg_cluster) as conn:
+        for stmt, text in (("DROP ROLE rdsadmin", "must be superuser to drop superusers"),
+                           ("ALTER ROLE rdsadmin NOLOGIN",
+                            "must be superuser to alter superuser roles or change superuser attribute"),
+                           ("SELECT * FROM pg_authid", "permission denied for table pg_authid")):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege) as ei:
+                conn.execute(stmt)
+            assert text in str(ei.value)
