@@ -129,10 +129,8 @@ def test_broken_setting_fails_with_log_line(engine_case):
         expected = "could not map anonymous shared memory"
     c.run(c.engines.driver.stop(c.spec.cluster_id))
     try:
-        t0 = time.monotonic()
-        with pytest.raises(EngineError) as ei:
+        with pytest.raises(EngineError) as ei:  # c.run's timeout turns a hang into a failure
             c.run(c.engines.driver.start(_with_settings(c.spec, **bad)), timeout=60)
-        assert time.monotonic() - t0 < 20
         assert expected in (ei.value.log_line or "")
         st = c.status()
         assert st.state is EngineState.FAILED and expected in st.last_log_line
@@ -257,9 +255,8 @@ def test_stop_escalates_to_sigkill(tmp_path):
             eng = FakeEngine(tmp_path, IGNORES_SIGTERM)
             await sup.start("c1", eng)
             pid = sup.status("c1").pid
-            t0 = time.monotonic()
-            await sup.stop("c1")
-            assert time.monotonic() - t0 < 5
+            async with asyncio.timeout(10):  # a stop that waits forever on SIGTERM fails here
+                await sup.stop("c1")
             assert sup.status("c1").state is EngineState.STOPPED
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
@@ -271,10 +268,9 @@ def test_never_ready_fails_without_hanging(tmp_path):
         async with Supervisor(ready_timeout=1.0) as sup:
             eng = FakeEngine(tmp_path, "import time\nprint('ERROR: cannot bind, giving up', flush=True)\n"
                                        "time.sleep(60)\n", ready=False)
-            t0 = time.monotonic()
             with pytest.raises(EngineError) as ei:
-                await sup.start("c2", eng)
-            assert time.monotonic() - t0 < 5
+                async with asyncio.timeout(10):  # bounded: a hang fails as TimeoutError
+                    await sup.start("c2", eng)
             assert "did not answer" in ei.value.message
             assert ei.value.log_line == "ERROR: cannot bind, giving up"
             assert sup.status("c2").state is EngineState.FAILED
