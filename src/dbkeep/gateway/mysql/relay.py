@@ -1,0 +1,273 @@
+"""Wiring of the two MySQL legs for a password-relay session (sans-I/O).
+
+Theory of operation
+-------------------
+:class:`Relay` owns a :class:`~.connection.ClientFacing` and an
+:class:`~.connection.EngineFacing` and moves events between them as the gateway does for a
+native-password login (DESIGN.md "Password logins are relayed"): the engine's greeting is
+shown to the client with adjusted capabilities, the client's login is checked by ``decide``
+and then forwarded, the authentication exchange is relayed packet by packet (each leg framing
+with its own sequence ids), and in the command phase every command is offered to ``decide``
+before it is forwarded while engine bytes go back untouched.
+
+It does no I/O. Each call returns an :class:`Output`: bytes for each side (write them in
+order; ``writelines`` keeps the zero-copy views), whether a transport must switch to TLS now,
+and whether the session is over. An asyncio driver (an ``asyncio.Protocol`` per leg) is then
+little more than::
+
+    relay = Relay(decide, client_tls=True, engine_tls=False)
+    # engine leg connected first; its data_received:
+    out = relay.engine_data(data)
+    # client leg data_received (read at most relay.client.receive_limit() bytes while it is
+    # not None -- e.g. with asyncio.BufferedProtocol -- so no TLS byte is read in cleartext):
+    out = relay.client_data(data)
+    # for every Output:
+    client_transport.writelines(out.to_client); engine_transport.writelines(out.to_engine)
+    if out.start_client_tls:
+        client_transport.pause_reading()   # nothing more in cleartext
+        new = await loop.start_tls(client_transport, client_protocol, server_ctx, server_side=True)
+        out = relay.client_tls_established()
+        # bytes the protocol received while start_tls ran are TLS-decrypted: hold them until
+        # here, then feed them with relay.client_data()
+    if out.start_engine_tls:
+        new = await loop.start_tls(engine_transport, engine_protocol, client_ctx)
+        out = relay.engine_tls_established()
+    if out.close: close both transports after writing.
+    # on RemoteProtocolError: write relay.client_error(ErrPacket(...)) if not empty, close.
+
+``decide(event)`` sees :class:`~.connection.LoginRequested`, every statement
+(:class:`~.connection.Query`, :class:`~.connection.Prepare`), :class:`~.connection.ChangeUser`,
+:class:`~.connection.ProcessKill`, :class:`~.connection.ResetConnection` and every other
+:class:`~.connection.Command`; it returns None to let it through or an
+:class:`~.messages.ErrPacket` to refuse it. A refused login or change of user is answered by
+the gateway. A refused command is, by default, answered *in order* by the engine: the gateway
+forwards ``SIGNAL SQLSTATE ... SET MYSQL_ERRNO = ..., MESSAGE_TEXT = ...`` in its place, so a
+client that pipelines commands still receives the error after the responses to the commands
+before it, with the sequence id it expects (the text is sent as a ``_utf8mb4 X'..'`` literal,
+immune to sql_mode and quoting). A refused COM_STMT_SEND_LONG_DATA or COM_STMT_CLOSE, which the
+server never answers, is dropped. IAM logins, which end at the gateway, use the two legs
+directly rather than this class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dbkeep.errors import LocalProtocolError, RemoteProtocolError
+
+from .connection import (
+    NEED_DATA,
+    AuthData,
+    ChangeUser,
+    ClientCommand,
+    ClientFacing,
+    ClientState,
+    Command,
+    ConnectionClosed,
+    Continuation,
+    EngineFacing,
+    LoginRequested,
+    Passthrough,
+    Prepare,
+    ProcessKill,
+    Query,
+    Quit,
+    ResetConnection,
+    SslRequested,
+)
+from .messages import (
+    AuthMoreData,
+    AuthSwitchRequest,
+    Capability,
+    CommandCode,
+    ErrPacket,
+    HandshakeResponse41,
+    InitialHandshake,
+    OkPacket,
+    client_greeting,
+)
+from .wire import DEFAULT_MAX_MESSAGE_SIZE, frame
+
+# Commands the server never answers: a refusal must not produce a reply either.
+_NO_RESPONSE = frozenset({CommandCode.COM_STMT_SEND_LONG_DATA, CommandCode.COM_STMT_CLOSE})
+
+__all__ = ["Decidable", "Output", "Relay", "signal_statement"]
+
+Decidable = LoginRequested | Query | Prepare | ChangeUser | ProcessKill | ResetConnection | Command
+Decide = Callable[[Decidable], ErrPacket | None]
+
+
+@dataclass
+class Output:
+    to_client: list[bytes | memoryview] = field(default_factory=list)
+    to_engine: list[bytes | memoryview] = field(default_factory=list)
+    events: list[object] = field(default_factory=list)  # what happened, in order (audit)
+    start_client_tls: bool = False
+    start_engine_tls: bool = False
+    close: bool = False
+
+
+def signal_statement(err: ErrPacket) -> bytes:
+    """A COM_QUERY payload that makes the engine answer with ``err``."""
+    state = (err.sqlstate or "HY000").encode("ascii")
+    if len(state) != 5 or not state.isalnum():
+        raise LocalProtocolError(f"invalid SQLSTATE {err.sqlstate!r}")
+    if not 1 <= err.errno <= 65534:
+        raise LocalProtocolError(f"error number {err.errno} cannot be signalled")
+    text = err.message.encode("utf-8", errors="replace").hex()
+    sql = (
+        f"SIGNAL SQLSTATE '{state.decode()}' SET MYSQL_ERRNO = {err.errno}, "
+        f"MESSAGE_TEXT = _utf8mb4 X'{text}'"
+    )
+    return b"\x03" + sql.encode("ascii")
+
+
+class Relay:
+    """Password-relay wiring of a client leg and an engine leg."""
+
+    def __init__(
+        self,
+        decide: Decide,
+        *,
+        client_tls: bool,
+        engine_tls: bool = False,
+        refuse_in_order: bool = True,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        self.client = ClientFacing(max_message_size=max_message_size)
+        self.engine = EngineFacing(max_message_size=max_message_size)
+        self._decide = decide
+        self._client_tls = client_tls
+        self._engine_tls = engine_tls
+        self._refuse_in_order = refuse_in_order
+        self._pending_login: HandshakeResponse41 | None = None
+        self.closed = False  # once an Output said close, the relay ignores further input
+
+    def _finish(self, out: Output) -> Output:
+        if out.close:
+            self.closed = True
+        return out
+
+    # -- engine leg --
+
+    def engine_data(self, data: bytes | bytearray | memoryview) -> Output:
+        """Feed bytes from the engine (``b""`` when it closed)."""
+        if self.closed:
+            return Output(close=True)
+        out = Output()
+        self.engine.receive_data(data)
+        self._drain_engine(out)
+        return self._finish(out)
+
+    def engine_tls_established(self) -> Output:
+        if self.closed:
+            return Output(close=True)
+        out = Output()
+        self.engine.tls_established()
+        assert self._pending_login is not None
+        out.to_engine.append(self.engine.send(self._pending_login))
+        self._pending_login = None
+        return out
+
+    def _drain_engine(self, out: Output) -> None:
+        while True:
+            event = self.engine.next_event()
+            if event is NEED_DATA:
+                return
+            out.events.append(event)
+            if isinstance(event, Passthrough):
+                out.to_client.append(event.data)
+            elif isinstance(event, InitialHandshake):
+                if self._engine_tls and not event.capabilities & Capability.CLIENT_SSL:
+                    raise RemoteProtocolError("the engine does not offer TLS")
+                out.to_client.append(
+                    self.client.send(client_greeting(event, tls=self._client_tls))
+                )
+            elif isinstance(event, (AuthSwitchRequest, AuthMoreData, OkPacket, ErrPacket)):
+                out.to_client.append(self.client.send(event))
+                if isinstance(event, ErrPacket) and self.client.state is ClientState.CLOSED:
+                    out.close = True
+            elif isinstance(event, ConnectionClosed):
+                out.close = True
+                return
+            if out.close:
+                return
+
+    # -- client leg --
+
+    def client_data(self, data: bytes | bytearray | memoryview) -> Output:
+        """Feed bytes from the client (``b""`` when it closed)."""
+        if self.closed:
+            return Output(close=True)
+        out = Output()
+        self.client.receive_data(data)
+        self._drain_client(out)
+        return self._finish(out)
+
+    def client_tls_established(self) -> Output:
+        if self.closed:
+            return Output(close=True)
+        out = Output()
+        self.client.tls_established()
+        self._drain_client(out)
+        return self._finish(out)
+
+    def client_error(self, err: ErrPacket) -> bytes:
+        """An ERR for the client after a failure, if the protocol still allows one."""
+        try:
+            return self.client.send(err)
+        except LocalProtocolError:
+            return b""
+
+    def _drain_client(self, out: Output) -> None:
+        while True:
+            event = self.client.next_event()
+            if event is NEED_DATA:
+                return
+            out.events.append(event)
+            if isinstance(event, SslRequested):
+                out.start_client_tls = True
+                return
+            if isinstance(event, ConnectionClosed):
+                out.close = True
+                return
+            if isinstance(event, LoginRequested):
+                refusal = self._decide(event)
+                if refusal is not None:
+                    out.to_client.append(self.client.send(refusal))
+                    out.close = True
+                    return
+                if self._engine_tls:
+                    out.to_engine.append(self.engine.send(event.response.ssl_request()))
+                    self._pending_login = event.response
+                    out.start_engine_tls = True
+                    return
+                out.to_engine.append(self.engine.send(event.response))
+            elif isinstance(event, (AuthData, Continuation)):
+                out.to_engine.append(self.engine.send(event))
+            elif isinstance(event, Quit):
+                out.to_engine.append(self.engine.send(event))
+                out.close = True
+                return
+            elif isinstance(event, ChangeUser):
+                refusal = self._decide(event)
+                if refusal is not None:
+                    out.to_client.append(self.client.send(refusal))
+                else:
+                    out.to_engine.append(self.engine.send(event))
+            elif isinstance(event, ClientCommand):
+                assert isinstance(
+                    event, (Query, Prepare, ProcessKill, ResetConnection, Command)
+                )
+                refusal = self._decide(event)
+                if refusal is None:
+                    out.to_engine.append(self.engine.send(event))
+                elif isinstance(event, Command) and event.command in _NO_RESPONSE:
+                    pass  # the client expects no answer: dropping it is the refusal
+                elif self._refuse_in_order:
+                    payload = signal_statement(refusal)
+                    substitute = Query(memoryview(frame(payload, 0)), payload[1:].decode())
+                    out.to_engine.append(self.engine.send(substitute))
+                else:
+                    out.to_client.append(self.client.send(refusal))
