@@ -60,6 +60,9 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
+    if url.startswith("postgresql://"):
+        # psycopg 3 is the driver dbkeep ships with; SQLAlchemy's default would be psycopg2.
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
     return create_engine(url, pool_pre_ping=True)
 
 
