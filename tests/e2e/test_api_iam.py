@@ -209,6 +209,11 @@ def test_iam_errors(dbkeep):
     with pytest.raises(botocore.exceptions.ClientError) as exc:
         iam.create_user(UserName="bad name!")
     assert error_of(exc)[0] == "ValidationError"
+    big = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:GetUser", "Resource": f"arn:aws:iam::123456789012:user/{'x' * 60}{i}"} for i in range(40)]})
+    with pytest.raises(botocore.exceptions.ClientError) as exc:
+        iam.put_user_policy(UserName=name, PolicyName="big", PolicyDocument=big)
+    assert error_of(exc) == ("LimitExceeded", f"Maximum policy size of 2048 bytes exceeded for user {name}")
     # delete in order works
     for k in iam.list_access_keys(UserName=name)["AccessKeyMetadata"]:
         iam.delete_access_key(UserName=name, AccessKeyId=k["AccessKeyId"])

@@ -8,7 +8,6 @@ size 2048/5120/10240 characters for users/groups/roles, managed policy 6144).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import unquote
 
@@ -17,12 +16,15 @@ from dbkeep.catalog.models import Group, ManagedPolicy, Role, User
 from dbkeep.catalog.store import Conflict
 from dbkeep.errors import ApiError, PolicyDocumentError
 from dbkeep.identity.credentials import new_access_key_id, new_secret_access_key, new_unique_id
-from dbkeep.policy.document import parse_policy
+from dbkeep.policy.document import (
+    inline_policy_size_error,
+    managed_policy_size_error,
+    parse_policy,
+    trust_policy_size_error,
+)
 
 MAX_ACCESS_KEYS = 2
 MAX_ATTACHED = 10
-INLINE_SIZE = {"user": 2048, "group": 5120, "role": 10240}
-MANAGED_SIZE = 6144
 
 
 def no_such(kind: str, name: str) -> ApiError:
@@ -52,14 +54,15 @@ def _tags(args: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     return tuple((t["Key"], t.get("Value", "")) for t in args.get("Tags", []))
 
 
-def _document(text: str, *, kind: str = "identity", max_size: int) -> str:
+def _document(text: str, *, kind: str = "identity", size_error: str | None = None, managed: bool = False) -> str:
+    """Validate a policy document (and its size quota, whose AWS text the caller computed)."""
     # boto3 sends documents as JSON text; the CLI may send them URL-encoded.
-    if text.lstrip().startswith("%7B") or text.lstrip().startswith("%7b"):
+    if text.lstrip()[:3].upper() == "%7B":
         text = unquote(text)
-    if len(re.sub(r"\s", "", text)) > max_size:
-        raise limit("PolicySize", max_size)
+    if size_error is not None:
+        raise ApiError("LimitExceeded", size_error, 409)
     try:
-        parse_policy(text, kind=kind)
+        parse_policy(text, kind=kind, managed=managed)
     except PolicyDocumentError as exc:
         raise ApiError("MalformedPolicyDocument", exc.message or "Syntax errors in policy.", 400) from None
     return text
@@ -300,7 +303,8 @@ def delete_group(ctx: CallContext, args: dict[str, Any]) -> None:
 def create_role(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     name, path = args["RoleName"], _path(args)
     ctx.authorize("iam:CreateRole", arn(ctx, "role", path, name))
-    trust = _document(args["AssumeRolePolicyDocument"], kind="trust", max_size=2048)
+    trust = _document(args["AssumeRolePolicyDocument"], kind="trust",
+                      size_error=trust_policy_size_error(args["AssumeRolePolicyDocument"]))
     duration = args.get("MaxSessionDuration", 3600)
     if not 3600 <= duration <= 43200:
         raise ApiError("ValidationError", f"1 validation error detected: Value '{duration}' at 'maxSessionDuration' failed to satisfy constraint: Member must have value between 3600 and 43200")
@@ -347,7 +351,9 @@ def _inline(kind: str, verb: str):
         owner = require(ctx, args[param])
         ctx.authorize(f"iam:{verb}{title}Polic{'ies' if verb == 'List' else 'y'}", arn(ctx, kind, owner.path, owner.name))
         if verb == "Put":
-            doc = _document(args["PolicyDocument"], max_size=INLINE_SIZE[kind])
+            others = [d for n, d in ctx.catalog.list_inline_policies(kind, owner.name) if n != args["PolicyName"]]
+            doc = _document(args["PolicyDocument"], size_error=inline_policy_size_error(
+                [*others, args["PolicyDocument"]], entity_type=kind, entity_name=owner.name))
             ctx.catalog.put_inline_policy(kind, owner.name, args["PolicyName"], doc)
             return None
         if verb == "List":
@@ -378,7 +384,7 @@ def create_policy(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     name, path = args["PolicyName"], _path(args)
     policy_arn = arn(ctx, "policy", path, name)
     ctx.authorize("iam:CreatePolicy", policy_arn)
-    doc = _document(args["PolicyDocument"], max_size=MANAGED_SIZE)
+    doc = _document(args["PolicyDocument"], size_error=managed_policy_size_error(args["PolicyDocument"]), managed=True)
     if ctx.catalog.get_managed_policy(policy_arn):
         raise ApiError("EntityAlreadyExists", f"A policy called {name} already exists. Duplicate names are not allowed.", 409)
     policy = ManagedPolicy(policy_arn, name, new_unique_id("ANPA"), path, doc, args.get("Description"), ctx.now, ctx.now)
