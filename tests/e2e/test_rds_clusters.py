@@ -305,3 +305,27 @@ def test_stop_start_delete(dbkeep):
         assert time.monotonic() < deadline
         time.sleep(0.3)
     assert not (dbkeep.state_dir / "clusters" / cluster["DbClusterResourceId"]).exists()
+
+
+def test_engine_that_cannot_start_reports_its_log_line(dbkeep):
+    rds = dbkeep.client("rds")
+    ident = unique("broken")
+    name = unique("bigmem")
+    rds.create_db_cluster_parameter_group(DBClusterParameterGroupName=name, DBParameterGroupFamily="aurora-postgresql15", Description="x")
+    cluster = create_cluster(dbkeep, "aurora-postgresql", ident, "Broken-Pass-1", DBClusterParameterGroupName=name)
+    with postgres(dbkeep, cluster, "master", "Broken-Pass-1") as conn:
+        conn.execute("CREATE TABLE survives (v text)")
+        conn.execute("INSERT INTO survives VALUES ('kept')")
+    # valid for the parameter group, impossible for this host: 8 TB of shared buffers
+    rds.modify_db_cluster_parameter_group(DBClusterParameterGroupName=name, Parameters=[
+        {"ParameterName": "shared_buffers", "ParameterValue": "1073741823", "ApplyMethod": "pending-reboot"}])
+    rds.reboot_db_instance(DBInstanceIdentifier=f"{ident}-1")
+    broken = wait_cluster(dbkeep, ident, "incompatible-parameters")
+    assert "could not map anonymous shared memory" in broken["StatusInfos"][0]["Message"]
+    inst = rds.describe_db_instances(DBInstanceIdentifier=f"{ident}-1")["DBInstances"][0]
+    assert inst["DBInstanceStatus"] == "incompatible-parameters"
+    rds.reset_db_cluster_parameter_group(DBClusterParameterGroupName=name, ResetAllParameters=True)
+    rds.reboot_db_instance(DBInstanceIdentifier=f"{ident}-1")
+    cluster = wait_cluster(dbkeep, ident, "available")
+    with postgres(dbkeep, cluster, "master", "Broken-Pass-1") as conn:
+        assert conn.execute("SELECT v FROM survives").fetchall() == [("kept",)]

@@ -451,7 +451,7 @@ def reboot_db_instance(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]
     inst = _require_instance(ctx, args["DBInstanceIdentifier"])
     ctx.authorize("rds:RebootDBInstance", _iarn(ctx, inst.identifier))
     cluster = _store(ctx).get_cluster(inst.cluster_identifier)
-    if inst.status != "available" or cluster is None or cluster.status not in ("available", "incompatible-parameters"):
+    if inst.status not in ("available", "incompatible-parameters") or cluster is None or cluster.status not in ("available", "incompatible-parameters"):
         raise ApiError("InvalidDBInstanceState", "Instance cannot currently reboot due to an in-progress management operation.", 400)
     _mgr(ctx).reboot(inst)
     return {"DBInstance": instance_out(ctx, _require_instance(ctx, inst.identifier))}
