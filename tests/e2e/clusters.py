@@ -29,6 +29,7 @@ def create_cluster(dbkeep, engine: str, ident: str, password: str, *, database: 
     if instance:
         rds.create_db_instance(DBInstanceIdentifier=f"{ident}-1", DBClusterIdentifier=ident, Engine=engine, DBInstanceClass="db.r6g.large")
         rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier=f"{ident}-1", WaiterConfig=WAITER)
+        rds.get_waiter("db_cluster_available").wait(DBClusterIdentifier=ident, WaiterConfig=WAITER)
     wait_cluster(dbkeep, ident)
     return rds.describe_db_clusters(DBClusterIdentifier=ident)["DBClusters"][0] if instance else cluster
 

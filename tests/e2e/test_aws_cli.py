@@ -68,3 +68,31 @@ def test_dbkeep_env_prints_exports(dbkeep):
         f"export AWS_CONFIG_FILE={dbkeep.state_dir}/config",
         f"export AWS_SHARED_CREDENTIALS_FILE={dbkeep.state_dir}/credentials",
     ]
+
+
+def test_cli_cluster_lifecycle(dbkeep):
+    import sys as _sys
+
+    _sys.path.insert(0, str(Path(__file__).parent))
+    from clusters import postgres
+
+    env = dbkeep.env
+    ident = f"cli-{uuid.uuid4().hex[:6]}"
+    created = json.loads(aws(env, "rds", "create-db-cluster", "--db-cluster-identifier", ident, "--engine", "aurora-postgresql",
+                             "--master-username", "master", "--master-user-password", "Cli-Pass-123", "--database-name", "appdb").stdout)
+    assert created["DBCluster"]["Status"] == "creating"
+    aws(env, "rds", "create-db-instance", "--db-instance-identifier", f"{ident}-1", "--db-cluster-identifier", ident,
+        "--engine", "aurora-postgresql", "--db-instance-class", "db.r6g.large")
+    # the CLI's own waiters poll every 30 s; boto3's waiter with a 1 s delay checks the same thing
+    rds = dbkeep.client("rds")
+    rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier=f"{ident}-1", WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    rds.get_waiter("db_cluster_available").wait(DBClusterIdentifier=ident, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    cluster = json.loads(aws(env, "rds", "describe-db-clusters", "--db-cluster-identifier", ident).stdout)["DBClusters"][0]
+    assert cluster["Status"] == "available" and cluster["DBClusterMembers"][0]["IsClusterWriter"]
+    postgres(dbkeep, cluster, "master", "Cli-Pass-123").close()
+    aws(env, "rds", "modify-db-cluster", "--db-cluster-identifier", ident, "--master-user-password", "Cli-Pass-456", "--apply-immediately")
+    rds.get_waiter("db_cluster_available").wait(DBClusterIdentifier=ident, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    postgres(dbkeep, cluster, "master", "Cli-Pass-456").close()
+    bad = aws(env, "rds", "create-db-cluster", "--db-cluster-identifier", ident, "--engine", "aurora-postgresql",
+              "--master-username", "master", "--master-user-password", "Cli-Pass-123", check=False)
+    assert bad.returncode != 0 and "DBClusterAlreadyExistsFault" in bad.stderr
