@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ca = sub.add_parser("ca", help="print dbkeep's CA certificate (PEM)")
     ca.add_argument("--state-dir", help=STATE_HELP)
+
+    status = sub.add_parser("status", help="say whether dbkeep runs on a state dir, and list its clusters")
+    status.add_argument("--state-dir", help=STATE_HELP)
     return parser
 
 
@@ -62,6 +65,12 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             print("\n".join(export_lines(state_dir)))
             return 0
+        if args.command == "status":
+            from dbkeep.status import describe
+
+            text, running = describe(state_dir)
+            print(text)
+            return 0 if running else 3
         if args.command == "ca":
             ca = state_dir / "ca.pem"
             if not ca.exists():

@@ -96,3 +96,9 @@ def test_cli_cluster_lifecycle(dbkeep):
     bad = aws(env, "rds", "create-db-cluster", "--db-cluster-identifier", ident, "--engine", "aurora-postgresql",
               "--master-username", "master", "--master-user-password", "Cli-Pass-123", check=False)
     assert bad.returncode != 0 and "DBClusterAlreadyExistsFault" in bad.stderr
+
+
+def test_dbkeep_status(dbkeep):
+    out = subprocess.run([sys.executable, "-m", "dbkeep", "status", "--state-dir", str(dbkeep.state_dir)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "running (pid" in out.stdout and dbkeep.url in out.stdout

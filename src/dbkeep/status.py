@@ -1,0 +1,57 @@
+"""``dbkeep status``: is a dbkeep running on this state dir, where is its API, what clusters does it hold.
+
+Reads only: the lock file (held by a running ``dbkeep up``), ``DIR/config`` and the catalog's
+cluster rows. It never opens secrets.
+"""
+
+from __future__ import annotations
+
+import configparser
+import fcntl
+import os
+from pathlib import Path
+
+from sqlalchemy import create_engine, select
+
+from dbkeep.catalog import schema
+
+
+def _running_pid(state_dir: Path) -> int | None:
+    lock = state_dir / "lock"
+    if not lock.exists():
+        return None
+    fd = os.open(lock, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.read(fd, 32).decode().strip()
+            return int(text) if text.isdigit() else -1
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def describe(state_dir: Path) -> tuple[str, bool]:
+    if not (state_dir / "credentials").exists():
+        return f"no dbkeep state in {state_dir}", False
+    pid = _running_pid(state_dir)
+    config = configparser.ConfigParser()
+    config.read(state_dir / "config")
+    endpoint = config.get("default", "endpoint_url", fallback="?")
+    lines = [f"dbkeep {'running (pid ' + str(pid) + ')' if pid else 'stopped'}; API {endpoint}; state dir {state_dir}"]
+    catalog = state_dir / "catalog.sqlite3"
+    if catalog.exists():
+        engine = create_engine(f"sqlite:///{catalog}?mode=ro")
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(select(schema.clusters.c.identifier, schema.clusters.c.engine, schema.clusters.c.status,
+                                           schema.clusters.c.port).order_by(schema.clusters.c.identifier)).all()
+        finally:
+            engine.dispose()
+        for ident, engine_name, status, port in rows:
+            lines.append(f"  {ident:30} {engine_name:18} {status:28} port {port}")
+        if not rows:
+            lines.append("  no clusters")
+    return "\n".join(lines), pid is not None
