@@ -52,8 +52,9 @@ def socket_of(dbkeep, cluster: dict) -> str:
 
 
 def mysql(dbkeep, cluster: dict, user: str, password: str, database: str | None = None, **kw):
+    # a plain socket login: PyMySQL would otherwise negotiate the engine's own TLS
     return pymysql.connect(unix_socket=socket_of(dbkeep, cluster), user=user, password=password, database=database,
-                           connect_timeout=10, autocommit=True, **kw)
+                           connect_timeout=10, autocommit=True, **{"ssl_disabled": True, **kw})
 
 
 def postgres(dbkeep, cluster: dict, user: str, password: str, database: str = "appdb"):

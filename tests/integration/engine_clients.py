@@ -14,7 +14,8 @@ def my_connect(cluster, user: str | None = None, password: str | None = None, da
                **kw) -> pymysql.Connection:
     return pymysql.connect(unix_socket=cluster.socket, user=user or cluster.spec.master_username,
                            password=cluster.password if password is None else password,
-                           database=database, autocommit=True, connect_timeout=5, read_timeout=30, **kw)
+                           database=database, autocommit=True, connect_timeout=5, read_timeout=30,
+                           **{"ssl_disabled": True, **kw})  # PyMySQL would otherwise use the engine's TLS
 
 
 def my_rows(conn: pymysql.Connection, sql: str, params=None) -> list[tuple]:

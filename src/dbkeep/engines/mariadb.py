@@ -22,6 +22,7 @@ initial database (bootstrap.py, reset.py).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import signal
 from collections.abc import Callable, Mapping, Sequence
@@ -41,6 +42,7 @@ from dbkeep.engines.process import engine_env, kill_stale, log_size, read_log_li
 from dbkeep.engines.settings import EngineSetting
 from dbkeep.engines.supervisor import ProcessPlan
 from dbkeep.errors import DbError, EngineError
+from dbkeep.pki.ca import self_signed_engine_certificate
 
 log = logging.getLogger("dbkeep.engines")
 
@@ -118,7 +120,11 @@ class MariaDB(LocalEngine):
             f"slow-query-log-file = {layout.log / 'slow.log'}",
             "local-infile = 0",
             f"secure-file-priv = {layout.run}",
+            # TLS on the private socket, for the gateway's engine leg of TLS clients (REQUIRE SSL)
+            f"ssl-cert = {layout.conf / 'engine-cert.pem'}",
+            f"ssl-key = {layout.conf / 'engine-key.pem'}",
         ]
+        self._engine_certificate(layout)
         if "character_set_server" not in checked and "collation_server" not in checked:
             lines += ["character-set-server = utf8mb4", "collation-server = utf8mb4_general_ci"]
         if "time_zone" not in checked and not bootstrap:    # named zones need the tables bootstrap loads
@@ -127,6 +133,15 @@ class MariaDB(LocalEngine):
         for setting, value in checked.values():
             lines.append(f'{setting.engine_option} = "{value}"')
         write_private(layout.conf / "my.cnf", "\n".join(lines) + "\n", owner=self.user)
+
+    def _engine_certificate(self, layout: ClusterLayout) -> None:
+        """The engine's own self-signed certificate (key 0600, owned by the engine user)."""
+        cert_path, key_path = layout.conf / "engine-cert.pem", layout.conf / "engine-key.pem"
+        if cert_path.exists() and key_path.exists():
+            return
+        cert_pem, key_pem = self_signed_engine_certificate(f"dbkeep engine {layout.cluster_id}", now=dt.datetime.now(dt.timezone.utc))
+        write_private(key_path, key_pem.decode(), owner=self.user)
+        write_private(cert_path, cert_pem.decode(), owner=self.user)
 
     def _process(self, layout: ClusterLayout, *, bootstrap: bool) -> _MariaDBProcess:
         return _MariaDBProcess(self, layout, bootstrap=bootstrap)

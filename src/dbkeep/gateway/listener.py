@@ -75,8 +75,8 @@ class GatewaySession(asyncio.Protocol):
         self._counted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self.transport = transport  # type: ignore[assignment]
         self.peer = transport.get_extra_info("peername")
         target = self.ctx.admit(self.identifier, self.port, self.peer)
         if target is None:

@@ -5,15 +5,24 @@ ciphers, security-group rules) is read from the catalog for every new connection
 applies to new connections at once. Static policy (MySQL ``tls_version``, ``ssl_cipher``) is taken
 from the values the cluster was last started with (``applied_parameters``): it changes only at a
 reboot, as on RDS. SSLContexts are cached by their inputs; building one loads the key (~40 ms).
+
+Resolving reads the catalog (about 1 ms), which would bound the rate of new connections, so
+resolved targets are cached per cluster until the next catalog commit in this process (an
+SQLAlchemy ``commit`` event bumps a generation: a change still applies to the next connection)
+or for at most ``cache_ttl`` seconds (writes by another process sharing the catalog).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import event
 
 from dbkeep.catalog.models import Cluster, IngressRule
 from dbkeep.catalog.rds import RdsStore
@@ -68,14 +77,38 @@ def _is_ip(value: str) -> bool:
 
 class TargetResolver:
     def __init__(self, store: RdsStore, cert_paths: Callable[[str], CertPaths | None], effective: Callable[[Cluster], dict],
-                 socket_path: Callable[[str, str], str], hostname: str) -> None:
+                 socket_path: Callable[[str, str], str], hostname: str, *, cache_ttl: float = 1.0) -> None:
         self._store = store
+        self._ttl = cache_ttl
+        self._generation = 0
+        self._cache: dict[str, tuple[int, float, CertPaths | None, ClusterTarget]] = {}
+        engine = getattr(store, "engine", None)
+        if engine is not None:
+            event.listen(engine, "commit", self._catalog_committed)
         self._cert_paths = cert_paths  # resource_id -> the cluster's certificate, once issued
         self._effective = effective  # Cluster -> dict of current parameter values
         self._socket_path = socket_path  # (resource_id, engine) -> str
         self._hostname = hostname
 
+    def _catalog_committed(self, *_: Any) -> None:
+        self._generation += 1
+
     def resolve(self, identifier: str) -> ClusterTarget | None:
+        now = time.monotonic()
+        hit = self._cache.get(identifier)
+        if hit is not None:
+            generation, stamp, paths, cached = hit
+            if generation == self._generation and now - stamp < self._ttl and self._cert_paths(cached.resource_id) is paths:
+                return cached
+        generation = self._generation
+        target = self._resolve(identifier)
+        if target is None:
+            self._cache.pop(identifier, None)
+        else:
+            self._cache[identifier] = (generation, now, self._cert_paths(target.resource_id), target)
+        return target
+
+    def _resolve(self, identifier: str) -> ClusterTarget | None:
         cluster = self._store.get_cluster(identifier)
         if cluster is None:
             return None

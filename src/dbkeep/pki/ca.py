@@ -294,3 +294,28 @@ def issue_server_certificate(
         .sign(ca_key, hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.PEM), key_to_pem(key)
+
+
+def self_signed_engine_certificate(common_name: str, *, now: dt.datetime, days: int = CA_VALIDITY_DAYS) -> tuple[bytes, bytes]:
+    """A self-signed ECDSA P-256 certificate for an engine's TLS on its private unix socket.
+
+    Only the gateway connects there (it does not verify the engine: the socket's 0700 directory
+    is what authenticates the engine). The engine needs a certificate at all so that MariaDB
+    accounts with ``REQUIRE SSL`` can log in when the gateway carries a TLS client's login over
+    TLS. Returns ``(cert_pem, key_pem)``.
+    """
+    now = _require_aware(now)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_to_pem(key)

@@ -48,7 +48,10 @@ commands are surfaced with their SQL text decoded in the session's character set
 client itself (``client.send(ErrPacket(...))``, sequence id 1) without forwarding -- or, when
 the client may have pipelined commands, lets the engine answer in order (:mod:`.relay`).
 Engine -> client in the command phase is :class:`Passthrough` of whatever bytes arrived,
-unparsed.
+unparsed. For a driver's hot path both directions have a shortcut that changes the state
+exactly as the full path would: :attr:`EngineFacing.passthrough` says engine bytes would come
+back unchanged (so they need not be fed), and :meth:`ClientFacing.passthrough` accepts a chunk
+that is exactly one packet needing no decision (a continuation, or a command the caller names).
 
 **COM_CHANGE_USER** is a new login inside the command phase: :class:`ChangeUser` carries the
 new user, and both legs parse again (auth packets, then OK or ERR; after ERR MariaDB keeps the
@@ -101,7 +104,15 @@ from .messages import (
 from .messages import (
     CommandCode as Com,
 )
-from .wire import DEFAULT_MAX_MESSAGE_SIZE, Packet, PacketReader, frame, packet_count
+from .wire import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    HEADER_SIZE,
+    MAX_PAYLOAD,
+    Packet,
+    PacketReader,
+    frame,
+    packet_count,
+)
 
 __all__ = [
     "NEED_DATA",
@@ -294,6 +305,11 @@ class ClientState(enum.Enum):
 
 
 _C = ClientState
+# States in which every packet from the client must carry the next sequence id of this leg.
+_SEQUENCED = frozenset({_C.AWAIT_LOGIN, _C.AWAIT_LOGIN_TLS})
+_NOT_PASSED_THROUGH = frozenset({
+    Com.COM_QUIT, Com.COM_CHANGE_USER, Com.COM_RESET_CONNECTION, Com.COM_PROCESS_KILL, Com.COM_MULTI,
+})
 _COMMAND_EVENTS = (Command, Query, Prepare, ProcessKill, ResetConnection, Continuation)
 
 _CLIENT_TRANSITIONS: dict[tuple[ClientState, type], ClientState] = {
@@ -334,6 +350,7 @@ class ClientFacing:
 
     def __init__(self, *, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         self._reader = PacketReader(max_message_size)
+        self._max_message_size = max_message_size
         self._state = ClientState.SEND_GREETING
         self._seq = 0  # next sequence id on the wire (connection phase, change of user)
         self._peer_turn = False  # the client may send an auth packet now
@@ -387,6 +404,35 @@ class ClientFacing:
                 return 0  # next_event() reports it
         return None
 
+    def passthrough(self, data: bytes, commands: frozenset[int]) -> type[Command] | type[Continuation] | None:
+        """The hot path of the command phase: whether ``data`` -- exactly one whole packet,
+        nothing else buffered -- is a continuation or a command whose code is in
+        ``commands`` (the ones the caller lets through without looking at them). If so the
+        state advances exactly as ``receive_data(data)`` plus ``next_event()`` would have
+        advanced it, the result says which (:class:`Continuation`, or :class:`Command` for
+        any command) and the caller forwards ``data`` unchanged; None: nothing changed, the
+        caller feeds ``data`` as usual. Commands that change the session's state here
+        (COM_QUIT, COM_CHANGE_USER, COM_RESET_CONNECTION, COM_PROCESS_KILL, COM_MULTI) never
+        take this path, whatever ``commands`` says."""
+        if self._state is not ClientState.COMMAND or self._reader.buffered or self._reader.eof:
+            return None
+        size = len(data)
+        if size < HEADER_SIZE + 1:
+            return None
+        length = data[0] | data[1] << 8 | data[2] << 16
+        if length + HEADER_SIZE != size or length >= MAX_PAYLOAD or length > self._max_message_size:
+            return None
+        seq = data[3]
+        if seq != 0 or self._wrap_continues:
+            self._wrap_continues = seq == 255  # the payload is not empty
+            return Continuation
+        code = data[4]
+        if code not in commands or code in _NOT_PASSED_THROUGH:
+            return None
+        self._wrap_continues = False
+        self._reply_seq = 1
+        return Command
+
     # -- input --
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
@@ -424,6 +470,14 @@ class ClientFacing:
                         else "client sent cleartext data after its SSLRequest"
                     )
                 return self._closed() if self._reader.eof else NEED_DATA
+            if state in _SEQUENCED:
+                # as the server does, judge a packet by its header's sequence id before
+                # waiting for its body (garbage is refused at once, not at the timeout)
+                header = self._reader.peek_header()
+                if header is not None and header[1] != self._seq:
+                    raise RemoteProtocolError(
+                        f"packet out of order: sequence id {header[1]}, expected {self._seq}"
+                    )
             packet = self._reader.next_packet()
             if packet is None:
                 return self._closed() if self._reader.eof else NEED_DATA
@@ -693,6 +747,28 @@ class EngineFacing:
     @property
     def trailing_data(self) -> tuple[bytes, bool]:
         return self._reader.peek_all(), self._closed_by_peer
+
+    def passed_through(self, kind: type[Command] | type[Continuation]) -> None:
+        """The client leg let a packet through on its hot path (:meth:`ClientFacing.passthrough`):
+        the same state change as ``send()`` of that packet."""
+        if self._state is not EngineState.COMMAND:
+            raise LocalProtocolError(f"cannot forward a command in state {self._state.value}")
+        if kind is not Continuation:
+            self._expect_silence = False
+
+    @property
+    def passthrough(self) -> bool:
+        """Whether engine bytes received now would come back unparsed, as one
+        :class:`Passthrough` of exactly those bytes: command phase, nothing buffered, not at
+        the end of the stream, and no change of user has just ended (then the engine owes
+        nothing and any byte is an error). A driver may then write engine bytes straight to
+        the client instead of feeding them here -- the relay's hot path."""
+        return (
+            self._state is EngineState.COMMAND
+            and not self._expect_silence
+            and not self._reader.buffered
+            and not self._reader.eof
+        )
 
     # -- input --
 

@@ -15,7 +15,7 @@ order; ``writelines`` keeps the zero-copy views), whether a transport must switc
 and whether the session is over. An asyncio driver (an ``asyncio.Protocol`` per leg) is then
 little more than::
 
-    relay = Relay(decide, client_tls=True, engine_tls=False)
+    relay = Relay(decide, client_tls=True, engine_tls="as-client")
     # engine leg connected first; its data_received:
     out = relay.engine_data(data)
     # client leg data_received (read at most relay.client.receive_limit() bytes while it is
@@ -34,6 +34,15 @@ little more than::
         out = relay.engine_tls_established()
     if out.close: close both transports after writing.
     # on RemoteProtocolError: write relay.client_error(ErrPacket(...)) if not empty, close.
+    # hot path, command phase: while relay.engine.passthrough, engine bytes may be written to
+    # the client without feeding them; a client chunk for which
+    # relay.client_passthrough(data, commands) is True is written to the engine as is.
+
+``engine_tls``: False, the engine leg stays in cleartext; True, it always runs TLS (the engine
+must offer it); ``"as-client"``, it runs TLS exactly when the client's login arrived over TLS
+and the engine offers TLS. A cleartext client never gets a TLS engine leg that way, so an
+engine account with ``REQUIRE SSL`` (which MariaDB refuses on any non-TLS connection, unix
+sockets included) logs in through the gateway only when its client used TLS.
 
 ``decide(event)`` sees :class:`~.connection.LoginRequested`, every statement
 (:class:`~.connection.Query`, :class:`~.connection.Prepare`), :class:`~.connection.ChangeUser`,
@@ -53,6 +62,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from dbkeep.errors import LocalProtocolError, RemoteProtocolError
 
@@ -67,6 +77,7 @@ from .connection import (
     ConnectionClosed,
     Continuation,
     EngineFacing,
+    EngineState,
     LoginRequested,
     Passthrough,
     Prepare,
@@ -131,7 +142,7 @@ class Relay:
         decide: Decide,
         *,
         client_tls: bool,
-        engine_tls: bool = False,
+        engine_tls: bool | Literal["as-client"] = False,
         refuse_in_order: bool = True,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
@@ -139,6 +150,8 @@ class Relay:
         self.engine = EngineFacing(max_message_size=max_message_size)
         self._decide = decide
         self._client_tls = client_tls
+        if engine_tls not in (True, False, "as-client"):
+            raise ValueError(f"engine_tls must be True, False or 'as-client', not {engine_tls!r}")
         self._engine_tls = engine_tls
         self._refuse_in_order = refuse_in_order
         self._pending_login: HandshakeResponse41 | None = None
@@ -179,7 +192,7 @@ class Relay:
             if isinstance(event, Passthrough):
                 out.to_client.append(event.data)
             elif isinstance(event, InitialHandshake):
-                if self._engine_tls and not event.capabilities & Capability.CLIENT_SSL:
+                if self._engine_tls is True and not event.capabilities & Capability.CLIENT_SSL:
                     raise RemoteProtocolError("the engine does not offer TLS")
                 out.to_client.append(
                     self.client.send(client_greeting(event, tls=self._client_tls))
@@ -194,6 +207,13 @@ class Relay:
             if out.close:
                 return
 
+    def _engine_leg_tls(self, login: LoginRequested) -> bool:
+        if self._engine_tls == "as-client":
+            greeting = self.engine.greeting
+            offered = greeting is not None and bool(greeting.capabilities & Capability.CLIENT_SSL)
+            return login.tls and offered
+        return bool(self._engine_tls)
+
     # -- client leg --
 
     def client_data(self, data: bytes | bytearray | memoryview) -> Output:
@@ -204,6 +224,20 @@ class Relay:
         self.client.receive_data(data)
         self._drain_client(out)
         return self._finish(out)
+
+    def client_passthrough(self, data: bytes, commands: frozenset[int]) -> bool:
+        """The hot path, client to engine: True when ``data`` is one whole packet of the command
+        phase that goes to the engine unchanged without a decision -- a continuation, or a
+        command whose code is in ``commands`` (those ``decide`` lets through unseen) -- and
+        both legs advanced as :meth:`client_data` would have; the caller writes ``data`` to
+        the engine. False: nothing changed, feed ``data`` to :meth:`client_data`."""
+        if self.closed or self.engine.state is not EngineState.COMMAND:
+            return False
+        kind = self.client.passthrough(data, commands)
+        if kind is None:
+            return False
+        self.engine.passed_through(kind)
+        return True
 
     def client_tls_established(self) -> Output:
         if self.closed:
@@ -238,7 +272,7 @@ class Relay:
                     out.to_client.append(self.client.send(refusal))
                     out.close = True
                     return
-                if self._engine_tls:
+                if self._engine_leg_tls(event):
                     out.to_engine.append(self.engine.send(event.response.ssl_request()))
                     self._pending_login = event.response
                     out.start_engine_tls = True

@@ -388,6 +388,12 @@ class PacketReader:
 
     # -- packets --
 
+    def peek_header(self) -> tuple[int, int] | None:
+        """(payload length, sequence id) of the next physical packet once its header is
+        buffered, without consuming anything: lets a reader refuse a packet by its header
+        (an unexpected sequence id) before waiting for its body."""
+        return self._header_at(0)
+
     def bytes_needed(self) -> int:
         """How many more bytes complete the next logical packet (0 if one is complete).
 

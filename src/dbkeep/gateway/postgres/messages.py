@@ -509,14 +509,16 @@ class ParameterStatus:
     value: str
 
     def build(self) -> bytes:
-        return typed_message(b"S", cstring(self.name), cstring(self.value))
+        return _raw_of(self) or typed_message(b"S", cstring(self.name), cstring(self.value))
 
     @classmethod
     def parse(cls, raw: bytes) -> ParameterStatus:
         reader = _typed(raw, b"S", "parameter status")
         name, value = reader.text(), reader.text()
         reader.finish()
-        return cls(name, value)
+        message = cls(name, value)
+        _remember_raw(message, raw)  # relayed as the engine sent it
+        return message
 
 
 @dataclass(frozen=True)
@@ -669,6 +671,9 @@ class _Fields:
         return self.severity in ("FATAL", "PANIC")
 
     def build(self) -> bytes:
+        raw = _raw_of(self)
+        if raw is not None:
+            return raw  # relayed as the engine sent it
         parts: list[bytes] = []
         for code, value in self.fields:
             parts.append(code.encode("ascii", "surrogateescape"))
@@ -686,7 +691,9 @@ class _Fields:
                 break
             fields.append((chr(code), reader.text()))
         reader.finish()
-        return cls(tuple(fields))
+        message = cls(tuple(fields))
+        _remember_raw(message, raw)
+        return message
 
 
 @dataclass(frozen=True)

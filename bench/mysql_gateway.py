@@ -1,0 +1,230 @@
+"""Benchmark: the MySQL gateway against a direct unix-socket connection and HAProxy (TCP mode).
+
+Starts ``dbkeep up`` on a fresh state dir, creates one aurora-mysql cluster, prepares sysbench's
+tables over the engine's socket, then runs ``sysbench oltp_point_select`` for ``--time`` seconds
+at 1, 8 and 32 threads against:
+
+- ``direct``: the engine's own unix socket (no gateway);
+- ``haproxy``: HAProxy 2.x in TCP mode on 127.0.0.1 in front of the same socket (a pure relay,
+  its default threading);
+- ``gateway``: the cluster endpoint, cleartext;
+- ``gateway-tls``: the cluster endpoint over TLS (``--mysql-ssl=on``; libmariadb's TLS, the
+  server certificate from dbkeep's CA).
+
+Then new connections per second (connect, log in, quit) with a small sysbench Lua loop, directly
+and through the gateway (cleartext and TLS). Everything runs on the same machine in one run; the
+figures are ratios against ``direct``. Targets (issue 4): gateway >= HAProxy at 8 and 32 clients
+and >= 500 new TLS logins per second. Not a test: it asserts nothing.
+
+    .venv/bin/python bench/mysql_gateway.py [--time 10] [--threads 1,8,32] [--modes direct,haproxy,gateway,gateway-tls]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
+
+from clusters import create_cluster, socket_of  # noqa: E402
+from dbkeep_process import DbkeepProcess  # noqa: E402
+
+PASSWORD = "Bench-Pass-1"
+TABLES, TABLE_SIZE = 4, 10000
+CONNECT_LUA = """
+function thread_init()
+  drv = sysbench.sql.driver()
+end
+function event()
+  local con = drv:connect()
+  con:disconnect()
+end
+"""
+_TPS = re.compile(r"transactions:\s+\d+\s+\(([\d.]+) per sec")
+_EVENTS = re.compile(r"total number of events:\s+(\d+)")
+_TOTAL_TIME = re.compile(r"total time:\s+([\d.]+)s")
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process so far (0 when there is no such process)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def client_files(workdir: Path, ca: Path) -> None:
+    """sysbench 1.0's --mysql-ssl=on loads client-key.pem, client-cert.pem and cacert.pem from
+    the current directory: a throwaway self-signed client pair and dbkeep's CA."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(workdir / "client-key.pem"), "-out", str(workdir / "client-cert.pem"), "-days", "2",
+                    "-subj", "/CN=sysbench"], check=True, capture_output=True)
+    shutil.copy(ca, workdir / "cacert.pem")
+
+
+def sysbench(workdir: Path, target: list[str], args: list[str], timeout: float) -> str:
+    cmd = ["sysbench", *args[:1], "--mysql-user=admin", f"--mysql-password={PASSWORD}", "--mysql-db=appdb",
+           "--db-driver=mysql", *target, *args[1:]]
+    done = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return done.stdout
+
+
+def point_select(workdir: Path, target: list[str], threads: int, seconds: int) -> float:
+    out = sysbench(workdir, target, ["oltp_point_select", f"--tables={TABLES}", f"--table_size={TABLE_SIZE}",
+                                     f"--threads={threads}", f"--time={seconds}", "--report-interval=0", "run"],
+                   timeout=seconds + 60)
+    m = _TPS.search(out)
+    if not m:
+        raise RuntimeError(f"no tps in sysbench output:\n{out}")
+    return float(m.group(1))
+
+
+def connections_per_second(workdir: Path, target: list[str], threads: int, seconds: int) -> float:
+    script = workdir / "connect.lua"
+    script.write_text(CONNECT_LUA)
+    out = sysbench(workdir, target, [str(script), f"--threads={threads}", f"--time={seconds}", "run"], timeout=seconds + 60)
+    events, total = _EVENTS.search(out), _TOTAL_TIME.search(out)
+    if not events or not total:
+        raise RuntimeError(f"no event count in sysbench output:\n{out}")
+    return int(events.group(1)) / float(total.group(1))
+
+
+def start_haproxy(workdir: Path, engine_socket: str, port: int) -> subprocess.Popen[bytes]:
+    # HAProxy takes socket paths of at most 97 bytes: reach the engine's through a short symlink
+    link = Path(tempfile.mkdtemp(prefix="hp-", dir="/tmp")) / "engine.sock"
+    link.symlink_to(engine_socket)
+    engine_socket = str(link)
+    config = workdir / "haproxy.cfg"
+    config.write_text(f"""global
+    maxconn 4096
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+frontend mysql
+    bind 127.0.0.1:{port}
+    default_backend engine
+backend engine
+    server engine unix@{engine_socket}
+""")
+    proc = subprocess.Popen(["haproxy", "-db", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    _, err = proc.communicate()
+    raise RuntimeError(f"haproxy did not start: {err.decode(errors='replace')[-2000:]}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--time", type=int, default=10, help="seconds per sysbench run (default 10)")
+    parser.add_argument("--threads", default="1,8,32")
+    parser.add_argument("--modes", default="direct,haproxy,gateway,gateway-tls")
+    parser.add_argument("--connect-time", type=int, default=5, help="seconds per connection-rate run (default 5)")
+    parser.add_argument("--connect-threads", type=int, default=8)
+    args = parser.parse_args()
+    threads = [int(t) for t in args.threads.split(",")]
+    modes = args.modes.split(",")
+
+    base = Path(tempfile.mkdtemp(prefix="dbkeep-bench-mysql-"))
+    workdir = base / "work"
+    workdir.mkdir()
+    proc = DbkeepProcess(base / "state").start()
+    haproxy = None
+    try:
+        cluster = create_cluster(proc, "aurora-mysql", "bench-mysql", PASSWORD)
+        engine_socket = socket_of(proc, cluster)
+        client_files(workdir, proc.state_dir / "ca.pem")
+        direct = [f"--mysql-socket={engine_socket}"]
+        gateway = ["--mysql-host=127.0.0.1", f"--mysql-port={cluster['Port']}"]
+        targets = {"direct": direct, "gateway": gateway, "gateway-tls": [*gateway, "--mysql-ssl=on"]}
+        if "haproxy" in modes:
+            port = free_port()
+            haproxy = start_haproxy(workdir, engine_socket, port)
+            targets["haproxy"] = ["--mysql-host=127.0.0.1", f"--mysql-port={port}"]
+        sysbench(workdir, direct, ["oltp_point_select", f"--tables={TABLES}", f"--table_size={TABLE_SIZE}",
+                                   "--threads=4", "prepare"], timeout=300)
+
+        print(f"sysbench oltp_point_select, {TABLES} tables x {TABLE_SIZE} rows, {args.time} s per run, "
+              f"{os.cpu_count()} CPUs", flush=True)
+        relay_pid = {"haproxy": haproxy.pid if haproxy else None, "gateway": proc.proc.pid, "gateway-tls": proc.proc.pid}
+        results: dict[tuple[str, int], float] = {}
+        for n in threads:
+            for mode in modes:
+                before = cpu_seconds(relay_pid.get(mode))
+                results[mode, n] = point_select(workdir, targets[mode], n, args.time)
+                used = cpu_seconds(relay_pid.get(mode)) - before
+                cost = f"  (relay CPU {used / (results[mode, n] * args.time) * 1e6:.0f} us/query)" if mode in relay_pid else ""
+                print(f"  {mode:12} {n:3} threads: {results[mode, n]:9.0f} tps{cost}", flush=True)
+        print()
+        header = f"{'threads':>7} " + " ".join(f"{m:>20}" for m in modes)
+        print(header)
+        for n in threads:
+            base_tps = results.get(("direct", n))
+            cells = []
+            for mode in modes:
+                tps = results[mode, n]
+                ratio = f" ({tps / base_tps:.2f}x)" if base_tps else ""
+                cells.append(f"{tps:>11.0f}{ratio:>9}")
+            print(f"{n:>7} " + " ".join(cells))
+        if "haproxy" in modes:
+            for n in threads:
+                if n > 1:
+                    h = results["haproxy", n]
+                    verdicts = ", ".join(f"{m} {results[m, n] / h:.2f}x" for m in ("gateway", "gateway-tls") if m in modes)
+                    print(f"  vs haproxy at {n:2} threads: {verdicts} (target >= 1.00x)")
+
+        print(f"\nnew connections per second (connect, log in, quit; {args.connect_threads} client threads, "
+              f"{args.connect_time} s)")
+        rates = {}
+        for mode in ("direct", "gateway", "gateway-tls"):
+            before = cpu_seconds(relay_pid.get(mode))
+            rates[mode] = connections_per_second(workdir, targets[mode], args.connect_threads, args.connect_time)
+            used = cpu_seconds(relay_pid.get(mode)) - before
+            cost = ""
+            if mode in relay_pid:
+                per_login = used / (rates[mode] * args.connect_time)
+                cost = f"; gateway CPU {per_login * 1e3:.2f} ms/login = {1 / per_login:.0f} logins/s per core"
+            print(f"  {mode:12} {rates[mode]:7.0f}/s ({rates[mode] / rates['direct']:.2f}x direct){cost}", flush=True)
+        print(f"  TLS logins through the gateway: {rates['gateway-tls']:.0f}/s (target >= 500/s); the client (libmariadb "
+              f"via sysbench) and the engine share the same {os.cpu_count()} CPUs")
+    finally:
+        if haproxy is not None:
+            haproxy.terminate()
+            try:
+                haproxy.wait(10)
+            except subprocess.TimeoutExpired:
+                haproxy.kill()
+        proc.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""Benchmark: the PostgreSQL gateway against a direct connection, PgBouncer and HAProxy.
+
+Starts ``dbkeep up`` on a fresh state dir, creates one aurora-postgresql cluster, initialises
+pgbench (scale 1) and runs ``pgbench -S`` (select-only) at 1, 8 and 32 clients against:
+
+* ``direct``        the engine's private unix socket (no proxy, no TLS): the reference;
+* ``gateway``       dbkeep's endpoint, cleartext (``sslmode=disable``);
+* ``gateway-tls``   dbkeep's endpoint, ``sslmode=verify-full`` against DIR/ca.pem;
+* ``pgbouncer``     PgBouncer in session mode on TCP, in front of the same engine socket;
+* ``pgbouncer-tls`` the same PgBouncer with client TLS (a throw-away RSA-2048 certificate,
+                    the gateway's key type);
+* ``haproxy``       HAProxy in TCP mode (a pure relay) to the same socket. HAProxy cannot
+                    terminate PostgreSQL's TLS (it starts with a cleartext SSLRequest), so it has
+                    no TLS row.
+
+Each row prints tps, the ratio to ``direct`` at the same client count, and the proxy's own CPU
+time per transaction (user+system, from /proc). Then new logins per second with
+``pgbench -C`` (a new connection per transaction) through the gateway with TLS and directly,
+for the master user (SCRAM with PostgreSQL's 4096 iterations, computed by client and engine
+on every login) and for a user whose SCRAM verifier has 1 iteration (the cost of the
+connection path itself), plus the gateway's CPU per login and the rate one core could sustain.
+
+Not a test: it asserts nothing. Targets (issue 4): at 8 and 32 clients the gateway at least
+equals PgBouncer and HAProxy in the same run; at least 500 new TLS logins per second.
+
+    .venv/bin/python bench/pg_gateway.py [--duration 10] [--clients 1,8,32] [--mode prepared]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
+
+from clusters import create_cluster, socket_of  # noqa: E402
+from dbkeep_process import DbkeepProcess  # noqa: E402
+
+from dbkeep.engines.passwords import scram_sha256_verifier  # noqa: E402
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PASSWORD = "Bench-Pass-123"
+FAST_USER, FAST_PASSWORD = "bench_fast", "Bench-Fast-123"
+ENGINE_OS_USER = "dbkeep"  # dbkeep runs engines as this OS user; PgBouncer refuses to run as root
+TPS = re.compile(r"^tps = ([0-9.]+)", re.M)
+DONE = re.compile(r"^number of transactions actually processed: (\d+)", re.M)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_port(port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def pgbench(conninfo: str, *args: str, password: str = PASSWORD, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PGPASSWORD": password}
+    return subprocess.run([str(PG_BIN / "pgbench"), *args, conninfo], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+class Peers:
+    """Throw-away PgBouncer and HAProxy processes with generated configurations."""
+
+    def __init__(self, work: Path, engine_dir: str) -> None:
+        self.work = work
+        self.engine_dir = engine_dir
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.pgbouncer_port = free_port()
+        self.haproxy_port = free_port()
+
+    def start(self) -> None:
+        self._pgbouncer()
+        self._haproxy()
+
+    def _pgbouncer(self) -> None:
+        d = self.work / "pgbouncer"
+        d.mkdir()
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                        "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")], check=True, capture_output=True)
+        (d / "userlist.txt").write_text(f'"master" "{PASSWORD}"\n"{FAST_USER}" "{FAST_PASSWORD}"\n')
+        (d / "pgbouncer.ini").write_text(f"""[databases]
+appdb = host={self.engine_dir} port=5432 dbname=appdb
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {self.pgbouncer_port}
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = {d / 'userlist.txt'}
+pool_mode = session
+max_client_conn = 500
+default_pool_size = 100
+client_tls_sslmode = allow
+client_tls_key_file = {d / 'key.pem'}
+client_tls_cert_file = {d / 'cert.pem'}
+logfile = {d / 'pgbouncer.log'}
+""")
+        cmd = ["pgbouncer", str(d / "pgbouncer.ini")]
+        if os.geteuid() == 0:
+            uid = pwd.getpwnam(ENGINE_OS_USER).pw_uid
+            for path in (d, *d.iterdir()):
+                os.chown(path, uid, -1)
+            cmd[1:1] = ["-u", ENGINE_OS_USER]
+        self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self.pgbouncer_pid = self.procs[-1].pid
+        wait_port(self.pgbouncer_port)
+
+    def _haproxy(self) -> None:
+        cfg = self.work / "haproxy.cfg"
+        cfg.write_text(f"""global
+    maxconn 2000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+frontend pg
+    bind 127.0.0.1:{self.haproxy_port}
+    default_backend engine
+backend engine
+    server engine unix@{self.engine_dir}/.s.PGSQL.5432
+""")
+        self.procs.append(subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self.haproxy_pid = self.procs[-1].pid
+        wait_port(self.haproxy_port)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per pgbench -S run (default 10)")
+    parser.add_argument("--clients", default="1,8,32", help="client counts (default 1,8,32)")
+    parser.add_argument("--mode", default="prepared", choices=["simple", "extended", "prepared"], help="pgbench -M (default prepared)")
+    parser.add_argument("--connect-duration", type=int, default=5, help="seconds per pgbench -C run (default 5)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="runs per target and client count, in mirrored order (A..F, F..A) so that background "
+                             "load drifting during the benchmark biases no target; the mean is shown (default 2)")
+    args = parser.parse_args()
+    clients = [int(c) for c in args.clients.split(",")]
+
+    work = Path(tempfile.mkdtemp(prefix="dbkeep-bench-pg-"))
+    os.chmod(work, 0o755)
+    proc = DbkeepProcess(work / "state").start()
+    peers: Peers | None = None
+    try:
+        cluster = create_cluster(proc, "aurora-postgresql", "bench-pg", PASSWORD)
+        engine_dir = os.path.dirname(socket_of(proc, cluster))
+        ca = proc.state_dir / "ca.pem"
+        port = cluster["Port"]
+        direct = f"host={engine_dir} port=5432 user=master dbname=appdb"
+        init = pgbench(direct, "-i", "-s", "1", "-q")
+        if init.returncode:
+            raise RuntimeError(init.stderr)
+        verifier = scram_sha256_verifier(FAST_PASSWORD, iterations=1)
+        subprocess.run([str(PG_BIN / "psql"), direct, "-q", "-c", f"CREATE ROLE {FAST_USER} LOGIN PASSWORD '{verifier}'",
+                        "-c", f"GRANT SELECT ON pgbench_accounts, pgbench_branches TO {FAST_USER}"],
+                       check=True, capture_output=True, env={**os.environ, "PGPASSWORD": PASSWORD})
+        peers = Peers(work, engine_dir)
+        peers.start()
+        gateway_pid = proc.proc.pid  # type: ignore[union-attr]
+        targets = {
+            "direct": (direct, None),
+            "gateway": (f"host=localhost port={port} user=master dbname=appdb sslmode=disable", gateway_pid),
+            "gateway-tls": (f"host=localhost port={port} user=master dbname=appdb sslmode=verify-full sslrootcert={ca}", gateway_pid),
+            "pgbouncer": (f"host=127.0.0.1 port={peers.pgbouncer_port} user=master dbname=appdb sslmode=disable", peers.pgbouncer_pid),
+            "pgbouncer-tls": (f"host=127.0.0.1 port={peers.pgbouncer_port} user=master dbname=appdb sslmode=require", peers.pgbouncer_pid),
+            "haproxy": (f"host=127.0.0.1 port={peers.haproxy_port} user=master dbname=appdb sslmode=disable", peers.haproxy_pid),
+        }
+        for conninfo, _ in targets.values():  # every path works before anything is timed
+            check = pgbench(conninfo, "-S", "-t", "10", "-c", "1")
+            if check.returncode:
+                raise RuntimeError(f"{conninfo}: {check.stderr}")
+
+        print(f"pgbench -S -M {args.mode}, scale 1, {args.duration} s per run, mean of {args.rounds} mirrored rounds, "
+              f"{os.cpu_count()} CPUs; ratio = tps / direct tps at the same client count; "
+              f"cpu = the proxy's user+system time per transaction")
+        print(f"{'clients':>7} {'target':<14} {'tps':>10} {'ratio':>6} {'cpu µs/tx':>10}   runs")
+        results: dict[tuple[int, str], float] = {}
+        for n in clients:
+            threads = str(min(n, os.cpu_count() or 1))
+            runs: dict[str, list[tuple[float, float]]] = {name: [] for name in targets}
+            order = list(targets)
+            for round_ in range(args.rounds):
+                for name in (order if round_ % 2 == 0 else order[::-1]):
+                    conninfo, pid = targets[name]
+                    before = cpu_seconds(pid) if pid else 0.0
+                    run = pgbench(conninfo, "-S", "-M", args.mode, "-T", str(args.duration), "-c", str(n), "-j", threads, "-n")
+                    used = cpu_seconds(pid) - before if pid else 0.0
+                    tps_match, done_match = TPS.search(run.stdout), DONE.search(run.stdout)
+                    if run.returncode or not tps_match or not done_match:
+                        print(f"{n:>7} {name:<14} failed: {run.stderr.strip()[-300:]}")
+                        continue
+                    runs[name].append((float(tps_match.group(1)), used / int(done_match.group(1))))
+            for name, samples in runs.items():
+                if not samples:
+                    continue
+                tps = results[(n, name)] = sum(t for t, _ in samples) / len(samples)
+                ratio = tps / results[(n, "direct")] if (n, "direct") in results else 1.0
+                cpu = f"{sum(c for _, c in samples) / len(samples) * 1e6:10.1f}" if targets[name][1] else f"{'-':>10}"
+                spread = " ".join(f"{t:.0f}" for t, _ in samples)
+                print(f"{n:>7} {name:<14} {tps:>10.0f} {ratio:>6.2f} {cpu}   {spread}", flush=True)
+        print()
+        for n in clients:
+            if n == 1:
+                continue
+            line = []
+            for mine, peer in (("gateway", "pgbouncer"), ("gateway", "haproxy"), ("gateway-tls", "pgbouncer-tls"),
+                               ("gateway-tls", "pgbouncer"), ("gateway-tls", "haproxy")):
+                if (n, mine) in results and (n, peer) in results:
+                    line.append(f"{mine}/{peer} {results[(n, mine)] / results[(n, peer)]:.2f}")
+            print(f"{n} clients: " + ", ".join(line))
+
+        print()
+        print(f"new logins per second: pgbench -C -S, 8 clients, {args.connect_duration} s; "
+              "gateway cpu = the dbkeep process's CPU per login; 1-core = 1 / that")
+        print(f"{'user':<26} {'target':<14} {'logins/s':>9} {'ratio':>6} {'cpu ms/login':>13} {'1-core /s':>10}")
+        for user, password, label in (("master", PASSWORD, "master (SCRAM 4096 iter.)"), (FAST_USER, FAST_PASSWORD, f"{FAST_USER} (SCRAM 1 iter.)")):
+            base = None
+            for name in ("direct", "gateway-tls", "gateway"):
+                conninfo, pid = targets[name]
+                conninfo = conninfo.replace("user=master", f"user={user}")
+                before = cpu_seconds(pid) if pid else 0.0
+                run = pgbench(conninfo, "-C", "-S", "-T", str(args.connect_duration), "-c", "8", "-j", "2", "-n", password=password)
+                used = cpu_seconds(pid) - before if pid else 0.0
+                tps_match, done_match = TPS.search(run.stdout), DONE.search(run.stdout)
+                if run.returncode or not tps_match or not done_match:
+                    print(f"{label:<26} {name:<14} failed: {run.stderr.strip()[-300:]}")
+                    continue
+                rate = float(tps_match.group(1))
+                base = base or rate
+                if pid:
+                    per_login = used / int(done_match.group(1))
+                    extra = f"{per_login * 1e3:13.2f} {1 / per_login:10.0f}"
+                else:
+                    extra = f"{'-':>13} {'-':>10}"
+                print(f"{label:<26} {name:<14} {rate:>9.0f} {rate / base:>6.2f} {extra}", flush=True)
+    finally:
+        if peers is not None:
+            peers.stop()
+        proc.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
