@@ -22,7 +22,7 @@ from dbkeep.catalog.models import ParameterGroup
 from dbkeep.catalog.rds import RdsStore
 from dbkeep.engines.local import LocalDriver
 from dbkeep.engines.supervisor import Supervisor
-from dbkeep.gateway.listener import Gateway, GatewayContext
+from dbkeep.gateway.listener import Gateway, GatewayContext, Limits
 from dbkeep.gateway.sessions import SESSIONS
 from dbkeep.gateway.target import TargetResolver
 from dbkeep.pki.store import PkiStore
@@ -112,7 +112,8 @@ class App:
 
                 def gateway_context(gw: Gateway) -> GatewayContext:
                     resolver = TargetResolver(store, gw.cert_paths, clusters.effective_parameters, socket_path, config.hostname)
-                    return GatewayContext(resolver=resolver, audit=audit, clock=self.clock)
+                    limits = Limits(handshake_timeout=config.handshake_timeout, max_connections=config.max_connections)
+                    return GatewayContext(resolver=resolver, audit=audit, clock=self.clock, limits=limits)
 
                 gateway = Gateway(config.host, config.hostname, store, pki, gateway_context, SESSIONS)
                 clusters.listeners.append(lambda _ident: self._spawn(tasks, gateway.sync()))

@@ -28,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--hostname", default=DEFAULT_HOSTNAME, help=f"name written into endpoints and certificates (default {DEFAULT_HOSTNAME})")
     up.add_argument("--region", default=DEFAULT_REGION, help=f"region reported in ARNs and the AWS config file (default {DEFAULT_REGION})")
     up.add_argument("--catalog-url", help="catalog database URL (default: SQLite file in the state dir; postgresql://… to share one)")
+    up.add_argument("--handshake-timeout", type=float, default=10.0,
+                    help="seconds a database client has from connect to a finished login (default 10)")
+    up.add_argument("--max-connections", type=int, default=1000,
+                    help="open database connections per cluster at the gateway (default 1000)")
     up.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level (default INFO)")
 
     env = sub.add_parser("env", help="print the export lines for the AWS CLI and SDKs")
@@ -57,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
                 hostname=args.hostname,
                 region=args.region,
                 catalog_url=args.catalog_url,
+                handshake_timeout=args.handshake_timeout,
+                max_connections=args.max_connections,
             )
             return run_foreground(config)
         if args.command == "env":

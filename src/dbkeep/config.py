@@ -39,8 +39,14 @@ class Config:
     hostname: str = DEFAULT_HOSTNAME
     region: str = DEFAULT_REGION
     catalog_url: str | None = None
+    handshake_timeout: float = 10.0  # gateway: seconds from connect to a finished login
+    max_connections: int = 1000  # gateway: open client connections per cluster
 
     def __post_init__(self) -> None:
+        if not 1 <= self.handshake_timeout <= 600:
+            raise ConfigError(f"--handshake-timeout must be between 1 and 600 seconds, not {self.handshake_timeout:g}")
+        if not 1 <= self.max_connections <= 100_000:
+            raise ConfigError(f"--max-connections must be between 1 and 100000, not {self.max_connections}")
         try:
             ipaddress.ip_address(self.host)
         except ValueError:

@@ -1,0 +1,41 @@
+"""``--max-connections`` and ``--handshake-timeout`` reach the gateway of a real ``dbkeep up``."""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from clusters import create_cluster
+from dbkeep_process import DbkeepProcess
+
+
+@pytest.fixture(scope="module")
+def limited():
+    proc = DbkeepProcess(Path(tempfile.mkdtemp(prefix="dbkeep-limits-")) / "state",
+                         extra_args=["--max-connections", "1", "--handshake-timeout", "2"]).start()
+    yield proc
+    assert proc.stop() == 0
+
+
+def connect(proc, cluster):
+    return psycopg.connect(host="localhost", port=cluster["Port"], user="master", password="Limit-Pass-1", dbname="appdb",
+                           sslmode="verify-full", sslrootcert=str(proc.state_dir / "ca.pem"), connect_timeout=10)
+
+
+def test_limits(limited):
+    cluster = create_cluster(limited, "aurora-postgresql", "limits", "Limit-Pass-1")
+    with connect(limited, cluster) as first:
+        assert first.execute("SELECT 1").fetchone() == (1,)
+        with pytest.raises(psycopg.OperationalError) as exc:
+            connect(limited, cluster).close()
+        assert "sorry, too many clients already" in str(exc.value)
+    with connect(limited, cluster) as again:  # the slot is free once the first one left
+        assert again.execute("SELECT 1").fetchone() == (1,)
+    # a client that says nothing is closed by the gateway after the handshake timeout
+    with socket.create_connection(("127.0.0.1", cluster["Port"]), timeout=20) as silent:
+        silent.settimeout(20)
+        assert silent.recv(1) == b""
