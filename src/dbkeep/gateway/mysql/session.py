@@ -64,8 +64,6 @@ import asyncio
 import logging
 import ssl
 import uuid
-from collections.abc import Coroutine
-from typing import Any
 
 from dbkeep.errors import DbError, ProtocolError
 from dbkeep.gateway.listener import GatewayContext, GatewaySession
@@ -264,7 +262,6 @@ class MySQLSession(GatewaySession):
         self._engine_leg: _EngineLeg | None = None
         self._leg: _ClientLeg | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._logged_in = False
         self._login_bytes = 0
@@ -299,18 +296,6 @@ class MySQLSession(GatewaySession):
             self._refuse_before_greeting(ErrPacket(1040, "Too many connections", None))
             return
         self._spawn(self._connect_engine())
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        """A session-owned task (engine connect, TLS handshakes): cancelled when the session
-        ends; its failure ends the session, never the gateway."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._internal_error(task.exception())
 
     def _internal_error(self, exc: BaseException | None) -> None:
         error_id = uuid.uuid4().hex[:12]

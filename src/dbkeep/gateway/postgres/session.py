@@ -74,17 +74,13 @@ import asyncio
 import logging
 import ssl
 import uuid
-from collections.abc import Coroutine
-from typing import Any
 
 from dbkeep.errors import DbError, LocalProtocolError, ProtocolError, RemoteProtocolError
 from dbkeep.gateway.listener import GatewayContext, GatewaySession
 
 from .cancel import CancelKeyRegistry
-from .connection import NEED_DATA, PAUSED, ClientFacing, ClientState, EngineFacing
+from .connection import NEED_DATA, PAUSED, ClientFacing, EngineFacing
 from .messages import (
-    ALPN_PROTOCOL,
-    AuthenticationOk,
     BackendData,
     BackendKeyData,
     CancelRequest,
@@ -270,7 +266,6 @@ class PostgresSession(GatewaySession):
         self._raw_transport: asyncio.Transport | None = None
         self._client_key: BackendKeyData | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._login_audited = False
         self._client_paused = False
         self._engine_paused = False
@@ -293,18 +288,6 @@ class PostgresSession(GatewaySession):
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self.ctx.limits.handshake_timeout, self._handshake_timeout)
         self.transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        """A session-owned task (TLS handshake, engine connect, cancel): cancelled when the
-        session ends; its failure ends the session, never the gateway."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._internal_error(task.exception())
 
     def _internal_error(self, exc: BaseException | None) -> None:
         error_id = uuid.uuid4().hex[:12]
