@@ -1,7 +1,8 @@
 """Benchmark: median time from CreateDBCluster + CreateDBInstance to the first successful login.
 
 Starts ``dbkeep up`` on a fresh state dir, creates N clusters of each engine with boto3, and
-times each one until the master user's first successful login (polling every 50 ms). Prints the
+times each one until the master user's first successful login through the gateway with verified
+TLS (polling every 50 ms). Prints the
 median and the spread per engine. Aim (issue 3): under 5 seconds. Not a test: it asserts nothing.
 
     .venv/bin/python bench/cluster_ready.py [--runs N]

@@ -51,16 +51,23 @@ def socket_of(dbkeep, cluster: dict) -> str:
     return str(run / (SOCKET_NAME if cluster["Engine"] == "aurora-mysql" else f".s.PGSQL.{PG_PORT}"))
 
 
-def mysql(dbkeep, cluster: dict, user: str, password: str, database: str | None = None, **kw):
-    # a plain socket login: PyMySQL would otherwise negotiate the engine's own TLS
-    return pymysql.connect(unix_socket=socket_of(dbkeep, cluster), user=user, password=password, database=database,
-                           connect_timeout=10, autocommit=True, **{"ssl_disabled": True, **kw})
+def mysql(dbkeep, cluster: dict, user: str, password: str, database: str | None = None, *, via: str = "gateway", **kw):
+    """The master's (or any account's) login: through the gateway with verified TLS by default,
+    or on the engine's private socket (``via="socket"``, cleartext) where a test needs the engine itself."""
+    if via == "socket":
+        # PyMySQL would otherwise negotiate the engine's own TLS on the socket
+        return pymysql.connect(unix_socket=socket_of(dbkeep, cluster), user=user, password=password, database=database,
+                               connect_timeout=10, autocommit=True, **{"ssl_disabled": True, **kw})
+    tls = {"ca": str(dbkeep.state_dir / "ca.pem"), "check_hostname": True}
+    return pymysql.connect(host="localhost", port=cluster["Port"], user=user, password=password, database=database,
+                           connect_timeout=10, autocommit=True, **{"ssl": tls, **kw})
 
 
-def postgres(dbkeep, cluster: dict, user: str, password: str, database: str = "appdb"):
-    import os
+def postgres(dbkeep, cluster: dict, user: str, password: str, database: str = "appdb", *, via: str = "gateway"):
+    if via == "socket":
+        import os
 
-    return psycopg.connect(host=os.path.dirname(socket_of(dbkeep, cluster)), port=PG_PORT, user=user, password=password,
-                           dbname=database, connect_timeout=10, autocommit=True)
-
-
+        return psycopg.connect(host=os.path.dirname(socket_of(dbkeep, cluster)), port=PG_PORT, user=user, password=password,
+                               dbname=database, connect_timeout=10, autocommit=True)
+    return psycopg.connect(host="localhost", port=cluster["Port"], user=user, password=password, dbname=database,
+                           sslmode="verify-full", sslrootcert=str(dbkeep.state_dir / "ca.pem"), connect_timeout=10, autocommit=True)

@@ -65,9 +65,9 @@ def my_helper(dbkeep, cluster, statements):
     my_run(dbkeep, cluster, statements, user="helper", password="Helper-pass-1")
 
 
-def my_login_error(dbkeep, cluster) -> int:
+def my_login_error(dbkeep, cluster, **kw) -> int:
     with pytest.raises(pymysql.err.MySQLError) as exc:
-        mysql(dbkeep, cluster, "admin", cluster["password"]).close()
+        mysql(dbkeep, cluster, "admin", cluster["password"], **kw).close()
     return exc.value.args[0]
 
 
@@ -91,7 +91,8 @@ MYSQL_CASES = {
                                     None, lambda d, c: my_statement_error(d, c, "SELECT * FROM appdb.keep") == 1142),
     "plugin_changed": (["ALTER USER 'admin'@'%' IDENTIFIED VIA unix_socket"], None, lambda d, c: my_login_error(d, c) in (1045, 1698)),
     "require_x509": (["ALTER USER 'admin'@'%' REQUIRE X509"], None, lambda d, c: my_login_error(d, c) == 1045),
-    "require_ssl": (None, ["ALTER USER 'admin'@'%' REQUIRE SSL"], lambda d, c: my_login_error(d, c) == 1045),
+    # over TLS (the default here) such an account still logs in: the lockout is for cleartext clients
+    "require_ssl": (None, ["ALTER USER 'admin'@'%' REQUIRE SSL"], lambda d, c: my_login_error(d, c, ssl_disabled=True) == 1045),
     "max_user_connections": (["ALTER USER 'admin'@'%' WITH MAX_USER_CONNECTIONS 1"], None, None),
     "host_narrowed": (["RENAME USER 'admin'@'%' TO 'admin'@'10.0.0.1'"], None, lambda d, c: my_login_error(d, c) == 1045),
 }
@@ -116,7 +117,7 @@ def test_mysql_lockout_then_api_reset(dbkeep, my, case):
     reset(dbkeep, my, new_password)
     reset(dbkeep, my, new_password)  # idempotent
     conn = mysql(dbkeep, my, "admin", new_password, "appdb")
-    second = mysql(dbkeep, my, "admin", new_password)
+    second = mysql(dbkeep, my, "admin", new_password, ssl_disabled=True)  # cleartext works again too
     try:
         assert global_privileges(conn) == MASTER_MYSQL_PRIVILEGES
         with conn.cursor() as cur:
