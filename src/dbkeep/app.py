@@ -116,7 +116,7 @@ class App:
                     return GatewayContext(resolver=resolver, audit=audit, clock=self.clock, limits=limits)
 
                 gateway = Gateway(config.host, config.hostname, store, pki, gateway_context, SESSIONS)
-                clusters.listeners.append(lambda _ident: self._spawn(tasks, gateway.sync()))
+                clusters.listeners.append(lambda _ident: gateway.sync())
                 dispatcher = Dispatcher(
                     catalog,
                     audit,

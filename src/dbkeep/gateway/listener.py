@@ -26,7 +26,9 @@ from dbkeep.pki.tls import describe_session
 
 log = logging.getLogger("dbkeep.gateway")
 
-SERVING = ("available", "modifying", "resetting-master-credentials", "rebooting", "starting", "incompatible-parameters", "backing-up")
+# Statuses in which a cluster with an instance has an open endpoint. "creating" and "starting"
+# are included because the listener is opened just before the cluster turns "available".
+SERVING = ("creating", "available", "modifying", "resetting-master-credentials", "rebooting", "starting", "incompatible-parameters", "backing-up")
 
 
 @dataclass

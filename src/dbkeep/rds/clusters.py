@@ -16,7 +16,7 @@ import hashlib
 import logging
 import secrets
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
@@ -53,15 +53,18 @@ class ClusterManager:
         self._spawn = spawn
         self._host = host
         self._locks: dict[str, asyncio.Lock] = {}
-        self.listeners: list[Callable[[str], None]] = []  # notified when a cluster's endpoints change
+        # Awaited when a cluster's endpoints may change (the gateway reconciles its listeners).
+        # Before a cluster or instance turns ``available`` they are awaited first, so that an
+        # ``available`` endpoint is always already listening.
+        self.listeners: list[Callable[[str], Awaitable[None]]] = []
 
     def _lock(self, ident: str) -> asyncio.Lock:
         return self._locks.setdefault(ident, asyncio.Lock())
 
-    def _notify(self, ident: str) -> None:
+    async def _notify(self, ident: str) -> None:
         for listener in self.listeners:
             try:
-                listener(ident)
+                await listener(ident)
             except Exception:  # a listener must never break the lifecycle
                 log.exception("cluster listener failed for %s", ident)
 
@@ -121,11 +124,11 @@ class ClusterManager:
                 self.store.update_cluster(ident, status="failed", status_message=str(message)[:1000])
                 self.store.set_instances_status(ident, "failed")
                 return
+            await self._notify(ident)
             self.store.update_cluster(ident, status="available", status_message=None, applied_parameters=values)
             for inst in self.store.list_instances(ident):
                 if inst.status in ("creating", "failed"):
                     self.store.update_instance(inst.identifier, status="available")
-        self._notify(ident)
 
     def add_instance(self, instance: Instance) -> None:
         self.store.add_instance(instance)
@@ -138,8 +141,8 @@ class ClusterManager:
         if inst is None:
             return
         async with self._lock(inst.cluster_identifier):
+            await self._notify(inst.cluster_identifier)
             self.store.update_instance(ident, status="available")
-        self._notify(inst.cluster_identifier)
 
     def reset_master(self, cluster: Cluster, password: str, caller: str, request_id: str) -> Cluster:
         self.store.update_cluster(cluster.identifier, status="resetting-master-credentials", master_password_hash=hash_password(password))
@@ -193,9 +196,9 @@ class ClusterManager:
                 self.store.update_cluster(ident, status="incompatible-parameters", status_message=str(message)[:1000])
                 self.store.set_instances_status(ident, "incompatible-parameters")
                 return
+            await self._notify(ident)
             self.store.update_cluster(ident, status=final_status, status_message=None, applied_parameters=values)
             self.store.set_instances_status(ident, final_status)
-        self._notify(ident)
 
     def stop(self, cluster: Cluster) -> None:
         self.store.update_cluster(cluster.identifier, status="stopping")
@@ -210,7 +213,7 @@ class ClusterManager:
             await self.driver.stop(cluster.resource_id)
             self.store.update_cluster(ident, status="stopped")
             self.store.set_instances_status(ident, "stopped")
-        self._notify(ident)
+        await self._notify(ident)
 
     def start(self, cluster: Cluster) -> None:
         self.store.update_cluster(cluster.identifier, status="starting")
@@ -232,7 +235,7 @@ class ClusterManager:
                 log.error("cluster %s: engine removal failed: %s", ident, exc.message)
             self.store.delete_cluster(ident)
         self._locks.pop(ident, None)
-        self._notify(ident)
+        await self._notify(ident)
 
     def delete_instance(self, instance: Instance) -> None:
         self.store.update_instance(instance.identifier, status="deleting")
@@ -244,7 +247,7 @@ class ClusterManager:
             remaining = self.store.list_instances(cluster_ident)
             if remaining and not any(i.is_writer for i in remaining):
                 self.store.update_instance(remaining[0].identifier, is_writer=True)
-        self._notify(cluster_ident)
+        await self._notify(cluster_ident)
 
     def engine_state(self, cluster: Cluster) -> tuple[str | None, str | None]:
         """(state, last log line) of the cluster's engine as the supervisor sees it now."""
