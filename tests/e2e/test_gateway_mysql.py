@@ -7,7 +7,6 @@ same engine, a statement guard, the connection limit and an unreachable engine."
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -23,7 +22,7 @@ import mysql.connector
 import pymysql
 import pymysql.cursors
 import pytest
-import uvloop
+import inprocess
 from clusters import create_cluster, socket_of, unique, wait_cluster
 
 from dbkeep.engines.layout import ClusterLayout
@@ -486,61 +485,14 @@ def test_silent_clients_are_closed_after_the_handshake_timeout(dbkeep, my):
 # --- in process: guard, connection limit, unreachable engine ---------------------------------
 
 
-class InProcessGateway:
-    """A gateway listener in this process (uvloop, own thread) over the same catalog and engine,
-    with a statement guard that refuses every statement mentioning ``forbidden``."""
+def InProcessGateway(dbkeep, cluster: dict, *, socket_path: str | None = None, **limits):  # noqa: N802 - reads as a class
+    """An in-process gateway (tests/e2e/inprocess.py) whose guard refuses with MySQL's 1142."""
+    from dbkeep.errors import DbError
+    from dbkeep.gateway.listener import Limits
+    from dbkeep.gateway.mysql.session import MySQLSession
 
-    def __init__(self, dbkeep, cluster: dict, *, socket_path: str | None = None, **limits) -> None:
-        from dbkeep.app import open_catalog
-        from dbkeep.audit.log import AuditLog
-        from dbkeep.catalog.rds import RdsStore
-        from dbkeep.clock import default_clock
-        from dbkeep.config import Config
-        from dbkeep.errors import DbError
-        from dbkeep.gateway.listener import GatewayContext, Limits
-        from dbkeep.gateway.mysql.session import MySQLSession
-        from dbkeep.gateway.target import TargetResolver
-        from dbkeep.pki.store import CertPaths
-        from dbkeep.rds import parameters
-
-        self.catalog = open_catalog(Config(state_dir=dbkeep.state_dir))
-        store = RdsStore(self.catalog)
-        pki = dbkeep.state_dir / "pki" / cluster["DbClusterResourceId"]
-        paths = CertPaths(pki / "cert.pem", pki / "key.pem")
-        engine_socket = socket_path or socket_of(dbkeep, cluster)
-        resolver = TargetResolver(store, lambda _rid: paths,
-                                  lambda c: parameters.effective(c.engine, store.parameter_values(c.parameter_group)),
-                                  lambda _rid, _engine: engine_socket, "localhost")
-        self.audit_path = dbkeep.state_dir.parent / f"inprocess-audit-{unique('my')}.log"
-        self.judged: list[tuple[str | None, str]] = []
-
-        def guard(session, sql):
-            self.judged.append((session.user, sql))
-            return DbError("statement refused by the guard", mysql_errno=1142, sqlstate="42000") if "forbidden" in sql else None
-
-        self.ctx = GatewayContext(resolver=resolver, audit=AuditLog(self.audit_path, default_clock()), clock=default_clock(),
-                                  guard=guard, limits=Limits(**limits))
-        self.loop = uvloop.new_event_loop()
-        ready = threading.Event()
-        ident, port = cluster["DBClusterIdentifier"], cluster["Port"]
-
-        async def serve() -> None:
-            self.server = await self.loop.create_server(lambda: MySQLSession(self.ctx, ident, port), "127.0.0.1", 0)
-            self.port = self.server.sockets[0].getsockname()[1]
-            ready.set()
-
-        self.thread = threading.Thread(target=lambda: (self.loop.run_until_complete(serve()), self.loop.run_forever()), daemon=True)
-        self.thread.start()
-        assert ready.wait(10)
-
-    def close(self) -> None:
-        async def stop() -> None:
-            self.server.close()
-
-        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.catalog.close()
+    refusal = DbError("statement refused by the guard", mysql_errno=1142, sqlstate="42000")
+    return inprocess.InProcessGateway(dbkeep, cluster, MySQLSession, refusal, engine_socket=socket_path, limits=Limits(**limits))
 
 
 def test_guard_refuses_statements_in_order(dbkeep, my):

@@ -22,9 +22,9 @@ from pathlib import Path
 import asyncpg
 import psycopg
 import pytest
-import uvloop
 
-from clusters import create_cluster, socket_of, unique, wait_cluster
+import inprocess
+from clusters import create_cluster, unique, wait_cluster
 
 PASSWORD = "Gateway-Pass-1"
 PSQL = "/usr/lib/postgresql/15/bin/psql"
@@ -445,62 +445,13 @@ def test_silent_clients_are_closed_after_the_handshake_timeout(dbkeep, pg):
 # --- the guarded relay, in process ----------------------------------------------------------------
 
 
-class InProcessGateway:
-    """A gateway listener in this process (uvloop, own thread) over the same catalog and engine,
-    with a statement guard: refuses every statement mentioning ``forbidden``."""
+def InProcessGateway(dbkeep, cluster: dict, *, limits=None, engine_socket: str | None = None):  # noqa: N802 - reads as a class
+    """An in-process gateway (tests/e2e/inprocess.py) whose guard refuses with SQLSTATE 42501."""
+    from dbkeep.errors import DbError
+    from dbkeep.gateway.postgres.session import PostgresSession
 
-    def __init__(self, dbkeep, cluster: dict, *, limits=None, engine_socket: str | None = None) -> None:
-        from dbkeep.app import open_catalog
-        from dbkeep.audit.log import AuditLog
-        from dbkeep.catalog.rds import RdsStore
-        from dbkeep.clock import default_clock
-        from dbkeep.config import Config
-        from dbkeep.errors import DbError
-        from dbkeep.gateway.listener import GatewayContext
-        from dbkeep.gateway.postgres.session import PostgresSession
-        from dbkeep.gateway.target import TargetResolver
-        from dbkeep.pki.store import CertPaths
-        from dbkeep.rds import parameters
-
-        self.catalog = open_catalog(Config(state_dir=dbkeep.state_dir))
-        store = RdsStore(self.catalog)
-        pki = dbkeep.state_dir / "pki" / cluster["DbClusterResourceId"]
-        paths = CertPaths(pki / "cert.pem", pki / "key.pem")
-        resolver = TargetResolver(store, lambda _rid: paths,
-                                  lambda c: parameters.effective(c.engine, store.parameter_values(c.parameter_group)),
-                                  lambda _rid, _engine: engine_socket or socket_of(dbkeep, cluster), "localhost")
-        self.audit_path = dbkeep.state_dir.parent / f"inprocess-audit-{cluster['DBClusterIdentifier']}.log"
-        self.judged: list[tuple[str | None, str | None]] = []
-
-        def guard(session, sql):
-            self.judged.append((session.user, sql))
-            return DbError("statement refused by the guard", sqlstate="42501") if sql and "forbidden" in sql else None
-
-        self.ctx = GatewayContext(resolver=resolver, audit=AuditLog(self.audit_path, default_clock()), clock=default_clock(),
-                                  guard=guard)
-        if limits is not None:
-            self.ctx.limits = limits
-        self.loop = uvloop.new_event_loop()
-        ready = threading.Event()
-        ident, port = cluster["DBClusterIdentifier"], cluster["Port"]
-
-        async def serve() -> None:
-            self.server = await self.loop.create_server(lambda: PostgresSession(self.ctx, ident, port), "127.0.0.1", 0)
-            self.port = self.server.sockets[0].getsockname()[1]
-            ready.set()
-
-        self.thread = threading.Thread(target=lambda: (self.loop.run_until_complete(serve()), self.loop.run_forever()), daemon=True)
-        self.thread.start()
-        assert ready.wait(10)
-
-    def close(self) -> None:
-        async def stop() -> None:
-            self.server.close()
-
-        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.catalog.close()
+    refusal = DbError("statement refused by the guard", sqlstate="42501")
+    return inprocess.InProcessGateway(dbkeep, cluster, PostgresSession, refusal, engine_socket=engine_socket, limits=limits)
 
 
 @pytest.fixture(scope="module")
