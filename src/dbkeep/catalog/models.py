@@ -70,7 +70,6 @@ class Cluster:
     status: str
     port: int
     master_username: str
-    master_password_hash: str = field(repr=False)
     database_name: str | None
     parameter_group: str
     security_group_ids: tuple[str, ...]

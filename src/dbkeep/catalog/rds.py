@@ -21,7 +21,6 @@ def _cluster(r: Any) -> Cluster:
         status=r.status,
         port=r.port,
         master_username=r.master_username,
-        master_password_hash=r.master_password_hash,
         database_name=r.database_name,
         parameter_group=r.parameter_group,
         security_group_ids=tuple(json.loads(r.security_group_ids)),
@@ -50,7 +49,7 @@ class RdsStore:
             conn.execute(
                 insert(schema.clusters).values(
                     identifier=c.identifier, resource_id=c.resource_id, engine=c.engine, engine_version=c.engine_version,
-                    status=c.status, port=c.port, master_username=c.master_username, master_password_hash=c.master_password_hash,
+                    status=c.status, port=c.port, master_username=c.master_username,
                     database_name=c.database_name, parameter_group=c.parameter_group,
                     security_group_ids=json.dumps(list(c.security_group_ids)), iam_auth=c.iam_auth,
                     deletion_protection=c.deletion_protection, applied_parameters=json.dumps(c.applied_parameters),

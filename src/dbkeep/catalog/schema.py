@@ -175,7 +175,6 @@ clusters = Table(
     Column("status", String(40), nullable=False),
     Column("port", Integer, nullable=False),
     Column("master_username", String(63), nullable=False),
-    Column("master_password_hash", String(255), nullable=False),
     Column("database_name", String(64), nullable=True),
     Column("parameter_group", String(255), nullable=False),
     Column("security_group_ids", Text, nullable=False, default="[]"),

@@ -11,10 +11,7 @@ once. On start, :meth:`recover` brings every cluster back to the state the catal
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import logging
-import secrets
 import socket
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
@@ -31,13 +28,6 @@ from dbkeep.rds import names, parameters
 log = logging.getLogger("dbkeep.rds")
 
 ENGINE_TIMEOUT = 180  # seconds for provisioning or starting an engine
-
-
-def hash_password(password: str) -> str:
-    """A salted scrypt hash: the master password is never stored in clear text."""
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
-    return f"scrypt$16384$8$1${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
 def cluster_state_error(ident: str, status: str) -> ApiError:
@@ -145,7 +135,7 @@ class ClusterManager:
             self.store.update_instance(ident, status="available")
 
     def reset_master(self, cluster: Cluster, password: str, caller: str, request_id: str) -> Cluster:
-        self.store.update_cluster(cluster.identifier, status="resetting-master-credentials", master_password_hash=hash_password(password))
+        self.store.update_cluster(cluster.identifier, status="resetting-master-credentials")
         self._spawn(self._reset_master(cluster.identifier, password, caller, request_id))
         return replace(cluster, status="resetting-master-credentials")
 

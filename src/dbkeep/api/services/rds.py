@@ -18,7 +18,7 @@ from dbkeep.catalog.models import Cluster, Instance
 from dbkeep.catalog.store import Conflict
 from dbkeep.errors import ApiError
 from dbkeep.rds import names
-from dbkeep.rds.clusters import cluster_state_error, hash_password
+from dbkeep.rds.clusters import cluster_state_error
 
 HOSTED_ZONE = "Z2R2ITUGPM61AM"
 AZ = "us-east-1a"
@@ -201,7 +201,6 @@ def create_db_cluster(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
         status="creating",
         port=port,
         master_username=username,
-        master_password_hash=hash_password(password),
         database_name=database,
         parameter_group=group,
         security_group_ids=_security_groups(ctx, args.get("VpcSecurityGroupIds")),
