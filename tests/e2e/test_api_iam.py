@@ -258,7 +258,7 @@ def test_assume_role_and_expiry(dbkeep, move_clock):
     with pytest.raises(botocore.exceptions.ClientError) as exc:
         dbkeep.client("iam", **temp).list_users()
     assert error_of(exc)[0] == "AccessDenied"
-    assert f"assumed-role/dba/s1 is not authorized" in error_of(exc)[1]
+    assert "assumed-role/dba/s1 is not authorized" in error_of(exc)[1]
     # a wrong session token is refused
     with pytest.raises(botocore.exceptions.ClientError) as exc:
         dbkeep.client("sts", temp["key"], temp["secret"], "bm90IHRoZSB0b2tlbg==").get_caller_identity()

@@ -10,7 +10,6 @@ import sys
 import uuid
 from pathlib import Path
 
-import pytest
 
 # The CLI installed beside dbkeep (make setup), which can load the dbkeep plugin named in DIR/config.
 AWS = str(Path(sys.executable).parent / "aws") if (Path(sys.executable).parent / "aws").exists() else shutil.which("aws")

@@ -28,7 +28,7 @@ from dbkeep.identity.credentials import Authenticator
 
 log = logging.getLogger("dbkeep.api")
 
-Handler = Callable[[CallContext, dict[str, Any]], "dict[str, Any] | None | Awaitable[dict[str, Any] | None]"]
+Handler = Callable[[CallContext, dict[str, Any]], dict[str, Any] | None | Awaitable[dict[str, Any] | None]]
 
 # Query-protocol API versions, to pick the error envelope of a request we cannot authenticate.
 VERSIONS = {"2014-10-31": "rds", "2010-05-08": "iam", "2011-06-15": "sts", "2016-11-15": "ec2"}

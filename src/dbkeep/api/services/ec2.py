@@ -89,7 +89,7 @@ def _ports(protocol: str, perm: dict[str, Any]) -> tuple[int | None, int | None]
         return None, None
     lo, hi = perm.get("FromPort"), perm.get("ToPort")
     if lo is None or hi is None:
-        raise ApiError("InvalidParameterValue", f"Invalid value for portRange. Must specify both from and to ports with TCP/UDP.", 400)
+        raise ApiError("InvalidParameterValue", "Invalid value for portRange. Must specify both from and to ports with TCP/UDP.", 400)
     if not (0 <= lo <= 65535 and 0 <= hi <= 65535 and lo <= hi):
         raise ApiError("InvalidParameterValue", f"Invalid value for portRange. From port {lo} must be less than or equal to to port {hi}, both within 0-65535.", 400)
     return lo, hi

@@ -61,7 +61,7 @@ def assume_role(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     if duration > role.max_session_duration:
         raise ApiError(
             "ValidationError",
-            f"The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
+            "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
         )
     if ctx.principal.kind == "assumed-role" and duration > 3600:
         raise ApiError("ValidationError", "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.")
