@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from dbkeep.clock import FakeClock
 from dbkeep.pki import ca
@@ -116,7 +117,7 @@ def test_key_files_are_created_with_0600_from_the_first_instant(store, monkeypat
     store.ensure_ca()
     store.server_certificate("c1", **NAMES)
     key_temps = {path: mode for path, mode in created.items() if "key.pem" in os.path.basename(path)}
-    assert len(key_temps) == 2  # the CA key and the server key, each written through a temp file
+    assert len(key_temps) == 3  # the CA key and the server's RSA and ECDSA keys, each through a temp file
     assert set(key_temps.values()) == {0o600}
     assert all(os.path.basename(path).startswith(".") for path in key_temps)
 
@@ -176,7 +177,28 @@ def test_server_certificate_files_and_contents(store, tmp_path):
     assert set(names.ip_addresses) == {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")}
     assert ca.key_matches_certificate(ca.load_private_key(paths.key_path.read_bytes()), cert)
     assert cert.not_valid_after_utc - START == dt.timedelta(days=397)
-    assert sorted(p.name for p in paths.cert_path.parent.iterdir()) == ["cert.pem", "key.pem"]
+    assert sorted(p.name for p in paths.cert_path.parent.iterdir()) == ["cert.pem", "ec-cert.pem", "ec-key.pem", "key.pem"]
+    # the ECDSA twin: same names and subject, a P-256 key, signed by the same CA, key 0600
+    assert paths.ec_cert_path is not None and paths.ec_key_path is not None
+    assert _mode(paths.ec_key_path) == 0o600 and _mode(paths.ec_cert_path) == 0o644
+    ec_cert = x509.load_pem_x509_certificate(paths.ec_cert_path.read_bytes())
+    ec_cert.verify_directly_issued_by(ca_cert)
+    ec_key = ca.load_private_key(paths.ec_key_path.read_bytes())
+    assert isinstance(ec_key, ec.EllipticCurvePrivateKey) and ec_key.curve.name == "secp256r1"
+    assert ca.key_matches_certificate(ec_key, ec_cert)
+    assert ec_cert.subject == cert.subject and ca.ServerNames.from_certificate(ec_cert).same_set(names)
+    assert paths.chains() == [(paths.cert_path, paths.key_path), (paths.ec_cert_path, paths.ec_key_path)]
+
+
+def test_a_missing_ecdsa_pair_is_issued_with_a_fresh_rsa_pair(store):
+    """A state dir from before the ECDSA twin (or a lost ec-key.pem) gets both pairs anew."""
+    first = store.server_certificate("c1", **NAMES)
+    serial = _serial(first.cert_path)
+    assert first.ec_key_path is not None
+    first.ec_key_path.unlink()
+    second = store.server_certificate("c1", **NAMES)
+    assert second.ec_key_path is not None and second.ec_key_path.exists()
+    assert _serial(second.cert_path) != serial
 
 
 def test_same_request_keeps_the_certificate(store, clock):

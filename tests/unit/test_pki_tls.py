@@ -10,6 +10,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from dbkeep.pki import ca
 from dbkeep.pki.tls import (
@@ -45,10 +47,19 @@ def pki(tmp_path_factory) -> dict[str, Path]:
         ip_addresses=["127.0.0.1", "::1"],
         now=now,
     )
-    paths = {"ca": directory / "ca.pem", "cert": directory / "cert.pem", "key": directory / "key.pem"}
-    paths["ca"].write_bytes(ca_pem)
-    paths["cert"].write_bytes(cert_pem)
-    paths["key"].write_bytes(key_pem)
+    ec_cert_pem, ec_key_pem = ca.issue_server_certificate(
+        ca.load_certificate(ca_pem),
+        ca.load_private_key(ca_key_pem),
+        common_name=HOST,
+        dns_names=[HOST],
+        ip_addresses=["127.0.0.1", "::1"],
+        now=now,
+        private_key=ca.generate_ec_private_key(),
+    )
+    paths = {"ca": directory / "ca.pem", "cert": directory / "cert.pem", "key": directory / "key.pem",
+             "ec_cert": directory / "ec-cert.pem", "ec_key": directory / "ec-key.pem"}
+    for name, pem in (("ca", ca_pem), ("cert", cert_pem), ("key", key_pem), ("ec_cert", ec_cert_pem), ("ec_key", ec_key_pem)):
+        paths[name].write_bytes(pem)
     return paths
 
 
@@ -71,6 +82,11 @@ def _loopback_pair(family: socket.AddressFamily, host: str) -> tuple[socket.sock
         client = socket.create_connection(listener.getsockname()[:2], timeout=TIMEOUT)
         server, _ = listener.accept()
     return server, client
+
+
+def _key_type(cert: x509.Certificate) -> str:
+    key = cert.public_key()
+    return "ecdsa" if isinstance(key, ec.EllipticCurvePublicKey) else "rsa" if isinstance(key, rsa.RSAPublicKey) else "other"
 
 
 def _handshake(server_ctx, client_ctx, server_hostname: str, sockets=None):
@@ -97,7 +113,9 @@ def _handshake(server_ctx, client_ctx, server_hostname: str, sockets=None):
         with client_ctx.wrap_socket(client_sock, server_hostname=server_hostname) as tls:
             tls.sendall(b"x")
             assert tls.recv(1) == b"x"
-            client_result: object = describe_session(tls) | {"cipher_tuple": tls.cipher()}
+            peer = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+            client_result: object = describe_session(tls) | {"cipher_tuple": tls.cipher(),
+                                                             "peer_key": _key_type(peer)}
     except (ssl.SSLError, OSError) as exc:
         client_result = exc
     finally:
@@ -160,6 +178,33 @@ def test_tls13_only_server_refuses_a_tls12_only_client(pki):
     client, server, _ = _handshake(server_ctx, _client(pki, maximum=V.TLSv1_2), HOST)
     assert isinstance(client, ssl.SSLError)
     assert isinstance(server, ssl.SSLError)
+
+
+def _dual(pki, **kwargs) -> ssl.SSLContext:
+    return server_context(pki["cert"], pki["key"], extra_chains=[(pki["ec_cert"], pki["ec_key"])], **kwargs)
+
+
+@pytest.mark.parametrize("maximum", [V.TLSv1_3, V.TLSv1_2])
+def test_a_dual_chain_signs_with_ecdsa_when_the_client_accepts_it(pki, maximum):
+    client, _, _ = _handshake(_dual(pki), _client(pki, maximum=maximum), HOST)
+    assert isinstance(client, dict), client
+    assert client["peer_key"] == "ecdsa"
+
+
+@pytest.mark.parametrize("cipher", MYSQL_SSL_CIPHERS)
+def test_a_dual_chain_keeps_rsa_for_the_ecdhe_rsa_suites_of_ssl_cipher(pki, cipher):
+    server_ctx = _dual(pki, versions=parse_mysql_tls_version("TLSv1.2"), ciphers=validate_mysql_ssl_cipher(cipher))
+    client_ctx = _client(pki)
+    client_ctx.set_ciphers("DEFAULT")
+    client, _, _ = _handshake(server_ctx, client_ctx, HOST)
+    assert isinstance(client, dict), client
+    assert client["tls_cipher"] == cipher and client["peer_key"] == "rsa"
+
+
+def test_without_an_extra_chain_the_server_signs_with_rsa(pki):
+    client, _, _ = _handshake(_server(pki), _client(pki), HOST)
+    assert isinstance(client, dict), client
+    assert client["peer_key"] == "rsa"
 
 
 @pytest.mark.parametrize("cipher", MYSQL_SSL_CIPHERS)

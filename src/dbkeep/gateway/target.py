@@ -48,9 +48,11 @@ class ClusterTarget:
 
 
 @lru_cache(maxsize=256)
-def _context(cert: str, key: str, stamp: float, minimum: int, maximum: int, ciphers: str | None, alpn: tuple[str, ...]) -> ssl.SSLContext:
+def _context(chains: tuple[tuple[str, str], ...], stamp: float, minimum: int, maximum: int, ciphers: str | None,
+             alpn: tuple[str, ...]) -> ssl.SSLContext:
     versions = tls.TlsVersions(ssl.TLSVersion(minimum), ssl.TLSVersion(maximum))
-    return tls.server_context(cert, key, versions=versions, ciphers=ciphers, alpn=alpn or None)
+    (cert, key), *extra = chains
+    return tls.server_context(cert, key, versions=versions, ciphers=ciphers, alpn=alpn or None, extra_chains=extra)
 
 
 def certificate_names(cluster: Cluster, hostname: str, host: str) -> tuple[str, list[str], list[str]]:
@@ -118,7 +120,7 @@ class TargetResolver:
         context = None
         paths = self._cert_paths(cluster.resource_id)
         if paths is not None:
-            cert, key = paths.cert_path, paths.key_path
+            chains = tuple((str(c), str(k)) for c, k in paths.chains() if c.exists())
             if engine == "mysql":
                 versions = tls.parse_mysql_tls_version(applied.get("tls_version"))
                 ciphers = tls.validate_mysql_ssl_cipher(applied["ssl_cipher"]) if applied.get("ssl_cipher") else None
@@ -127,7 +129,7 @@ class TargetResolver:
                 versions = tls.parse_pg_protocol_bounds(current.get("ssl_min_protocol_version"), current.get("ssl_max_protocol_version") or None)
                 ciphers = tls.validate_pg_ssl_ciphers(current["ssl_ciphers"]) if current.get("ssl_ciphers") else None
                 alpn = ("postgresql",)
-            context = _context(str(cert), str(key), cert.stat().st_mtime, int(versions.minimum), int(versions.maximum), ciphers, alpn)
+            context = _context(chains, paths.cert_path.stat().st_mtime, int(versions.minimum), int(versions.maximum), ciphers, alpn)
         if engine == "mysql":
             require = str(current.get("require_secure_transport") or "OFF").upper() in ("ON", "1")
         else:

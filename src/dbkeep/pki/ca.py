@@ -55,6 +55,12 @@ def generate_private_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
 
 
+def generate_ec_private_key() -> ec.EllipticCurvePrivateKey:
+    """A fresh ECDSA P-256 key: a TLS handshake signature with it costs the server about a
+    tenth of an RSA-2048 one."""
+    return ec.generate_private_key(ec.SECP256R1())
+
+
 @dataclass(frozen=True)
 class ServerNames:
     """The names a server certificate vouches for, normalised so that two requests compare equal

@@ -7,8 +7,10 @@ Layout under the state directory::
     pki/                0700
       .lock                   serialises writers (flock), across threads and processes
       <name>/           0700  one directory per server certificate (a cluster)
-        cert.pem        0644
+        cert.pem        0644  RSA-2048 key, signed by the CA
         key.pem         0600
+        ec-cert.pem     0644  ECDSA P-256 key, same names, signed by the CA
+        ec-key.pem      0600
 
 Rules this module keeps:
 
@@ -20,6 +22,11 @@ Rules this module keeps:
 - **Key files are never readable by others, not even for an instant.** They are created with
   ``os.open(..., 0o600)`` under a temporary name, written, fsynced, then moved into place
   (``os.replace``), so readers see either the old file or the whole new one.
+- **Two certificates per server, one name set.** A listener offers both; OpenSSL signs each
+  handshake with the ECDSA key when the client accepts ECDSA (every current client does), which
+  costs the gateway a fraction of an RSA-2048 signature per new connection, and with the RSA key
+  otherwise (for instance a TLS 1.2 client limited to the ``ECDHE-RSA-*`` suites of MySQL's
+  ``ssl_cipher``). Both are issued and reissued together.
 - **Server certificates are reissued only when needed**: when the requested names differ from
   the certificate's SubjectAlternativeName or subject, when it is within 30 days of its end
   (unless the CA's own end caps it, when a new one would be no better), when it is not yet
@@ -76,6 +83,15 @@ class CaPaths:
 class CertPaths:
     cert_path: Path
     key_path: Path
+    ec_cert_path: Path | None = None  # the ECDSA pair beside the RSA one (None: RSA only)
+    ec_key_path: Path | None = None
+
+    def chains(self) -> list[tuple[Path, Path]]:
+        """(certificate, key) pairs to load into one server context."""
+        pairs = [(self.cert_path, self.key_path)]
+        if self.ec_cert_path is not None and self.ec_key_path is not None:
+            pairs.append((self.ec_cert_path, self.ec_key_path))
+        return pairs
 
 
 @dataclass(frozen=True)
@@ -99,6 +115,7 @@ class PkiStore:
         *,
         ca_label: str | None = None,
         key_factory: Callable[[], ca_lib.PrivateKey] = ca_lib.generate_private_key,
+        ec_key_factory: Callable[[], ca_lib.PrivateKey] = ca_lib.generate_ec_private_key,
         server_validity_days: int = ca_lib.SERVER_VALIDITY_DAYS,
     ) -> None:
         self._dir = Path(state_dir)
@@ -106,6 +123,7 @@ class PkiStore:
         self._clock = clock
         self._ca_label = ca_label or socket.gethostname()
         self._key_factory = key_factory
+        self._ec_key_factory = ec_key_factory
         self._server_validity_days = server_validity_days
         self._ca: _LoadedCa | None = None
 
@@ -189,29 +207,33 @@ class PkiStore:
         """
         directory = self._server_dir(name)
         wanted = ca_lib.ServerNames.of(dns_names, ip_addresses)
-        paths = CertPaths(directory / "cert.pem", directory / "key.pem")
+        paths = CertPaths(directory / "cert.pem", directory / "key.pem", directory / "ec-cert.pem", directory / "ec-key.pem")
+        pairs = ((paths.cert_path, paths.key_path, self._key_factory), (paths.ec_cert_path, paths.ec_key_path, self._ec_key_factory))
         with self._locked():
             authority = self._load_or_create_ca()
             _make_private_dir(directory)
-            reason = self._reissue_reason(paths, authority, wanted, common_name)
+            reasons = [self._reissue_reason(cert, key, authority, wanted, common_name) for cert, key, _ in pairs]
+            reason = next((r for r in reasons if r is not None), None)
             if reason is None:
                 return paths
             _remove_temp_files(directory)
-            cert_pem, key_pem = ca_lib.issue_server_certificate(
-                authority.cert,
-                authority.key,
-                common_name=common_name,
-                dns_names=wanted.dns_names,
-                ip_addresses=wanted.ip_addresses,
-                now=self._clock.now(),
-                days=self._server_validity_days,
-                private_key=self._key_factory(),
-            )
-            # Each file is replaced atomically, the pair is not: build SSLContexts from these
-            # paths after this call returns (it holds the lock while writing).
-            _write_file(paths.key_path, key_pem, KEY_MODE, replace=True)
-            _write_file(paths.cert_path, cert_pem, CERT_MODE, replace=True)
-            log.info("issued server certificate %s (%s)", name, reason)
+            for cert_path, key_path, factory in pairs:
+                assert cert_path is not None and key_path is not None
+                cert_pem, key_pem = ca_lib.issue_server_certificate(
+                    authority.cert,
+                    authority.key,
+                    common_name=common_name,
+                    dns_names=wanted.dns_names,
+                    ip_addresses=wanted.ip_addresses,
+                    now=self._clock.now(),
+                    days=self._server_validity_days,
+                    private_key=factory(),
+                )
+                # Each file is replaced atomically, the pair is not: build SSLContexts from these
+                # paths after this call returns (it holds the lock while writing).
+                _write_file(key_path, key_pem, KEY_MODE, replace=True)
+                _write_file(cert_path, cert_pem, CERT_MODE, replace=True)
+            log.info("issued server certificates %s (%s)", name, reason)
             return paths
 
     def remove_server_certificate(self, name: str) -> None:
@@ -231,15 +253,17 @@ class PkiStore:
 
     def _reissue_reason(
         self,
-        paths: CertPaths,
+        cert_path: Path | None,
+        key_path: Path | None,
         authority: _LoadedCa,
         wanted: ca_lib.ServerNames,
         common_name: str,
     ) -> str | None:
         """Why the stored certificate must be replaced, or None if it is still good."""
+        assert cert_path is not None and key_path is not None
         try:
-            cert = ca_lib.load_certificate(paths.cert_path.read_bytes())
-            key = ca_lib.load_private_key(_read_key(paths.key_path))
+            cert = ca_lib.load_certificate(cert_path.read_bytes())
+            key = ca_lib.load_private_key(_read_key(key_path))
         except FileNotFoundError:
             return "new"
         except ValueError as exc:

@@ -260,8 +260,12 @@ def server_context(
     ciphers: str | None = None,
     alpn: Sequence[str] | None = None,
     session_tickets: bool = False,
+    extra_chains: Sequence[tuple[StrPath, StrPath]] = (),
 ) -> ssl.SSLContext:
     """A TLS server context for a gateway listener.
+
+    ``extra_chains``: further (certificate, key) pairs of other key types (an ECDSA pair beside
+    the RSA one); OpenSSL picks, per handshake, the one the client and the ciphers allow.
 
     ``versions`` defaults to TLS 1.2 and 1.3. ``ciphers`` is an OpenSSL cipher string as
     returned by :func:`validate_mysql_ssl_cipher` or :func:`validate_pg_ssl_ciphers`; it
@@ -290,6 +294,8 @@ def server_context(
         context.minimum_version = allowed.minimum
         context.maximum_version = allowed.maximum
     context.load_cert_chain(cert_path, key_path)
+    for extra_cert, extra_key in extra_chains:
+        context.load_cert_chain(extra_cert, extra_key)
     if alpn:
         context.set_alpn_protocols(list(alpn))
     return context
