@@ -35,31 +35,20 @@ TIMEOUT = 5.0
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> dict[str, Path]:
-    """A CA and one server certificate for HOST, 127.0.0.1 and ::1, written once per module."""
+    """A CA and two server certificates (RSA, ECDSA) for HOST, 127.0.0.1 and ::1, written once per module."""
     directory = tmp_path_factory.mktemp("pki")
     now = dt.datetime.now(dt.timezone.utc)
     ca_pem, ca_key_pem = ca.create_ca("tls-tests", now=now)
-    cert_pem, key_pem = ca.issue_server_certificate(
-        ca.load_certificate(ca_pem),
-        ca.load_private_key(ca_key_pem),
-        common_name=HOST,
-        dns_names=[HOST],
-        ip_addresses=["127.0.0.1", "::1"],
-        now=now,
-    )
-    ec_cert_pem, ec_key_pem = ca.issue_server_certificate(
-        ca.load_certificate(ca_pem),
-        ca.load_private_key(ca_key_pem),
-        common_name=HOST,
-        dns_names=[HOST],
-        ip_addresses=["127.0.0.1", "::1"],
-        now=now,
-        private_key=ca.generate_ec_private_key(),
-    )
-    paths = {"ca": directory / "ca.pem", "cert": directory / "cert.pem", "key": directory / "key.pem",
-             "ec_cert": directory / "ec-cert.pem", "ec_key": directory / "ec-key.pem"}
-    for name, pem in (("ca", ca_pem), ("cert", cert_pem), ("key", key_pem), ("ec_cert", ec_cert_pem), ("ec_key", ec_key_pem)):
-        paths[name].write_bytes(pem)
+    (directory / "ca.pem").write_bytes(ca_pem)
+    paths = {"ca": directory / "ca.pem"}
+    for prefix, key in (("", ca.generate_private_key()), ("ec_", ca.generate_ec_private_key())):
+        cert_pem, key_pem = ca.issue_server_certificate(
+            ca.load_certificate(ca_pem), ca.load_private_key(ca_key_pem), common_name=HOST, dns_names=[HOST],
+            ip_addresses=["127.0.0.1", "::1"], now=now, private_key=key)
+        paths[prefix + "cert"] = directory / f"{prefix}cert.pem"
+        paths[prefix + "key"] = directory / f"{prefix}key.pem"
+        paths[prefix + "cert"].write_bytes(cert_pem)
+        paths[prefix + "key"].write_bytes(key_pem)
     return paths
 
 
