@@ -207,8 +207,9 @@ class PkiStore:
         """
         directory = self._server_dir(name)
         wanted = ca_lib.ServerNames.of(dns_names, ip_addresses)
-        paths = CertPaths(directory / "cert.pem", directory / "key.pem", directory / "ec-cert.pem", directory / "ec-key.pem")
-        pairs = ((paths.cert_path, paths.key_path, self._key_factory), (paths.ec_cert_path, paths.ec_key_path, self._ec_key_factory))
+        pairs = ((directory / "cert.pem", directory / "key.pem", self._key_factory),
+                 (directory / "ec-cert.pem", directory / "ec-key.pem", self._ec_key_factory))
+        paths = CertPaths(*pairs[0][:2], *pairs[1][:2])
         with self._locked():
             authority = self._load_or_create_ca()
             _make_private_dir(directory)
@@ -218,7 +219,6 @@ class PkiStore:
                 return paths
             _remove_temp_files(directory)
             for cert_path, key_path, factory in pairs:
-                assert cert_path is not None and key_path is not None
                 cert_pem, key_pem = ca_lib.issue_server_certificate(
                     authority.cert,
                     authority.key,
@@ -253,14 +253,13 @@ class PkiStore:
 
     def _reissue_reason(
         self,
-        cert_path: Path | None,
-        key_path: Path | None,
+        cert_path: Path,
+        key_path: Path,
         authority: _LoadedCa,
         wanted: ca_lib.ServerNames,
         common_name: str,
     ) -> str | None:
         """Why the stored certificate must be replaced, or None if it is still good."""
-        assert cert_path is not None and key_path is not None
         try:
             cert = ca_lib.load_certificate(cert_path.read_bytes())
             key = ca_lib.load_private_key(_read_key(key_path))
