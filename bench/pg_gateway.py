@@ -170,12 +170,17 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2,
                         help="runs per target and client count, in mirrored order (A..F, F..A) so that background "
                              "load drifting during the benchmark biases no target; the mean is shown (default 2)")
+    parser.add_argument("--dbkeep-args", default="",
+                        help="extra options for `dbkeep up`, e.g. '--relay-threads 0' for the event-loop relay")
+    parser.add_argument("--targets", default="",
+                        help="comma-separated subset of direct,gateway,gateway-tls,pgbouncer,pgbouncer-tls,haproxy (default all)")
+    parser.add_argument("--no-logins", action="store_true", help="skip the new-logins-per-second part")
     args = parser.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
 
     work = Path(tempfile.mkdtemp(prefix="dbkeep-bench-pg-"))
     os.chmod(work, 0o755)
-    proc = DbkeepProcess(work / "state").start()
+    proc = DbkeepProcess(work / "state", extra_args=args.dbkeep_args.split()).start()
     peers: Peers | None = None
     try:
         cluster = create_cluster(proc, "aurora-postgresql", "bench-pg", PASSWORD)
@@ -201,6 +206,9 @@ def main() -> int:
             "pgbouncer-tls": (f"host=127.0.0.1 port={peers.pgbouncer_port} user=master dbname=appdb sslmode=require", peers.pgbouncer_pid),
             "haproxy": (f"host=127.0.0.1 port={peers.haproxy_port} user=master dbname=appdb sslmode=disable", peers.haproxy_pid),
         }
+        if args.targets:
+            wanted = set(args.targets.split(",")) | {"direct"}
+            targets = {name: value for name, value in targets.items() if name in wanted}
         for conninfo, _ in targets.values():  # every path works before anything is timed
             check = pgbench(conninfo, "-S", "-t", "10", "-c", "1")
             if check.returncode:
@@ -245,6 +253,8 @@ def main() -> int:
                     line.append(f"{mine}/{peer} {results[(n, mine)] / results[(n, peer)]:.2f}")
             print(f"{n} clients: " + ", ".join(line))
 
+        if args.no_logins or not {"gateway", "gateway-tls"} <= set(targets):
+            return 0
         print()
         print(f"new logins per second: pgbench -C -S, 8 clients, {args.connect_duration} s; "
               "gateway cpu = the dbkeep process's CPU per login; 1-core = 1 / that")

@@ -23,6 +23,8 @@ from dbkeep.catalog.rds import RdsStore
 from dbkeep.engines.local import LocalDriver
 from dbkeep.engines.supervisor import Supervisor
 from dbkeep.gateway.listener import Gateway, GatewayContext, Limits
+from dbkeep.gateway.offload import Offload
+from dbkeep.gateway.offload import available as offload_available
 from dbkeep.gateway.sessions import SESSIONS
 from dbkeep.gateway.target import TargetResolver
 from dbkeep.pki.store import PkiStore
@@ -113,7 +115,8 @@ class App:
                 def gateway_context(gw: Gateway) -> GatewayContext:
                     resolver = TargetResolver(store, gw.cert_paths, clusters.effective_parameters, socket_path, config.hostname)
                     limits = Limits(handshake_timeout=config.handshake_timeout, max_connections=config.max_connections)
-                    return GatewayContext(resolver=resolver, audit=audit, clock=self.clock, limits=limits)
+                    return GatewayContext(resolver=resolver, audit=audit, clock=self.clock, limits=limits,
+                                          offload=start_offload(config.relay_threads))
 
                 gateway = Gateway(config.host, config.hostname, store, pki, gateway_context, SESSIONS)
                 clusters.listeners.append(lambda _ident: gateway.sync())
@@ -162,6 +165,19 @@ class App:
         task = tasks.create_task(guarded())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def start_offload(threads: int) -> Offload | None:
+    """The gateway's native relay threads on the running loop; None when asked for none or not built."""
+    if threads == 0:
+        return None
+    built, why = offload_available()
+    if not built:
+        log.warning("logged-in sessions are relayed in the event loop: %s", why)
+        return None
+    offload = Offload(threads)
+    offload.start(asyncio.get_running_loop())
+    return offload
 
 
 def run_foreground(config: Config) -> int:

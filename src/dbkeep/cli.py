@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds a database client has from connect to a finished login (default 10)")
     up.add_argument("--max-connections", type=int, default=1000,
                     help="open database connections per cluster at the gateway (default 1000)")
+    up.add_argument("--relay-threads", type=int, default=1,
+                    help="native threads relaying logged-in PostgreSQL sessions (default 1; 0 relays them in the event loop)")
     up.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level (default INFO)")
 
     env = sub.add_parser("env", help="print the export lines for the AWS CLI and SDKs")
@@ -63,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                 catalog_url=args.catalog_url,
                 handshake_timeout=args.handshake_timeout,
                 max_connections=args.max_connections,
+                relay_threads=args.relay_threads,
             )
             return run_foreground(config)
         if args.command == "env":

@@ -41,12 +41,15 @@ class Config:
     catalog_url: str | None = None
     handshake_timeout: float = 10.0  # gateway: seconds from connect to a finished login
     max_connections: int = 1000  # gateway: open client connections per cluster
+    relay_threads: int = 1  # gateway: native relay threads for logged-in sessions (0: relay in Python)
 
     def __post_init__(self) -> None:
         if not 1 <= self.handshake_timeout <= 600:
             raise ConfigError(f"--handshake-timeout must be between 1 and 600 seconds, not {self.handshake_timeout:g}")
         if not 1 <= self.max_connections <= 100_000:
             raise ConfigError(f"--max-connections must be between 1 and 100000, not {self.max_connections}")
+        if not 0 <= self.relay_threads <= 64:
+            raise ConfigError(f"--relay-threads must be between 0 and 64, not {self.relay_threads}")
         try:
             ipaddress.ip_address(self.host)
         except ValueError:

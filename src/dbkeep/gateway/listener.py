@@ -19,6 +19,7 @@ from dbkeep.audit.log import AuditLog
 from dbkeep.catalog.rds import RdsStore
 from dbkeep.clock import Clock
 from dbkeep.gateway import netacl
+from dbkeep.gateway.offload import Offload
 from dbkeep.gateway.target import ClusterTarget, TargetResolver, certificate_names
 from dbkeep.errors import DbError
 from dbkeep.pki.store import CertPaths, PkiStore
@@ -52,6 +53,8 @@ class GatewayContext:
     # DbError to refuse the statement, None to let it pass. None here: every statement passes.
     guard: Callable[[Any, str], DbError | None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # protocol-specific shared state (e.g. cancel keys)
+    # The native relay for logged-in, unguarded sessions (gateway/offload.py); None: Python relays all.
+    offload: Offload | None = None
 
     def admit(self, identifier: str, port: int, peer: tuple[str, int] | None) -> ClusterTarget | None:
         """The cluster target when the security groups admit the peer; None (and an audit event) otherwise."""
@@ -198,3 +201,5 @@ class Gateway:
         async with self._lock:
             for identifier in list(self._servers):
                 await self._close(identifier)
+            if self.ctx.offload is not None:
+                self.ctx.offload.stop()  # sessions in the native relay end with the gateway

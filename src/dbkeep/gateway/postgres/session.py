@@ -270,6 +270,7 @@ class PostgresSession(GatewaySession):
         self._client_paused = False
         self._engine_paused = False
         self._guard = ctx.guard
+        self._offloaded: int | None = None  # the native relay's handle while it relays this session
 
     # --- properties a guard may read --------------------------------------------------------
 
@@ -331,6 +332,9 @@ class PostgresSession(GatewaySession):
 
     def _close(self) -> None:
         """End the session after flushing what was written to the client."""
+        if self._offloaded is not None:  # the relay owns the sockets: it ends the session
+            self.ctx.offload.close(self._offloaded)  # type: ignore[union-attr]
+            return
         self._finish()
         transport = self.transport  # the TLS transport closes the raw one after close_notify
         if transport is not None and not transport.is_closing():
@@ -340,6 +344,9 @@ class PostgresSession(GatewaySession):
                 asyncio.get_running_loop().call_later(_CLOSE_GRACE, transport.abort)
 
     def _abort(self) -> None:
+        if self._offloaded is not None:
+            self.ctx.offload.close(self._offloaded)  # type: ignore[union-attr]
+            return
         self._finish()
         for transport in (self.transport, self._raw_transport):
             if transport is not None:
@@ -709,17 +716,30 @@ class PostgresSession(GatewaySession):
         """An unguarded session whose client has nothing buffered becomes a raw relay: each
         transport hands what it reads straight to the other's ``write`` (the event loop calls
         it from C; no Python frame per chunk). End of stream, close and flow control still
-        come through this session's callbacks."""
+        come through this session's callbacks. With the native relay (``ctx.offload``) the
+        sockets go to its threads instead, when nothing is buffered in the transports."""
         client_transport, engine_transport = self.transport, self._engine_transport
         if not self.RAW_RELAY or self._guard is not None or self._phase != _READY or self.client.trailing_data[0]:
             return
         if client_transport is None or engine_transport is None or client_transport.is_closing():
             return
+        offload = self.ctx.offload
+        if offload is not None:
+            handle = offload.hand_over(client_transport, self._raw_transport, engine_transport, self._offload_done)
+            if handle is not None:
+                self._offloaded = handle
+                return
         leg = engine_transport.get_protocol()
         self.data_received = engine_transport.write  # type: ignore[method-assign]
         client_transport.set_protocol(self)  # the loop caches data_received: refresh it
         leg.data_received = client_transport.write  # type: ignore[method-assign]
         engine_transport.set_protocol(leg)
+
+    def _offload_done(self, reason: str) -> None:
+        """The native relay finished this session: release it and close its transports."""
+        self._offloaded = None
+        log.debug("postgres session %s (cluster %s): %s", self.id, self.identifier, reason)
+        self._abort()
 
     def _relay_engine(self) -> None:
         """The query phase, engine to client: the hot path."""

@@ -1,0 +1,1107 @@
+/* dbkeep.gateway._relay: the native data path for logged-in sessions.
+ *
+ * Why: the gateway's login path is Python (sans-I/O parsers, audit, policy), but once a
+ * session is logged in and nothing inspects its statements, every byte only has to be copied
+ * between two sockets. Doing that in the event loop's thread caps the gateway at one core and
+ * puts Python between every packet; here it is done by worker threads that never take the GIL
+ * (docs/DESIGN-NOTES.md, "Native relay").
+ *
+ * What: a Relay owns N worker threads, each with its own epoll set. Python hands over a pair
+ * of connected, non-blocking sockets (client, engine) with add(); the worker relays both ways
+ * with bounded buffers (back-pressure: a side whose buffer is full is not read), propagates a
+ * client's half-close to the engine, and ends the session when the engine closes (after
+ * flushing what it sent, within drain_timeout) or either side fails. The sockets stay owned
+ * by Python: the worker never closes them. A finished session is queued and the relay's
+ * eventfd is signalled; collect() returns (handle, reason) pairs and only then frees the
+ * session, so a handle Python holds is always valid until Python has seen it finish.
+ *
+ * TLS: when the client's TLS was negotiated by Python's ssl module over memory BIOs (asyncio's
+ * start_tls), the worker continues that same OpenSSL SSL object: ciphertext read from the
+ * client socket goes into its read BIO, SSL_read yields the plaintext for the engine;
+ * SSL_write encrypts the engine's bytes into its write BIO, which is sent to the client. The
+ * SSL pointer is taken from the _ssl._SSLSocket object only after three checks that need no
+ * guessing (see ssl_of): same OpenSSL build as the ssl module, the object's layout confirmed
+ * by the two neighbouring fields, and SSL_get_app_data() pointing back at the object. Python
+ * must not touch that SSL object (nor its transports) until collect() has returned it.
+ */
+#define _GNU_SOURCE
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_EVENTS 256
+#define TLS_RECORD 16384
+#define TLS_READ_CHUNK (TLS_RECORD + 512)
+
+/* ---------------------------------------------------------------- buffers */
+
+typedef struct {
+    char *data;
+    size_t cap, start, end;
+} buf_t;
+
+static inline size_t buf_used(const buf_t *b) { return b->end - b->start; }
+
+static inline size_t buf_space(buf_t *b)
+{
+    if (b->start == b->end) {
+        b->start = b->end = 0;
+    } else if (b->start > 0 && b->cap - b->end < b->cap / 4) {
+        memmove(b->data, b->data + b->start, b->end - b->start);
+        b->end -= b->start;
+        b->start = 0;
+    }
+    return b->cap - b->end;
+}
+
+/* ---------------------------------------------------------------- sessions */
+
+struct worker;
+
+typedef struct session {
+    uint64_t handle;
+    int cfd, efd;
+    SSL *ssl;           /* NULL: cleartext */
+    PyObject *ssl_owner; /* the _ssl._SSLSocket kept alive while the worker uses its SSL */
+    buf_t up;           /* client -> engine, plaintext */
+    buf_t down;         /* engine -> client, plaintext */
+    buf_t wire;         /* engine -> client, TLS records (TLS only) */
+    uint32_t cmask, emask;
+    bool c_registered, e_registered;
+    bool c_blocked, e_blocked;   /* the last send would block: wait for EPOLLOUT */
+    bool client_fin;             /* the client's TCP stream ended (recv returned 0) */
+    bool client_eof;             /* ...and everything before it is decrypted: end of stream */
+    bool engine_eof, engine_shut, engine_unwatched, tls_closing;
+    bool finished, close_requested;
+    double deadline;             /* draining: finish at this time at the latest */
+    const char *reason;
+    char reason_buf[160];
+    struct session *next;        /* incoming / finished / draining lists */
+    struct session *next_draining;
+    struct worker *worker;
+    uint64_t bytes_up, bytes_down;
+} session_t;
+
+typedef struct worker {
+    struct relay *relay;
+    pthread_t thread;
+    bool started;
+    int epfd;
+    int wakefd;
+    pthread_mutex_t lock;
+    session_t *incoming;   /* added by Python, not yet registered */
+    session_t **close_queue; /* close() requests */
+    size_t close_len, close_cap;
+    bool stopping;
+    session_t *batch_done; /* finished during the current epoll batch */
+    session_t *draining;
+    long active;
+} worker_t;
+
+typedef struct relay {
+    PyObject_HEAD
+    worker_t *workers;
+    int nworkers;
+    int donefd;
+    size_t buffer_size;
+    double drain_timeout;
+    pthread_mutex_t lock;    /* done list and counters */
+    session_t *done;
+    /* handles: slot index (low 32 bits) and generation (high 32 bits) */
+    session_t **slots;
+    uint32_t *gens;
+    uint32_t nslots, *free_slots, nfree;
+    uint64_t added, bytes_up, bytes_down;
+    long live;               /* added and not yet collected */
+    unsigned next_worker;
+    bool stopped;
+} relay_t;
+
+static bool tls_handover_ok;        /* this module's OpenSSL is the ssl module's */
+static const char *tls_handover_why = "not checked";
+
+static double now_monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void set_reason(session_t *s, const char *what, int err)
+{
+    if (s->reason != NULL)
+        return;
+    if (err) {
+        snprintf(s->reason_buf, sizeof s->reason_buf, "%s: %s", what, strerror(err));
+    } else {
+        snprintf(s->reason_buf, sizeof s->reason_buf, "%s", what);
+    }
+    s->reason = s->reason_buf;
+}
+
+static void set_tls_reason(session_t *s, const char *what)
+{
+    unsigned long code = ERR_get_error();
+    char detail[120] = "";
+    if (code)
+        ERR_error_string_n(code, detail, sizeof detail);
+    ERR_clear_error();
+    if (s->reason == NULL) {
+        snprintf(s->reason_buf, sizeof s->reason_buf, "%s%s%s", what, detail[0] ? ": " : "", detail);
+        s->reason = s->reason_buf;
+    }
+}
+
+static void unregister(worker_t *w, int fd, bool *registered)
+{
+    if (*registered) {
+        epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
+        *registered = false;
+    }
+}
+
+static void drop_draining(worker_t *w, session_t *s)
+{
+    for (session_t **p = &w->draining; *p != NULL; p = &(*p)->next_draining) {
+        if (*p == s) {
+            *p = s->next_draining;
+            s->next_draining = NULL;
+            return;
+        }
+    }
+}
+
+static void finish(worker_t *w, session_t *s, const char *why, int err)
+{
+    if (s->finished)
+        return;
+    set_reason(s, why, err);
+    s->finished = true;
+    unregister(w, s->cfd, &s->c_registered);
+    unregister(w, s->efd, &s->e_registered);
+    if (s->deadline > 0)
+        drop_draining(w, s);
+    w->active--;
+    s->next = w->batch_done; /* handed to Python after the batch: events may still name it */
+    w->batch_done = s;
+}
+
+/* ---------------------------------------------------------------- moving bytes */
+
+/* One recv into a buffer. >0 bytes, 0 EOF, -1 would block, -2 error (errno kept). */
+static ssize_t recv_into(int fd, buf_t *b)
+{
+    size_t space = buf_space(b);
+    if (space == 0)
+        return -1;
+    ssize_t n = recv(fd, b->data + b->end, space, 0);
+    if (n > 0) {
+        b->end += (size_t)n;
+        return n;
+    }
+    if (n == 0)
+        return 0;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        return -1;
+    return -2;
+}
+
+/* Send what a buffer holds. >=0 bytes sent, -1 would block, -2 error. */
+static ssize_t send_from(int fd, buf_t *b)
+{
+    size_t used = buf_used(b);
+    if (used == 0)
+        return 0;
+    ssize_t n = send(fd, b->data + b->start, used, MSG_NOSIGNAL);
+    if (n >= 0) {
+        b->start += (size_t)n;
+        return n;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        return -1;
+    return -2;
+}
+
+/* TLS records from the client: socket -> read BIO. */
+static ssize_t tls_recv(session_t *s)
+{
+    char chunk[TLS_READ_CHUNK * 2];
+    ssize_t n = recv(s->cfd, chunk, sizeof chunk, 0);
+    if (n > 0) {
+        if (BIO_write(SSL_get_rbio(s->ssl), chunk, (int)n) != (int)n)
+            return -3;
+        return n;
+    }
+    if (n == 0)
+        return 0;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        return -1;
+    return -2;
+}
+
+/* The write BIO (TLS records, alerts, tickets) -> the wire buffer. */
+static void tls_collect(session_t *s)
+{
+    BIO *wbio = SSL_get_wbio(s->ssl);
+    while (BIO_ctrl_pending(wbio) > 0) {
+        size_t space = buf_space(&s->wire);
+        if (space == 0)
+            break;
+        int n = BIO_read(wbio, s->wire.data + s->wire.end, (int)(space > INT_MAX ? INT_MAX : space));
+        if (n <= 0)
+            break;
+        s->wire.end += (size_t)n;
+    }
+}
+
+/* Decrypt what the read BIO holds into `up`. false: the session failed. */
+static bool tls_decrypt(worker_t *w, session_t *s)
+{
+    while (!s->client_eof) {
+        size_t space = buf_space(&s->up);
+        if (space == 0)
+            break;
+        ERR_clear_error();
+        int n = SSL_read(s->ssl, s->up.data + s->up.end, (int)(space > INT_MAX ? INT_MAX : space));
+        if (n > 0) {
+            s->up.end += (size_t)n;
+            continue;
+        }
+        int err = SSL_get_error(s->ssl, n);
+        if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+            if (s->client_fin && err == SSL_ERROR_WANT_READ)
+                s->client_eof = true; /* TCP end without close_notify: a truncated record is dropped */
+            break;
+        }
+        if (err == SSL_ERROR_ZERO_RETURN) { /* close_notify: the client's end of stream */
+            s->client_eof = true;
+            break;
+        }
+        set_tls_reason(s, "client TLS error");
+        tls_collect(s);
+        if (buf_used(&s->wire))
+            send_from(s->cfd, &s->wire); /* the alert, if it fits at once */
+        finish(w, s, "client TLS error", 0);
+        return false;
+    }
+    tls_collect(s); /* post-handshake messages (tickets, key update replies) */
+    return true;
+}
+
+/* Encrypt `down` into the wire buffer while it has room for a whole record. */
+static bool tls_encrypt(worker_t *w, session_t *s)
+{
+    while (buf_used(&s->down) > 0) {
+        tls_collect(s);
+        if (BIO_ctrl_pending(SSL_get_wbio(s->ssl)) > 0 || buf_space(&s->wire) < TLS_RECORD + 512)
+            break;
+        size_t n = buf_used(&s->down);
+        if (n > TLS_RECORD)
+            n = TLS_RECORD;
+        ERR_clear_error();
+        int r = SSL_write(s->ssl, s->down.data + s->down.start, (int)n);
+        if (r > 0) {
+            s->down.start += (size_t)r;
+            s->bytes_down += (uint64_t)r;
+            continue;
+        }
+        int err = SSL_get_error(s->ssl, r);
+        if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+            break;
+        set_tls_reason(s, "client TLS error");
+        finish(w, s, "client TLS error", 0);
+        return false;
+    }
+    tls_collect(s);
+    return true;
+}
+
+static inline buf_t *client_out(session_t *s) { return s->ssl ? &s->wire : &s->down; }
+
+static void watch(worker_t *w, session_t *s, bool engine_side, uint32_t want)
+{
+    uint32_t *mask = engine_side ? &s->emask : &s->cmask;
+    bool *registered = engine_side ? &s->e_registered : &s->c_registered;
+    int fd = engine_side ? s->efd : s->cfd;
+    if (*registered && *mask == want)
+        return;
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = want;
+    ev.data.u64 = (uint64_t)(uintptr_t)s | (engine_side ? 1u : 0u);
+    if (epoll_ctl(w->epfd, *registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0) {
+        finish(w, s, engine_side ? "engine socket cannot be watched" : "client socket cannot be watched", errno);
+        return;
+    }
+    *registered = true;
+    *mask = want;
+}
+
+/* Move every byte that can move now, then set what to wait for. cev/eev: the epoll events
+ * just reported for the client and engine sockets (0: none). */
+static void pump(worker_t *w, session_t *s, uint32_t cev, uint32_t eev)
+{
+    if (s->finished)
+        return;
+    if (cev & EPOLLERR) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(s->cfd, SOL_SOCKET, SO_ERROR, &err, &len);
+        finish(w, s, "client connection failed", err);
+        return;
+    }
+    if ((cev & EPOLLHUP) && !(cev & EPOLLIN)) {
+        finish(w, s, "client closed the connection", 0);
+        return;
+    }
+    if (s->close_requested) {
+        finish(w, s, "closed by the gateway", 0);
+        return;
+    }
+    bool c_in = (cev & (EPOLLIN | EPOLLHUP)) != 0;
+    bool e_in = (eev & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0;
+    if (cev & EPOLLOUT)
+        s->c_blocked = false;
+    if (eev & EPOLLOUT)
+        s->e_blocked = false;
+    if ((eev & (EPOLLHUP | EPOLLERR)) && buf_space(&s->down) == 0 && !s->engine_eof) {
+        /* the engine is gone but its last bytes cannot be read yet: stop watching it (a hangup
+         * is reported for as long as it lasts) and read it whenever `down` has room */
+        unregister(w, s->efd, &s->e_registered);
+        s->engine_unwatched = true;
+    }
+
+    for (int round = 0; round < 8; round++) {
+        bool progress = false;
+        ssize_t n;
+
+        /* client -> gateway */
+        if (c_in && !s->client_fin) {
+            c_in = false;
+            if (s->ssl) {
+                if (BIO_ctrl_pending(SSL_get_rbio(s->ssl)) < s->up.cap)
+                    n = tls_recv(s);
+                else
+                    n = -1;
+            } else {
+                n = recv_into(s->cfd, &s->up);
+            }
+            if (n > 0) {
+                progress = true;
+            } else if (n == 0) {
+                s->client_fin = true;
+                if (!s->ssl)
+                    s->client_eof = true;
+                progress = true;
+            } else if (n == -2) {
+                finish(w, s, "client connection failed", errno);
+                return;
+            } else if (n == -3) {
+                finish(w, s, "out of memory", 0);
+                return;
+            }
+        }
+        if (s->ssl && !s->client_eof) {
+            size_t before = buf_used(&s->up);
+            if (!tls_decrypt(w, s))
+                return;
+            if (buf_used(&s->up) != before || s->client_eof)
+                progress = true;
+        }
+
+        /* gateway -> engine */
+        if (buf_used(&s->up) > 0 && !s->e_blocked && !s->engine_eof) {
+            n = send_from(s->efd, &s->up);
+            if (n > 0) {
+                s->bytes_up += (uint64_t)n;
+                progress = true;
+            } else if (n == -1) {
+                s->e_blocked = true;
+            } else if (n == -2) {
+                /* the engine went away: nothing more goes to it; relay what it said */
+                set_reason(s, "engine closed the connection", errno);
+                s->engine_eof = true;
+                s->up.start = s->up.end;
+                progress = true;
+            }
+        }
+        if (s->client_eof && buf_used(&s->up) == 0 && !s->engine_shut && !s->engine_eof) {
+            shutdown(s->efd, SHUT_WR); /* the client's half-close reaches the engine */
+            s->engine_shut = true;
+        }
+
+        /* engine -> gateway */
+        if ((e_in || s->engine_unwatched) && !s->engine_eof && buf_space(&s->down) > 0) {
+            e_in = false;
+            n = recv_into(s->efd, &s->down);
+            if (n > 0) {
+                progress = true;
+            } else if (n == 0) {
+                s->engine_eof = true;
+                progress = true;
+            } else if (n == -2) {
+                set_reason(s, "engine connection failed", errno);
+                s->engine_eof = true;
+                progress = true;
+            } else if (s->engine_unwatched) {
+                s->engine_unwatched = false; /* nothing there after all: watch it again */
+            }
+        }
+        if (s->ssl) {
+            if (!tls_encrypt(w, s))
+                return;
+            if (s->engine_eof && buf_used(&s->down) == 0 && !s->tls_closing) {
+                s->tls_closing = true; /* close_notify, as a server that closes sends one */
+                ERR_clear_error();
+                SSL_shutdown(s->ssl);
+                ERR_clear_error();
+                tls_collect(s);
+            }
+        }
+
+        /* gateway -> client */
+        buf_t *out = client_out(s);
+        if (buf_used(out) > 0 && !s->c_blocked) {
+            n = send_from(s->cfd, out);
+            if (n > 0) {
+                if (!s->ssl)
+                    s->bytes_down += (uint64_t)n;
+                progress = true;
+            } else if (n == -1) {
+                s->c_blocked = true;
+            } else if (n == -2) {
+                finish(w, s, "client connection failed", errno);
+                return;
+            }
+        }
+        if (s->ssl && s->engine_eof && s->tls_closing && buf_used(&s->wire) == 0 && buf_used(&s->down) == 0) {
+            finish(w, s, "engine closed the connection", 0);
+            return;
+        }
+        if (!s->ssl && s->engine_eof && buf_used(&s->down) == 0) {
+            finish(w, s, "engine closed the connection", 0);
+            return;
+        }
+        if (!progress)
+            break;
+    }
+
+    if (s->engine_eof && s->deadline == 0) { /* the rest goes out within drain_timeout */
+        s->deadline = now_monotonic() + w->relay->drain_timeout;
+        s->next_draining = w->draining;
+        w->draining = s;
+    }
+
+    bool read_client = !s->client_fin && !s->engine_eof && buf_space(&s->up) > 0 &&
+                       (!s->ssl || BIO_ctrl_pending(SSL_get_rbio(s->ssl)) < s->up.cap);
+    uint32_t cwant = (read_client ? EPOLLIN : 0) | (s->c_blocked && buf_used(client_out(s)) ? EPOLLOUT : 0);
+    watch(w, s, false, cwant);
+    if (s->finished)
+        return;
+    if (!s->engine_eof && !s->engine_unwatched) {
+        uint32_t ewant = (buf_space(&s->down) > 0 ? EPOLLIN : 0) | (s->e_blocked && buf_used(&s->up) ? EPOLLOUT : 0);
+        watch(w, s, true, ewant);
+    } else {
+        unregister(w, s->efd, &s->e_registered);
+    }
+}
+
+/* ---------------------------------------------------------------- worker thread */
+
+static void publish_done(worker_t *w)
+{
+    if (w->batch_done == NULL)
+        return;
+    relay_t *r = w->relay;
+    pthread_mutex_lock(&r->lock);
+    while (w->batch_done != NULL) {
+        session_t *s = w->batch_done;
+        w->batch_done = s->next;
+        r->bytes_up += s->bytes_up;
+        r->bytes_down += s->bytes_down;
+        s->next = r->done;
+        r->done = s;
+    }
+    pthread_mutex_unlock(&r->lock);
+    uint64_t one = 1;
+    ssize_t ignored = write(r->donefd, &one, sizeof one);
+    (void)ignored;
+}
+
+static void take_commands(worker_t *w, bool *stop)
+{
+    uint64_t count;
+    ssize_t ignored = read(w->wakefd, &count, sizeof count);
+    (void)ignored;
+    pthread_mutex_lock(&w->lock);
+    session_t *incoming = w->incoming;
+    w->incoming = NULL;
+    session_t **closing = w->close_queue;
+    size_t taken = w->close_len;
+    w->close_queue = NULL;
+    w->close_len = w->close_cap = 0;
+    *stop = w->stopping;
+    pthread_mutex_unlock(&w->lock);
+    while (incoming != NULL) {
+        session_t *s = incoming;
+        incoming = s->next;
+        s->next = NULL;
+        w->active++;
+        pump(w, s, 0, 0); /* registers both sockets; TLS records may already wait in the read BIO */
+    }
+    for (size_t i = 0; i < taken; i++)
+        if (!closing[i]->finished)
+            finish(w, closing[i], "closed by the gateway", 0);
+    free(closing);
+}
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    struct epoll_event events[MAX_EVENTS];
+    bool stop = false;
+    while (!stop) {
+        int timeout = w->draining != NULL ? 250 : -1;
+        int n = epoll_wait(w->epfd, events, MAX_EVENTS, timeout);
+        if (n < 0 && errno != EINTR)
+            break;
+        for (int i = 0; i < n; i++) {
+            uint64_t tag = events[i].data.u64;
+            if (tag == 0) {
+                take_commands(w, &stop);
+                continue;
+            }
+            session_t *s = (session_t *)(uintptr_t)(tag & ~(uint64_t)1);
+            if (s->finished)
+                continue;
+            if (tag & 1)
+                pump(w, s, 0, events[i].events);
+            else
+                pump(w, s, events[i].events, 0);
+        }
+        if (w->draining != NULL) {
+            double now = now_monotonic();
+            session_t *s = w->draining;
+            while (s != NULL) {
+                session_t *next = s->next_draining;
+                if (now >= s->deadline)
+                    finish(w, s, "engine closed the connection; the client did not read the rest in time", 0);
+                s = next;
+            }
+        }
+        publish_done(w);
+    }
+    return NULL; /* stopping: relay_stop_threads ends the sessions left, in Python's thread */
+}
+
+/* ---------------------------------------------------------------- Python type */
+
+static void session_free(session_t *s)
+{
+    free(s->up.data);
+    free(s->down.data);
+    free(s->wire.data);
+    free(s);
+}
+
+static session_t *slot_session(relay_t *r, unsigned long long handle)
+{
+    uint32_t idx = (uint32_t)(handle & 0xffffffffu);
+    uint32_t gen = (uint32_t)(handle >> 32);
+    if (idx >= r->nslots || r->gens[idx] != gen || r->slots[idx] == NULL)
+        return NULL;
+    return r->slots[idx];
+}
+
+static int relay_init(relay_t *r, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"threads", "buffer_size", "drain_timeout", NULL};
+    int threads = 1;
+    Py_ssize_t buffer_size = 64 * 1024;
+    double drain_timeout = 10.0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|ind", kwlist, &threads, &buffer_size, &drain_timeout))
+        return -1;
+    if (r->workers != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Relay already initialised");
+        return -1;
+    }
+    if (threads < 1 || threads > 64) {
+        PyErr_SetString(PyExc_ValueError, "threads must be between 1 and 64");
+        return -1;
+    }
+    if (buffer_size < 4 * TLS_RECORD || buffer_size > 16 * 1024 * 1024) {
+        PyErr_SetString(PyExc_ValueError, "buffer_size must be between 64 KiB and 16 MiB");
+        return -1;
+    }
+    if (!(drain_timeout > 0 && drain_timeout <= 3600)) {
+        PyErr_SetString(PyExc_ValueError, "drain_timeout must be between 0 and 3600 seconds");
+        return -1;
+    }
+    r->buffer_size = (size_t)buffer_size;
+    r->drain_timeout = drain_timeout;
+    r->workers = calloc((size_t)threads, sizeof(worker_t));
+    if (r->workers == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    pthread_mutex_init(&r->lock, NULL);
+    r->donefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (r->donefd < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    for (int i = 0; i < threads; i++) {
+        worker_t *w = &r->workers[i];
+        w->relay = r;
+        w->epfd = w->wakefd = -1;
+        pthread_mutex_init(&w->lock, NULL);
+        w->epfd = epoll_create1(EPOLL_CLOEXEC);
+        w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (w->epfd < 0 || w->wakefd < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            r->nworkers = i + 1;
+            return -1;
+        }
+        struct epoll_event ev;
+        memset(&ev, 0, sizeof ev);
+        ev.events = EPOLLIN;
+        ev.data.u64 = 0;
+        if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wakefd, &ev) != 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            r->nworkers = i + 1;
+            return -1;
+        }
+        r->nworkers = i + 1;
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            PyErr_SetString(PyExc_OSError, "cannot start a relay thread");
+            return -1;
+        }
+        w->started = true;
+        pthread_setname_np(w->thread, "dbkeep-relay"); /* seen in top -H, /proc/PID/task/TID/comm */
+    }
+    return 0;
+}
+
+static void wake(worker_t *w)
+{
+    uint64_t one = 1;
+    ssize_t ignored = write(w->wakefd, &one, sizeof one);
+    (void)ignored;
+}
+
+/* End every session and join the threads (idempotent). */
+static void relay_stop_threads(relay_t *r)
+{
+    if (r->stopped || r->workers == NULL)
+        return;
+    r->stopped = true;
+    for (int i = 0; i < r->nworkers; i++) {
+        worker_t *w = &r->workers[i];
+        pthread_mutex_lock(&w->lock);
+        w->stopping = true;
+        pthread_mutex_unlock(&w->lock);
+        if (w->started)
+            wake(w);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (int i = 0; i < r->nworkers; i++)
+        if (r->workers[i].started)
+            pthread_join(r->workers[i].thread, NULL);
+    Py_END_ALLOW_THREADS
+    /* the threads are gone: every live session is finished here, in this thread */
+    for (uint32_t i = 0; i < r->nslots; i++) {
+        session_t *s = r->slots[i];
+        if (s != NULL && !s->finished) {
+            worker_t *w = s->worker;
+            s->finished = true;
+            set_reason(s, "gateway stopping", 0);
+            unregister(w, s->cfd, &s->c_registered);
+            unregister(w, s->efd, &s->e_registered);
+            pthread_mutex_lock(&r->lock);
+            s->next = r->done;
+            r->done = s;
+            pthread_mutex_unlock(&r->lock);
+        }
+    }
+    /* sessions in a worker's batch or incoming list are among the slots; drop the lists */
+    for (int i = 0; i < r->nworkers; i++) {
+        r->workers[i].incoming = NULL;
+        r->workers[i].batch_done = NULL;
+    }
+}
+
+static void relay_dealloc(relay_t *r)
+{
+    relay_stop_threads(r);
+    for (uint32_t i = 0; i < r->nslots; i++) {
+        if (r->slots[i] != NULL) {
+            Py_XDECREF(r->slots[i]->ssl_owner);
+            session_free(r->slots[i]);
+        }
+    }
+    free(r->slots);
+    free(r->gens);
+    free(r->free_slots);
+    if (r->workers != NULL) {
+        for (int i = 0; i < r->nworkers; i++) {
+            worker_t *w = &r->workers[i];
+            if (w->epfd >= 0)
+                close(w->epfd);
+            if (w->wakefd >= 0)
+                close(w->wakefd);
+            free(w->close_queue);
+            pthread_mutex_destroy(&w->lock);
+        }
+        free(r->workers);
+        pthread_mutex_destroy(&r->lock);
+        if (r->donefd >= 0)
+            close(r->donefd);
+    }
+    Py_TYPE(r)->tp_free((PyObject *)r);
+}
+
+/* The SSL* of an _ssl._SSLSocket (ssl.SSLObject._sslobj), or NULL with an exception set.
+ * CPython's PySSLSocket starts {PyObject_HEAD; PyObject *Socket; SSL *ssl; PySSLContext *ctx}.
+ * The layout is confirmed before the pointer is used: for a memory-BIO object Socket is NULL
+ * and ctx is the object's `context`; and CPython stores the object itself as the SSL's app
+ * data. Any mismatch refuses the hand-over (the session then stays in Python). */
+static SSL *ssl_of(PyObject *sslsock)
+{
+    if (!tls_handover_ok) {
+        PyErr_Format(PyExc_ValueError, "TLS hand-over unavailable: %s", tls_handover_why);
+        return NULL;
+    }
+    if (strcmp(Py_TYPE(sslsock)->tp_name, "_ssl._SSLSocket") != 0) {
+        PyErr_Format(PyExc_TypeError, "expected an _ssl._SSLSocket, not %s", Py_TYPE(sslsock)->tp_name);
+        return NULL;
+    }
+    PyObject *context = PyObject_GetAttrString(sslsock, "context");
+    if (context == NULL)
+        return NULL;
+    void **fields = (void **)((char *)sslsock + sizeof(PyObject));
+    bool layout = fields[0] == NULL && fields[2] == (void *)context && fields[1] != NULL;
+    Py_DECREF(context);
+    if (!layout) {
+        PyErr_SetString(PyExc_ValueError, "TLS hand-over unavailable: unexpected _ssl object layout");
+        return NULL;
+    }
+    SSL *ssl = (SSL *)fields[1];
+    if (SSL_get_app_data(ssl) != (void *)sslsock) {
+        PyErr_SetString(PyExc_ValueError, "TLS hand-over unavailable: SSL object does not point back");
+        return NULL;
+    }
+    if (!SSL_is_init_finished(ssl) || !SSL_is_server(ssl)) {
+        PyErr_SetString(PyExc_ValueError, "TLS hand-over needs a finished server-side handshake");
+        return NULL;
+    }
+    BIO *rbio = SSL_get_rbio(ssl), *wbio = SSL_get_wbio(ssl);
+    if (rbio == NULL || wbio == NULL || BIO_method_type(rbio) != BIO_TYPE_MEM || BIO_method_type(wbio) != BIO_TYPE_MEM) {
+        PyErr_SetString(PyExc_ValueError, "TLS hand-over needs memory BIOs (asyncio start_tls)");
+        return NULL;
+    }
+    if (BIO_ctrl_pending(wbio) > 0) {
+        PyErr_SetString(PyExc_ValueError, "TLS hand-over with unsent records");
+        return NULL;
+    }
+    return ssl;
+}
+
+static bool is_stream_socket(int fd)
+{
+    int type = 0;
+    socklen_t len = sizeof type;
+    return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
+}
+
+static bool alloc_buf(buf_t *b, size_t cap)
+{
+    b->data = malloc(cap);
+    b->cap = cap;
+    b->start = b->end = 0;
+    return b->data != NULL;
+}
+
+static bool take_slot(relay_t *r, session_t *s)
+{
+    uint32_t idx;
+    if (r->nfree > 0) {
+        idx = r->free_slots[--r->nfree];
+    } else {
+        uint32_t cap = r->nslots ? r->nslots * 2 : 64;
+        session_t **slots = realloc(r->slots, cap * sizeof *slots);
+        if (slots == NULL)
+            return false;
+        r->slots = slots;
+        uint32_t *gens = realloc(r->gens, cap * sizeof *gens);
+        if (gens == NULL)
+            return false;
+        r->gens = gens;
+        uint32_t *free_slots = realloc(r->free_slots, cap * sizeof *free_slots);
+        if (free_slots == NULL)
+            return false;
+        r->free_slots = free_slots;
+        for (uint32_t i = r->nslots; i < cap; i++) {
+            r->slots[i] = NULL;
+            r->gens[i] = 1;
+        }
+        for (uint32_t i = cap; i > r->nslots + 1; i--)
+            r->free_slots[r->nfree++] = i - 1;
+        idx = r->nslots;
+        r->nslots = cap;
+    }
+    r->slots[idx] = s;
+    s->handle = ((uint64_t)r->gens[idx] << 32) | idx;
+    return true;
+}
+
+static PyObject *relay_add(relay_t *r, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"client_fd", "engine_fd", "ssl", NULL};
+    int cfd, efd;
+    PyObject *sslsock = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "ii|O", kwlist, &cfd, &efd, &sslsock))
+        return NULL;
+    if (r->workers == NULL || r->stopped) {
+        PyErr_SetString(PyExc_RuntimeError, "the relay is stopped");
+        return NULL;
+    }
+    if (cfd < 0 || efd < 0 || cfd == efd || !is_stream_socket(cfd) || !is_stream_socket(efd)) {
+        PyErr_SetString(PyExc_ValueError, "client_fd and engine_fd must be two different stream sockets");
+        return NULL;
+    }
+    if (!(fcntl(cfd, F_GETFL) & O_NONBLOCK) || !(fcntl(efd, F_GETFL) & O_NONBLOCK)) {
+        PyErr_SetString(PyExc_ValueError, "both sockets must be non-blocking");
+        return NULL;
+    }
+    SSL *ssl = NULL;
+    if (sslsock != Py_None) {
+        ssl = ssl_of(sslsock);
+        if (ssl == NULL)
+            return NULL;
+    }
+    session_t *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return PyErr_NoMemory();
+    if (!alloc_buf(&s->up, r->buffer_size) || !alloc_buf(&s->down, r->buffer_size) ||
+        (ssl != NULL && !alloc_buf(&s->wire, r->buffer_size + TLS_RECORD + 1024)) || !take_slot(r, s)) {
+        session_free(s);
+        return PyErr_NoMemory();
+    }
+    s->cfd = cfd;
+    s->efd = efd;
+    s->ssl = ssl;
+    if (ssl != NULL) {
+        Py_INCREF(sslsock);
+        s->ssl_owner = sslsock;
+    }
+    worker_t *w = &r->workers[r->next_worker++ % (unsigned)r->nworkers];
+    s->worker = w;
+    r->added++;
+    r->live++;
+    pthread_mutex_lock(&w->lock);
+    s->next = w->incoming;
+    w->incoming = s;
+    pthread_mutex_unlock(&w->lock);
+    wake(w);
+    return PyLong_FromUnsignedLongLong(s->handle);
+}
+
+static PyObject *relay_close(relay_t *r, PyObject *arg)
+{
+    unsigned long long handle = PyLong_AsUnsignedLongLong(arg);
+    if (handle == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    session_t *s = slot_session(r, handle);
+    if (s == NULL || r->stopped)
+        Py_RETURN_FALSE;
+    worker_t *w = s->worker;
+    pthread_mutex_lock(&w->lock);
+    bool queued = false;
+    if (w->close_len == w->close_cap) {
+        size_t cap = w->close_cap ? w->close_cap * 2 : 16;
+        session_t **q = realloc(w->close_queue, cap * sizeof *q);
+        if (q != NULL) {
+            w->close_queue = q;
+            w->close_cap = cap;
+        }
+    }
+    if (w->close_len < w->close_cap) {
+        w->close_queue[w->close_len++] = s;
+        queued = true;
+    }
+    pthread_mutex_unlock(&w->lock);
+    if (!queued)
+        return PyErr_NoMemory();
+    wake(w);
+    Py_RETURN_TRUE;
+}
+
+static PyObject *relay_collect(relay_t *r, PyObject *Py_UNUSED(ignored))
+{
+    uint64_t count;
+    ssize_t ignored_n = read(r->donefd, &count, sizeof count);
+    (void)ignored_n;
+    pthread_mutex_lock(&r->lock);
+    session_t *done = r->done;
+    r->done = NULL;
+    pthread_mutex_unlock(&r->lock);
+    PyObject *out = PyList_New(0);
+    if (out == NULL) {
+        /* put them back: nothing is lost */
+        pthread_mutex_lock(&r->lock);
+        while (done != NULL) {
+            session_t *s = done;
+            done = s->next;
+            s->next = r->done;
+            r->done = s;
+        }
+        pthread_mutex_unlock(&r->lock);
+        return NULL;
+    }
+    while (done != NULL) {
+        session_t *s = done;
+        done = s->next;
+        PyObject *item = Py_BuildValue("(Ks)", (unsigned long long)s->handle, s->reason ? s->reason : "finished");
+        if (item == NULL || PyList_Append(out, item) != 0) {
+            Py_XDECREF(item);
+            PyErr_Clear(); /* the session is released anyway; Python learns of it as lost */
+        } else {
+            Py_DECREF(item);
+        }
+        uint32_t idx = (uint32_t)(s->handle & 0xffffffffu);
+        r->slots[idx] = NULL;
+        r->gens[idx]++;
+        r->free_slots[r->nfree++] = idx;
+        r->live--;
+        Py_XDECREF(s->ssl_owner);
+        session_free(s);
+    }
+    return out;
+}
+
+static PyObject *relay_stop(relay_t *r, PyObject *Py_UNUSED(ignored))
+{
+    relay_stop_threads(r);
+    Py_RETURN_NONE;
+}
+
+static PyObject *relay_fileno(relay_t *r, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromLong(r->donefd);
+}
+
+static PyObject *relay_stats(relay_t *r, PyObject *Py_UNUSED(ignored))
+{
+    pthread_mutex_lock(&r->lock);
+    unsigned long long up = r->bytes_up, down = r->bytes_down;
+    pthread_mutex_unlock(&r->lock);
+    return Py_BuildValue("{s:i,s:K,s:l,s:K,s:K}", "threads", r->nworkers, "added", (unsigned long long)r->added,
+                         "live", r->live, "bytes_up", up, "bytes_down", down);
+}
+
+static PyMethodDef relay_methods[] = {
+    {"add", (PyCFunction)(void (*)(void))relay_add, METH_VARARGS | METH_KEYWORDS,
+     "add(client_fd, engine_fd, ssl=None) -> handle\n\nRelay two connected non-blocking stream sockets until the "
+     "engine closes or either side fails. ssl: the _ssl._SSLSocket of the client's finished server-side TLS over "
+     "memory BIOs. Python keeps the sockets (and TLS objects) and must not use them until collect() returns the "
+     "handle."},
+    {"close", (PyCFunction)relay_close, METH_O, "close(handle) -> bool\n\nAsk the relay to end a session (reported by collect())."},
+    {"collect", (PyCFunction)relay_collect, METH_NOARGS, "collect() -> [(handle, reason)]\n\nSessions that ended since the last call."},
+    {"stop", (PyCFunction)relay_stop, METH_NOARGS, "stop()\n\nEnd every session and stop the threads; collect() then returns them."},
+    {"fileno", (PyCFunction)relay_fileno, METH_NOARGS, "fileno() -> int\n\nAn eventfd readable when collect() has something."},
+    {"stats", (PyCFunction)relay_stats, METH_NOARGS, "stats() -> dict\n\nThreads, sessions added and live, bytes relayed by finished sessions."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject RelayType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "dbkeep.gateway._relay.Relay",
+    .tp_basicsize = sizeof(relay_t),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Relay(threads=1, buffer_size=65536, drain_timeout=10.0): native relay threads for logged-in sessions.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)relay_init,
+    .tp_dealloc = (destructor)relay_dealloc,
+    .tp_methods = relay_methods,
+};
+
+static PyObject *module_tls_handover(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
+{
+    return Py_BuildValue("(Os)", tls_handover_ok ? Py_True : Py_False, tls_handover_why);
+}
+
+static PyMethodDef module_methods[] = {
+    {"tls_handover", module_tls_handover, METH_NOARGS,
+     "tls_handover() -> (bool, str)\n\nWhether TLS sessions can be handed over, and why not."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef relay_module = {
+    PyModuleDef_HEAD_INIT, "_relay", "Native relay threads for logged-in gateway sessions.", -1, module_methods,
+};
+
+/* TLS sessions are handed over only when the ssl module and this module run the same OpenSSL:
+ * an SSL object of another library build would be read with the wrong structure. */
+static void check_tls_handover(void)
+{
+    PyObject *ssl_module = PyImport_ImportModule("_ssl");
+    if (ssl_module == NULL) {
+        PyErr_Clear();
+        tls_handover_why = "the ssl module is not available";
+        return;
+    }
+    PyObject *number = PyObject_GetAttrString(ssl_module, "OPENSSL_VERSION_NUMBER");
+    Py_DECREF(ssl_module);
+    if (number == NULL) {
+        PyErr_Clear();
+        tls_handover_why = "the ssl module does not say its OpenSSL version";
+        return;
+    }
+    unsigned long theirs = PyLong_AsUnsignedLong(number);
+    Py_DECREF(number);
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        tls_handover_why = "the ssl module's OpenSSL version is unreadable";
+        return;
+    }
+    if (theirs != OpenSSL_version_num()) {
+        tls_handover_why = "the ssl module runs another OpenSSL than dbkeep's relay";
+        return;
+    }
+#if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030E0000
+    tls_handover_why = "the _ssl object layout is only known for Python 3.11 to 3.13";
+    return;
+#endif
+    tls_handover_ok = true;
+    tls_handover_why = "";
+}
+
+PyMODINIT_FUNC PyInit__relay(void)
+{
+    if (PyType_Ready(&RelayType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&relay_module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&RelayType);
+    if (PyModule_AddObject(m, "Relay", (PyObject *)&RelayType) < 0) {
+        Py_DECREF(&RelayType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    check_tls_handover();
+    return m;
+}

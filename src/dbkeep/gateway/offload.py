@@ -1,0 +1,126 @@
+"""Logged-in sessions handed to the native relay (``_relay.c``), off the event loop.
+
+Why: after its login, an unguarded session is a byte copy between two sockets. In the event
+loop that copy competes with every login for one core and runs Python per chunk; the native
+relay does it in its own threads, without the GIL, with bounded buffers and the same flow
+control, half-close and drain rules as the Python relay (docs/DESIGN-NOTES.md, "Native relay").
+
+How: :meth:`Offload.hand_over` takes a session's transports once nothing is buffered in them,
+stops the event loop from reading them, and gives their sockets to the relay (with the
+client's OpenSSL session when it is TLS: the relay continues it). The transports stay open
+and owned by Python but untouched until the relay reports the session finished; then the
+session's ``on_done(reason)`` runs in the event loop and closes them. When a session cannot
+be handed over (something still buffered, a TLS object the relay does not accept), nothing
+has changed and the caller keeps relaying it in Python.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("dbkeep.gateway.offload")
+
+try:
+    from dbkeep.gateway import _relay
+except ImportError as exc:  # pragma: no cover - the extension is built by `pip install`
+    _relay = None  # type: ignore[assignment]
+    _IMPORT_ERROR: str | None = str(exc)
+else:
+    _IMPORT_ERROR = None
+
+
+def available() -> tuple[bool, str]:
+    """Whether the native relay is built, and why not."""
+    if _relay is None:
+        return False, f"dbkeep.gateway._relay is not built ({_IMPORT_ERROR})"
+    return True, ""
+
+
+class Offload:
+    """The gateway's native relay threads, bound to one event loop."""
+
+    def __init__(self, threads: int, *, drain_timeout: float = 10.0) -> None:
+        if _relay is None:
+            raise RuntimeError(available()[1])
+        self._relay = _relay.Relay(threads=threads, drain_timeout=drain_timeout)
+        self._done: dict[int, Callable[[str], None]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        tls_ok, why = _relay.tls_handover()
+        self.tls = tls_ok
+        if not tls_ok:
+            log.warning("TLS sessions stay in the Python relay: %s", why)
+        self._refused_logged = False
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        loop.add_reader(self._relay.fileno(), self._collect)
+
+    @property
+    def live(self) -> int:
+        """Sessions handed over and not yet reported finished."""
+        return len(self._done)
+
+    def stats(self) -> dict[str, int]:
+        return dict(self._relay.stats())
+
+    def hand_over(self, client: Any, raw: Any | None, engine: Any, on_done: Callable[[str], None]) -> int | None:
+        """Give a session's sockets to the relay: ``client`` is the client's transport (TLS or
+        TCP), ``raw`` the TCP transport under TLS (None in cleartext), ``engine`` the engine's.
+        Returns the relay's handle, or None when the session must stay in Python."""
+        if self._loop is None:
+            return None
+        tcp = raw if raw is not None else client
+        transports = (client, tcp, engine) if raw is not None else (client, engine)
+        for transport in transports:
+            if transport.is_closing() or transport.get_write_buffer_size():
+                return None
+        sslsock = None
+        if raw is not None:
+            if not self.tls:
+                return None
+            ssl_object = client.get_extra_info("ssl_object")
+            sslsock = getattr(ssl_object, "_sslobj", None)
+            if sslsock is None:
+                return None
+        client_socket, engine_socket = tcp.get_extra_info("socket"), engine.get_extra_info("socket")
+        if client_socket is None or engine_socket is None:
+            return None
+        paused = [t for t in transports if t.is_reading()]
+        for transport in paused:
+            transport.pause_reading()  # from here on the loop does not read these sockets
+        try:
+            handle: int = self._relay.add(client_socket.fileno(), engine_socket.fileno(), sslsock)
+        except (ValueError, TypeError, OSError, RuntimeError, MemoryError) as exc:
+            for transport in paused:
+                transport.resume_reading()
+            if not self._refused_logged:
+                self._refused_logged = True
+                log.warning("the native relay refused a session; it stays in Python: %s", exc)
+            return None
+        self._done[handle] = on_done
+        return handle
+
+    def close(self, handle: int) -> None:
+        """End a handed-over session; its ``on_done`` follows."""
+        self._relay.close(handle)
+
+    def _collect(self) -> None:
+        for handle, reason in self._relay.collect():
+            on_done = self._done.pop(handle, None)
+            if on_done is None:
+                continue
+            try:
+                on_done(reason)
+            except Exception:  # noqa: BLE001 - one session's cleanup must not stop the others'
+                log.exception("closing a session after the native relay failed")
+
+    def stop(self) -> None:
+        """End every handed-over session (their ``on_done`` runs now) and stop the threads."""
+        if self._loop is not None:
+            self._loop.remove_reader(self._relay.fileno())
+        self._relay.stop()
+        self._collect()
+        self._loop = None
