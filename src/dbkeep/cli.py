@@ -7,7 +7,7 @@ import logging
 import sys
 
 from dbkeep import __version__
-from dbkeep.config import DEFAULT_API_PORT, DEFAULT_HOST, DEFAULT_HOSTNAME, DEFAULT_REGION, Config, default_state_dir
+from dbkeep.config import DEFAULT_API_PORT, DEFAULT_HOST, DEFAULT_HOSTNAME, DEFAULT_REGION, Config, default_relay_threads, default_state_dir
 from dbkeep.errors import DbkeepError
 
 STATE_HELP = f"state directory (default: {default_state_dir()}; /var/lib/dbkeep for root, ~/.local/state/dbkeep otherwise)"
@@ -32,8 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds a database client has from connect to a finished login (default 10)")
     up.add_argument("--max-connections", type=int, default=1000,
                     help="open database connections per cluster at the gateway (default 1000)")
-    up.add_argument("--relay-threads", type=int, default=1,
-                    help="native threads relaying logged-in PostgreSQL sessions (default 1; 0 relays them in the event loop)")
+    up.add_argument("--relay-threads", type=int, default=default_relay_threads(),
+                    help="native threads relaying logged-in PostgreSQL sessions (default: half the CPUs, at least 1, "
+                         f"here {default_relay_threads()}; 0 relays them in the event loop)")
     up.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level (default INFO)")
 
     env = sub.add_parser("env", help="print the export lines for the AWS CLI and SDKs")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dbkeep.errors import ConfigError
@@ -21,6 +21,11 @@ DEFAULT_REGION = "us-east-1"
 
 _HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+
+
+def default_relay_threads() -> int:
+    """Half the CPUs, at least one: the relay shares the host with the engines it serves."""
+    return max(1, (os.cpu_count() or 2) // 2)
 
 
 def default_state_dir() -> Path:
@@ -41,7 +46,7 @@ class Config:
     catalog_url: str | None = None
     handshake_timeout: float = 10.0  # gateway: seconds from connect to a finished login
     max_connections: int = 1000  # gateway: open client connections per cluster
-    relay_threads: int = 1  # gateway: native relay threads for logged-in sessions (0: relay in Python)
+    relay_threads: int = field(default_factory=default_relay_threads)  # gateway: native relay threads (0: in the event loop)
 
     def __post_init__(self) -> None:
         if not 1 <= self.handshake_timeout <= 600:

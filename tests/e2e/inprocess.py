@@ -1,7 +1,9 @@
 """A gateway listener inside the test process (uvloop, its own thread), over the same catalog and
 engine as a running ``dbkeep up``, with a statement guard and limits the tests choose.
 
-``dbkeep up`` installs no guard and has fixed limits, so these paths are driven here."""
+``dbkeep up`` installs no guard and has fixed limits, so these paths are driven here. It has no
+native relay either (``ctx.offload`` is None): unguarded sessions here take the event loop's raw
+relay, the path ``dbkeep up --relay-threads 0`` uses."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from clusters import socket_of, unique
 class InProcessGateway:
     """Refuses every statement mentioning ``forbidden`` with ``refusal``; records what it judged."""
 
-    def __init__(self, dbkeep, cluster: dict, session_class, refusal, *, engine_socket: str | None = None, limits=None) -> None:
+    def __init__(self, dbkeep, cluster: dict, session_class, refusal, *, engine_socket: str | None = None, limits=None,
+                 guarded: bool = True) -> None:
         from dbkeep.app import open_catalog
         from dbkeep.audit.log import AuditLog
         from dbkeep.catalog.rds import RdsStore
@@ -42,7 +45,8 @@ class InProcessGateway:
             self.judged.append((session.user, sql))
             return refusal if sql and "forbidden" in sql else None
 
-        self.ctx = GatewayContext(resolver=resolver, audit=AuditLog(self.audit_path, default_clock()), clock=default_clock(), guard=guard)
+        self.ctx = GatewayContext(resolver=resolver, audit=AuditLog(self.audit_path, default_clock()), clock=default_clock(),
+                                  guard=guard if guarded else None)
         if limits is not None:
             self.ctx.limits = limits
         self.loop = uvloop.new_event_loop()

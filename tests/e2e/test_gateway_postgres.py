@@ -480,13 +480,43 @@ def test_silent_clients_are_closed_after_the_handshake_timeout(dbkeep, pg):
 # --- the guarded relay, in process ----------------------------------------------------------------
 
 
-def InProcessGateway(dbkeep, cluster: dict, *, limits=None, engine_socket: str | None = None):  # noqa: N802 - reads as a class
+def InProcessGateway(dbkeep, cluster: dict, *, limits=None, engine_socket: str | None = None, guarded: bool = True):  # noqa: N802
     """An in-process gateway (tests/e2e/inprocess.py) whose guard refuses with SQLSTATE 42501."""
     from dbkeep.errors import DbError
     from dbkeep.gateway.postgres.session import PostgresSession
 
     refusal = DbError("statement refused by the guard", sqlstate="42501")
-    return inprocess.InProcessGateway(dbkeep, cluster, PostgresSession, refusal, engine_socket=engine_socket, limits=limits)
+    return inprocess.InProcessGateway(dbkeep, cluster, PostgresSession, refusal, engine_socket=engine_socket, limits=limits,
+                                      guarded=guarded)
+
+
+@pytest.mark.parametrize("sslmode", ["verify-full", "disable"])
+def test_event_loop_raw_relay(dbkeep, pg, sslmode):
+    """Without native relay threads (``--relay-threads 0``, or a session the relay refused) an
+    unguarded session is relayed raw by the event loop: big results, COPY and cancel work."""
+    gateway = InProcessGateway(dbkeep, pg, guarded=False)
+    try:
+        assert gateway.ctx.guard is None and gateway.ctx.offload is None
+        cluster = {**pg, "Port": gateway.port}
+        with connect(dbkeep, cluster, sslmode=sslmode) as conn:
+            with conn.cursor() as cur:
+                cur.execute(BIG_SQL)
+                assert sum(len(row[0]) for row in cur) == BIG_BYTES
+            table = f"raw_items_{sslmode.replace('-', '_')}"
+            conn.execute(f"CREATE TABLE {table} (n int)")
+            with conn.cursor().copy(f"COPY {table} FROM STDIN") as copy:
+                for n in range(50000):
+                    copy.write_row((n,))
+            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (50000,)
+            # cancel_safe: PQcancel would hold the GIL this in-process gateway needs to answer it
+            timer = threading.Timer(0.5, conn.cancel_safe)
+            timer.start()
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                conn.execute("SELECT pg_sleep(30)")
+            timer.join()
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        gateway.close()
 
 
 @pytest.fixture(scope="module")

@@ -52,6 +52,9 @@ def test_bad_options_fail_clearly(tmp_path):
     out = subprocess.run([sys.executable, "-m", "dbkeep", "up", "--state-dir", str(tmp_path / "s"), "--max-connections", "0"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "--max-connections must be between 1 and 100000" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "dbkeep", "up", "--state-dir", str(tmp_path / "s"), "--relay-threads", "-1"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--relay-threads must be between 0 and 64, not -1" in out.stderr
 
 
 def test_restart_brings_clusters_back_with_their_data():
