@@ -85,7 +85,10 @@ typedef struct session {
     bool client_fin;             /* the client's TCP stream ended (recv returned 0) */
     bool client_eof;             /* ...and everything before it is decrypted: end of stream */
     bool engine_eof, engine_shut, engine_unwatched, tls_closing;
-    bool finished, close_requested;
+    bool engine_gone;            /* the engine hung up; its last bytes may still be unread */
+    bool finished;
+    bool taken;                  /* registered by its worker (worker thread only) */
+    bool close_pending;          /* close() before the worker took it */
     double deadline;             /* draining: finish at this time at the latest */
     const char *reason;
     char reason_buf[160];
@@ -367,17 +370,15 @@ static void pump(worker_t *w, session_t *s, uint32_t cev, uint32_t eev)
         finish(w, s, "client closed the connection", 0);
         return;
     }
-    if (s->close_requested) {
-        finish(w, s, "closed by the gateway", 0);
-        return;
-    }
     bool c_in = (cev & (EPOLLIN | EPOLLHUP)) != 0;
-    bool e_in = (eev & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0;
+    bool e_in = (eev & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) != 0;
     if (cev & EPOLLOUT)
         s->c_blocked = false;
     if (eev & EPOLLOUT)
         s->e_blocked = false;
-    if ((eev & (EPOLLHUP | EPOLLERR)) && buf_space(&s->down) == 0 && !s->engine_eof) {
+    if (eev & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))
+        s->engine_gone = true;
+    if (s->engine_gone && buf_space(&s->down) == 0 && !s->engine_eof) {
         /* the engine is gone but its last bytes cannot be read yet: stop watching it (a hangup
          * is reported for as long as it lasts) and read it whenever `down` has room */
         unregister(w, s->efd, &s->e_registered);
@@ -499,7 +500,7 @@ static void pump(worker_t *w, session_t *s, uint32_t cev, uint32_t eev)
             break;
     }
 
-    if (s->engine_eof && s->deadline == 0) { /* the rest goes out within drain_timeout */
+    if ((s->engine_eof || s->engine_gone) && s->deadline == 0) { /* the rest goes out within drain_timeout */
         s->deadline = now_monotonic() + w->relay->drain_timeout;
         s->next_draining = w->draining;
         w->draining = s;
@@ -512,7 +513,9 @@ static void pump(worker_t *w, session_t *s, uint32_t cev, uint32_t eev)
     if (s->finished)
         return;
     if (!s->engine_eof && !s->engine_unwatched) {
-        uint32_t ewant = (buf_space(&s->down) > 0 ? EPOLLIN : 0) | (s->e_blocked && buf_used(&s->up) ? EPOLLOUT : 0);
+        /* EPOLLRDHUP even while not reading: an engine that hangs up on a stalled client starts
+         * the drain deadline */
+        uint32_t ewant = EPOLLRDHUP | (buf_space(&s->down) > 0 ? EPOLLIN : 0) | (s->e_blocked && buf_used(&s->up) ? EPOLLOUT : 0);
         watch(w, s, true, ewant);
     } else {
         unregister(w, s->efd, &s->e_registered);
@@ -549,23 +552,29 @@ static void take_commands(worker_t *w, bool *stop)
     pthread_mutex_lock(&w->lock);
     session_t *incoming = w->incoming;
     w->incoming = NULL;
-    session_t **closing = w->close_queue;
-    size_t taken = w->close_len;
-    w->close_queue = NULL;
-    w->close_len = w->close_cap = 0;
+    /* close requests are handled under the lock: collect() drops those of the sessions it
+     * frees under the same lock, so none is read here after its session was freed */
+    for (size_t i = 0; i < w->close_len; i++) {
+        session_t *s = w->close_queue[i];
+        if (!s->taken)
+            s->close_pending = true; /* still on an incoming list, linked through s->next */
+        else if (!s->finished)
+            finish(w, s, "closed by the gateway", 0);
+    }
+    w->close_len = 0;
     *stop = w->stopping;
     pthread_mutex_unlock(&w->lock);
     while (incoming != NULL) {
         session_t *s = incoming;
         incoming = s->next;
         s->next = NULL;
+        s->taken = true;
         w->active++;
-        pump(w, s, 0, 0); /* registers both sockets; TLS records may already wait in the read BIO */
+        if (s->close_pending)
+            finish(w, s, "closed by the gateway", 0);
+        else
+            pump(w, s, 0, 0); /* registers both sockets; TLS records may already wait in the read BIO */
     }
-    for (size_t i = 0; i < taken; i++)
-        if (!closing[i]->finished)
-            finish(w, closing[i], "closed by the gateway", 0);
-    free(closing);
 }
 
 static void *worker_main(void *arg)
@@ -949,6 +958,20 @@ static PyObject *relay_close(relay_t *r, PyObject *arg)
     Py_RETURN_TRUE;
 }
 
+/* A close() request may still be queued for a session that finished on its own: it must not
+ * outlive the session (the memory may be reused by the next one). */
+static void forget_close_requests(session_t *s)
+{
+    worker_t *w = s->worker;
+    pthread_mutex_lock(&w->lock);
+    size_t kept = 0;
+    for (size_t i = 0; i < w->close_len; i++)
+        if (w->close_queue[i] != s)
+            w->close_queue[kept++] = w->close_queue[i];
+    w->close_len = kept;
+    pthread_mutex_unlock(&w->lock);
+}
+
 static PyObject *relay_collect(relay_t *r, PyObject *Py_UNUSED(ignored))
 {
     uint64_t count;
@@ -981,6 +1004,7 @@ static PyObject *relay_collect(relay_t *r, PyObject *Py_UNUSED(ignored))
         } else {
             Py_DECREF(item);
         }
+        forget_close_requests(s);
         uint32_t idx = (uint32_t)(s->handle & 0xffffffffu);
         r->slots[idx] = NULL;
         r->gens[idx]++;
