@@ -8,6 +8,7 @@ reverse order of creation. Nothing imports this module.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -135,6 +136,10 @@ class App:
                 host = f"[{config.host}]" if ":" in config.host else config.host
                 endpoint = f"http://{host}:{port}"
                 write_aws_files(state_dir, root_key_id, root_secret, config.region, endpoint)
+                # everything loaded so far (botocore models, SQLAlchemy metadata, the catalog's
+                # caches) lives as long as the process: keep it out of every garbage collection
+                gc.collect()
+                gc.freeze()
                 print(f"dbkeep ready: API {endpoint} (account {account_id}, state dir {state_dir})", flush=True)
                 for line in export_lines(state_dir):
                     print(line, flush=True)

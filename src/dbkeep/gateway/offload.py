@@ -39,6 +39,22 @@ def available() -> tuple[bool, str]:
     return True, ""
 
 
+def resume_tls_session(ssl_object: Any, session: Any) -> bool:
+    """Set a TLS 1.2 session on a client ``ssl.SSLObject`` before its handshake, shared rather
+    than copied (``_relay.resume_session``). False when the native module cannot (not built,
+    another OpenSSL, a TLS 1.3 session ...): then ``ssl_object.session = session`` does it."""
+    if _relay is None:
+        return False
+    sslsock = getattr(ssl_object, "_sslobj", None)
+    if sslsock is None:
+        return False
+    try:
+        _relay.resume_session(sslsock, session)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
 class Offload:
     """The gateway's native relay threads, bound to one event loop."""
 

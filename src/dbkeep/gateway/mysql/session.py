@@ -67,6 +67,7 @@ import uuid
 
 from dbkeep.errors import DbError, ProtocolError
 from dbkeep.gateway.listener import GatewayContext, GatewaySession
+from dbkeep.gateway.offload import resume_tls_session
 
 from . import charsets
 from .connection import ChangeUser, ClientState, LoginRequested, Prepare, Query
@@ -109,7 +110,9 @@ class EngineTlsContext(ssl.SSLContext):
     runs there only so that the engine sees a TLS connection (``REQUIRE SSL``), so the
     certificate is not verified. A full handshake costs both processes an asymmetric signature
     and key exchange (about 1.5 ms of CPU per login together); resuming the last session (a
-    TLS 1.2 abbreviated handshake, which MariaDB's session cache grants) costs neither.
+    TLS 1.2 abbreviated handshake, which MariaDB's session cache grants) costs neither. The
+    session is shared by the legs that resume it (``resume_tls_session``, without the copy
+    CPython's ``SSLObject.session`` setter makes on every leg).
     ``asyncio``'s ``start_tls`` cannot pass a session, so :meth:`wrap_bio` adds it; a session
     the engine no longer knows (it restarted, the session expired) just gives a full handshake.
     """
@@ -128,7 +131,11 @@ class EngineTlsContext(ssl.SSLContext):
 
     def wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, server_side: bool = False,
                  server_hostname: str | bytes | None = None, session: ssl.SSLSession | None = None) -> ssl.SSLObject:
-        return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session=session or self.session)
+        session = session or self.session
+        ssl_object = super().wrap_bio(incoming, outgoing, server_side, server_hostname)
+        if session is not None and not resume_tls_session(ssl_object, session):
+            ssl_object.session = session  # CPython's way: a private copy of the session
+        return ssl_object
 
     def established(self, ssl_object: ssl.SSLObject | None) -> None:
         """Keep the session of a finished handshake for the next engine leg."""
