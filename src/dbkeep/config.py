@@ -24,8 +24,10 @@ _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 
 
 def default_relay_threads() -> int:
-    """Half the CPUs, at least one: the relay shares the host with the engines it serves."""
-    return max(1, (os.cpu_count() or 2) // 2)
+    """One per CPU (at most 64), as HAProxy's nbthread: with fewer, every session waits whenever
+    the one relay thread is descheduled (measured: 10 % of 2 CPUs idle at 32 pgbench clients
+    with one thread, 2-3 % with two); a thread without traffic costs nothing."""
+    return max(1, min(64, os.cpu_count() or 1))
 
 
 def default_state_dir() -> Path:
