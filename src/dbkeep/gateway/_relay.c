@@ -204,6 +204,13 @@ static void finish(worker_t *w, session_t *s, const char *why, int err)
 
 /* ---------------------------------------------------------------- moving bytes */
 
+/* A recv or send that returned < 0: -1 when it would block (wait for readiness), -2 on an
+ * error (errno kept for the reason). */
+static inline ssize_t io_failure(void)
+{
+    return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? -1 : -2;
+}
+
 /* One recv into a buffer. >0 bytes, 0 EOF, -1 would block, -2 error (errno kept). */
 static ssize_t recv_into(int fd, buf_t *b)
 {
@@ -217,9 +224,7 @@ static ssize_t recv_into(int fd, buf_t *b)
     }
     if (n == 0)
         return 0;
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-        return -1;
-    return -2;
+    return io_failure();
 }
 
 /* Send what a buffer holds. >=0 bytes sent, -1 would block, -2 error. */
@@ -233,9 +238,7 @@ static ssize_t send_from(int fd, buf_t *b)
         b->start += (size_t)n;
         return n;
     }
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-        return -1;
-    return -2;
+    return io_failure();
 }
 
 /* TLS records from the client: socket -> read BIO. */
@@ -250,9 +253,7 @@ static ssize_t tls_recv(session_t *s)
     }
     if (n == 0)
         return 0;
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-        return -1;
-    return -2;
+    return io_failure();
 }
 
 /* The write BIO (TLS records, alerts, tickets) -> the wire buffer. */
