@@ -39,10 +39,14 @@ is the one the connection module's docstring draws:
    FunctionCall go to the guard (a refusal is sent through :meth:`ClientFacing.refuse`, so
    order and transaction state stay exact); everything a chunk yields is written to the
    engine in one ``write``, and engine output is relayed in the runs it arrives in, its
-   message boundaries tracked. Without a guard there is nothing to inspect: the session
-   becomes a **raw relay** (:meth:`PostgresSession._go_raw`): each transport's
-   ``data_received`` is the other transport's ``write``, called by the event loop from C
-   with the chunk it read, so the gateway adds no Python frame and no copy per chunk.
+   message boundaries tracked. Without a guard there is nothing to inspect: the session's
+   sockets (and its TLS object) are handed to the **native relay** threads
+   (``ctx.offload``, ``gateway/offload.py``), which copy bytes without the GIL and report the
+   session's end, after which it is released here. Without those threads, or when a
+   hand-over is refused, the session becomes the event loop's **raw relay**
+   (:meth:`PostgresSession._go_raw`): each transport's ``data_received`` is the other
+   transport's ``write``, called by the event loop from C with the chunk it read, so the
+   gateway adds no Python frame and no copy per chunk.
    Framing and message-size limits are then the engine's own (PostgreSQL checks every
    message it reads; the gateway buffers nothing it could be made to grow). Flow control,
    both ways and in both modes: when one side's write buffer passes ``WRITE_HIGH`` the
@@ -57,7 +61,7 @@ is the one the connection module's docstring draws:
    chance to send one). No exception leaves a callback: an unexpected one is logged with
    an id and ends that session only.
 
-Hot path (the query phase, raw relay): no Python at all per chunk; guarded sessions: two plain
+Hot path (the query phase, native or raw relay): no Python at all per chunk; guarded sessions: two plain
 callbacks per round trip, no coroutine, no copy on the engine-to-client side. Coroutines are
 used once per connection only (TLS handshake, engine connect, CancelRequest), each a task the
 session owns and cancels when it ends.
