@@ -1,3 +1,4 @@
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -19,6 +20,7 @@ def dbkeep(tmp_path_factory):
     if code not in (0, None):
         print(proc.logs())
     assert code == 0, f"dbkeep up exited with {code}"
+    shutil.rmtree(base, ignore_errors=True)  # engines' data: hundreds of MB; kept when the stop failed
 
 
 @pytest.fixture

@@ -72,3 +72,4 @@ def test_postgres_catalog_keeps_state_across_restarts(catalog_postgres):
         assert dora.get_user(UserName="dora")["User"]["UserName"] == "dora"
     finally:
         assert again.stop() == 0
+    shutil.rmtree(state.parent, ignore_errors=True)  # kept when the test failed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import tempfile
 import time
@@ -16,10 +17,11 @@ from dbkeep_process import DbkeepProcess
 
 @pytest.fixture(scope="module")
 def limited():
-    proc = DbkeepProcess(Path(tempfile.mkdtemp(prefix="dbkeep-limits-")) / "state",
-                         extra_args=["--max-connections", "1", "--handshake-timeout", "2"]).start()
+    base = Path(tempfile.mkdtemp(prefix="dbkeep-limits-"))
+    proc = DbkeepProcess(base / "state", extra_args=["--max-connections", "1", "--handshake-timeout", "2"]).start()
     yield proc
     assert proc.stop() == 0
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def connect(proc, cluster):

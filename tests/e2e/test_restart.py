@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,7 @@ def test_restart_keeps_users_keys_policies():
         assert again.client("iam").get_user_policy(UserName="carol", PolicyName="p")["PolicyDocument"]["Statement"][0]["Action"] == "iam:GetUser"
     finally:
         assert again.stop() == 0
+    shutil.rmtree(state.parent, ignore_errors=True)  # engines' data; kept when the test failed
 
 
 def test_bad_options_fail_clearly(tmp_path):
@@ -104,3 +106,4 @@ def test_restart_brings_clusters_back_with_their_data():
         assert {i["DBInstanceStatus"] for i in instances} == {"available"}
     finally:
         assert again.stop() == 0
+    shutil.rmtree(state.parent, ignore_errors=True)  # engines' data; kept when the test failed
