@@ -44,19 +44,16 @@ def test_restart_keeps_users_keys_policies():
     shutil.rmtree(state.parent, ignore_errors=True)  # engines' data; kept when the test failed
 
 
-def test_bad_options_fail_clearly(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "dbkeep", "up", "--state-dir", str(tmp_path / "s"), "--host", "not-an-ip"],
+@pytest.mark.parametrize("option, value, message", [
+    ("--host", "not-an-ip", "--host must be an IP address"),
+    ("--api-port", "70000", "--api-port"),
+    ("--max-connections", "0", "--max-connections must be between 1 and 100000"),
+    ("--relay-threads", "-1", "--relay-threads must be between 0 and 64, not -1"),
+])
+def test_bad_options_fail_clearly(tmp_path, option, value, message):
+    out = subprocess.run([sys.executable, "-m", "dbkeep", "up", "--state-dir", str(tmp_path / "s"), option, value],
                          capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2 and "--host must be an IP address" in out.stderr
-    out = subprocess.run([sys.executable, "-m", "dbkeep", "up", "--state-dir", str(tmp_path / "s"), "--api-port", "70000"],
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2 and "--api-port" in out.stderr
-    out = subprocess.run([sys.executable, "-m", "dbkeep", "up", "--state-dir", str(tmp_path / "s"), "--max-connections", "0"],
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2 and "--max-connections must be between 1 and 100000" in out.stderr
-    out = subprocess.run([sys.executable, "-m", "dbkeep", "up", "--state-dir", str(tmp_path / "s"), "--relay-threads", "-1"],
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2 and "--relay-threads must be between 0 and 64, not -1" in out.stderr
+    assert out.returncode == 2 and message in out.stderr
 
 
 def test_restart_brings_clusters_back_with_their_data():

@@ -525,6 +525,22 @@ static void pump(worker_t *w, session_t *s, uint32_t cev, uint32_t eev)
 
 /* ---------------------------------------------------------------- worker thread */
 
+/* eventfds wake a worker (commands) or Python (finished sessions); a failed write only means
+ * the counter is already non-zero, a failed read that there was nothing to take */
+static void signal_fd(int fd)
+{
+    uint64_t one = 1;
+    ssize_t ignored = write(fd, &one, sizeof one);
+    (void)ignored;
+}
+
+static void drain_fd(int fd)
+{
+    uint64_t count;
+    ssize_t ignored = read(fd, &count, sizeof count);
+    (void)ignored;
+}
+
 static void publish_done(worker_t *w)
 {
     if (w->batch_done == NULL)
@@ -540,16 +556,12 @@ static void publish_done(worker_t *w)
         r->done = s;
     }
     pthread_mutex_unlock(&r->lock);
-    uint64_t one = 1;
-    ssize_t ignored = write(r->donefd, &one, sizeof one);
-    (void)ignored;
+    signal_fd(r->donefd);
 }
 
 static void take_commands(worker_t *w, bool *stop)
 {
-    uint64_t count;
-    ssize_t ignored = read(w->wakefd, &count, sizeof count);
-    (void)ignored;
+    drain_fd(w->wakefd);
     pthread_mutex_lock(&w->lock);
     session_t *incoming = w->incoming;
     w->incoming = NULL;
@@ -707,9 +719,7 @@ static int relay_init(relay_t *r, PyObject *args, PyObject *kwds)
 
 static void wake(worker_t *w)
 {
-    uint64_t one = 1;
-    ssize_t ignored = write(w->wakefd, &one, sizeof one);
-    (void)ignored;
+    signal_fd(w->wakefd);
 }
 
 /* End every session and join the threads (idempotent). */
@@ -975,9 +985,7 @@ static void forget_close_requests(session_t *s)
 
 static PyObject *relay_collect(relay_t *r, PyObject *Py_UNUSED(ignored))
 {
-    uint64_t count;
-    ssize_t ignored_n = read(r->donefd, &count, sizeof count);
-    (void)ignored_n;
+    drain_fd(r->donefd);
     pthread_mutex_lock(&r->lock);
     session_t *done = r->done;
     r->done = NULL;
