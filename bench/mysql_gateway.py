@@ -12,9 +12,14 @@ at 1, 8 and 32 threads against:
   server certificate from dbkeep's CA).
 
 Then new connections per second (connect, log in, quit) with a small sysbench Lua loop, directly
-and through the gateway (cleartext and TLS). Everything runs on the same machine in one run; the
-figures are ratios against ``direct``. Targets (issue 4): gateway >= HAProxy at 8 and 32 clients
-and >= 500 new TLS logins per second. Not a test: it asserts nothing.
+and through the gateway (cleartext and TLS), and new TLS logins per second with
+``bench/login_load.c`` (compiled here with gcc): a C client whose threads share one OpenSSL
+context, as connection pools do. libmariadb (sysbench) builds a new context per connection, which
+costs its client about 2 ms of CPU per login with OpenSSL 3, on the same two cores as the gateway
+and the engine; the lean client leaves those cores to the server side. Both figures are printed,
+with each process's CPU per login. Everything runs on the same machine in one run; the figures
+are ratios against ``direct``. Targets (issue 4): gateway >= HAProxy at 8 and 32 clients and >= 500
+new TLS logins per second. Not a test: it asserts nothing.
 
     .venv/bin/python bench/mysql_gateway.py [--time 10] [--threads 1,8,32] [--modes direct,haproxy,gateway,gateway-tls]
 """
@@ -65,6 +70,20 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def engine_pid(socket_path: str) -> int | None:
+    """The pid of the mariadbd serving ``socket_path`` (its command line names the cluster's directory)."""
+    cluster_dir = str(Path(socket_path).parents[1]).encode() + b"/"
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"mariadbd" in cmdline.split(b"\0")[0] and cluster_dir in cmdline:
+                return int(entry.name)
+    return None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -107,6 +126,29 @@ def connections_per_second(workdir: Path, target: list[str], threads: int, secon
     if not events or not total:
         raise RuntimeError(f"no event count in sysbench output:\n{out}")
     return int(events.group(1)) / float(total.group(1))
+
+
+def build_login_load(workdir: Path) -> Path:
+    """Compile bench/login_load.c (needs gcc and libssl-dev, as the C extension does)."""
+    binary = workdir / "login_load"
+    subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-o", str(binary), str(ROOT / "bench" / "login_load.c"),
+                    "-lssl", "-lcrypto", "-lpthread"], check=True)
+    return binary
+
+
+def lean_logins(binary: Path, target: list[str], threads: int, seconds: int) -> tuple[float, float]:
+    """(TLS logins per second, client CPU seconds per login) with the shared-context C client."""
+    before = os.times()
+    done = subprocess.run([str(binary), *target, "--user=admin", "--database=appdb", f"--threads={threads}",
+                           f"--seconds={seconds}"], env={**os.environ, "MYSQL_PWD": PASSWORD},
+                          capture_output=True, text=True, timeout=seconds + 60, check=False)
+    after = os.times()
+    m = re.search(r"logins=(\d+) failures=(\d+) seconds=([\d.]+)", done.stdout)
+    if done.returncode != 0 or not m:
+        raise RuntimeError(f"login_load failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    logins = int(m.group(1))
+    client_cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    return logins / float(m.group(3)), client_cpu / logins
 
 
 def start_haproxy(workdir: Path, engine_socket: str, port: int) -> subprocess.Popen[bytes]:
@@ -213,7 +255,34 @@ def main() -> int:
                 cost = f"; gateway CPU {per_login * 1e3:.2f} ms/login = {1 / per_login:.0f} logins/s per core"
             print(f"  {mode:12} {rates[mode]:7.0f}/s ({rates[mode] / rates['direct']:.2f}x direct){cost}", flush=True)
         print(f"  TLS logins through the gateway: {rates['gateway-tls']:.0f}/s (target >= 500/s); the client (libmariadb "
-              f"via sysbench) and the engine share the same {os.cpu_count()} CPUs")
+              f"via sysbench, a new OpenSSL context per connection) and the engine share the same {os.cpu_count()} CPUs")
+
+        binary = build_login_load(workdir)
+        ca = str(proc.state_dir / "ca.pem")
+        lean_targets = {
+            "direct-tls": [f"--socket={engine_socket}"],  # the engine's own TLS on its unix socket
+            "gateway-tls1.3": ["--host=127.0.0.1", f"--port={cluster['Port']}", f"--ca={ca}", "--verify-host=localhost"],
+            "gateway-tls1.2": ["--host=127.0.0.1", f"--port={cluster['Port']}", f"--ca={ca}", "--verify-host=localhost",
+                               "--tls-max=1.2"],
+        }
+        print(f"\nnew TLS logins per second, lean client (bench/login_load.c: one shared OpenSSL context, "
+              f"{args.connect_threads} threads, {args.connect_time} s, mysql_native_password, verify-full)")
+        lean = {}
+        mariadb = engine_pid(engine_socket)
+        for mode, target in lean_targets.items():
+            pids = {"gateway": proc.proc.pid, "engine": mariadb}
+            before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            lean[mode], client_cost = lean_logins(binary, target, args.connect_threads, args.connect_time)
+            logins = lean[mode] * args.connect_time
+            costs = [f"client {client_cost * 1e3:.2f}"]
+            for name, pid in pids.items():
+                if name == "gateway" and mode.startswith("direct"):
+                    continue
+                costs.append(f"{name} {(cpu_seconds(pid) - before[name]) / logins * 1e3:.2f}")
+            print(f"  {mode:15} {lean[mode]:7.0f}/s ({lean[mode] / lean['direct-tls']:.2f}x direct); CPU ms/login: "
+                  f"{', '.join(costs)}", flush=True)
+        print(f"  TLS logins through the gateway: {lean['gateway-tls1.3']:.0f}/s with TLS 1.3, "
+              f"{lean['gateway-tls1.2']:.0f}/s with TLS 1.2 (target >= 500/s)")
     finally:
         if haproxy is not None:
             haproxy.terminate()

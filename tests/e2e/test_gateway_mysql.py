@@ -244,6 +244,39 @@ def test_mariadb_cli_verify_server_cert(dbkeep, my, tmp_path):
     assert done.returncode != 0 and "2026" in done.stderr
 
 
+def test_concurrent_tls_logins_from_a_c_client_are_each_audited(dbkeep, my, tmp_path):
+    """bench/login_load.c (OpenSSL, one shared context, eight threads) logs in over and over with
+    verify-full: no login fails, each success is one allow event, and a wrong password is the
+    engine's own 1045 and one deny event per attempt."""
+    binary = tmp_path / "login_load"
+    subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(binary),
+                    str(Path(__file__).resolve().parents[2] / "bench" / "login_load.c"), "-lssl", "-lcrypto", "-lpthread"],
+                   check=True, timeout=120)
+    ident = my["DBClusterIdentifier"]
+    base = [str(binary), "--host=127.0.0.1", f"--port={my['Port']}", f"--ca={ca_path(dbkeep)}", "--verify-host=localhost",
+            "--user=admin", "--database=appdb", "--threads=8"]
+
+    def run(password: str, seconds: str) -> tuple[subprocess.CompletedProcess[str], dict[str, int]]:
+        before = {v: sum(e["verdict"] == v for e in audit_events(dbkeep, "gateway.login", ident)) for v in ("allow", "deny")}
+        done = subprocess.run([*base, f"--seconds={seconds}"], env={**os.environ, "MYSQL_PWD": password},
+                              capture_output=True, text=True, timeout=60, check=False)
+        fields = dict(item.split("=") for item in done.stdout.split())
+        after = {v: sum(e["verdict"] == v for e in audit_events(dbkeep, "gateway.login", ident)) for v in ("allow", "deny")}
+        return done, {"logins": int(fields["logins"]), "failures": int(fields["failures"]),
+                      "allowed": after["allow"] - before["allow"], "denied": after["deny"] - before["deny"]}
+
+    done, counts = run(PASSWORD, "1.5")
+    assert done.returncode == 0, done.stderr
+    assert counts["logins"] > 0 and counts["failures"] == 0 and counts["denied"] == 0
+    assert counts["allowed"] == counts["logins"]
+
+    done, counts = run("not-the-password", "0.3")
+    assert done.returncode == 1
+    assert "ERROR 1045 (28000): Access denied for user 'admin'" in done.stderr
+    assert counts["logins"] == 0 and counts["failures"] > 0
+    assert counts["denied"] == counts["failures"] and counts["allowed"] == 0
+
+
 def test_load_data_local_infile(dbkeep, my, tmp_path):
     engine_allows_local_infile(dbkeep, my)
     data = tmp_path / "rows.csv"
