@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--max-connections", type=int, default=1000,
                     help="open database connections per cluster at the gateway (default 1000)")
     up.add_argument("--relay-threads", type=int, default=default_relay_threads(),
-                    help="native threads relaying logged-in PostgreSQL sessions (default: one per CPU, "
+                    help="native threads relaying logged-in MySQL and PostgreSQL sessions (default: one per CPU, "
                          f"here {default_relay_threads()}; 0 relays them in the event loop)")
     up.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level (default INFO)")
 

@@ -24,6 +24,7 @@ import pymysql.cursors
 import pytest
 import inprocess
 from clusters import create_cluster, socket_of, unique, wait_cluster
+from process_stats import relay_and_loop_ticks
 
 from dbkeep.engines.layout import ClusterLayout
 
@@ -275,6 +276,58 @@ def test_concurrent_tls_logins_from_a_c_client_are_each_audited(dbkeep, my, tmp_
     assert "ERROR 1045 (28000): Access denied for user 'admin'" in done.stderr
     assert counts["logins"] == 0 and counts["failures"] > 0
     assert counts["denied"] == counts["failures"] and counts["allowed"] == 0
+
+
+@pytest.mark.parametrize("tls", [True, False], ids=["tls", "cleartext"])
+def test_logged_in_sessions_are_relayed_by_the_native_threads(dbkeep, my, tls):
+    """After the login a session's bytes (and both legs' TLS) are the native relay's work: a
+    50 MB result costs the relay threads CPU and the event loop next to none. A change of user,
+    a refused one (rdsadmin) and COM_RESET_CONNECTION go back to Python, which checks and
+    audits them as usual and then hands the session to the relay again."""
+    user = f"native_{'tls' if tls else 'clear'}"
+    with connect(dbkeep, my) as admin:
+        query(admin, f"CREATE USER '{user}'@'%' IDENTIFIED BY 'Native-Pass-1'")
+        query(admin, f"GRANT SELECT ON *.* TO '{user}'@'%'")
+    options = {"ssl_ca": ca_path(dbkeep), "ssl_verify_identity": True} if tls else {"ssl_disabled": True}
+    conn = mysql.connector.connect(host="localhost", port=my["Port"], user="admin", password=PASSWORD, database="appdb",
+                                   connection_timeout=10, use_pure=True, **options)
+    cur = conn.cursor()
+
+    def one(sql: str) -> list[tuple]:
+        cur.execute(sql)
+        return cur.fetchall()
+
+    def stream() -> None:
+        for _ in range(2):
+            cur.execute(BIG_SQL)
+            assert sum(len(value) for (value,) in cur) == BIG_BYTES
+
+    def relayed() -> None:
+        relay, loop = relay_and_loop_ticks(dbkeep.proc.pid, stream)
+        assert relay >= 3 and relay > 2 * loop, (relay, loop)
+
+    try:
+        assert one("SELECT @@ssl_cipher IS NOT NULL AND @@ssl_cipher != ''") in ([(0,)], [(1,)])
+        relayed()
+        conn.cmd_change_user(username=user, password="Native-Pass-1", database="appdb")
+        assert one("SELECT CURRENT_USER()") == [(f"{user}@%",)]
+        relayed()
+        with pytest.raises(mysql.connector.Error) as exc:
+            conn.cmd_change_user(username="rdsadmin", password="whatever")
+        assert exc.value.errno == 1045
+        assert one("SELECT CURRENT_USER()") == [(f"{user}@%",)]  # refused at the gateway: unchanged
+        one("SET @marker = 'kept'")
+        conn.cmd_reset_connection()
+        assert one("SELECT CURRENT_USER(), @marker") == [(f"{user}@%", None)]
+        relayed()
+        assert one("SELECT COUNT(*) FROM seq_1_to_1000") == [(1000,)]
+    finally:
+        cur.close()
+        conn.close()
+    events = [e for e in audit_events(dbkeep, "gateway.login", my["DBClusterIdentifier"]) if e.get("reason", "").startswith("change of user")]
+    assert any(e["user"] == user and e["verdict"] == "allow" for e in events)
+    assert any(e["user"] == "rdsadmin" and e["verdict"] == "deny" for e in events)
+    assert all(bool(e.get("tls_version")) == tls for e in events if e["user"] == user)
 
 
 def test_load_data_local_infile(dbkeep, my, tmp_path):

@@ -25,6 +25,7 @@ import pytest
 
 import inprocess
 from clusters import create_cluster, unique, wait_cluster
+from process_stats import relay_and_loop_ticks
 
 PASSWORD = "Gateway-Pass-1"
 PSQL = "/usr/lib/postgresql/15/bin/psql"
@@ -211,19 +212,6 @@ def test_psycopg_verify_full(dbkeep, pg):
         assert conn.execute("SELECT count(*) FROM pg_items").fetchone() == (100100,)
 
 
-def _thread_ticks(pid: int) -> dict[str, int]:
-    """CPU time (clock ticks, user+system) of each thread of a process, by thread name."""
-    ticks: dict[str, int] = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
-            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:  # a thread that ended meanwhile
-            continue
-        ticks[name] = ticks.get(name, 0) + int(fields[11]) + int(fields[12])
-    return ticks
-
-
 @pytest.mark.parametrize("sslmode", ["verify-full", "disable"])
 def test_logged_in_sessions_are_relayed_by_the_native_threads(dbkeep, pg, sslmode):
     """After the login, a session's bytes (and its TLS) are the native relay's work, not the
@@ -234,15 +222,14 @@ def test_logged_in_sessions_are_relayed_by_the_native_threads(dbkeep, pg, sslmod
         admin.execute(f"CREATE ROLE {user} LOGIN PASSWORD '{PASSWORD}'")
     with connect(dbkeep, pg, sslmode=sslmode, user=user) as conn:
         assert conn.pgconn.ssl_in_use == (sslmode != "disable")
-        before = _thread_ticks(pid)
-        assert "dbkeep-relay" in before
-        for _ in range(2):
-            with conn.cursor() as cur:
-                cur.execute(BIG_SQL)
-                assert sum(len(row[0]) for row in cur) == BIG_BYTES
-        after = _thread_ticks(pid)
-    relay = after["dbkeep-relay"] - before["dbkeep-relay"]
-    loop = sum(after.get(name, 0) - before.get(name, 0) for name in after if name != "dbkeep-relay")
+
+        def stream() -> None:
+            for _ in range(2):
+                with conn.cursor() as cur:
+                    cur.execute(BIG_SQL)
+                    assert sum(len(row[0]) for row in cur) == BIG_BYTES
+
+        relay, loop = relay_and_loop_ticks(pid, stream)
     assert relay >= 3 and relay > 2 * loop, (relay, loop)
 
 

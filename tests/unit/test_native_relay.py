@@ -179,7 +179,7 @@ class Session:
         self.got_client_data = threading.Event()
         self.tls_started = threading.Event()
 
-    def on_done(self, reason: str) -> None:
+    def on_done(self, reason: str, handed_back: object = None) -> None:
         """As session.py's _offload_done: release the session and close its transports."""
         self.reasons.append(reason)
         self.done_thread = threading.get_ident()
@@ -600,7 +600,7 @@ def test_drain_timeout_with_the_engines_end_of_stream_read():
         engine.close()
         started = time.monotonic()
         assert select.select([relay.fileno()], [], [], 5.0)[0], "the session did not end"
-        assert relay.collect() == [(handle, "engine closed the connection; the client did not read the rest in time")]
+        assert relay.collect() == [(handle, "engine closed the connection; the client did not read the rest in time", None)]
         assert 0.4 < time.monotonic() - started < 3.0
     finally:
         relay.stop()
@@ -692,7 +692,7 @@ def pairs():
         sock.close()
 
 
-def wait_collect(relay: Any) -> list[tuple[int, str]]:
+def wait_collect(relay: Any) -> list[tuple[int, str, Any]]:
     assert select.select([relay.fileno()], [], [], TIMEOUT)[0], "collect() has nothing"
     return relay.collect()
 
@@ -778,7 +778,7 @@ def test_relay_takes_only_a_finished_server_side_memory_bio_tls_object(pairs, tl
         assert recv_exact(engine, 12) == b"hello engine"
         engine.sendall(b"hello client")
         engine.close()
-        assert wait_collect(relay) == [(handle, "engine closed the connection")]
+        assert wait_collect(relay) == [(handle, "engine closed the connection", None)]
     finally:
         relay.stop()
     c.close()  # Python's to close once collected; then the client's socket ends
@@ -799,7 +799,7 @@ def test_relay_handles_close_collect_and_stop(pairs):
     assert recv_exact(engine1, 3) == b"abc"
     assert relay.stats()["live"] == 1 and relay.stats()["added"] == 1
     assert relay.close(h1) is True
-    assert wait_collect(relay) == [(h1, "closed by the gateway")]
+    assert wait_collect(relay) == [(h1, "closed by the gateway", None)]
     assert relay.close(h1) is False  # collected: the handle is dead
     assert relay.collect() == []
 
@@ -817,7 +817,7 @@ def test_relay_handles_close_collect_and_stop(pairs):
     assert relay.close(h2) is False
     with pytest.raises(RuntimeError):
         relay.add(c1.fileno(), e1.fileno())
-    assert sorted(relay.collect()) == sorted([(h2, "gateway stopping"), (h3, "gateway stopping")])
+    assert sorted(relay.collect()) == sorted([(h2, "gateway stopping", None), (h3, "gateway stopping", None)])
     assert relay.collect() == []
     assert relay.stats()["live"] == 0 and relay.stats()["added"] == 3
     relay.stop()  # idempotent
@@ -875,7 +875,7 @@ for attempt in range(3):
         wait_published()
     for handle in first:
         assert relay.close(handle) is True  # ...and Python closes it before collecting it
-    assert sorted(relay.collect()) == sorted((h, "engine closed the connection") for h in first)
+    assert sorted(relay.collect()) == sorted((h, "engine closed the connection", None) for h in first)
     second = {}
     for _ in range(K):
         (c, client), (e, engine) = pair(), pair()
@@ -901,7 +901,7 @@ for attempt in range(3):
     while len(ended) < K:
         assert select.select([relay.fileno()], [], [], 10)[0]
         ended += relay.collect()
-    assert sorted(ended) == sorted((h, "closed by the gateway") for h in second)
+    assert sorted(ended) == sorted((h, "closed by the gateway", None) for h in second)
     for sock in sockets:
         sock.close()
     sockets.clear()

@@ -22,7 +22,14 @@
  * SSL pointer is taken from the _ssl._SSLSocket object only after three checks that need no
  * guessing (see ssl_of): same OpenSSL build as the ssl module, the object's layout confirmed
  * by the two neighbouring fields, and SSL_get_app_data() pointing back at the object. Python
- * must not touch that SSL object (nor its transports) until collect() has returned it.
+ * must not touch that SSL object (nor its transports) until collect() has returned it. The
+ * engine leg's TLS (MySQL runs it when the client does, for REQUIRE SSL accounts) is continued
+ * the same way, as the client side of its connection.
+ *
+ * MySQL: the worker frames the client's packets (frame_mysql, ClientFacing's rules) and stops
+ * before a command Python must see (COM_CHANGE_USER ...). Once everything before it reached the
+ * engine, the session is handed back: collect() returns the undelivered bytes of both
+ * directions, decrypted, and Python's transports carry on with the same TLS objects.
  */
 #define _GNU_SOURCE
 #define PY_SSIZE_T_CLEAN
@@ -74,17 +81,21 @@ struct worker;
 typedef struct session {
     uint64_t handle;
     int cfd, efd;
-    SSL *ssl;           /* NULL: cleartext */
+    SSL *ssl;           /* the client's TLS (server side); NULL: cleartext */
     PyObject *ssl_owner; /* the _ssl._SSLSocket kept alive while the worker uses its SSL */
+    SSL *essl;          /* the engine leg's TLS (client side); NULL: cleartext */
+    PyObject *essl_owner;
     buf_t up;           /* client -> engine, plaintext */
     buf_t down;         /* engine -> client, plaintext */
-    buf_t wire;         /* engine -> client, TLS records (TLS only) */
+    buf_t wire;         /* engine -> client, TLS records (client TLS only) */
+    buf_t ewire;        /* client -> engine, TLS records (engine TLS only) */
     uint32_t cmask, emask;
     bool c_registered, e_registered;
     bool c_blocked, e_blocked;   /* the last send would block: wait for EPOLLOUT */
     bool client_fin;             /* the client's TCP stream ended (recv returned 0) */
     bool client_eof;             /* ...and everything before it is decrypted: end of stream */
-    bool engine_eof, engine_shut, engine_unwatched, tls_closing;
+    bool engine_fin;             /* the engine's TCP stream ended (engine TLS: records may remain) */
+    bool engine_eof, engine_shut, engine_unwatched, tls_closing, engine_notified;
     bool engine_gone;            /* the engine hung up; its last bytes may still be unread */
     bool finished;
     bool taken;                  /* registered by its worker (worker thread only) */
@@ -96,6 +107,20 @@ typedef struct session {
     struct session *next_draining;
     struct worker *worker;
     uint64_t bytes_up, bytes_down;
+    /* MySQL command framing (see frame_mysql): only `up_ok` bytes of `up` may go to the engine */
+    bool mysql;
+    uint8_t stop[32];            /* command codes that end the native relay (a bit each) */
+    size_t scan, up_ok;          /* bytes of `up` (from up.start) scanned / cleared to send */
+    uint32_t packet_left;        /* bytes of the current packet's payload not yet scanned */
+    bool in_max;                 /* the last packet had the maximum length: the next continues it */
+    bool wrap, nonempty;         /* LOAD DATA's sequence-id wrap (as ClientFacing._wrap_continues) */
+    bool quiet;                  /* no command since the last exchange: the engine owes nothing */
+    bool quit;                   /* COM_QUIT cleared to send: nothing after it is read or sent */
+    bool handback;               /* a stop command is next in `up`: hand the session back */
+    bool handed_back;
+    buf_t left_client;           /* handed back: client plaintext from the stop command on */
+    buf_t left_down;             /* handed back: engine plaintext the client has not been sent */
+    buf_t left_wire;             /* handed back: TLS records for the client not yet sent */
 } session_t;
 
 typedef struct worker {
@@ -227,10 +252,12 @@ static ssize_t recv_into(int fd, buf_t *b)
     return io_failure();
 }
 
-/* Send what a buffer holds. >=0 bytes sent, -1 would block, -2 error. */
-static ssize_t send_from(int fd, buf_t *b)
+/* Send at most `limit` bytes of what a buffer holds. >=0 bytes sent, -1 would block, -2 error. */
+static ssize_t send_upto(int fd, buf_t *b, size_t limit)
 {
     size_t used = buf_used(b);
+    if (used > limit)
+        used = limit;
     if (used == 0)
         return 0;
     ssize_t n = send(fd, b->data + b->start, used, MSG_NOSIGNAL);
@@ -241,13 +268,16 @@ static ssize_t send_from(int fd, buf_t *b)
     return io_failure();
 }
 
-/* TLS records from the client: socket -> read BIO. */
-static ssize_t tls_recv(session_t *s)
+static inline ssize_t send_from(int fd, buf_t *b) { return send_upto(fd, b, SIZE_MAX); }
+
+/* TLS records from a peer: socket -> the SSL's read BIO. >0, 0 EOF, -1 would block, -2 error,
+ * -3 out of memory. */
+static ssize_t tls_recv(int fd, SSL *ssl)
 {
     char chunk[TLS_READ_CHUNK * 2];
-    ssize_t n = recv(s->cfd, chunk, sizeof chunk, 0);
+    ssize_t n = recv(fd, chunk, sizeof chunk, 0);
     if (n > 0) {
-        if (BIO_write(SSL_get_rbio(s->ssl), chunk, (int)n) != (int)n)
+        if (BIO_write(SSL_get_rbio(ssl), chunk, (int)n) != (int)n)
             return -3;
         return n;
     }
@@ -256,84 +286,279 @@ static ssize_t tls_recv(session_t *s)
     return io_failure();
 }
 
-/* The write BIO (TLS records, alerts, tickets) -> the wire buffer. */
-static void tls_collect(session_t *s)
+/* An SSL's write BIO (TLS records, alerts, tickets) -> its wire buffer. */
+static void tls_collect(SSL *ssl, buf_t *wire)
 {
-    BIO *wbio = SSL_get_wbio(s->ssl);
+    BIO *wbio = SSL_get_wbio(ssl);
     while (BIO_ctrl_pending(wbio) > 0) {
-        size_t space = buf_space(&s->wire);
+        size_t space = buf_space(wire);
         if (space == 0)
             break;
-        int n = BIO_read(wbio, s->wire.data + s->wire.end, (int)(space > INT_MAX ? INT_MAX : space));
+        int n = BIO_read(wbio, wire->data + wire->end, (int)(space > INT_MAX ? INT_MAX : space));
         if (n <= 0)
             break;
-        s->wire.end += (size_t)n;
+        wire->end += (size_t)n;
     }
 }
 
-/* Decrypt what the read BIO holds into `up`. false: the session failed. */
-static bool tls_decrypt(worker_t *w, session_t *s)
+/* Decrypt what an SSL's read BIO holds into `into`. 1: more may come; 0: the peer's end of
+ * stream (close_notify, or `fin` -- its TCP stream ended -- and no whole record left: a
+ * truncated record is dropped); -1: a TLS error (the session's reason is set). */
+static int tls_decrypt(session_t *s, SSL *ssl, buf_t *into, buf_t *wire, bool fin, const char *what)
 {
-    while (!s->client_eof) {
-        size_t space = buf_space(&s->up);
+    for (;;) {
+        size_t space = buf_space(into);
         if (space == 0)
             break;
         ERR_clear_error();
-        int n = SSL_read(s->ssl, s->up.data + s->up.end, (int)(space > INT_MAX ? INT_MAX : space));
+        int n = SSL_read(ssl, into->data + into->end, (int)(space > INT_MAX ? INT_MAX : space));
         if (n > 0) {
-            s->up.end += (size_t)n;
+            into->end += (size_t)n;
             continue;
         }
-        int err = SSL_get_error(s->ssl, n);
-        if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-            if (s->client_fin && err == SSL_ERROR_WANT_READ)
-                s->client_eof = true; /* TCP end without close_notify: a truncated record is dropped */
-            break;
-        }
-        if (err == SSL_ERROR_ZERO_RETURN) { /* close_notify: the client's end of stream */
-            s->client_eof = true;
-            break;
-        }
-        set_tls_reason(s, "client TLS error");
-        tls_collect(s);
-        if (buf_used(&s->wire))
-            send_from(s->cfd, &s->wire); /* the alert, if it fits at once */
-        finish(w, s, "client TLS error", 0);
-        return false;
+        int err = SSL_get_error(ssl, n);
+        tls_collect(ssl, wire); /* post-handshake messages (tickets, key update replies), alerts */
+        if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+            return fin && err == SSL_ERROR_WANT_READ ? 0 : 1;
+        if (err == SSL_ERROR_ZERO_RETURN)
+            return 0;
+        set_tls_reason(s, what);
+        return -1;
     }
-    tls_collect(s); /* post-handshake messages (tickets, key update replies) */
-    return true;
+    tls_collect(ssl, wire);
+    return 1;
 }
 
-/* Encrypt `down` into the wire buffer while it has room for a whole record. */
-static bool tls_encrypt(worker_t *w, session_t *s)
+/* Encrypt at most `limit` bytes of `from` into `wire` while it has room for a whole record.
+ * Returns the plaintext bytes consumed, or -1 on a TLS error (the session's reason is set). */
+static ssize_t tls_encrypt(session_t *s, SSL *ssl, buf_t *from, size_t limit, buf_t *wire, const char *what)
 {
-    while (buf_used(&s->down) > 0) {
-        tls_collect(s);
-        if (BIO_ctrl_pending(SSL_get_wbio(s->ssl)) > 0 || buf_space(&s->wire) < TLS_RECORD + 512)
+    size_t done = 0;
+    while (done < limit && buf_used(from) > 0) {
+        tls_collect(ssl, wire);
+        if (BIO_ctrl_pending(SSL_get_wbio(ssl)) > 0 || buf_space(wire) < TLS_RECORD + 512)
             break;
-        size_t n = buf_used(&s->down);
+        size_t n = buf_used(from);
+        if (n > limit - done)
+            n = limit - done;
         if (n > TLS_RECORD)
             n = TLS_RECORD;
         ERR_clear_error();
-        int r = SSL_write(s->ssl, s->down.data + s->down.start, (int)n);
+        int r = SSL_write(ssl, from->data + from->start, (int)n);
         if (r > 0) {
-            s->down.start += (size_t)r;
-            s->bytes_down += (uint64_t)r;
+            from->start += (size_t)r;
+            done += (size_t)r;
             continue;
         }
-        int err = SSL_get_error(s->ssl, r);
+        int err = SSL_get_error(ssl, r);
         if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
             break;
-        set_tls_reason(s, "client TLS error");
-        finish(w, s, "client TLS error", 0);
-        return false;
+        set_tls_reason(s, what);
+        return -1;
     }
-    tls_collect(s);
-    return true;
+    tls_collect(ssl, wire);
+    return (ssize_t)done;
 }
 
 static inline buf_t *client_out(session_t *s) { return s->ssl ? &s->wire : &s->down; }
+
+/* Whether the engine may be read now: there is room for what it sends. */
+static inline bool engine_room(session_t *s)
+{
+    if (s->essl)
+        return BIO_ctrl_pending(SSL_get_rbio(s->essl)) < s->down.cap;
+    return buf_space(&s->down) > 0;
+}
+
+/* Plaintext in `up` that may go to the engine now (MySQL: whole cleared packets only). */
+static inline size_t up_ready(session_t *s) { return s->mysql ? s->up_ok : buf_used(&s->up); }
+
+/* ---------------------------------------------------------------- MySQL command framing */
+
+#define MYSQL_MAX_PAYLOAD 0xFFFFFFu
+#define COM_QUIT 0x01
+
+/* Clear the client's packets in `up` for the engine, with ClientFacing's rules (connection.py,
+ * "Command phase"): a packet with sequence id 0 starts a command unless it continues a
+ * maximum-length packet or follows a non-empty packet with id 255 (LOAD DATA's id wrap);
+ * anything else is a continuation and passes. A command whose code is in the stop set is not
+ * cleared: the session goes back to Python, which then reads that command and all after it
+ * (COM_CHANGE_USER is a new login, with the gateway's checks). An empty command, and a COM_QUIT
+ * that is not one byte long, go back too (Python answers them). COM_QUIT is cleared, and
+ * nothing after it is read or sent: the engine closes, which ends the session. */
+static void frame_mysql(session_t *s)
+{
+    while (!s->handback && !s->quit) {
+        size_t avail = buf_used(&s->up) - s->scan;
+        if (s->packet_left > 0) {
+            size_t take = avail < s->packet_left ? avail : s->packet_left;
+            s->scan += take;
+            s->packet_left -= (uint32_t)take;
+            s->up_ok = s->scan;
+            if (s->packet_left > 0)
+                return;
+            continue;
+        }
+        if (avail < 4)
+            return;
+        const unsigned char *h = (const unsigned char *)s->up.data + s->up.start + s->scan;
+        uint32_t len = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16;
+        unsigned seq = h[3];
+        bool first = !s->in_max;
+        if (first && seq == 0 && !s->wrap) {
+            if (len == 0) {
+                s->handback = true;
+                return;
+            }
+            if (avail < 5)
+                return;
+            unsigned code = h[4];
+            if (s->stop[code >> 3] & (1u << (code & 7)) || (code == COM_QUIT && len != 1)) {
+                s->handback = true;
+                return;
+            }
+            s->quiet = false;
+            if (code == COM_QUIT) {
+                s->scan += 5;
+                s->up_ok = s->scan;
+                s->quit = true;
+                return;
+            }
+        }
+        if (first)
+            s->nonempty = false;
+        if (len > 0)
+            s->nonempty = true;
+        s->in_max = len == MYSQL_MAX_PAYLOAD;
+        if (!s->in_max)
+            s->wrap = s->nonempty && seq == 255;
+        s->scan += 4;
+        s->packet_left = len;
+        s->up_ok = s->scan;
+    }
+}
+
+/* `up` bytes went to the engine (sent, or encrypted into its wire buffer). */
+static inline void up_consumed(session_t *s, size_t n)
+{
+    s->bytes_up += n;
+    if (s->mysql) {
+        s->up_ok -= n;
+        s->scan -= n;
+    }
+}
+
+/* The engine went away: nothing more goes to it. */
+static void engine_unreachable(session_t *s)
+{
+    set_reason(s, "engine closed the connection", errno);
+    s->engine_eof = true;
+    s->up.start = s->up.end;
+    s->ewire.start = s->ewire.end;
+    s->scan = s->up_ok = 0;
+    s->packet_left = 0;
+}
+
+/* ---------------------------------------------------------------- hand-back */
+
+/* Append to a growable buffer. false: out of memory. */
+static bool append(buf_t *b, const char *data, size_t n)
+{
+    if (n == 0)
+        return true;
+    if (b->end + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->end + n)
+            cap *= 2;
+        char *grown = realloc(b->data, cap);
+        if (grown == NULL)
+            return false;
+        b->data = grown;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->end, data, n);
+    b->end += n;
+    return true;
+}
+
+/* Decrypt all an SSL's read BIO holds onto a growable buffer. 1: done; 0: the peer's end of
+ * stream; -1: a TLS error or out of memory. */
+static int tls_decrypt_all(SSL *ssl, buf_t *into)
+{
+    char chunk[TLS_RECORD];
+    for (;;) {
+        ERR_clear_error();
+        int n = SSL_read(ssl, chunk, (int)sizeof chunk);
+        if (n > 0) {
+            if (!append(into, chunk, (size_t)n))
+                return -1;
+            continue;
+        }
+        int err = SSL_get_error(ssl, n);
+        ERR_clear_error();
+        if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+            return 1;
+        return err == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+    }
+}
+
+/* What an SSL's write BIO holds, onto a growable buffer. */
+static bool tls_take_all(SSL *ssl, buf_t *into)
+{
+    char chunk[TLS_READ_CHUNK];
+    BIO *wbio = SSL_get_wbio(ssl);
+    while (BIO_ctrl_pending(wbio) > 0) {
+        int n = BIO_read(wbio, chunk, (int)sizeof chunk);
+        if (n <= 0)
+            break;
+        if (!append(into, chunk, (size_t)n))
+            return false;
+    }
+    return true;
+}
+
+/* A stop command is next and everything before it reached the engine: give the session back
+ * to Python with what it has not delivered -- the client's plaintext from that command on
+ * (all its TLS records decrypted), the engine's plaintext the client has not been sent, and
+ * TLS records for the client not yet sent -- so that both TLS objects are left with empty
+ * BIOs, where Python's transports continue them. */
+static void hand_back(worker_t *w, session_t *s)
+{
+    if (s->client_fin) { /* the client is gone: there is nobody to answer */
+        finish(w, s, "client closed the connection", 0);
+        return;
+    }
+    bool ok = append(&s->left_client, s->up.data + s->up.start, buf_used(&s->up));
+    s->up.start = s->up.end;
+    if (ok && s->ssl) {
+        int r = tls_decrypt_all(s->ssl, &s->left_client);
+        if (r <= 0) {
+            finish(w, s, r == 0 ? "client closed the connection" : "client TLS error", 0);
+            return;
+        }
+    }
+    ok = ok && append(&s->left_down, s->down.data + s->down.start, buf_used(&s->down));
+    s->down.start = s->down.end;
+    if (ok && s->essl) {
+        int r = tls_decrypt_all(s->essl, &s->left_down);
+        if (r <= 0 || BIO_ctrl_pending(SSL_get_wbio(s->essl)) > 0) {
+            finish(w, s, r == 0 ? "engine closed the connection" : "engine TLS state cannot be handed back", 0);
+            return;
+        }
+    }
+    if (ok && s->ssl) {
+        ok = append(&s->left_wire, s->wire.data + s->wire.start, buf_used(&s->wire)) && tls_take_all(s->ssl, &s->left_wire);
+        s->wire.start = s->wire.end;
+    }
+    if (!ok) {
+        finish(w, s, "out of memory", 0);
+        return;
+    }
+    s->handed_back = true;
+    finish(w, s, "handed back", 0);
+}
+
+/* ---------------------------------------------------------------- the pump */
 
 static void watch(worker_t *w, session_t *s, bool engine_side, uint32_t want)
 {
@@ -379,9 +604,9 @@ static void pump(worker_t *w, session_t *s, uint32_t cev, uint32_t eev)
         s->e_blocked = false;
     if (eev & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))
         s->engine_gone = true;
-    if (s->engine_gone && buf_space(&s->down) == 0 && !s->engine_eof) {
+    if (s->engine_gone && !engine_room(s) && !s->engine_eof && !s->engine_fin) {
         /* the engine is gone but its last bytes cannot be read yet: stop watching it (a hangup
-         * is reported for as long as it lasts) and read it whenever `down` has room */
+         * is reported for as long as it lasts) and read it whenever there is room */
         unregister(w, s->efd, &s->e_registered);
         s->engine_unwatched = true;
     }
@@ -391,11 +616,11 @@ static void pump(worker_t *w, session_t *s, uint32_t cev, uint32_t eev)
         ssize_t n;
 
         /* client -> gateway */
-        if (c_in && !s->client_fin) {
+        if (c_in && !s->client_fin && !s->quit && !s->handback) {
             c_in = false;
             if (s->ssl) {
                 if (BIO_ctrl_pending(SSL_get_rbio(s->ssl)) < s->up.cap)
-                    n = tls_recv(s);
+                    n = tls_recv(s->cfd, s->ssl);
                 else
                     n = -1;
             } else {
@@ -416,61 +641,138 @@ static void pump(worker_t *w, session_t *s, uint32_t cev, uint32_t eev)
                 return;
             }
         }
-        if (s->ssl && !s->client_eof) {
+        if (s->ssl && !s->client_eof && !s->handback && !s->quit) {
             size_t before = buf_used(&s->up);
-            if (!tls_decrypt(w, s))
+            int r = tls_decrypt(s, s->ssl, &s->up, &s->wire, s->client_fin, "client TLS error");
+            if (r < 0) {
+                if (buf_used(&s->wire))
+                    send_from(s->cfd, &s->wire); /* the alert, if it fits at once */
+                finish(w, s, "client TLS error", 0);
                 return;
+            }
+            if (r == 0)
+                s->client_eof = true;
             if (buf_used(&s->up) != before || s->client_eof)
                 progress = true;
         }
+        if (s->mysql && !s->engine_eof)
+            frame_mysql(s);
 
         /* gateway -> engine */
-        if (buf_used(&s->up) > 0 && !s->e_blocked && !s->engine_eof) {
-            n = send_from(s->efd, &s->up);
+        size_t ready = up_ready(s);
+        if (ready > 0 && !s->engine_eof) {
+            if (s->essl) {
+                ssize_t k = tls_encrypt(s, s->essl, &s->up, ready, &s->ewire, "engine TLS error");
+                if (k < 0) {
+                    finish(w, s, "engine TLS error", 0);
+                    return;
+                }
+                if (k > 0) {
+                    up_consumed(s, (size_t)k);
+                    progress = true;
+                }
+            } else if (!s->e_blocked) {
+                n = send_upto(s->efd, &s->up, ready);
+                if (n > 0) {
+                    up_consumed(s, (size_t)n);
+                    progress = true;
+                } else if (n == -1) {
+                    s->e_blocked = true;
+                } else if (n == -2) { /* the engine went away: relay what it said */
+                    engine_unreachable(s);
+                    progress = true;
+                }
+            }
+        }
+        if (s->essl && buf_used(&s->ewire) > 0 && !s->e_blocked && !s->engine_eof) {
+            n = send_from(s->efd, &s->ewire);
             if (n > 0) {
-                s->bytes_up += (uint64_t)n;
                 progress = true;
             } else if (n == -1) {
                 s->e_blocked = true;
             } else if (n == -2) {
-                /* the engine went away: nothing more goes to it; relay what it said */
-                set_reason(s, "engine closed the connection", errno);
-                s->engine_eof = true;
-                s->up.start = s->up.end;
+                engine_unreachable(s);
                 progress = true;
             }
         }
-        if (s->client_eof && buf_used(&s->up) == 0 && !s->engine_shut && !s->engine_eof) {
-            shutdown(s->efd, SHUT_WR); /* the client's half-close reaches the engine */
-            s->engine_shut = true;
+        if (s->mysql && s->client_eof && !s->quit && !s->handback && s->up_ok == 0 && buf_used(&s->up) > 0) {
+            finish(w, s, "client closed the connection inside a packet", 0);
+            return;
+        }
+        if ((s->client_eof || s->quit) && up_ready(s) == 0 && (s->quit || buf_used(&s->up) == 0) && !s->engine_shut &&
+            !s->engine_eof) {
+            /* the client's half-close (or COM_QUIT) reaches the engine: close_notify first on TLS */
+            if (s->essl && !s->engine_notified) {
+                s->engine_notified = true;
+                ERR_clear_error();
+                SSL_shutdown(s->essl);
+                ERR_clear_error();
+                tls_collect(s->essl, &s->ewire);
+                progress = true;
+            }
+            if (!s->essl || buf_used(&s->ewire) == 0) {
+                shutdown(s->efd, SHUT_WR);
+                s->engine_shut = true;
+            }
         }
 
         /* engine -> gateway */
-        if ((e_in || s->engine_unwatched) && !s->engine_eof && buf_space(&s->down) > 0) {
+        if ((e_in || s->engine_unwatched) && !s->engine_eof && !s->engine_fin && engine_room(s)) {
             e_in = false;
-            n = recv_into(s->efd, &s->down);
+            n = s->essl ? tls_recv(s->efd, s->essl) : recv_into(s->efd, &s->down);
             if (n > 0) {
                 progress = true;
             } else if (n == 0) {
-                s->engine_eof = true;
+                if (s->essl) {
+                    s->engine_fin = true;
+                    s->engine_gone = true;
+                } else {
+                    s->engine_eof = true;
+                }
                 progress = true;
             } else if (n == -2) {
                 set_reason(s, "engine connection failed", errno);
                 s->engine_eof = true;
                 progress = true;
+            } else if (n == -3) {
+                finish(w, s, "out of memory", 0);
+                return;
             } else if (s->engine_unwatched) {
                 s->engine_unwatched = false; /* nothing there after all: watch it again */
             }
         }
-        if (s->ssl) {
-            if (!tls_encrypt(w, s))
+        if (s->essl && !s->engine_eof) {
+            size_t before = buf_used(&s->down);
+            int r = tls_decrypt(s, s->essl, &s->down, &s->ewire, s->engine_fin, "engine TLS error");
+            if (r < 0) {
+                finish(w, s, "engine TLS error", 0);
                 return;
+            }
+            if (r == 0) {
+                s->engine_eof = true;
+                progress = true;
+            }
+            if (buf_used(&s->down) != before)
+                progress = true;
+        }
+        if (s->mysql && s->quiet && buf_used(&s->down) > 0) {
+            /* as EngineFacing: after an exchange the engine owes nothing until the next command */
+            finish(w, s, "engine protocol error: data before any command", 0);
+            return;
+        }
+        if (s->ssl) {
+            ssize_t k = tls_encrypt(s, s->ssl, &s->down, SIZE_MAX, &s->wire, "client TLS error");
+            if (k < 0) {
+                finish(w, s, "client TLS error", 0);
+                return;
+            }
+            s->bytes_down += (uint64_t)k;
             if (s->engine_eof && buf_used(&s->down) == 0 && !s->tls_closing) {
                 s->tls_closing = true; /* close_notify, as a server that closes sends one */
                 ERR_clear_error();
                 SSL_shutdown(s->ssl);
                 ERR_clear_error();
-                tls_collect(s);
+                tls_collect(s->ssl, &s->wire);
             }
         }
 
@@ -497,6 +799,10 @@ static void pump(worker_t *w, session_t *s, uint32_t cev, uint32_t eev)
             finish(w, s, "engine closed the connection", 0);
             return;
         }
+        if (s->handback && !s->engine_eof && !s->engine_fin && s->up_ok == 0 && buf_used(&s->ewire) == 0) {
+            hand_back(w, s);
+            return;
+        }
         if (!progress)
             break;
     }
@@ -507,16 +813,17 @@ static void pump(worker_t *w, session_t *s, uint32_t cev, uint32_t eev)
         w->draining = s;
     }
 
-    bool read_client = !s->client_fin && !s->engine_eof && buf_space(&s->up) > 0 &&
+    bool read_client = !s->client_fin && !s->engine_eof && !s->quit && !s->handback && buf_space(&s->up) > 0 &&
                        (!s->ssl || BIO_ctrl_pending(SSL_get_rbio(s->ssl)) < s->up.cap);
     uint32_t cwant = (read_client ? EPOLLIN : 0) | (s->c_blocked && buf_used(client_out(s)) ? EPOLLOUT : 0);
     watch(w, s, false, cwant);
     if (s->finished)
         return;
-    if (!s->engine_eof && !s->engine_unwatched) {
+    if (!s->engine_eof && !s->engine_fin && !s->engine_unwatched) {
         /* EPOLLRDHUP even while not reading: an engine that hangs up on a stalled client starts
          * the drain deadline */
-        uint32_t ewant = EPOLLRDHUP | (buf_space(&s->down) > 0 ? EPOLLIN : 0) | (s->e_blocked && buf_used(&s->up) ? EPOLLOUT : 0);
+        size_t to_engine = s->essl ? buf_used(&s->ewire) : up_ready(s);
+        uint32_t ewant = EPOLLRDHUP | (engine_room(s) ? EPOLLIN : 0) | (s->e_blocked && to_engine ? EPOLLOUT : 0);
         watch(w, s, true, ewant);
     } else {
         unregister(w, s->efd, &s->e_registered);
@@ -636,7 +943,19 @@ static void session_free(session_t *s)
     free(s->up.data);
     free(s->down.data);
     free(s->wire.data);
+    free(s->ewire.data);
+    free(s->left_client.data);
+    free(s->left_down.data);
+    free(s->left_wire.data);
     free(s);
+}
+
+/* Python's references of a session (its TLS objects), released with the GIL held. */
+static void session_release(session_t *s)
+{
+    Py_XDECREF(s->ssl_owner);
+    Py_XDECREF(s->essl_owner);
+    s->ssl_owner = s->essl_owner = NULL;
 }
 
 static session_t *slot_session(relay_t *r, unsigned long long handle)
@@ -768,7 +1087,7 @@ static void relay_dealloc(relay_t *r)
     relay_stop_threads(r);
     for (uint32_t i = 0; i < r->nslots; i++) {
         if (r->slots[i] != NULL) {
-            Py_XDECREF(r->slots[i]->ssl_owner);
+            session_release(r->slots[i]);
             session_free(r->slots[i]);
         }
     }
@@ -798,7 +1117,7 @@ static void relay_dealloc(relay_t *r)
  * The layout is confirmed before the pointer is used: for a memory-BIO object Socket is NULL
  * and ctx is the object's `context`; and CPython stores the object itself as the SSL's app
  * data. Any mismatch refuses the hand-over (the session then stays in Python). */
-static SSL *ssl_of(PyObject *sslsock)
+static SSL *ssl_of(PyObject *sslsock, bool server)
 {
     if (!tls_handover_ok) {
         PyErr_Format(PyExc_ValueError, "TLS hand-over unavailable: %s", tls_handover_why);
@@ -823,8 +1142,9 @@ static SSL *ssl_of(PyObject *sslsock)
         PyErr_SetString(PyExc_ValueError, "TLS hand-over unavailable: SSL object does not point back");
         return NULL;
     }
-    if (!SSL_is_init_finished(ssl) || !SSL_is_server(ssl)) {
-        PyErr_SetString(PyExc_ValueError, "TLS hand-over needs a finished server-side handshake");
+    if (!SSL_is_init_finished(ssl) || SSL_is_server(ssl) != (int)server) {
+        PyErr_SetString(PyExc_ValueError, server ? "TLS hand-over needs a finished server-side handshake"
+                                                 : "TLS hand-over needs a finished client-side handshake");
         return NULL;
     }
     BIO *rbio = SSL_get_rbio(ssl), *wbio = SSL_get_wbio(ssl);
@@ -887,12 +1207,32 @@ static bool take_slot(relay_t *r, session_t *s)
     return true;
 }
 
+/* mysql=(stop, wrap, quiet): `stop` 32 bytes, a bit per command code that ends the native
+ * relay (bit c%8 of byte c/8); `wrap`: ClientFacing._wrap_continues; `quiet`: the engine owes
+ * nothing until the next command (EngineFacing._expect_silence). */
+static bool parse_mysql(session_t *s, PyObject *mysql)
+{
+    PyObject *stop;
+    int wrap, quiet;
+    if (!PyArg_ParseTuple(mysql, "Opp;mysql must be (stop: bytes, wrap: bool, quiet: bool)", &stop, &wrap, &quiet))
+        return false;
+    if (!PyBytes_Check(stop) || PyBytes_GET_SIZE(stop) != (Py_ssize_t)sizeof s->stop) {
+        PyErr_SetString(PyExc_ValueError, "mysql stop set must be 32 bytes (a bit per command code)");
+        return false;
+    }
+    memcpy(s->stop, PyBytes_AS_STRING(stop), sizeof s->stop);
+    s->mysql = true;
+    s->wrap = wrap;
+    s->quiet = quiet;
+    return true;
+}
+
 static PyObject *relay_add(relay_t *r, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"client_fd", "engine_fd", "ssl", NULL};
+    static char *kwlist[] = {"client_fd", "engine_fd", "ssl", "engine_ssl", "mysql", NULL};
     int cfd, efd;
-    PyObject *sslsock = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "ii|O", kwlist, &cfd, &efd, &sslsock))
+    PyObject *sslsock = Py_None, *esslsock = Py_None, *mysql = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "ii|O$OO", kwlist, &cfd, &efd, &sslsock, &esslsock, &mysql))
         return NULL;
     if (r->workers == NULL || r->stopped) {
         PyErr_SetString(PyExc_RuntimeError, "the relay is stopped");
@@ -906,26 +1246,35 @@ static PyObject *relay_add(relay_t *r, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "both sockets must be non-blocking");
         return NULL;
     }
-    SSL *ssl = NULL;
-    if (sslsock != Py_None) {
-        ssl = ssl_of(sslsock);
-        if (ssl == NULL)
-            return NULL;
-    }
+    SSL *ssl = NULL, *essl = NULL;
+    if (sslsock != Py_None && (ssl = ssl_of(sslsock, true)) == NULL)
+        return NULL;
+    if (esslsock != Py_None && (essl = ssl_of(esslsock, false)) == NULL)
+        return NULL;
     session_t *s = calloc(1, sizeof *s);
     if (s == NULL)
         return PyErr_NoMemory();
+    if (mysql != Py_None && !parse_mysql(s, mysql)) {
+        session_free(s);
+        return NULL;
+    }
     if (!alloc_buf(&s->up, r->buffer_size) || !alloc_buf(&s->down, r->buffer_size) ||
-        (ssl != NULL && !alloc_buf(&s->wire, r->buffer_size + TLS_RECORD + 1024)) || !take_slot(r, s)) {
+        (ssl != NULL && !alloc_buf(&s->wire, r->buffer_size + TLS_RECORD + 1024)) ||
+        (essl != NULL && !alloc_buf(&s->ewire, r->buffer_size + TLS_RECORD + 1024)) || !take_slot(r, s)) {
         session_free(s);
         return PyErr_NoMemory();
     }
     s->cfd = cfd;
     s->efd = efd;
     s->ssl = ssl;
+    s->essl = essl;
     if (ssl != NULL) {
         Py_INCREF(sslsock);
         s->ssl_owner = sslsock;
+    }
+    if (essl != NULL) {
+        Py_INCREF(esslsock);
+        s->essl_owner = esslsock;
     }
     worker_t *w = &r->workers[r->next_worker++ % (unsigned)r->nworkers];
     s->worker = w;
@@ -1006,7 +1355,16 @@ static PyObject *relay_collect(relay_t *r, PyObject *Py_UNUSED(ignored))
     while (done != NULL) {
         session_t *s = done;
         done = s->next;
-        PyObject *item = Py_BuildValue("(Ks)", (unsigned long long)s->handle, s->reason ? s->reason : "finished");
+        PyObject *item;
+        if (s->handed_back) {
+            item = Py_BuildValue("(Ks(y#y#y#O))", (unsigned long long)s->handle, s->reason,
+                                 s->left_client.data ? s->left_client.data : "", (Py_ssize_t)s->left_client.end,
+                                 s->left_down.data ? s->left_down.data : "", (Py_ssize_t)s->left_down.end,
+                                 s->left_wire.data ? s->left_wire.data : "", (Py_ssize_t)s->left_wire.end,
+                                 s->quiet ? Py_True : Py_False);
+        } else {
+            item = Py_BuildValue("(KsO)", (unsigned long long)s->handle, s->reason ? s->reason : "finished", Py_None);
+        }
         if (item == NULL || PyList_Append(out, item) != 0) {
             Py_XDECREF(item);
             PyErr_Clear(); /* the session is released anyway; Python learns of it as lost */
@@ -1019,7 +1377,7 @@ static PyObject *relay_collect(relay_t *r, PyObject *Py_UNUSED(ignored))
         r->gens[idx]++;
         r->free_slots[r->nfree++] = idx;
         r->live--;
-        Py_XDECREF(s->ssl_owner);
+        session_release(s);
         session_free(s);
     }
     return out;
@@ -1047,12 +1405,19 @@ static PyObject *relay_stats(relay_t *r, PyObject *Py_UNUSED(ignored))
 
 static PyMethodDef relay_methods[] = {
     {"add", (PyCFunction)(void (*)(void))relay_add, METH_VARARGS | METH_KEYWORDS,
-     "add(client_fd, engine_fd, ssl=None) -> handle\n\nRelay two connected non-blocking stream sockets until the "
-     "engine closes or either side fails. ssl: the _ssl._SSLSocket of the client's finished server-side TLS over "
-     "memory BIOs. Python keeps the sockets (and TLS objects) and must not use them until collect() returns the "
-     "handle."},
+     "add(client_fd, engine_fd, ssl=None, *, engine_ssl=None, mysql=None) -> handle\n\nRelay two connected "
+     "non-blocking stream sockets until the engine closes or either side fails. ssl: the _ssl._SSLSocket of the "
+     "client's finished server-side TLS over memory BIOs; engine_ssl: that of the engine leg's finished client-side "
+     "TLS. mysql=(stop, wrap, quiet): frame the client's MySQL packets and hand the session back before a command "
+     "whose code is in `stop` (32 bytes, a bit per code). Python keeps the sockets (and TLS objects) and must not use "
+     "them until collect() returns the handle."},
     {"close", (PyCFunction)relay_close, METH_O, "close(handle) -> bool\n\nAsk the relay to end a session (reported by collect())."},
-    {"collect", (PyCFunction)relay_collect, METH_NOARGS, "collect() -> [(handle, reason)]\n\nSessions that ended since the last call."},
+    {"collect", (PyCFunction)relay_collect, METH_NOARGS,
+     "collect() -> [(handle, reason, handed_back)]\n\nSessions that ended since the last call. handed_back is None, "
+     "or for a MySQL session handed back before a stop command (reason 'handed back'): (client_plaintext, "
+     "engine_plaintext, client_tls_records, quiet) -- what the client sent from that command on, what the engine "
+     "sent that the client has not been sent, TLS records for the client still to send (before anything else), and "
+     "whether the engine owes nothing until the next command. Both TLS objects are left with empty BIOs."},
     {"stop", (PyCFunction)relay_stop, METH_NOARGS, "stop()\n\nEnd every session and stop the threads; collect() then returns them."},
     {"fileno", (PyCFunction)relay_fileno, METH_NOARGS, "fileno() -> int\n\nAn eventfd readable when collect() has something."},
     {"stats", (PyCFunction)relay_stats, METH_NOARGS, "stats() -> dict\n\nThreads, sessions added and live, bytes relayed by finished sessions."},

@@ -12,6 +12,13 @@ and owned by Python but untouched until the relay reports the session finished; 
 session's ``on_done(reason)`` runs in the event loop and closes them. When a session cannot
 be handed over (something still buffered, a TLS object the relay does not accept), nothing
 has changed and the caller keeps relaying it in Python.
+
+MySQL sessions are handed over with their engine leg's TLS too, and the relay frames the
+client's packets: before a command Python must see (``stop``, e.g. COM_CHANGE_USER, a new
+login with the gateway's checks) it gives the session back once all before it reached the
+engine. ``on_done`` then gets a :class:`HandedBack` with the bytes neither side has been
+given yet; the session resumes its transports (:meth:`Offload.resume`) and carries on in
+Python, exactly where the relay stopped.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger("dbkeep.gateway.offload")
@@ -55,6 +63,29 @@ def resume_tls_session(ssl_object: Any, session: Any) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class HandedBack:
+    """What the relay had not delivered when it gave a MySQL session back: ``client`` the
+    client's plaintext from the stop command on, ``engine`` the engine's plaintext the client
+    has not been sent, ``client_records`` TLS records for the client not yet sent (they go out
+    before anything else), ``quiet`` whether the engine owes nothing until the next command."""
+
+    client: bytes
+    engine: bytes
+    client_records: bytes
+    quiet: bool
+
+
+def stop_set(codes: frozenset[int] | set[int]) -> bytes:
+    """The relay's stop set: a bit per command code (bit ``c % 8`` of byte ``c // 8``)."""
+    bits = bytearray(32)
+    for code in codes:
+        if not 0 <= code <= 255:
+            raise ValueError(f"not a command code: {code}")
+        bits[code >> 3] |= 1 << (code & 7)
+    return bytes(bits)
+
+
 class Offload:
     """The gateway's native relay threads, bound to one event loop."""
 
@@ -62,13 +93,14 @@ class Offload:
         if _relay is None:
             raise RuntimeError(available()[1])
         self._relay = _relay.Relay(threads=threads, drain_timeout=drain_timeout)
-        self._done: dict[int, Callable[[str], None]] = {}
+        self._done: dict[int, Callable[[str, HandedBack | None], None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         tls_ok, why = _relay.tls_handover()
         self.tls = tls_ok
         if not tls_ok:
             log.warning("TLS sessions stay in the Python relay: %s", why)
         self._refused_logged = False
+        self._paused: dict[int, list[Any]] = {}  # per handle: the transports hand_over paused
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -82,33 +114,42 @@ class Offload:
     def stats(self) -> dict[str, int]:
         return dict(self._relay.stats())
 
-    def hand_over(self, client: Any, raw: Any | None, engine: Any, on_done: Callable[[str], None]) -> int | None:
+    def hand_over(self, client: Any, raw: Any | None, engine: Any, on_done: Callable[[str, HandedBack | None], None],
+                  *, engine_raw: Any | None = None, mysql: tuple[bytes, bool, bool] | None = None) -> int | None:
         """Give a session's sockets to the relay: ``client`` is the client's transport (TLS or
-        TCP), ``raw`` the TCP transport under TLS (None in cleartext), ``engine`` the engine's.
-        Returns the relay's handle, or None when the session must stay in Python."""
+        TCP), ``raw`` the TCP transport under TLS (None in cleartext), ``engine`` the engine's
+        and ``engine_raw`` the one under the engine leg's TLS (None in cleartext). ``mysql``:
+        (stop set, ``_wrap_continues``, ``_expect_silence``) to frame a MySQL session.
+        Returns the relay's handle, or None when the session must stay in Python. ``on_done(
+        reason, handed_back)`` runs in the event loop when the relay is done with it."""
         if self._loop is None:
             return None
-        tcp = raw if raw is not None else client
-        transports = (client, tcp, engine) if raw is not None else (client, engine)
+        transports = [client]
+        for under in (raw, engine, engine_raw):
+            if under is not None:
+                transports.append(under)
         for transport in transports:
             if transport.is_closing() or transport.get_write_buffer_size():
                 return None
-        sslsock = None
-        if raw is not None:
+        sslsock = essl = None
+        if raw is not None or engine_raw is not None:
             if not self.tls:
                 return None
-            ssl_object = client.get_extra_info("ssl_object")
-            sslsock = getattr(ssl_object, "_sslobj", None)
-            if sslsock is None:
+            if raw is not None and (sslsock := self._sslsock(client)) is None:
                 return None
-        client_socket, engine_socket = tcp.get_extra_info("socket"), engine.get_extra_info("socket")
+            if engine_raw is not None and (essl := self._sslsock(engine)) is None:
+                return None
+        tcp = raw if raw is not None else client
+        client_socket = tcp.get_extra_info("socket")
+        engine_socket = (engine_raw if engine_raw is not None else engine).get_extra_info("socket")
         if client_socket is None or engine_socket is None:
             return None
         paused = [t for t in transports if t.is_reading()]
         for transport in paused:
             transport.pause_reading()  # from here on the loop does not read these sockets
         try:
-            handle: int = self._relay.add(client_socket.fileno(), engine_socket.fileno(), sslsock)
+            handle: int = self._relay.add(client_socket.fileno(), engine_socket.fileno(), sslsock, engine_ssl=essl,
+                                          mysql=mysql)
         except (ValueError, TypeError, OSError, RuntimeError, MemoryError) as exc:
             for transport in paused:
                 transport.resume_reading()
@@ -117,19 +158,33 @@ class Offload:
                 log.warning("the native relay refused a session; it stays in Python: %s", exc)
             return None
         self._done[handle] = on_done
+        self._paused[handle] = paused
         return handle
+
+    @staticmethod
+    def _sslsock(transport: Any) -> Any | None:
+        ssl_object = transport.get_extra_info("ssl_object")
+        return getattr(ssl_object, "_sslobj", None)
+
+    def resume(self, handle: int) -> None:
+        """After a hand-back: the event loop reads the session's transports again."""
+        for transport in self._paused.pop(handle, ()):
+            if not transport.is_closing():
+                transport.resume_reading()
 
     def close(self, handle: int) -> None:
         """End a handed-over session; its ``on_done`` follows."""
         self._relay.close(handle)
 
     def _collect(self) -> None:
-        for handle, reason in self._relay.collect():
+        for handle, reason, left in self._relay.collect():
             on_done = self._done.pop(handle, None)
+            if left is None:
+                self._paused.pop(handle, None)
             if on_done is None:
                 continue
             try:
-                on_done(reason)
+                on_done(reason, None if left is None else HandedBack(*left))
             except Exception:  # noqa: BLE001 - one session's cleanup must not stop the others'
                 log.exception("closing a session after the native relay failed")
 

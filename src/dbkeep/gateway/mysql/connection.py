@@ -404,6 +404,23 @@ class ClientFacing:
                 return 0  # next_event() reports it
         return None
 
+    def native_state(self) -> bool | None:
+        """For a native relay that takes the command phase over (``gateway/_relay.c``, which
+        frames packets with these same rules): the LOAD DATA wrap flag to start from, or None
+        when the connection is not at a packet boundary of the command phase."""
+        if self._state is not ClientState.COMMAND or self._reader.buffered or self._reader.eof:
+            return None
+        return self._wrap_continues
+
+    def native_handed_back(self) -> None:
+        """The native relay gave the connection back before a command (the next bytes fed):
+        the commands it forwarded leave the state a passed-through command leaves, and it
+        stops only at a command, so no LOAD DATA wrap is pending."""
+        if self._state is not ClientState.COMMAND:
+            raise LocalProtocolError(f"handed back in state {self._state.value}")
+        self._wrap_continues = False
+        self._reply_seq = 1
+
     def passthrough(self, data: bytes, commands: frozenset[int]) -> type[Command] | type[Continuation] | None:
         """The hot path of the command phase: whether ``data`` -- exactly one whole packet,
         nothing else buffered -- is a continuation or a command whose code is in
@@ -747,6 +764,22 @@ class EngineFacing:
     @property
     def trailing_data(self) -> tuple[bytes, bool]:
         return self._reader.peek_all(), self._closed_by_peer
+
+    def native_state(self) -> bool | None:
+        """For a native relay that takes the command phase over: whether the engine owes
+        nothing until the next command (any byte from it before that is a protocol error), or
+        None when engine bytes could not pass unparsed now (not the command phase, something
+        buffered, end of stream)."""
+        if self._state is not EngineState.COMMAND or self._reader.buffered or self._reader.eof:
+            return None
+        return self._expect_silence
+
+    def native_handed_back(self, quiet: bool) -> None:
+        """The native relay gave the connection back: ``quiet`` is its view of whether the
+        engine owes nothing (no command forwarded since the last exchange ended)."""
+        if self._state is not EngineState.COMMAND:
+            raise LocalProtocolError(f"handed back in state {self._state.value}")
+        self._expect_silence = quiet
 
     def passed_through(self, kind: type[Command] | type[Continuation]) -> None:
         """The client leg let a packet through on its hot path (:meth:`ClientFacing.passthrough`):

@@ -239,6 +239,22 @@ class Relay:
         self.engine.passed_through(kind)
         return True
 
+    def native_state(self) -> tuple[bool, bool] | None:
+        """(LOAD DATA wrap flag, engine owes nothing) when a native relay may take the session
+        over now -- both legs in the command phase with nothing buffered -- else None."""
+        if self.closed:
+            return None
+        wrap, quiet = self.client.native_state(), self.engine.native_state()
+        if wrap is None or quiet is None:
+            return None
+        return wrap, quiet
+
+    def native_handed_back(self, quiet: bool) -> None:
+        """The native relay gave the session back before a command: both legs as if each
+        command it forwarded had been passed through here."""
+        self.client.native_handed_back()
+        self.engine.native_handed_back(quiet)
+
     def client_tls_established(self) -> Output:
         if self.closed:
             return Output(close=True)

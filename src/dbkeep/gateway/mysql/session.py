@@ -46,6 +46,18 @@ session hands the socket to two small protocols of its own and drives a sans-I/O
    else (pipelined or split packets, COM_CHANGE_USER, COM_QUIT ...) takes the full path.
    Engine bytes are written to the client as they arrive whenever the sans-I/O engine leg
    says they would pass through unparsed (``EngineFacing.passthrough``).
+   **Native relay.** With ``ctx.offload`` (``dbkeep up``, ``--relay-threads`` > 0) and no
+   guard, a logged-in session at a command boundary with nothing buffered is handed to the
+   native relay threads (``gateway/_relay.c``), both legs' TLS included. They frame the
+   client's packets with the same rules as :class:`ClientFacing` and give the session back
+   before COM_CHANGE_USER, COM_RESET_CONNECTION, COM_PROCESS_KILL, COM_MULTI or an empty
+   command, with the bytes neither side has received yet (:class:`~dbkeep.gateway.offload.HandedBack`):
+   the session's transports carry on from the same TLS objects, the command takes the full
+   path here (a change of user is a new login with the same checks and audit), and the
+   session goes back to the relay after the next engine bytes. COM_QUIT is forwarded by the
+   relay, which ends the session when the engine closes. Differences from the Python path:
+   the message-size limit is the engine's own ``max_allowed_packet`` (as for PostgreSQL's raw
+   relay), and the connection slot is released when the engine has closed.
 5. **Flow control.** When one side's write buffer passes its high-water mark the other side
    stops reading until it drains, so a result or a LOAD DATA LOCAL INFILE of any size never
    accumulates here. A cleartext client's half-close reaches the engine as EOF and the
@@ -67,7 +79,7 @@ import uuid
 
 from dbkeep.errors import DbError, ProtocolError
 from dbkeep.gateway.listener import GatewayContext, GatewaySession
-from dbkeep.gateway.offload import resume_tls_session
+from dbkeep.gateway.offload import HandedBack, resume_tls_session, stop_set
 
 from . import charsets
 from .connection import ChangeUser, ClientState, LoginRequested, Prepare, Query
@@ -101,6 +113,10 @@ _LOGIN_STATES = frozenset({
 # session -- COM_CHANGE_USER, COM_QUIT ... -- on the slow path in any case).
 _ALL_COMMANDS = frozenset(range(256))
 _GUARDED_COMMANDS = _ALL_COMMANDS - {CommandCode.COM_QUERY, CommandCode.COM_STMT_PREPARE}
+# The native relay gives an unguarded session back before these (COM_CHANGE_USER is a new
+# login; the others change what the sans-I/O layer tracks); it forwards COM_QUIT itself.
+_NATIVE_STOP = stop_set({CommandCode.COM_CHANGE_USER, CommandCode.COM_RESET_CONNECTION,
+                         CommandCode.COM_PROCESS_KILL, CommandCode.COM_MULTI})
 
 
 class EngineTlsContext(ssl.SSLContext):
@@ -265,7 +281,11 @@ class MySQLSession(GatewaySession):
         self._guard = ctx.guard
         self._unseen = _ALL_COMMANDS if ctx.guard is None else _GUARDED_COMMANDS
         self._client: asyncio.Transport | None = None  # the raw transport, then the TLS one
+        self._client_raw: asyncio.Transport | None = None  # the TCP transport (under TLS)
         self._engine: asyncio.Transport | None = None
+        self._engine_raw: asyncio.Transport | None = None  # the unix socket's transport (under TLS)
+        self._offloaded: int | None = None  # the native relay's handle while it relays this session
+        self._offload_wanted = False  # try to hand the session to the native relay when quiescent
         self._engine_leg: _EngineLeg | None = None
         self._leg: _ClientLeg | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -288,7 +308,7 @@ class MySQLSession(GatewaySession):
         target, raw = self.target, self.transport
         assert target is not None and raw is not None
         limits = self.ctx.limits
-        self._client = raw
+        self._client = self._client_raw = raw
         self._leg = _ClientLeg(self)
         raw.set_protocol(self._leg)  # reading starts after connection_made, with this protocol
         raw.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
@@ -337,6 +357,9 @@ class MySQLSession(GatewaySession):
     def _finish(self) -> None:
         self._audit_failed_login("the connection closed before the engine answered")
         self._closed = True
+        self._offload_wanted = False
+        if self._offloaded is not None:  # the relay owns the sockets: it ends the session
+            self.ctx.offload.close(self._offloaded)  # type: ignore[union-attr]
         if self._counted:
             # counted here, not only in connection_lost: a transport that dies inside a TLS
             # handshake may never report connection_lost to this session
@@ -512,6 +535,56 @@ class MySQLSession(GatewaySession):
         client = self._client
         if not self._closed and client is not None and not client.is_closing():
             client.set_protocol(_ClientStream(self))
+            self._offload_wanted = self.ctx.offload is not None and self._guard is None
+            self._try_offload()
+
+    # --- native relay -----------------------------------------------------------------------
+
+    def _try_offload(self) -> None:
+        """Hand the session to the native relay (``ctx.offload``) if it is at a command
+        boundary with nothing buffered anywhere; otherwise it is tried again after the next
+        engine bytes. Only unguarded sessions go: a guard must see every statement."""
+        relay, offload = self.relay, self.ctx.offload
+        if (self._closed or offload is None or relay is None or self._offloaded is not None or not self._logged_in
+                or self._pending is not None or self._client_hold is not None or self._engine_hold is not None
+                or self._client_pauses or self._engine_paused):
+            return
+        state = relay.native_state()
+        if state is None:
+            return
+        wrap, quiet = state
+        client_raw = self._client_raw if relay.client.tls else None
+        engine_raw = self._engine_raw if relay.engine.tls else None
+        handle = offload.hand_over(self._client, client_raw, self._engine, self._offload_done, engine_raw=engine_raw,
+                                   mysql=(_NATIVE_STOP, wrap, quiet))
+        if handle is not None:
+            self._offloaded = handle
+            self._offload_wanted = False
+
+    def _offload_done(self, reason: str, handed_back: HandedBack | None) -> None:
+        """The native relay is done with this session: it ended (close the transports, as it
+        flushed what there was), or it stopped before a command Python must see -- then the
+        transports carry on from the same TLS objects with what the relay had not delivered."""
+        handle, self._offloaded = self._offloaded, None
+        if handed_back is None or self._closed or handle is None:
+            log.debug("mysql session %s (cluster %s): %s", self.id, self.identifier, reason)
+            self._abort()
+            return
+        offload, relay = self.ctx.offload, self.relay
+        assert offload is not None and relay is not None
+        try:
+            relay.native_handed_back(handed_back.quiet)
+            if handed_back.client_records:
+                self._client_raw.write(handed_back.client_records)  # type: ignore[union-attr]  # before any new record
+            offload.resume(handle)
+        except Exception as exc:  # noqa: BLE001
+            self._internal_error(exc)
+            return
+        if handed_back.engine:
+            self._engine_data(handed_back.engine)
+        if handed_back.client:
+            self._client_data(handed_back.client)
+        self._offload_wanted = not self._closed
 
     def _client_stream(self, data: bytes) -> None:
         """Client data after the login: one whole packet that needs no decision goes to the
@@ -720,7 +793,7 @@ class MySQLSession(GatewaySession):
         if self._closed:
             transport.close()
             return
-        self._engine = transport
+        self._engine = self._engine_raw = transport
         self._engine_leg = transport.get_protocol()  # type: ignore[assignment]
         transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
 
@@ -730,6 +803,8 @@ class MySQLSession(GatewaySession):
         try:
             if relay.engine.passthrough and not self._closed:
                 self._client.write(data)  # type: ignore[union-attr]  # the hot path
+                if self._offload_wanted:
+                    self._try_offload()
                 return
             if self._closed:
                 return
@@ -737,6 +812,8 @@ class MySQLSession(GatewaySession):
                 self._engine_hold.append(data)
                 return
             self._apply(relay.engine_data(data))
+            if self._offload_wanted:
+                self._try_offload()
         except ProtocolError as exc:
             self._engine_failed(exc)
         except Exception as exc:  # noqa: BLE001

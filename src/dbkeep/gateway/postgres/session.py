@@ -739,8 +739,9 @@ class PostgresSession(GatewaySession):
         leg.data_received = client_transport.write  # type: ignore[method-assign]
         engine_transport.set_protocol(leg)
 
-    def _offload_done(self, reason: str) -> None:
-        """The native relay finished this session: release it and close its transports."""
+    def _offload_done(self, reason: str, _handed_back: object = None) -> None:
+        """The native relay finished this session (PostgreSQL sessions are never handed back):
+        release it and close its transports."""
         self._offloaded = None
         log.debug("postgres session %s (cluster %s): %s", self.id, self.identifier, reason)
         self._abort()
