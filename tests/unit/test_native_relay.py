@@ -44,6 +44,7 @@ from typing import Any
 
 import pytest
 
+from memory_tls import shuttle_handshake
 from test_pki_tls import HOST, pki  # noqa: F401 - the module-scoped CA + RSA/ECDSA server certificates
 
 from dbkeep.pki.tls import server_context
@@ -742,21 +743,7 @@ def test_relay_takes_only_a_finished_server_side_memory_bio_tls_object(pairs, tl
     try:
         with pytest.raises(ValueError, match="finished server-side handshake"):
             relay.add(c.fileno(), e.fileno(), server._sslobj)  # no handshake yet
-        # a handshake over memory BIOs, records shuttled by hand
-        finished = {"client": False, "server": False}
-        for _ in range(10):
-            for name, side in (("client", client), ("server", server)):
-                if not finished[name]:
-                    try:
-                        side.do_handshake()
-                        finished[name] = True
-                    except ssl.SSLWantReadError:
-                        pass
-            s_in.write(c_out.read())
-            c_in.write(s_out.read())
-            if all(finished.values()) and not c_out.pending and not s_out.pending:
-                break
-        assert all(finished.values())
+        shuttle_handshake(server, client, s_in, s_out, c_in, c_out)
         with pytest.raises(ValueError, match="finished server-side handshake"):
             relay.add(c.fileno(), e.fileno(), client._sslobj)  # the client's side
         server.write(b"unsent")

@@ -12,6 +12,7 @@ import ssl
 
 import pytest
 
+from memory_tls import shuttle_handshake
 from test_pki_tls import HOST, pki  # noqa: F401 - the module-scoped CA + server certificates
 
 from dbkeep.gateway import offload
@@ -40,25 +41,12 @@ def _handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext) -> ssl.SS
 
 def _finish(server_ctx: ssl.SSLContext, client: ssl.SSLObject, c_in: ssl.MemoryBIO, c_out: ssl.MemoryBIO) -> None:
     server, (s_in, s_out) = _pair(server_ctx, client)
-    done = {"client": False, "server": False}
-    for _ in range(20):
-        for name, obj in (("client", client), ("server", server)):
-            if not done[name]:
-                try:
-                    obj.do_handshake()
-                    done[name] = True
-                except ssl.SSLWantReadError:
-                    pass
-        s_in.write(c_out.read())
-        c_in.write(s_out.read())
-        if all(done.values()):
-            # the server's last flight (and TLS 1.3 tickets) reach the client
-            client.write(b"x")
-            s_in.write(c_out.read())
-            assert server.read(1) == b"x"
-            c_in.write(s_out.read())
-            return
-    raise AssertionError("handshake did not finish")
+    shuttle_handshake(server, client, s_in, s_out, c_in, c_out)
+    # the server's last flight (and TLS 1.3 tickets) reach the client
+    client.write(b"x")
+    s_in.write(c_out.read())
+    assert server.read(1) == b"x"
+    c_in.write(s_out.read())
 
 
 def _leg(context: EngineTlsContext) -> tuple[ssl.SSLObject, ssl.MemoryBIO, ssl.MemoryBIO]:

@@ -438,6 +438,12 @@ static void frame_mysql(session_t *s)
     }
 }
 
+/* Whether the client's stream is inside a packet: a payload or a header not complete yet. */
+static inline bool mid_packet(session_t *s)
+{
+    return s->packet_left > 0 || s->in_max || buf_used(&s->up) > s->up_ok;
+}
+
 /* `up` bytes went to the engine (sent, or encrypted into its wire buffer). */
 static inline void up_consumed(session_t *s, size_t n)
 {
@@ -695,12 +701,15 @@ static void pump(worker_t *w, session_t *s, uint32_t cev, uint32_t eev)
                 progress = true;
             }
         }
-        if (s->mysql && s->client_eof && !s->quit && !s->handback && s->up_ok == 0 && buf_used(&s->up) > 0) {
-            finish(w, s, "client closed the connection inside a packet", 0);
-            return;
-        }
-        if ((s->client_eof || s->quit) && up_ready(s) == 0 && (s->quit || buf_used(&s->up) == 0) && !s->engine_shut &&
-            !s->engine_eof) {
+        if (s->mysql && s->client_eof && !s->quit && !s->handback && mid_packet(s)) {
+            /* the Python relay drops a partial packet and closes: the engine gets no end of
+             * stream that would look like a clean one (only what was already cleared) */
+            if (up_ready(s) == 0 && buf_used(&s->ewire) == 0) {
+                finish(w, s, "client closed the connection inside a packet", 0);
+                return;
+            }
+        } else if ((s->client_eof || s->quit) && up_ready(s) == 0 && (s->quit || buf_used(&s->up) == 0) &&
+                   !s->engine_shut && !s->engine_eof) {
             /* the client's half-close (or COM_QUIT) reaches the engine: close_notify first on TLS */
             if (s->essl && !s->engine_notified) {
                 s->engine_notified = true;
@@ -1214,6 +1223,10 @@ static bool parse_mysql(session_t *s, PyObject *mysql)
 {
     PyObject *stop;
     int wrap, quiet;
+    if (!PyTuple_Check(mysql)) {
+        PyErr_SetString(PyExc_TypeError, "mysql must be (stop: bytes, wrap: bool, quiet: bool)");
+        return false;
+    }
     if (!PyArg_ParseTuple(mysql, "Opp;mysql must be (stop: bytes, wrap: bool, quiet: bool)", &stop, &wrap, &quiet))
         return false;
     if (!PyBytes_Check(stop) || PyBytes_GET_SIZE(stop) != (Py_ssize_t)sizeof s->stop) {
