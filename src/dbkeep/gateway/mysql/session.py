@@ -117,6 +117,10 @@ _GUARDED_COMMANDS = _ALL_COMMANDS - {CommandCode.COM_QUERY, CommandCode.COM_STMT
 # login; the others change what the sans-I/O layer tracks); it forwards COM_QUIT itself.
 _NATIVE_STOP = stop_set({CommandCode.COM_CHANGE_USER, CommandCode.COM_RESET_CONNECTION,
                          CommandCode.COM_PROCESS_KILL, CommandCode.COM_MULTI})
+# Hand-over attempts after a login or a hand-back: one fails only while bytes are buffered (a
+# busy session), so a few suffice; a session that is never quiescent, or a TLS object the
+# relay refuses, then stays in Python without a check on every engine chunk.
+_OFFLOAD_ATTEMPTS = 16
 
 
 class EngineTlsContext(ssl.SSLContext):
@@ -286,6 +290,7 @@ class MySQLSession(GatewaySession):
         self._engine_raw: asyncio.Transport | None = None  # the unix socket's transport (under TLS)
         self._offloaded: int | None = None  # the native relay's handle while it relays this session
         self._offload_wanted = False  # try to hand the session to the native relay when quiescent
+        self._offload_attempts = 0
         self._engine_leg: _EngineLeg | None = None
         self._leg: _ClientLeg | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -535,10 +540,14 @@ class MySQLSession(GatewaySession):
         client = self._client
         if not self._closed and client is not None and not client.is_closing():
             client.set_protocol(_ClientStream(self))
-            self._offload_wanted = self.ctx.offload is not None and self._guard is None
+            self._want_offload()
             self._try_offload()
 
     # --- native relay -----------------------------------------------------------------------
+
+    def _want_offload(self) -> None:
+        self._offload_wanted = self.ctx.offload is not None and self._guard is None and not self._closed
+        self._offload_attempts = _OFFLOAD_ATTEMPTS
 
     def _try_offload(self) -> None:
         """Hand the session to the native relay (``ctx.offload``) if it is at a command
@@ -552,6 +561,9 @@ class MySQLSession(GatewaySession):
         state = relay.native_state()
         if state is None:
             return
+        self._offload_attempts -= 1
+        if self._offload_attempts <= 0:
+            self._offload_wanted = False
         wrap, quiet = state
         client_raw = self._client_raw if relay.client.tls else None
         engine_raw = self._engine_raw if relay.engine.tls else None
@@ -584,7 +596,7 @@ class MySQLSession(GatewaySession):
             self._engine_data(handed_back.engine)
         if handed_back.client:
             self._client_data(handed_back.client)
-        self._offload_wanted = not self._closed
+        self._want_offload()
 
     def _client_stream(self, data: bytes) -> None:
         """Client data after the login: one whole packet that needs no decision goes to the
