@@ -44,6 +44,7 @@ from typing import Any
 
 import pytest
 
+from background import background
 from memory_tls import shuttle_handshake
 from test_pki_tls import HOST, pki  # noqa: F401 - the module-scoped CA + RSA/ECDSA server certificates
 
@@ -64,20 +65,6 @@ TLS_VERSIONS = [pytest.param(ssl.TLSVersion.TLSv1_3, id="tls1.3"), pytest.param(
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-def background(fn: Callable[..., Any], *args: Any) -> Future:
-    """Run fn in a daemon thread; its result or exception in a Future (wait with a timeout)."""
-    future: Future = Future()
-
-    def run() -> None:
-        try:
-            future.set_result(fn(*args))
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            future.set_exception(exc)
-
-    threading.Thread(target=run, daemon=True).start()
-    return future
-
 
 def recv_exact(sock: socket.socket, n: int) -> bytes:
     out = bytearray()

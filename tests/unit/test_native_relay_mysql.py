@@ -34,10 +34,8 @@ import select
 import socket
 import ssl
 import struct
-import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +43,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from background import background
 from memory_tls import shuttle_handshake
 from test_pki_tls import HOST, pki  # noqa: F401 - the module-scoped CA + RSA/ECDSA server certificates
 
@@ -362,19 +361,6 @@ def settle(*peers: Peer, seconds: float = 0.1, collector: Collector | None = Non
     end = time.monotonic() + seconds
     while (remaining := end - time.monotonic()) > 0:
         _step(peers, collector, remaining)
-
-
-def background(fn: Callable[..., Any], *args: Any) -> Future:
-    future: Future = Future()
-
-    def run() -> None:
-        try:
-            future.set_result(fn(*args))
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            future.set_exception(exc)
-
-    threading.Thread(target=run, daemon=True).start()
-    return future
 
 
 # --- sessions ----------------------------------------------------------------------------------
