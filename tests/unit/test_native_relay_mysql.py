@@ -566,16 +566,18 @@ def test_many_small_round_trips(world, client_tls, engine_tls):
     expect_end(s, CLOSED, s.client)
 
 
-@pytest.mark.parametrize("engine_close", ["close_notify", "fin_only"])
+# a cleartext engine only has a FIN; a TLS one may also close without close_notify
+_ENGINE_CLOSES = [pytest.param(*leg.values, close, id=f"{leg.id}-{close}", marks=leg.marks)
+                  for leg in LEGS for close in (["close_notify", "fin_only"] if leg.values[1] else ["close_notify"])]
+
+
 @pytest.mark.parametrize("framed", [False, True], ids=["raw", "mysql"])
-@pytest.mark.parametrize("client_tls, engine_tls", LEGS)
+@pytest.mark.parametrize("client_tls, engine_tls, engine_close", _ENGINE_CLOSES)
 def test_the_engines_close_ends_the_session_after_the_client_got_everything(world, client_tls, engine_tls, framed,
                                                                             engine_close):
     """The engine sends more than the relay's buffers hold and closes (TLS: close_notify then
     FIN, or a bare FIN): the session ends "engine closed the connection" once the client has
     every byte, followed by a close_notify when the client runs TLS."""
-    if engine_close == "fin_only" and not engine_tls:
-        pytest.skip("a cleartext engine only has a FIN")
     s = world.session(client_tls, engine_tls, mysql=mysql() if framed else None)
     if framed:
         s.client.write(query(b"SELECT big"))  # the engine answers a command
@@ -794,9 +796,13 @@ def test_the_initial_wrap_flag_makes_the_first_id_0_packet_a_continuation(world,
 
 # --- a hand-back while the engine streams to a client that does not read -----------------------
 
-@pytest.mark.parametrize("version", [pytest.param(ssl.TLSVersion.TLSv1_3, id="tls1.3"),
-                                     pytest.param(ssl.TLSVersion.TLSv1_2, id="tls1.2")])
-@pytest.mark.parametrize("client_tls, engine_tls", LEGS)
+# the TLS version matters only where a leg runs TLS
+_STALLED = [pytest.param(*leg.values, version, id=f"{leg.id}-{name}" if any(leg.values) else leg.id, marks=leg.marks)
+            for leg in LEGS for name, version in (("tls1.3", ssl.TLSVersion.TLSv1_3), ("tls1.2", ssl.TLSVersion.TLSv1_2))
+            if any(leg.values) or name == "tls1.3"]
+
+
+@pytest.mark.parametrize("client_tls, engine_tls, version", _STALLED)
 def test_hand_back_while_the_engine_streams_to_a_stalled_client(world, client_tls, engine_tls, version):
     """The engine sends a big response (8 MB) to a client that reads nothing, so the relay's
     buffers, its TLS objects and the kernel's fill up; meanwhile the client sends COM_CHANGE_USER
@@ -805,8 +811,6 @@ def test_hand_back_while_the_engine_streams_to_a_stalled_client(world, client_tl
     plaintext and relays the rest of the engine's stream with the same SSL objects: the client
     receives every engine byte exactly once, in order, and Python reads exactly the client's
     bytes from the stop command on."""
-    if not client_tls and not engine_tls and version is ssl.TLSVersion.TLSv1_2:
-        pytest.skip("no TLS")
     s = world.session(client_tls, engine_tls, mysql=mysql({COM_CHANGE_USER}), version=version)
     first = query(b"SELECT * FROM big")
     s.client.write(first)
