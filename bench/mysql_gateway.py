@@ -21,7 +21,7 @@ with each process's CPU per login. Everything runs on the same machine in one ru
 are ratios against ``direct``. Targets (issue 4): gateway >= HAProxy at 8 and 32 clients and >= 500
 new TLS logins per second. Not a test: it asserts nothing.
 
-    .venv/bin/python bench/mysql_gateway.py [--time 10] [--threads 1,8,32] [--modes direct,haproxy,gateway,gateway-tls]
+    .venv/bin/python bench/mysql_gateway.py [--time 10] [--threads 1,8,32] [--rounds 2] [--modes direct,haproxy,gateway,gateway-tls]
 """
 
 from __future__ import annotations
@@ -187,6 +187,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--time", type=int, default=10, help="seconds per sysbench run (default 10)")
     parser.add_argument("--threads", default="1,8,32")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="runs per mode and thread count, in mirrored order (A..D, D..A) so that background "
+                             "load on a shared machine falls on every mode alike; the mean is reported (default 2)")
     parser.add_argument("--modes", default="direct,haproxy,gateway,gateway-tls")
     parser.add_argument("--connect-time", type=int, default=5, help="seconds per connection-rate run (default 5)")
     parser.add_argument("--connect-threads", type=int, default=8)
@@ -213,17 +216,24 @@ def main() -> int:
         sysbench(workdir, direct, ["oltp_point_select", f"--tables={TABLES}", f"--table_size={TABLE_SIZE}",
                                    "--threads=4", "prepare"], timeout=300)
 
-        print(f"sysbench oltp_point_select, {TABLES} tables x {TABLE_SIZE} rows, {args.time} s per run, "
-              f"{os.cpu_count()} CPUs", flush=True)
+        print(f"sysbench oltp_point_select, {TABLES} tables x {TABLE_SIZE} rows, {args.time} s per run, mean of "
+              f"{args.rounds} mirrored rounds, {os.cpu_count()} CPUs", flush=True)
         relay_pid = {"haproxy": haproxy.pid if haproxy else None, "gateway": proc.proc.pid, "gateway-tls": proc.proc.pid}
         results: dict[tuple[str, int], float] = {}
         for n in threads:
+            runs: dict[str, list[float]] = {mode: [] for mode in modes}
+            used: dict[str, float] = dict.fromkeys(modes, 0.0)
+            for round_ in range(args.rounds):
+                for mode in modes if round_ % 2 == 0 else modes[::-1]:
+                    before = cpu_seconds(relay_pid.get(mode))
+                    runs[mode].append(point_select(workdir, targets[mode], n, args.time))
+                    used[mode] += cpu_seconds(relay_pid.get(mode)) - before
             for mode in modes:
-                before = cpu_seconds(relay_pid.get(mode))
-                results[mode, n] = point_select(workdir, targets[mode], n, args.time)
-                used = cpu_seconds(relay_pid.get(mode)) - before
-                cost = f"  (relay CPU {used / (results[mode, n] * args.time) * 1e6:.0f} us/query)" if mode in relay_pid else ""
-                print(f"  {mode:12} {n:3} threads: {results[mode, n]:9.0f} tps{cost}", flush=True)
+                results[mode, n] = sum(runs[mode]) / len(runs[mode])
+                queries = sum(runs[mode]) * args.time
+                cost = f"  (relay CPU {used[mode] / queries * 1e6:.0f} us/query)" if mode in relay_pid else ""
+                each = " ".join(f"{tps:.0f}" for tps in runs[mode])
+                print(f"  {mode:12} {n:3} threads: {results[mode, n]:9.0f} tps{cost}  runs {each}", flush=True)
         print()
         header = f"{'threads':>7} " + " ".join(f"{m:>20}" for m in modes)
         print(header)
