@@ -9,9 +9,17 @@ pgbench (scale 1) and runs ``pgbench -S`` (select-only) at 1, 8 and 32 clients a
 * ``pgbouncer``     PgBouncer in session mode on TCP, in front of the same engine socket;
 * ``pgbouncer-tls`` the same PgBouncer with client TLS (a throw-away RSA-2048 certificate,
                     the gateway's key type);
-* ``haproxy``       HAProxy in TCP mode (a pure relay) to the same socket. HAProxy cannot
-                    terminate PostgreSQL's TLS (it starts with a cleartext SSLRequest), so it has
-                    no TLS row.
+* ``haproxy``       HAProxy in TCP mode (a pure relay) to the same socket, cleartext;
+* ``haproxy-tls``   the same HAProxy terminating TLS itself (the throw-away certificate,
+                    ``alpn postgresql``). HAProxy cannot answer PostgreSQL's cleartext
+                    SSLRequest, so this row uses PostgreSQL 17's direct TLS
+                    (``sslnegotiation=direct``), which needs libpq 17 or later;
+* ``gateway-tls-direct`` dbkeep's endpoint with the same direct TLS and the same libpq, the
+                    like-for-like row for ``haproxy-tls``.
+
+The two direct-TLS rows run Debian's pgbench against the libpq (18) that the psycopg-binary
+wheel bundles, through LD_LIBRARY_PATH, since the system's libpq 15 predates direct TLS; the
+rows are left out, with a line saying why, when no such libpq is installed.
 
 Each row prints tps, the ratio to ``direct`` at the same client count, and the proxy's own CPU
 time per transaction (user+system, from /proc). Then new logins per second with
@@ -79,9 +87,37 @@ def wait_port(port: int, timeout: float = 10) -> None:
     raise RuntimeError(f"nothing listens on port {port}")
 
 
-def pgbench(conninfo: str, *args: str, password: str = PASSWORD, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PGPASSWORD": password}
+def pgbench(conninfo: str, *args: str, password: str = PASSWORD, env: dict[str, str] | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **(env or {}), "PGPASSWORD": password}
     return subprocess.run([str(PG_BIN / "pgbench"), *args, conninfo], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def direct_tls_libpq(work: Path) -> dict[str, str] | str:
+    """The environment that makes pgbench load a libpq with direct TLS, or why there is none.
+
+    psycopg-binary bundles a recent libpq under a hashed name next to its own OpenSSL. Links
+    under the plain names, ahead of the wheel's directory in LD_LIBRARY_PATH, make pgbench load
+    them; libcrypto is linked too, because pgbench needs one itself and two OpenSSL builds in a
+    process bind each other's symbols and crash.
+    """
+    try:
+        import psycopg
+        import psycopg_binary
+    except ImportError:
+        return "psycopg-binary is not installed"
+    if psycopg.pq.version() < 170000:
+        return f"psycopg-binary's libpq {psycopg.pq.version()} predates direct TLS (17)"
+    libs = Path(psycopg_binary.__file__).resolve().parents[1] / "psycopg_binary.libs"
+    link_dir = work / "libpq-direct-tls"
+    link_dir.mkdir()
+    for plain in ("libpq.so.5", "libssl.so.3", "libcrypto.so.3"):
+        stem, suffix = plain.split(".so.")
+        found = sorted(libs.glob(f"{stem}-*.so.{suffix}*"))
+        if not found:
+            return f"no {plain} in {libs}"
+        (link_dir / plain).symlink_to(found[0])
+    return {"LD_LIBRARY_PATH": f"{link_dir}:{libs}"}
 
 
 class Peers:
@@ -93,6 +129,7 @@ class Peers:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.pgbouncer_port = free_port()
         self.haproxy_port = free_port()
+        self.haproxy_tls_port = free_port()
 
     def start(self) -> None:
         self._pgbouncer()
@@ -103,6 +140,7 @@ class Peers:
         d.mkdir()
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
                         "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")], check=True, capture_output=True)
+        (self.work / "haproxy.pem").write_bytes((d / "cert.pem").read_bytes() + (d / "key.pem").read_bytes())
         (d / "userlist.txt").write_text(f'"master" "{PASSWORD}"\n"{FAST_USER}" "{FAST_PASSWORD}"\n')
         (d / "pgbouncer.ini").write_text(f"""[databases]
 appdb = host={self.engine_dir} port=5432 dbname=appdb
@@ -142,6 +180,9 @@ defaults
 frontend pg
     bind 127.0.0.1:{self.haproxy_port}
     default_backend engine
+frontend pg_tls
+    bind 127.0.0.1:{self.haproxy_tls_port} ssl crt {self.work / 'haproxy.pem'} alpn postgresql
+    default_backend engine
 backend engine
     server engine unix@{self.engine_dir}/.s.PGSQL.5432
 """)
@@ -173,7 +214,8 @@ def main() -> int:
     parser.add_argument("--dbkeep-args", default="",
                         help="extra options for `dbkeep up`, e.g. '--relay-threads 0' for the event-loop relay")
     parser.add_argument("--targets", default="",
-                        help="comma-separated subset of direct,gateway,gateway-tls,pgbouncer,pgbouncer-tls,haproxy (default all)")
+                        help="comma-separated subset of direct,gateway,gateway-tls,gateway-tls-direct,pgbouncer,pgbouncer-tls,"
+                             "haproxy,haproxy-tls (default all)")
     parser.add_argument("--no-logins", action="store_true", help="skip the new-logins-per-second part")
     args = parser.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
@@ -198,26 +240,40 @@ def main() -> int:
         peers = Peers(work, engine_dir)
         peers.start()
         gateway_pid = proc.proc.pid  # type: ignore[union-attr]
-        targets = {
-            "direct": (direct, None),
-            "gateway": (f"host=localhost port={port} user=master dbname=appdb sslmode=disable", gateway_pid),
-            "gateway-tls": (f"host=localhost port={port} user=master dbname=appdb sslmode=verify-full sslrootcert={ca}", gateway_pid),
-            "pgbouncer": (f"host=127.0.0.1 port={peers.pgbouncer_port} user=master dbname=appdb sslmode=disable", peers.pgbouncer_pid),
-            "pgbouncer-tls": (f"host=127.0.0.1 port={peers.pgbouncer_port} user=master dbname=appdb sslmode=require", peers.pgbouncer_pid),
-            "haproxy": (f"host=127.0.0.1 port={peers.haproxy_port} user=master dbname=appdb sslmode=disable", peers.haproxy_pid),
+        targets: dict[str, tuple[str, int | None, dict[str, str] | None]] = {
+            "direct": (direct, None, None),
+            "gateway": (f"host=localhost port={port} user=master dbname=appdb sslmode=disable", gateway_pid, None),
+            "gateway-tls": (f"host=localhost port={port} user=master dbname=appdb sslmode=verify-full sslrootcert={ca}",
+                            gateway_pid, None),
+            "pgbouncer": (f"host=127.0.0.1 port={peers.pgbouncer_port} user=master dbname=appdb sslmode=disable",
+                          peers.pgbouncer_pid, None),
+            "pgbouncer-tls": (f"host=127.0.0.1 port={peers.pgbouncer_port} user=master dbname=appdb sslmode=require",
+                              peers.pgbouncer_pid, None),
+            "haproxy": (f"host=127.0.0.1 port={peers.haproxy_port} user=master dbname=appdb sslmode=disable",
+                        peers.haproxy_pid, None),
         }
+        direct_tls = direct_tls_libpq(work)
+        if isinstance(direct_tls, str):
+            print(f"no direct-TLS rows (gateway-tls-direct, haproxy-tls): {direct_tls}")
+        else:
+            targets["gateway-tls-direct"] = (
+                f"host=localhost port={port} user=master dbname=appdb sslmode=verify-full sslrootcert={ca} "
+                "sslnegotiation=direct", gateway_pid, direct_tls)
+            targets["haproxy-tls"] = (
+                f"host=127.0.0.1 port={peers.haproxy_tls_port} user=master dbname=appdb sslmode=require "
+                "sslnegotiation=direct", peers.haproxy_pid, direct_tls)
         if args.targets:
             wanted = set(args.targets.split(",")) | {"direct"}
             targets = {name: value for name, value in targets.items() if name in wanted}
-        for conninfo, _ in targets.values():  # every path works before anything is timed
-            check = pgbench(conninfo, "-S", "-t", "10", "-c", "1")
+        for conninfo, _, env in targets.values():  # every path works before anything is timed
+            check = pgbench(conninfo, "-S", "-t", "10", "-c", "1", env=env)
             if check.returncode:
                 raise RuntimeError(f"{conninfo}: {check.stderr}")
 
         print(f"pgbench -S -M {args.mode}, scale 1, {args.duration} s per run, mean of {args.rounds} mirrored rounds, "
               f"{os.cpu_count()} CPUs; ratio = tps / direct tps at the same client count; "
               f"cpu = the proxy's user+system time per transaction")
-        print(f"{'clients':>7} {'target':<14} {'tps':>10} {'ratio':>6} {'cpu µs/tx':>10}   runs")
+        print(f"{'clients':>7} {'target':<18} {'tps':>10} {'ratio':>6} {'cpu µs/tx':>10}   runs")
         results: dict[tuple[int, str], float] = {}
         for n in clients:
             threads = str(min(n, os.cpu_count() or 1))
@@ -225,13 +281,14 @@ def main() -> int:
             order = list(targets)
             for round_ in range(args.rounds):
                 for name in (order if round_ % 2 == 0 else order[::-1]):
-                    conninfo, pid = targets[name]
+                    conninfo, pid, env = targets[name]
                     before = cpu_seconds(pid) if pid else 0.0
-                    run = pgbench(conninfo, "-S", "-M", args.mode, "-T", str(args.duration), "-c", str(n), "-j", threads, "-n")
+                    run = pgbench(conninfo, "-S", "-M", args.mode, "-T", str(args.duration), "-c", str(n), "-j", threads, "-n",
+                                  env=env)
                     used = cpu_seconds(pid) - before if pid else 0.0
                     tps_match, done_match = TPS.search(run.stdout), DONE.search(run.stdout)
                     if run.returncode or not tps_match or not done_match:
-                        print(f"{n:>7} {name:<14} failed: {run.stderr.strip()[-300:]}")
+                        print(f"{n:>7} {name:<18} failed: {run.stderr.strip()[-300:]}")
                         continue
                     runs[name].append((float(tps_match.group(1)), used / int(done_match.group(1))))
             for name, samples in runs.items():
@@ -241,14 +298,15 @@ def main() -> int:
                 ratio = tps / results[(n, "direct")] if (n, "direct") in results else 1.0
                 cpu = f"{sum(c for _, c in samples) / len(samples) * 1e6:10.1f}" if targets[name][1] else f"{'-':>10}"
                 spread = " ".join(f"{t:.0f}" for t, _ in samples)
-                print(f"{n:>7} {name:<14} {tps:>10.0f} {ratio:>6.2f} {cpu}   {spread}", flush=True)
+                print(f"{n:>7} {name:<18} {tps:>10.0f} {ratio:>6.2f} {cpu}   {spread}", flush=True)
         print()
         for n in clients:
             if n == 1:
                 continue
             line = []
             for mine, peer in (("gateway", "pgbouncer"), ("gateway", "haproxy"), ("gateway-tls", "pgbouncer-tls"),
-                               ("gateway-tls", "pgbouncer"), ("gateway-tls", "haproxy")):
+                               ("gateway-tls", "pgbouncer"), ("gateway-tls", "haproxy"),
+                               ("gateway-tls-direct", "haproxy-tls"), ("gateway-tls-direct", "haproxy")):
                 if (n, mine) in results and (n, peer) in results:
                     line.append(f"{mine}/{peer} {results[(n, mine)] / results[(n, peer)]:.2f}")
             print(f"{n} clients: " + ", ".join(line))
@@ -262,7 +320,7 @@ def main() -> int:
         for user, password, label in (("master", PASSWORD, "master (SCRAM 4096 iter.)"), (FAST_USER, FAST_PASSWORD, f"{FAST_USER} (SCRAM 1 iter.)")):
             base = None
             for name in ("direct", "gateway-tls", "gateway"):
-                conninfo, pid = targets[name]
+                conninfo, pid, _ = targets[name]
                 conninfo = conninfo.replace("user=master", f"user={user}")
                 before = cpu_seconds(pid) if pid else 0.0
                 run = pgbench(conninfo, "-C", "-S", "-T", str(args.connect_duration), "-c", "8", "-j", "2", "-n", password=password)
