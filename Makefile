@@ -11,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # pytest workers: independent test files run in parallel; engines are shared per worker.
 TEST_WORKERS ?= 2
 
-.PHONY: setup deb venv run test bench clean
+.PHONY: setup deb venv run test sanitize bench clean
 
 setup: deb venv
 
@@ -40,6 +40,10 @@ run: setup
 
 test: setup
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# the native relay's tests against an AddressSanitizer + UBSan build of _relay.c (not in `test`)
+sanitize: setup
+	tests/sanitize_relay.sh $(PYTEST_ARGS)
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

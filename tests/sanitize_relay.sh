@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The native relay's tests against an AddressSanitizer + UndefinedBehaviorSanitizer build of
+# src/dbkeep/gateway/_relay.c: any out-of-bounds access, use after free or undefined behaviour
+# aborts the run with a report. Run it after changing the C code (`make sanitize`); it is not
+# part of `make test`, as the sanitizers slow the relay several times over.
+#
+#   tests/sanitize_relay.sh [pytest arguments]   (default: the four native relay test files)
+#
+# The checkout is left alone: the build goes into a copy of src/ that PYTHONPATH puts first,
+# and the script checks that the tests imported that build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-.venv/bin/python}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+cp -r src "$work/src"
+rm -f "$work"/src/dbkeep/gateway/_relay*.so
+include=$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+suffix=$("$python" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+built="$work/src/dbkeep/gateway/_relay$suffix"
+gcc -shared -fPIC -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+    -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
+    -I"$include" src/dbkeep/gateway/_relay.c -o "$built" -lssl -lcrypto
+
+export PYTHONPATH="$work/src${PYTHONPATH:+:$PYTHONPATH}"
+export LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
+export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1  # CPython's own allocations are not leaks to report
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+loaded=$("$python" -c 'import dbkeep.gateway._relay as r; print(r.__file__)')
+if [ "$loaded" != "$built" ]; then
+    echo "sanitize_relay: the tests would import $loaded, not the sanitized build" >&2
+    exit 1
+fi
+if [ $# -eq 0 ]; then
+    set -- tests/unit/test_native_relay.py tests/unit/test_native_relay_mysql.py \
+        tests/unit/test_native_relay_mysql_differential.py tests/unit/test_tls_session_resumption.py
+fi
+# --capture=sys: a sanitizer writes its report to file descriptor 2 and aborts, so pytest must
+# not be holding that descriptor in a capture file
+"$python" -m pytest -q -p no:cacheprovider --capture=sys "$@"
