@@ -7,8 +7,9 @@ pgbench (scale 1) and runs ``pgbench -S`` (select-only) at 1, 8 and 32 clients a
 * ``gateway``       dbkeep's endpoint, cleartext (``sslmode=disable``);
 * ``gateway-tls``   dbkeep's endpoint, ``sslmode=verify-full`` against DIR/ca.pem;
 * ``pgbouncer``     PgBouncer in session mode on TCP, in front of the same engine socket;
-* ``pgbouncer-tls`` the same PgBouncer with client TLS (a throw-away RSA-2048 certificate,
-                    the gateway's key type);
+* ``pgbouncer-tls`` the same PgBouncer with client TLS (a throw-away RSA-2048 certificate;
+                    the gateway's handshakes use its ECDSA one, but each connection here makes
+                    one handshake, so the key type does not weigh in the throughput rows);
 * ``haproxy``       HAProxy in TCP mode (a pure relay) to the same socket, cleartext;
 * ``haproxy-tls``   the same HAProxy terminating TLS itself (the throw-away certificate,
                     ``alpn postgresql``). HAProxy cannot answer PostgreSQL's cleartext
