@@ -49,7 +49,11 @@ def test_limits(limited):
             time.sleep(0.05)
     with again:
         assert again.execute("SELECT 1").fetchone() == (1,)
-    # a client that says nothing is closed by the gateway after the handshake timeout
+    # a client that says nothing is closed by the gateway after --handshake-timeout (2 s), well
+    # before the built-in default (10 s) would have closed it
     with socket.create_connection(("127.0.0.1", cluster["Port"]), timeout=20) as silent:
         silent.settimeout(20)
+        opened = time.monotonic()
         assert silent.recv(1) == b""
+        waited = time.monotonic() - opened
+    assert 1.5 <= waited < 8, f"the silent client was closed after {waited:.1f} s, not after about 2 s"

@@ -118,9 +118,10 @@ def test_kill_is_restricted_to_rds_kill(dbkeep, my):
             with pytest.raises(pymysql_error()) as exc:
                 cur.execute("CALL mysql.rds_kill(999999)")
             assert exc.value.args[0] == 1094
-        with pytest.raises(Exception):
+        with pytest.raises(pymysql_error()) as exc:  # the killed session's next query finds it gone
             with victim.cursor() as cur:
                 cur.execute("SELECT 1")
+        assert exc.value.args[0] in (2006, 2013), exc.value.args  # server gone away / lost connection
     finally:
         admin.close()
 

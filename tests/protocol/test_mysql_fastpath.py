@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import struct
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dbkeep.errors import ProtocolError
@@ -76,8 +76,18 @@ _PACKETS = st.one_of(
 )
 
 
+_PLAIN_COMMANDS = [_packet(b"\x03SELECT 1", 0), _packet(b"\x0e", 0), _packet(b"\x03SELECT 2", 0)]
+
+
+def test_whole_command_packets_after_login_take_the_client_fast_path():
+    """Without this the differential test below could compare the full path with itself."""
+    replay = Replay(_PREFIX).run()
+    assert replay.relay.client_passthrough(_PLAIN_COMMANDS[0], ALL_COMMANDS)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_PACKETS, max_size=12))
+@example(_PLAIN_COMMANDS)  # the fast path taken, and then again after the engine's answer state
 def test_random_client_packets_after_login(packets):
     slow, fast = Replay(_PREFIX).run(), Replay(_PREFIX).run()
     assert slow.relay.client.state is ClientState.COMMAND
