@@ -24,6 +24,7 @@ import pymysql.cursors
 import pytest
 import inprocess
 from clusters import create_cluster, socket_of, unique, wait_cluster
+from gateway_checks import assert_no_exception_escaped_a_session, audit_events, audit_mark
 from process_stats import relay_and_loop_ticks
 
 from dbkeep.engines.layout import ClusterLayout
@@ -79,23 +80,9 @@ def query(conn, sql: str, args=None) -> list[tuple]:
 
 @pytest.fixture(scope="module", autouse=True)
 def no_exception_escaped_a_session(dbkeep):
-    """After this module's tests, whichever ran: every fault ended one session cleanly, with no
-    internal error and no callback traceback in the gateway's log."""
+    """Checked after this module's tests, whichever ran."""
     yield
-    log = dbkeep.logs()
-    assert "internal error" not in "\n".join(line for line in log.splitlines() if "gateway.mysql" in line)
-    for block in log.split("Traceback (most recent call last):")[1:]:
-        assert "gateway/mysql" not in block and "gateway/listener" not in block, block[:2000]
-
-
-def audit_mark(dbkeep) -> int:
-    """Where the audit log ends now: ``audit_events(..., since=mark)`` sees only later events."""
-    return len((dbkeep.state_dir / "audit.log").read_text().splitlines())
-
-
-def audit_events(dbkeep, kind: str, cluster: str, *, since: int = 0) -> list[dict]:
-    lines = (dbkeep.state_dir / "audit.log").read_text().splitlines()[since:]
-    return [e for e in map(json.loads, lines) if e.get("event") == kind and e.get("cluster") == cluster]
+    assert_no_exception_escaped_a_session(dbkeep, "mysql")
 
 
 def last_login(dbkeep, cluster: dict, verdict: str = "allow") -> dict:
