@@ -5,6 +5,7 @@
 # part of `make test`, as the sanitizers slow the relay several times over.
 #
 #   tests/sanitize_relay.sh [pytest arguments]   (default: the four native relay test files)
+#   tests/sanitize_relay.sh tests/e2e/test_gateway_mysql.py   (`dbkeep up` itself on the build)
 #
 # The checkout is left alone: the build goes into a copy of src/ that PYTHONPATH puts first,
 # and the script checks that the tests imported that build.
@@ -23,10 +24,22 @@ gcc -shared -fPIC -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -f
     -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
     -I"$include" src/dbkeep/gateway/_relay.c -o "$built" -lssl -lcrypto
 
-export PYTHONPATH="$work/src${PYTHONPATH:+:$PYTHONPATH}"
+# The sanitizer runtimes must be loaded before anything else in each process that loads the build:
+# the test process, and `dbkeep up` when e2e tests start it (tests/dbkeep_process.py passes
+# DBKEEP_SANITIZER_PRELOAD on). Other programs the tests run (psql, mariadb, aws ...) are not
+# built for it, so the plugin below takes LD_PRELOAD out of the environment they inherit.
+cat > "$work/sanitizer_env.py" <<'PLUGIN'
+import os
+
+os.environ["DBKEEP_SANITIZER_PRELOAD"] = os.environ.pop("LD_PRELOAD", "")
+PLUGIN
+export PYTHONPATH="$work/src:$work${PYTHONPATH:+:$PYTHONPATH}"
 export LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
-export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1  # CPython's own allocations are not leaks to report
-export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# Reports go to files as well as aborting the process: a `dbkeep up` under test has its stderr
+# piped, and its report must not be lost. detect_leaks=0: CPython's own allocations are no leaks.
+mkdir "$work/reports"
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$work/reports/asan"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$work/reports/ubsan"
 
 loaded=$("$python" -c 'import dbkeep.gateway._relay as r; print(r.__file__)')
 if [ "$loaded" != "$built" ]; then
@@ -37,6 +50,11 @@ if [ $# -eq 0 ]; then
     set -- tests/unit/test_native_relay.py tests/unit/test_native_relay_mysql.py \
         tests/unit/test_native_relay_mysql_differential.py tests/unit/test_tls_session_resumption.py
 fi
-# --capture=sys: a sanitizer writes its report to file descriptor 2 and aborts, so pytest must
-# not be holding that descriptor in a capture file
-"$python" -m pytest -q -p no:cacheprovider --capture=sys "$@"
+status=0
+"$python" -m pytest -q -p no:cacheprovider -p sanitizer_env "$@" || status=$?
+if compgen -G "$work/reports/*" >/dev/null; then
+    cat "$work"/reports/* >&2
+    echo "sanitize_relay: the sanitizers reported the errors above" >&2
+    status=1
+fi
+exit $status
