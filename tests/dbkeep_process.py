@@ -36,8 +36,6 @@ class DbkeepProcess:
 
     def start(self, timeout: float = 60) -> "DbkeepProcess":
         env = dict(os.environ)
-        if os.environ.get("DBKEEP_SANITIZER_PRELOAD"):  # tests/sanitize_relay.sh: dbkeep alone runs with it
-            env["LD_PRELOAD"] = os.environ["DBKEEP_SANITIZER_PRELOAD"]
         if self.fake_time_file is not None:
             env["DBKEEP_FAKE_TIME_FILE"] = str(self.fake_time_file)
         cmd = [sys.executable, "-m", "dbkeep", "up", "--state-dir", str(self.state_dir), "--api-port", "0", *self.extra_args]

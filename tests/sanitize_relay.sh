@@ -5,7 +5,7 @@
 # part of `make test`, as the sanitizers slow the relay several times over.
 #
 #   tests/sanitize_relay.sh [pytest arguments]   (default: the four native relay test files)
-#   tests/sanitize_relay.sh tests/e2e/test_gateway_mysql.py   (`dbkeep up` itself on the build)
+#   tests/sanitize_relay.sh -n 2 tests/e2e   (`dbkeep up` itself on the build, under the real clients)
 #
 # The checkout is left alone: the build goes into a copy of src/ that PYTHONPATH puts first,
 # and the script checks that the tests imported that build.
@@ -24,14 +24,27 @@ gcc -shared -fPIC -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -f
     -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
     -I"$include" src/dbkeep/gateway/_relay.c -o "$built" -lssl -lcrypto
 
-# The sanitizer runtimes must be loaded before anything else in each process that loads the build:
-# the test process, and `dbkeep up` when e2e tests start it (tests/dbkeep_process.py passes
-# DBKEEP_SANITIZER_PRELOAD on). Other programs the tests run (psql, mariadb, aws ...) are not
-# built for it, so the plugin below takes LD_PRELOAD out of the environment they inherit.
+# The sanitizer runtimes must come first in every process that loads the build: the test process,
+# and the Python processes the tests start (`dbkeep up`, xdist workers). Other programs the tests
+# run (psql hangs with libasan preloaded; mariadb, pgbench, aws ...) must not get them, so this
+# plugin takes LD_PRELOAD out of the environment and gives it back to Python children only.
 cat > "$work/sanitizer_env.py" <<'PLUGIN'
 import os
+import subprocess
+import sys
 
-os.environ["DBKEEP_SANITIZER_PRELOAD"] = os.environ.pop("LD_PRELOAD", "")
+_PRELOAD = os.environ.pop("LD_PRELOAD", "")
+_popen_init = subprocess.Popen.__init__
+
+
+def _init(self, args, *rest, env=None, **kwargs):
+    program = args[0] if isinstance(args, (list, tuple)) and args else args
+    if _PRELOAD and os.fspath(program) == sys.executable:
+        env = {**(os.environ if env is None else env), "LD_PRELOAD": _PRELOAD}
+    _popen_init(self, args, *rest, env=env, **kwargs)
+
+
+subprocess.Popen.__init__ = _init
 PLUGIN
 export PYTHONPATH="$work/src:$work${PYTHONPATH:+:$PYTHONPATH}"
 export LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
