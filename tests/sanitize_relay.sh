@@ -11,7 +11,7 @@
 # and the script checks that the tests imported that build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python=${PYTHON:-.venv/bin/python}
+python=.venv/bin/python  # make setup built it
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
