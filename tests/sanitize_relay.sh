@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The native relay's tests against an AddressSanitizer + UndefinedBehaviorSanitizer build of
 # src/dbkeep/gateway/_relay.c: any out-of-bounds access, use after free or undefined behaviour
-# aborts the run with a report. Run it after changing the C code (`make sanitize`); it is not
-# part of `make test`, as the sanitizers slow the relay several times over.
+# aborts the run with a report. `make sanitize`; CI runs it after `make test` (kept apart from it
+# because the sanitizers slow the relay several times over).
 #
 #   tests/sanitize_relay.sh [pytest arguments]   (default: the four native relay test files)
 #   tests/sanitize_relay.sh -n 2 tests/e2e   (`dbkeep up` itself on the build, under the real clients)
