@@ -510,6 +510,10 @@ class MySQLSession(GatewaySession):
         self._close()
 
     def _apply(self, out: Output) -> None:
+        if self._pending is not None:
+            # The engine's verdict on a login is audited before the client can learn it: a
+            # client that has seen its OK finds the allow event already in the log.
+            self._observe(out.events)
         if out.to_engine:
             engine = self._engine
             assert engine is not None
@@ -518,8 +522,6 @@ class MySQLSession(GatewaySession):
             client = self._client
             assert client is not None
             client.writelines(out.to_client)
-        if self._pending is not None:
-            self._observe(out.events)
         if out.close:
             self._close()
             return
