@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import uvloop
 
@@ -19,7 +20,7 @@ class InProcessGateway:
     """Refuses every statement mentioning ``forbidden`` with ``refusal``; records what it judged."""
 
     def __init__(self, dbkeep, cluster: dict, session_class, refusal, *, engine_socket: str | None = None, limits=None,
-                 guarded: bool = True) -> None:
+                 guarded: bool = True, login_audit_delay: float = 0.0) -> None:
         from dbkeep.app import open_catalog
         from dbkeep.audit.log import AuditLog
         from dbkeep.catalog.rds import RdsStore
@@ -45,8 +46,10 @@ class InProcessGateway:
             self.judged.append((session.user, sql))
             return refusal if sql and "forbidden" in sql else None
 
-        self.ctx = GatewayContext(resolver=resolver, audit=AuditLog(self.audit_path, default_clock()), clock=default_clock(),
-                                  guard=guard if guarded else None)
+        audit = AuditLog(self.audit_path, default_clock())
+        if login_audit_delay:
+            audit = _SlowLoginAudit(audit, login_audit_delay)
+        self.ctx = GatewayContext(resolver=resolver, audit=audit, clock=default_clock(), guard=guard if guarded else None)
         if limits is not None:
             self.ctx.limits = limits
         self.loop = uvloop.new_event_loop()
@@ -70,3 +73,19 @@ class InProcessGateway:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.catalog.close()
+
+
+class _SlowLoginAudit:
+    """The real audit log, but each login event takes ``delay`` seconds to be written: anything
+    the session sends the client before it records the verdict reaches the client first."""
+
+    def __init__(self, audit, delay: float) -> None:
+        self._audit, self._delay = audit, delay
+
+    def event(self, kind: str, **fields) -> None:
+        if kind == "gateway.login":
+            time.sleep(self._delay)
+        self._audit.event(kind, **fields)
+
+    def close(self) -> None:
+        self._audit.close()

@@ -578,14 +578,37 @@ def test_silent_clients_are_closed_after_the_handshake_timeout(dbkeep, my):
 # --- in process: guard, connection limit, unreachable engine ---------------------------------
 
 
-def InProcessGateway(dbkeep, cluster: dict, *, socket_path: str | None = None, **limits):  # noqa: N802 - reads as a class
+def InProcessGateway(dbkeep, cluster: dict, *, socket_path: str | None = None, login_audit_delay: float = 0.0,  # noqa: N802
+                     **limits):
     """An in-process gateway (tests/e2e/inprocess.py) whose guard refuses with MySQL's 1142."""
     from dbkeep.errors import DbError
     from dbkeep.gateway.listener import Limits
     from dbkeep.gateway.mysql.session import MySQLSession
 
     refusal = DbError("statement refused by the guard", mysql_errno=1142, sqlstate="42000")
-    return inprocess.InProcessGateway(dbkeep, cluster, MySQLSession, refusal, engine_socket=socket_path, limits=Limits(**limits))
+    return inprocess.InProcessGateway(dbkeep, cluster, MySQLSession, refusal, engine_socket=socket_path, limits=Limits(**limits),
+                                      login_audit_delay=login_audit_delay)
+
+
+def test_the_engines_verdict_is_audited_before_the_client_learns_it(dbkeep, my):
+    """A client that has its OK (or the engine's 1045) already finds the event in the audit log,
+    even when writing the event is slow: the verdict is recorded before it is relayed."""
+    gateway = InProcessGateway(dbkeep, my, login_audit_delay=0.5)
+    try:
+        def logins() -> list[tuple[str, str]]:
+            events = map(json.loads, gateway.audit_path.read_text().splitlines())
+            return [(e["verdict"], e.get("reason", "")) for e in events if e["event"] == "gateway.login"]
+
+        for tls in (True, False):
+            with connect(dbkeep, my, port=gateway.port, tls=tls) as conn:
+                assert logins()[-1] == ("allow", "")
+                assert query(conn, "SELECT 1") == [(1,)]
+            assert refused(dbkeep, my, port=gateway.port, tls=tls, password="not-the-password")[0] == 1045
+            verdict, reason = logins()[-1]
+            assert verdict == "deny" and reason.startswith("engine error 1045")
+        assert len(logins()) == 4
+    finally:
+        gateway.close()
 
 
 def test_guard_refuses_statements_in_order(dbkeep, my):

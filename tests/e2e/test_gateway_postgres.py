@@ -473,14 +473,38 @@ def test_silent_clients_are_closed_after_the_handshake_timeout(dbkeep, pg):
 # --- the guarded relay, in process ----------------------------------------------------------------
 
 
-def InProcessGateway(dbkeep, cluster: dict, *, limits=None, engine_socket: str | None = None, guarded: bool = True):  # noqa: N802
+def InProcessGateway(dbkeep, cluster: dict, *, limits=None, engine_socket: str | None = None, guarded: bool = True,  # noqa: N802
+                     login_audit_delay: float = 0.0):
     """An in-process gateway (tests/e2e/inprocess.py) whose guard refuses with SQLSTATE 42501."""
     from dbkeep.errors import DbError
     from dbkeep.gateway.postgres.session import PostgresSession
 
     refusal = DbError("statement refused by the guard", sqlstate="42501")
     return inprocess.InProcessGateway(dbkeep, cluster, PostgresSession, refusal, engine_socket=engine_socket, limits=limits,
-                                      guarded=guarded)
+                                      guarded=guarded, login_audit_delay=login_audit_delay)
+
+
+def test_the_engines_verdict_is_audited_before_the_client_learns_it(dbkeep, pg):
+    """A client that has its ReadyForQuery (or the engine's 28P01) already finds the event in the
+    audit log, even when writing the event is slow: the verdict is recorded before it is relayed."""
+    gateway = InProcessGateway(dbkeep, pg, guarded=False, login_audit_delay=0.5)
+    try:
+        def logins() -> list[tuple[str, str]]:
+            events = map(json.loads, gateway.audit_path.read_text().splitlines())
+            return [(e["verdict"], e.get("reason", "")) for e in events if e["event"] == "gateway.login"]
+
+        cluster = {**pg, "Port": gateway.port}
+        for sslmode in ("verify-full", "disable"):
+            with connect(dbkeep, cluster, sslmode=sslmode) as conn:
+                assert logins()[-1] == ("allow", "")
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+            error = refused(dbkeep, cluster, sslmode=sslmode, password="not-the-password")
+            assert 'password authentication failed for user "master"' in str(error)
+            verdict, reason = logins()[-1]
+            assert verdict == "deny" and reason.startswith("28P01")
+        assert len(logins()) == 4
+    finally:
+        gateway.close()
 
 
 @pytest.mark.parametrize("sslmode", ["verify-full", "disable"])
