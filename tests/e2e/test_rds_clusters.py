@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 
 import botocore.exceptions
@@ -124,6 +125,46 @@ def test_kill_is_restricted_to_rds_kill(dbkeep, my):
         assert exc.value.args[0] in (2006, 2013), exc.value.args  # server gone away / lost connection
     finally:
         admin.close()
+
+
+def test_mysql_server_plugins_are_locked_down(dbkeep, my):
+    """Every login reaches the engine from the gateway, so unix_socket (which trusts the peer's
+    OS user) is off; the master's INSERT on *.* does not let it INSTALL plugins beyond dbkeep's
+    list; ed25519 is loaded and its accounts log in through the gateway (mariadb client, PyMySQL)."""
+    admin = mysql(dbkeep, my, "admin", MYSQL_PASSWORD)
+    try:
+        with admin.cursor() as cur:
+            cur.execute("SELECT plugin_name FROM information_schema.plugins "
+                        "WHERE plugin_type = 'AUTHENTICATION' AND plugin_status = 'ACTIVE'")
+            assert {r[0] for r in cur.fetchall()} == {"mysql_native_password", "mysql_old_password", "ed25519"}
+            with pytest.raises(pymysql_error()) as exc:  # before: a passwordless door for user root
+                cur.execute("CREATE USER 'root'@'%' IDENTIFIED VIA unix_socket")
+            assert exc.value.args == (1524, "Plugin 'unix_socket' is not loaded")
+            for library in ("auth_pam", "handlersocket", "ha_federatedx"):
+                with pytest.raises(pymysql_error()) as exc:
+                    cur.execute(f"INSTALL SONAME '{library}'")
+                assert exc.value.args[0] == 1126 and f"/plugins/{library}.so' (errno: 2," in exc.value.args[1]
+            with pytest.raises(pymysql_error()) as exc:  # and no way out of plugin_dir
+                cur.execute("INSTALL SONAME '../../../../usr/lib/mysql/plugin/auth_pam'")
+            assert exc.value.args == (1124, "No paths allowed for shared library")
+            cur.execute("SELECT COUNT(*) FROM mysql.plugin")
+            assert cur.fetchone() == (0,)
+            cur.execute("CREATE USER 'edna'@'%' IDENTIFIED VIA ed25519 USING PASSWORD('Edna-Pass-123')")
+            cur.execute("GRANT SELECT ON appdb.* TO 'edna'@'%'")
+    finally:
+        admin.close()
+    base = ["mariadb", "--host=localhost", f"--port={my['Port']}", "--user=edna", "--database=appdb",
+            f"--ssl-ca={dbkeep.state_dir / 'ca.pem'}", "--ssl-verify-server-cert", "--batch", "--skip-column-names"]
+    done = subprocess.run([*base, "-e", "SELECT CURRENT_USER(), @@plugin_dir LIKE '%/plugins/'"], capture_output=True,
+                          text=True, timeout=60, check=False, env={**os.environ, "MYSQL_PWD": "Edna-Pass-123"})
+    assert (done.returncode, done.stdout) == (0, "edna@%\t1\n"), done.stderr
+    done = subprocess.run([*base, "-e", "SELECT 1"], capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, "MYSQL_PWD": "not-the-password"})
+    assert done.returncode == 1 and "ERROR 1045 (28000): Access denied for user 'edna'" in done.stderr
+    with mysql(dbkeep, my, "edna", "Edna-Pass-123", "appdb") as conn:  # PyMySQL's ed25519 (PyNaCl)
+        with conn.cursor() as cur:
+            cur.execute("SELECT CURRENT_USER()")
+            assert cur.fetchone() == ("edna@%",)
 
 
 def pymysql_error():

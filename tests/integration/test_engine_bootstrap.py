@@ -87,6 +87,30 @@ def test_mysql_rdsadmin_not_reachable_without_secret(mysql_cluster):
     assert errno in (1045, 1698)
 
 
+def test_mysql_plugin_dir_holds_only_the_allowed_plugins(mysql_cluster, engines):
+    """plugin_dir is dbkeep's, not the engine user's, and is rebuilt at every start: a planted
+    plugin is gone and a redirected link is put back before the engine can load either."""
+    plugins = mysql_cluster.layout.root / "plugins"
+    allowed = "/usr/lib/mysql/plugin/auth_ed25519.so"
+
+    def contents() -> dict[str, str]:
+        return {entry.name: os.readlink(entry) for entry in plugins.iterdir()}
+
+    st = os.lstat(plugins)
+    assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o755 and st.st_uid == os.geteuid()
+    assert contents() == {"auth_ed25519.so": allowed}
+    assert mysql_cluster.rdsadmin("SELECT @@plugin_dir")[0][0].rstrip("/") == str(plugins)
+    (plugins / "auth_pam.so").symlink_to("/usr/lib/mysql/plugin/auth_pam.so")
+    (plugins / "auth_ed25519.so").unlink()
+    (plugins / "auth_ed25519.so").symlink_to("/usr/lib/mysql/plugin/auth_pam.so")
+    engines.run(engines.driver.stop(mysql_cluster.spec.cluster_id))
+    engines.run(engines.driver.start(mysql_cluster.spec))
+    assert contents() == {"auth_ed25519.so": allowed}
+    active = {name for (name,) in mysql_cluster.rdsadmin(
+        "SELECT plugin_name FROM information_schema.plugins WHERE plugin_type = 'AUTHENTICATION' AND plugin_status = 'ACTIVE'")}
+    assert active == {"mysql_native_password", "mysql_old_password", "ed25519"}
+
+
 # --- PostgreSQL ---------------------------------------------------------------------------------------
 
 def test_pg_roles_match_spec(pg_cluster):

@@ -102,8 +102,8 @@ MYSQL_CASES = [
         "REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'admin'@'%'"), _no_privileges),
     Case("role_dropped", _as_master("DROP ROLE `rds_superuser_role`",
                                     "REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'admin'@'%'"), _no_privileges),
-    Case("plugin_unix_socket", _as_master("ALTER USER 'admin'@'%' IDENTIFIED VIA unix_socket"),
-         _login_fails(1698, 1045)),
+    Case("plugin_ed25519", _as_master("ALTER USER 'admin'@'%' IDENTIFIED VIA ed25519 USING PASSWORD('Forgotten-1')"),
+         _login_fails(1045)),
     Case("require_x509", _as_master("ALTER USER 'admin'@'%' REQUIRE X509"), _login_fails(1045)),
     Case("require_ssl", _as_helper("ALTER USER 'admin'@'%' REQUIRE SSL"), _login_fails(1045)),
     Case("resource_limits", _as_master("ALTER USER 'admin'@'%' WITH MAX_USER_CONNECTIONS 1 "

@@ -7,6 +7,8 @@
         run/                                   0700, engine user: the unix socket, pid file, tmpdir
         log/                                   0700, engine user: the engine's log
         conf/                                  0700, engine user: config files written by dbkeep
+        plugins/                               0755, dbkeep's user: MariaDB only, links to the plugins
+                                               the engine may load (mariadb.py)
 """
 
 from __future__ import annotations

@@ -17,6 +17,17 @@ Bootstrap: ``mariadb-install-db --auth-root-authentication-method=socket
 use once; through it we create rdsadmin and load the time zone tables, then as rdsadmin we drop
 every other account (root included), and create the role, the procedures, the master and the
 initial database (bootstrap.py, reset.py).
+
+Server plugins. Every login reaches the engine from the gateway's process, so a plugin that
+judges the *peer* cannot work as on-premises: ``unix_socket`` would let anyone the gateway relays
+in as an account named after dbkeep's OS user (``CREATE USER root IDENTIFIED VIA unix_socket``
+becomes a passwordless door). It is switched off once bootstrap is done, and such accounts get
+the engine's own ``ERROR 1524 Plugin 'unix_socket' is not loaded``. The master holds INSERT on
+``*.*``, which MariaDB takes as leave to ``INSTALL SONAME``; the engine's ``plugin_dir`` is
+therefore a dbkeep-owned directory holding only the plugins on ``ALLOWED_PLUGINS`` (links into
+the system's plugin directory), so ``auth_pam``, ``handlersocket`` (its own TCP port, past the
+gateway), ``federated`` and the rest cannot be loaded. ``auth_ed25519`` is loaded at start, so
+ed25519 accounts work without INSTALL.
 """
 
 from __future__ import annotations
@@ -24,9 +35,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
+import shutil
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pymysql
@@ -49,6 +63,8 @@ log = logging.getLogger("dbkeep.engines")
 T = TypeVar("T")
 SOCKET_NAME = "mysqld.sock"
 LOG_NAME = "mariadb.log"
+# plugins the engine may load: loaded at every start (see the module docstring)
+ALLOWED_PLUGINS = ("auth_ed25519",)
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,7 @@ class MariaDBBinaries:
     client: str = "/usr/bin/mariadb"
     tzinfo_to_sql: str = "/usr/bin/mariadb-tzinfo-to-sql"
     zoneinfo: str = "/usr/share/zoneinfo"
+    plugins: str = "/usr/lib/mysql/plugin"
 
 
 class _MariaDBProcess:
@@ -125,6 +142,10 @@ class MariaDB(LocalEngine):
             f"ssl-key = {layout.conf / 'engine-key.pem'}",
         ]
         self._engine_certificate(layout)
+        lines.append(f"plugin-dir = {self._plugin_dir(layout)}")
+        lines += [f"plugin-load-add = {name}.so" for name in ALLOWED_PLUGINS]
+        if not bootstrap:  # bootstrap logs in once through the unix_socket account install-db made
+            lines.append("unix-socket = OFF")
         if "character_set_server" not in checked and "collation_server" not in checked:
             lines += ["character-set-server = utf8mb4", "collation-server = utf8mb4_general_ci"]
         if "time_zone" not in checked and not bootstrap:    # named zones need the tables bootstrap loads
@@ -133,6 +154,28 @@ class MariaDB(LocalEngine):
         for setting, value in checked.values():
             lines.append(f'{setting.engine_option} = "{value}"')
         write_private(layout.conf / "my.cnf", "\n".join(lines) + "\n", owner=self.user)
+
+    def _plugin_dir(self, layout: ClusterLayout) -> Path:
+        """``plugins/`` beside the data directory: owned by dbkeep, not the engine user, and
+        holding a link to each allowed plugin and nothing else (rebuilt before every start)."""
+        directory = layout.root / "plugins"
+        directory.mkdir(mode=0o755, exist_ok=True)
+        os.chmod(directory, 0o755)
+        for entry in directory.iterdir():
+            if entry.name not in {f"{name}.so" for name in ALLOWED_PLUGINS}:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+        for name in ALLOWED_PLUGINS:
+            source, link = Path(self.binaries.plugins) / f"{name}.so", directory / f"{name}.so"
+            if not source.is_file():
+                raise EngineError(f"MariaDB plugin {source} is missing (install mariadb-server)")
+            if link.is_symlink() and os.readlink(link) == str(source):
+                continue
+            link.unlink(missing_ok=True)
+            link.symlink_to(source)
+        return directory
 
     def _engine_certificate(self, layout: ClusterLayout) -> None:
         """The engine's own self-signed certificate (key 0600, owned by the engine user)."""
