@@ -102,6 +102,25 @@ def test_postgres_master_has_aurora_defaults(dbkeep, pg):
         conn.execute("INSERT INTO t VALUES (1, 'one')")
 
 
+def test_postgres_master_cannot_run_programs_on_the_host(dbkeep, pg, tmp_path):
+    """CREATEROLE may not hand the master pg_execute_server_program (or the server-file roles):
+    psql through the gateway gets PostgreSQL's own refusals, and COPY … PROGRAM stays closed."""
+    script = tmp_path / "escape.sql"
+    script.write_text("GRANT pg_execute_server_program TO master;\n"
+                      "CREATE ROLE escape IN ROLE pg_write_server_files;\n"
+                      "CREATE TEMP TABLE out (line text);\n"
+                      "COPY out FROM PROGRAM 'id';\n")
+    done = subprocess.run(["/usr/lib/postgresql/15/bin/psql", "-X", "-v", "ON_ERROR_STOP=0", "-f", str(script),
+                           f"host=localhost port={pg['Port']} user=master dbname=appdb sslmode=verify-full "
+                           f"sslrootcert={dbkeep.state_dir / 'ca.pem'}"],
+                          capture_output=True, text=True, timeout=60, check=False, env={**os.environ, "PGPASSWORD": PG_PASSWORD})
+    errors = [line.split("ERROR:  ", 1)[1] for line in done.stderr.splitlines() if "ERROR:  " in line]
+    assert errors == ["must be superuser to alter superusers", "must be superuser to alter superusers",
+                      "must be superuser or have privileges of the pg_execute_server_program role to COPY to or "
+                      "from an external program"], done.stderr
+    assert "uid=" not in done.stdout
+
+
 def test_kill_is_restricted_to_rds_kill(dbkeep, my):
     admin = mysql(dbkeep, my, "admin", MYSQL_PASSWORD)
     try:

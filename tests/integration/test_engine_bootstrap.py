@@ -127,8 +127,10 @@ def test_pg_roles_match_spec(pg_cluster):
         assert not r["login"] and not r["super"] and not r["createrole"], name
     admin = pg_role(pg_cluster, "rdsadmin")
     assert admin["super"] and admin["login"]
-    supers = pg_cluster.rdsadmin("SELECT rolname FROM pg_roles WHERE rolsuper")
-    assert supers == [("rdsadmin",)]
+    supers = pg_cluster.rdsadmin("SELECT rolname, rolcanlogin FROM pg_roles WHERE rolsuper ORDER BY 1")
+    # rdsadmin, and the host-access roles dbkeep locks (NOLOGIN, no members; see the last test)
+    assert supers == [("pg_execute_server_program", False), ("pg_read_server_files", False),
+                      ("pg_write_server_files", False), ("rdsadmin", True)]
     owner = pg_cluster.rdsadmin("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'appdb'")
     assert owner == [("pgadmin",)]
     assert pg_cluster.rdsadmin("SELECT rolpassword LIKE 'SCRAM-SHA-256$4096:%%' FROM pg_authid "
@@ -165,3 +167,40 @@ def test_pg_master_cannot_touch_rdsadmin(pg_cluster):
             with pytest.raises(psycopg.errors.InsufficientPrivilege) as ei:
                 conn.execute(stmt)
             assert text in str(ei.value)
+
+
+def test_pg_master_cannot_reach_the_host(pg_cluster, engines):
+    """CREATEROLE on PostgreSQL 15 may grant any non-superuser role, and three predefined ones
+    run programs or touch files as the engine's OS user. dbkeep keeps them superuser and
+    memberless, so the master gets the engine's own refusals; a start repairs a cluster where
+    they were not (one provisioned before the lock, or changed by hand)."""
+    host_roles = ("pg_execute_server_program", "pg_read_server_files", "pg_write_server_files")
+
+    def refusals() -> None:
+        with pg_connect(pg_cluster) as conn:
+            for role in host_roles:
+                for stmt in (f"GRANT {role} TO pgadmin", f"CREATE ROLE host_{role} IN ROLE {role}"):
+                    with pytest.raises(psycopg.errors.InsufficientPrivilege) as ei:
+                        conn.execute(stmt)
+                    assert "must be superuser to alter superusers" in str(ei.value)
+            pg_rows(conn, "CREATE TEMP TABLE out (line text)")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege) as ei:
+                conn.execute("COPY out FROM PROGRAM 'id'")
+            assert "pg_execute_server_program" in str(ei.value)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("COPY out FROM '/etc/passwd'")
+
+    def state() -> list[tuple]:
+        return pg_cluster.rdsadmin(
+            "SELECT r.rolname, r.rolsuper, (SELECT count(*) FROM pg_auth_members m WHERE m.roleid = r.oid) "
+            "FROM pg_roles r WHERE r.rolname = ANY(%s) ORDER BY 1", [list(host_roles)])
+
+    assert state() == [(role, True, 0) for role in host_roles]
+    refusals()
+    # as on a cluster from before the lock: the flag gone and the master already a member
+    pg_cluster.rdsadmin("UPDATE pg_authid SET rolsuper = false WHERE rolname = ANY(%s)", [list(host_roles)])
+    pg_cluster.rdsadmin("GRANT pg_execute_server_program, pg_read_server_files TO pgadmin")
+    engines.run(engines.driver.stop(pg_cluster.spec.cluster_id))
+    engines.run(engines.driver.start(pg_cluster.spec))
+    assert state() == [(role, True, 0) for role in host_roles]
+    refusals()

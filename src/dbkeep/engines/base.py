@@ -139,6 +139,11 @@ class LocalEngine:
             self._write_config(layout, spec.settings)
             await self.supervisor.start(spec.cluster_id, self._process(layout, bootstrap=False),
                                         ready_timeout=self.ready_timeout)
+            try:
+                await self._after_start(layout)
+            except BaseException:
+                await self.supervisor.stop(spec.cluster_id)  # fail closed: not up unchecked
+                raise
 
     async def stop(self, cluster_id: str) -> None:
         async with self._lock(cluster_id):
@@ -173,6 +178,9 @@ class LocalEngine:
 
     async def _init_data(self, layout: ClusterLayout, spec: EngineSpec) -> None:
         raise NotImplementedError
+
+    async def _after_start(self, layout: ClusterLayout) -> None:
+        """Repairs through rdsadmin once the engine is up (a failure stops it again)."""
 
     def _write_config(self, layout: ClusterLayout, values: Mapping[str, str], *, bootstrap: bool = False) -> None:
         raise NotImplementedError

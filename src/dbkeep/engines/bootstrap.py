@@ -119,6 +119,12 @@ PG_ROLES: tuple[PgRole, ...] = (
                       ("rds_replication", True), ("rds_password", True))),
 )
 PG_SUPERUSER_ROLE = "rds_superuser"
+# Predefined roles that reach the host as the engine's OS user (COPY … PROGRAM, server files).
+# On PostgreSQL 15 CREATEROLE may grant any non-superuser role, these included, so the master
+# could run shell commands; dbkeep marks them superuser, which makes granting them a superuser's
+# act ("must be superuser to alter superusers"). Members of a NOLOGIN role cannot become it
+# except by SET ROLE, and nobody but rdsadmin can be made a member.
+PG_HOST_ACCESS_ROLES = ("pg_execute_server_program", "pg_read_server_files", "pg_write_server_files")
 # Membership in these makes a login an IAM / Kerberos login: the master must not have it.
 PG_NON_PASSWORD_ROLES = ("rds_iam", "rds_ad")
 

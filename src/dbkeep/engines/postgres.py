@@ -205,6 +205,10 @@ class Postgres(LocalEngine):
         oid = await self._session(layout, work, quiet=True)
         return {"master_oid": oid}
 
+    async def _after_start(self, layout: ClusterLayout) -> None:
+        # clusters made before the lock existed get it too; a no-op once it holds
+        await self._session(layout, reset.pg_lock_host_access)
+
     # --- settings and reset -----------------------------------------------------------------
     async def _apply_live(self, layout: ClusterLayout, checked: Mapping[str, tuple[EngineSetting, str]]) -> None:
         async def work(conn: psycopg.AsyncConnection) -> None:

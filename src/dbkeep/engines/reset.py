@@ -39,6 +39,9 @@ PostgreSQL — the master is the role named ``<master>``:
 - the rds_* roles are repaired (recreated, attributes and memberships restored), the master is
   granted rds_superuser again, and any membership path from the master to ``rds_iam``/``rds_ad``
   is cut (those make a login IAM-/Kerberos-only at the gateway).
+- the host-access roles (``pg_execute_server_program``, ``pg_read_server_files``,
+  ``pg_write_server_files``) are kept superuser with no members (``pg_lock_host_access``; also
+  at every start).
 - the initial database is given back to the master, with connections allowed and no limit, and
   CONNECT granted if the master lost it.
 """
@@ -118,6 +121,20 @@ async def pg_ensure_roles(conn: AsyncConnection) -> None:
                                .format(sql.Identifier(group), name))
 
 
+async def pg_lock_host_access(conn: AsyncConnection) -> None:
+    """Make the host-access roles superuser and drop every membership in them (idempotent).
+    ``ALTER ROLE`` refuses reserved roles, so the flag is set in ``pg_authid`` itself."""
+    async with conn.transaction():
+        await conn.execute("UPDATE pg_authid SET rolsuper = true WHERE rolname = ANY(%s) AND NOT rolsuper",
+                           (list(b.PG_HOST_ACCESS_ROLES),))
+        cur = await conn.execute(
+            "SELECT g.rolname, r.rolname FROM pg_auth_members m "
+            "JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles r ON r.oid = m.member WHERE g.rolname = ANY(%s)",
+            (list(b.PG_HOST_ACCESS_ROLES),))
+        for group, member in await cur.fetchall():
+            await conn.execute(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(group), sql.Identifier(member)))
+
+
 async def _scalar(conn: AsyncConnection, query, params=()) -> object | None:
     cur = await conn.execute(query, params)
     row = await cur.fetchone()
@@ -151,6 +168,7 @@ async def pg_reset_master(conn: AsyncConnection, master: str, verifier: str, dat
     quiet; runs in one transaction."""
     async with conn.transaction():
         await pg_ensure_roles(conn)
+        await pg_lock_host_access(conn)
         oid = await _locate_master(conn, master, known_oid)
         ident = sql.Identifier(master)
         await conn.execute(sql.SQL(f"ALTER ROLE {{}} WITH {b.PG_MASTER_ATTRIBUTES} PASSWORD {{}}")
