@@ -37,8 +37,8 @@ def test_root_get_caller_identity(dbkeep):
 
 
 def test_state_dir_files_are_private(dbkeep):
-    # nobody else may read or write it; traversing is allowed (the engines' OS user gets an ACL
-    # entry u:dbkeep:x once a cluster exists, which shows as the group bits' mask)
+    # nobody else may read or write it; traversing is allowed (the engines' OS group gets an ACL
+    # entry g:dbkeep:x once a cluster exists, which shows as the group bits' mask)
     assert os.stat(dbkeep.state_dir).st_mode & 0o066 == 0
     for name in ("credentials", "catalog.key", "audit.log"):
         assert os.stat(dbkeep.state_dir / name).st_mode & 0o777 == 0o600, name

@@ -131,6 +131,11 @@ class Cluster:
     def layout(self):
         return self.engines.driver.for_engine(self.spec.engine).layout(self.spec.cluster_id)
 
+    @property
+    def user(self):
+        """The OS user this cluster's engine runs as."""
+        return self.engines.driver.for_engine(self.spec.engine).user_of(self.layout)
+
 
 @pytest.fixture(scope="session")
 def engines():

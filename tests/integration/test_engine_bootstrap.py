@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import stat
+import subprocess
 
 import psycopg
 import pytest
@@ -23,8 +26,12 @@ def test_private_layout(mysql_cluster, pg_cluster, engines):
         for d in (layout.data, layout.run, layout.log, layout.conf):
             st = os.stat(d)
             assert stat.S_IMODE(st.st_mode) == 0o700, d
-            assert st.st_uid == engines.driver.user.uid
+            assert st.st_uid == cluster.user.uid
         assert stat.S_IMODE(os.stat(layout.root).st_mode) & 0o007 == 0
+    if os.geteuid() == 0:  # each cluster's engine has an OS user of its own, in the engines' group
+        users = (mysql_cluster.user, pg_cluster.user)
+        assert len({u.uid for u in users} | {engines.driver.user.uid, 0}) == 4
+        assert all(u.name.startswith("dbk-") and u.groups == (engines.driver.user.gid,) for u in users)
     secret = mysql_cluster.layout.secret_path
     assert stat.S_IMODE(os.stat(secret).st_mode) == 0o600 and os.stat(secret).st_uid == os.geteuid()
 
@@ -204,3 +211,41 @@ def test_pg_master_cannot_reach_the_host(pg_cluster, engines):
     engines.run(engines.driver.start(pg_cluster.spec))
     assert state() == [(role, True, 0) for role in host_roles]
     refusals()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="engines have users of their own only when dbkeep runs as root")
+def test_one_clusters_engine_user_cannot_reach_another_cluster(mysql_cluster, pg_cluster, engines):
+    """Whatever a master could make its engine do as its OS user stays inside its own cluster."""
+    def as_user(user, *argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*user.command_prefix(), *argv], capture_output=True, text=True, timeout=30, check=False)
+
+    for own, other in ((mysql_cluster, pg_cluster), (pg_cluster, mysql_cluster)):
+        assert as_user(own.user, "ls", str(own.layout.data)).returncode == 0  # the check can tell
+        for path in (other.layout.data, other.layout.conf, other.layout.root, engines.state_dir / "clusters"):
+            denied = as_user(own.user, "ls", str(path))
+            assert denied.returncode != 0 and "Permission denied" in denied.stderr, path
+        denied = as_user(own.user, "sh", "-c", f"echo x > {other.layout.run}/planted")
+        assert denied.returncode != 0 and "Permission denied" in denied.stderr
+        assert as_user(own.user, "cat", str(own.layout.secret_path)).returncode != 0  # dbkeep's, not the engine's
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="engines have users of their own only when dbkeep runs as root")
+def test_cluster_users_are_made_and_removed_with_their_clusters(engines):
+    from dbkeep.engines import osuser
+    from dbkeep.engines.driver import EngineSpec
+    from dbkeep.engines import settings as engine_settings
+
+    # a user left by a state directory deleted with its clusters in it
+    stale = osuser.cluster_user(engines.driver.user, engines.state_dir.parent / "gone-state-dir" / "clusters" / "x")
+    assert pwd.getpwnam(stale.name).pw_uid == stale.uid
+    spec = EngineSpec("cluster-USERS0INTEGRATION000000000", "postgres", "pgadmin", None, engine_settings.defaults("postgres"))
+    engines.run(engines.driver.provision(spec, "Users-Pass-123"), timeout=180)
+    driver = engines.driver.for_engine("postgres")
+    user = driver.user_of(driver.layout(spec.cluster_id))
+    with pytest.raises(KeyError):  # made before the new user: the stale one is gone
+        pwd.getpwnam(stale.name)
+    assert pwd.getpwnam(user.name).pw_gecos == f"dbkeep engine {driver.layout(spec.cluster_id).root}"
+    engines.run(engines.driver.destroy(spec.cluster_id))
+    with pytest.raises(KeyError):
+        pwd.getpwnam(user.name)
+    assert not any(g.gr_name == user.name for g in grp.getgrall())

@@ -70,9 +70,9 @@ def test_engines_run_unprivileged_and_private(engine_case, engines):
     c, _w, _r = engine_case
     st = c.status()
     assert st.state is EngineState.RUNNING and st.pid
-    assert os.stat(f"/proc/{st.pid}").st_uid == engines.driver.user.uid
+    assert os.stat(f"/proc/{st.pid}").st_uid == c.user.uid
     if os.geteuid() == 0:
-        assert engines.driver.user.uid != 0
+        assert c.user.uid != 0 and c.user.uid != engines.driver.user.uid  # a user of its own
     inodes = {os.stat(f"/proc/{st.pid}/fd/{fd}").st_ino for fd in os.listdir(f"/proc/{st.pid}/fd")
               if os.readlink(f"/proc/{st.pid}/fd/{fd}").startswith("socket:")}
     assert inodes, "no sockets seen: the check proves nothing"

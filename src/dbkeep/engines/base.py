@@ -18,7 +18,7 @@ from typing import Any
 from dbkeep.engines import settings as engine_settings
 from dbkeep.engines.driver import EngineSpec, EngineStatus
 from dbkeep.engines.layout import ClusterLayout, check_cluster_id
-from dbkeep.engines.osuser import EngineUser, engine_user
+from dbkeep.engines.osuser import EngineUser, cluster_user, engine_user, remove_cluster_user
 from dbkeep.engines.supervisor import Supervisable, Supervisor
 from dbkeep.errors import ConfigError, EngineError
 
@@ -42,7 +42,8 @@ class LocalEngine:
                  query_timeout: float = 60.0) -> None:
         self.state_dir = Path(state_dir).absolute()
         self.supervisor = supervisor
-        self.user = user or engine_user()
+        self.user = user or engine_user()  # the engines' shared identity; each cluster has its own user_of()
+        self._users: dict[str, EngineUser] = {}
         self.ready_timeout = ready_timeout
         self.tool_timeout = tool_timeout
         self.query_timeout = query_timeout
@@ -51,6 +52,15 @@ class LocalEngine:
     # --- helpers ----------------------------------------------------------------------------
     def layout(self, cluster_id: str) -> ClusterLayout:
         return ClusterLayout(self.state_dir, check_cluster_id(cluster_id))
+
+    def user_of(self, layout: ClusterLayout) -> EngineUser:
+        """The cluster's engine user, made the first time (blocking: call it off the loop first)."""
+        user = self._users.get(layout.cluster_id)
+        if user is None:
+            user = cluster_user(self.user, layout.root)
+            assert user is not None
+            self._users[layout.cluster_id] = user
+        return user
 
     def _lock(self, cluster_id: str) -> asyncio.Lock:
         return self._locks.setdefault(cluster_id, asyncio.Lock())
@@ -107,11 +117,13 @@ class LocalEngine:
                 return
             await self.supervisor.stop(spec.cluster_id)
             self.supervisor.forget(spec.cluster_id)
-            layout.create(self.user)
+            layout.ensure_root()
+            user = await asyncio.to_thread(self.user_of, layout)
+            layout.create(user, self.user)
             self._check_socket_len(spec.cluster_id)
             if any(layout.data.iterdir()):
                 log.warning("%s: removing a half-made data directory", self._name(spec.cluster_id))
-                layout.wipe_data(self.user)
+                layout.wipe_data(user)
             layout.update_meta(engine=self.engine, master_username=spec.master_username,
                                database_name=spec.database_name, bootstrapped=False)
             log.info("%s: initialising the data directory", self._name(spec.cluster_id))
@@ -132,7 +144,9 @@ class LocalEngine:
         layout = self.layout(spec.cluster_id)
         async with self._lock(spec.cluster_id):
             self._bootstrapped(layout)
-            layout.create(self.user)     # directories and traversal may have been changed by hand
+            layout.ensure_root()
+            user = await asyncio.to_thread(self.user_of, layout)
+            layout.create(user, self.user)     # directories and traversal may have been changed by hand
             self._check_socket_len(spec.cluster_id)
             if self.supervisor.is_active(spec.cluster_id):
                 return
@@ -155,6 +169,10 @@ class LocalEngine:
             await self.supervisor.stop(cluster_id)
             self.supervisor.forget(cluster_id)
             await asyncio.to_thread(layout.remove)
+            self._users.pop(cluster_id, None)
+            user = await asyncio.to_thread(cluster_user, self.user, layout.root, create=False)
+            if user is not None and user.uid != self.user.uid:
+                await asyncio.to_thread(remove_cluster_user, user)
         self._locks.pop(cluster_id, None)
 
     def status(self, cluster_id: str) -> EngineStatus:

@@ -1,12 +1,12 @@
 """On-disk layout of one cluster's engine, under the state directory.
 
-    STATE/clusters/<cluster_resource_id>/      0700, dbkeep's user (+ ACL u:engine:x)
+    STATE/clusters/<cluster_resource_id>/      0700, dbkeep's user (+ ACL u:<cluster's engine user>:x)
         cluster.json                           engine, bootstrap state, master role oid (0600)
         rdsadmin.secret                        MariaDB only: rdsadmin's password (0600, dbkeep's user)
-        data/                                  0700, engine user: the engine's data directory
-        run/                                   0700, engine user: the unix socket, pid file, tmpdir
-        log/                                   0700, engine user: the engine's log
-        conf/                                  0700, engine user: config files written by dbkeep
+        data/                                  0700, the cluster's engine user: the engine's data directory
+        run/                                   0700, the cluster's engine user: unix socket, pid file, tmpdir
+        log/                                   0700, the cluster's engine user: the engine's log
+        conf/                                  0700, the cluster's engine user: config files written by dbkeep
         plugins/                               0755, dbkeep's user: MariaDB only, links to the plugins
                                                the engine may load (mariadb.py)
 """
@@ -51,6 +51,12 @@ def write_private(path: Path, text: str, *, owner: EngineUser | None = None, mod
         raise
 
 
+def _chown_tree(top: Path, user: EngineUser) -> None:
+    for path, dirs, files in os.walk(top):
+        for name in (*dirs, *files):
+            user.chown(Path(path) / name)
+
+
 @dataclass(frozen=True)
 class ClusterLayout:
     state_dir: Path
@@ -87,17 +93,29 @@ class ClusterLayout:
     def exists(self) -> bool:
         return self.root.is_dir()
 
-    def create(self, user: EngineUser) -> None:
-        """Make the directories (idempotent) and let the engine user traverse down to them."""
+    def create(self, user: EngineUser, shared: EngineUser | None = None) -> None:
+        """Make the directories (idempotent) and let the engine user traverse down to them:
+        ``shared``'s group (every cluster's engine user is in it) as far as ``clusters/``,
+        ``user`` alone into this cluster's directory. Directories another user owns (a cluster
+        from before it had a user of its own) are handed over with everything in them."""
         clusters = self.state_dir / "clusters"
-        for d in (self.state_dir, clusters, self.root):
-            if not d.exists():
-                d.mkdir(mode=0o700, exist_ok=True)
+        self.ensure_root()
         for d in (self.data, self.run, self.log, self.conf):
             d.mkdir(mode=0o700, exist_ok=True)
+            if os.geteuid() == 0 and os.lstat(d).st_uid != user.uid:
+                _chown_tree(d, user)
             user.chown(d)
             os.chmod(d, 0o700)
+        if shared is not None and shared.uid != user.uid:
+            grant_traverse(clusters, shared, group_only=True)
         grant_traverse(self.root, user)
+
+    def ensure_root(self) -> None:
+        """The cluster's own directory (0700, dbkeep's user). It exists before the cluster's OS
+        user does: a user whose directory is missing counts as stale (osuser.py)."""
+        for d in (self.state_dir, self.state_dir / "clusters", self.root):
+            if not d.exists():
+                d.mkdir(mode=0o700, exist_ok=True)
 
     def wipe_data(self, user: EngineUser) -> None:
         shutil.rmtree(self.data, ignore_errors=True)

@@ -87,8 +87,8 @@ class _MariaDBProcess:
     def plan(self) -> ProcessPlan:
         e = self.engine
         return ProcessPlan(
-            argv=[*e.user.command_prefix(), e.binaries.mariadbd, f"--defaults-file={self.layout.conf / 'my.cnf'}"],
-            log_path=self.layout.log / LOG_NAME, cwd=self.layout.data, env=engine_env(), owner=e.user,
+            argv=[*e.user_of(self.layout).command_prefix(), e.binaries.mariadbd, f"--defaults-file={self.layout.conf / 'my.cnf'}"],
+            log_path=self.layout.log / LOG_NAME, cwd=self.layout.data, env=engine_env(), owner=e.user_of(self.layout),
             stop_signal=signal.SIGTERM)
 
     async def before_spawn(self) -> None:
@@ -114,11 +114,11 @@ class MariaDB(LocalEngine):
     async def _init_data(self, layout: ClusterLayout, spec: EngineSpec) -> None:
         self._write_config(layout, {}, bootstrap=True)
         await run_tool(
-            [*self.user.command_prefix(), self.binaries.install_db, f"--defaults-file={layout.conf / 'my.cnf'}",
+            [*self.user_of(layout).command_prefix(), self.binaries.install_db, f"--defaults-file={layout.conf / 'my.cnf'}",
              "--auth-root-authentication-method=socket", f"--auth-root-socket-user={self.user.dbkeep_name}",
              "--skip-test-db", "--skip-name-resolve"],
             log_path=layout.log / "install.log", timeout=self.tool_timeout, what="mariadb-install-db",
-            cwd=layout.data, owner=self.user)
+            cwd=layout.data, owner=self.user_of(layout))
 
     def _write_config(self, layout: ClusterLayout, values: Mapping[str, str], *, bootstrap: bool = False) -> None:
         checked = self._checked_settings(values)
@@ -153,7 +153,7 @@ class MariaDB(LocalEngine):
         lines.append("# parameter group settings")
         for setting, value in checked.values():
             lines.append(f'{setting.engine_option} = "{value}"')
-        write_private(layout.conf / "my.cnf", "\n".join(lines) + "\n", owner=self.user)
+        write_private(layout.conf / "my.cnf", "\n".join(lines) + "\n", owner=self.user_of(layout))
 
     def _plugin_dir(self, layout: ClusterLayout) -> Path:
         """``plugins/`` beside the data directory: owned by dbkeep, not the engine user, and
@@ -183,8 +183,8 @@ class MariaDB(LocalEngine):
         if cert_path.exists() and key_path.exists():
             return
         cert_pem, key_pem = self_signed_engine_certificate(f"dbkeep engine {layout.cluster_id}", now=dt.datetime.now(dt.timezone.utc))
-        write_private(key_path, key_pem.decode(), owner=self.user)
-        write_private(cert_path, cert_pem.decode(), owner=self.user)
+        write_private(key_path, key_pem.decode(), owner=self.user_of(layout))
+        write_private(cert_path, cert_pem.decode(), owner=self.user_of(layout))
 
     def _process(self, layout: ClusterLayout, *, bootstrap: bool) -> _MariaDBProcess:
         return _MariaDBProcess(self, layout, bootstrap=bootstrap)

@@ -72,9 +72,9 @@ class _PostgresProcess:
     def plan(self) -> ProcessPlan:
         e = self.engine
         return ProcessPlan(
-            argv=[*e.user.command_prefix(), e.binaries.postgres, "-D", str(self.layout.data),
+            argv=[*e.user_of(self.layout).command_prefix(), e.binaries.postgres, "-D", str(self.layout.data),
                   "-c", f"config_file={self.layout.conf / 'postgresql.conf'}"],
-            log_path=self.layout.log / LOG_NAME, cwd=self.layout.data, env=engine_env(), owner=e.user,
+            log_path=self.layout.log / LOG_NAME, cwd=self.layout.data, env=engine_env(), owner=e.user_of(self.layout),
             stop_signal=signal.SIGINT)
 
     async def before_spawn(self) -> None:
@@ -103,11 +103,11 @@ class Postgres(LocalEngine):
     # --- files ------------------------------------------------------------------------------
     async def _init_data(self, layout: ClusterLayout, spec: EngineSpec) -> None:
         await run_tool(
-            [*self.user.command_prefix(), self.binaries.initdb, "-D", str(layout.data), "-U", b.RDSADMIN_PG,
+            [*self.user_of(layout).command_prefix(), self.binaries.initdb, "-D", str(layout.data), "-U", b.RDSADMIN_PG,
              "--auth-local=peer", "--auth-host=reject", "--encoding=UTF8", "--locale=C.UTF-8",
              "--no-instructions"],
             log_path=layout.log / "initdb.log", timeout=self.tool_timeout, what="initdb",
-            cwd=layout.data, owner=self.user)
+            cwd=layout.data, owner=self.user_of(layout))
 
     def _write_config(self, layout: ClusterLayout, values: Mapping[str, str], *, bootstrap: bool = False) -> None:
         checked = self._checked_settings(values)
@@ -139,18 +139,18 @@ class Postgres(LocalEngine):
         lines += [f"{k} = {_quote_conf(v)}" for k, v in fixed.items() if k not in checked]
         lines.append("# parameter group settings")
         lines += [f"{s.engine_option} = {_quote_conf(v)}" for s, v in checked.values()]
-        write_private(conf / "postgresql.conf", "\n".join(lines) + "\n", owner=self.user)
+        write_private(conf / "postgresql.conf", "\n".join(lines) + "\n", owner=self.user_of(layout))
         write_private(conf / "pg_hba.conf", "\n".join([
             "# Written by dbkeep. rdsadmin: peer only, mapped from dbkeep's OS user; everyone else:",
             "# SCRAM over the private socket. No TCP at all.",
             "# TYPE  DATABASE  USER      METHOD",
             f"local   all       {b.RDSADMIN_PG}  peer map={IDENT_MAP}",
             "local   all       all       scram-sha-256",
-        ]) + "\n", owner=self.user)
+        ]) + "\n", owner=self.user_of(layout))
         write_private(conf / "pg_ident.conf", "\n".join([
             "# Written by dbkeep. MAPNAME  SYSTEM-USERNAME  PG-USERNAME",
             f"{IDENT_MAP}  {self.user.dbkeep_name}  {b.RDSADMIN_PG}",
-        ]) + "\n", owner=self.user)
+        ]) + "\n", owner=self.user_of(layout))
 
     def _process(self, layout: ClusterLayout, *, bootstrap: bool) -> _PostgresProcess:
         return _PostgresProcess(self, layout, bootstrap=bootstrap)
