@@ -249,3 +249,27 @@ def test_cluster_users_are_made_and_removed_with_their_clusters(engines):
     with pytest.raises(KeyError):
         pwd.getpwnam(user.name)
     assert not any(g.gr_name == user.name for g in grp.getgrall())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="engines have users of their own only when dbkeep runs as root")
+def test_a_cluster_from_before_per_cluster_users_is_handed_over(pg_cluster, engines):
+    """A data directory owned by the engines' shared user (as every cluster was made before
+    each had a user of its own) gets its own user at the next start, with all its files."""
+    from dbkeep.engines import osuser
+
+    driver = engines.driver.for_engine("postgres")
+    layout, shared = pg_cluster.layout, engines.driver.user
+    engines.run(engines.driver.stop(pg_cluster.spec.cluster_id))
+    old = pg_cluster.user
+    for top in (layout.data, layout.run, layout.log, layout.conf):
+        subprocess.run(["chown", "-R", f"{shared.uid}:{shared.gid}", str(top)], check=True)
+    osuser.remove_cluster_user(old)
+    driver._users.clear()
+    engines.run(engines.driver.start(pg_cluster.spec))
+    new = pg_cluster.user
+    assert pwd.getpwnam(new.name).pw_uid == new.uid and new.uid != shared.uid
+    owners = {os.lstat(os.path.join(path, name)).st_uid
+              for top in (layout.data, layout.conf) for path, dirs, files in os.walk(top) for name in (*dirs, *files)}
+    assert owners == {new.uid}
+    with pg_connect(pg_cluster) as conn:
+        assert pg_rows(conn, "SELECT 1") == [(1,)]
