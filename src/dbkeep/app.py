@@ -105,7 +105,12 @@ class App:
             pki = PkiStore(state_dir, self.clock)
             await asyncio.to_thread(pki.ensure_ca)
             async with Supervisor() as supervisor, asyncio.TaskGroup() as tasks:
-                driver = LocalDriver(state_dir, supervisor)
+                def engine_repaired(resource_id: str, what: str) -> None:
+                    cluster = store.cluster_by_resource_id(resource_id)
+                    audit.event("engine.repaired", verdict="allow", cluster=cluster.identifier if cluster else None,
+                                cluster_resource_id=resource_id, reason=what)
+
+                driver = LocalDriver(state_dir, supervisor, on_repair=engine_repaired)
                 services = Services(config=config, clock=self.clock)
                 clusters = ClusterManager(store, driver, audit, self.clock, lambda coro: self._spawn(tasks, coro), config.host)
                 services.clusters = clusters

@@ -82,6 +82,14 @@ def my_statement_error(dbkeep, cluster, sql) -> int:
         conn.close()
 
 
+def rdsadmin_refused(dbkeep, cluster) -> bool:
+    """dbkeep's own login on the engine's socket is refused (the master damaged rdsadmin)."""
+    secret = dbkeep.state_dir / "clusters" / cluster["DbClusterResourceId"] / "rdsadmin.secret"
+    with pytest.raises(pymysql.err.MySQLError) as exc:
+        mysql(dbkeep, cluster, "rdsadmin", secret.read_text().strip(), via="socket").close()
+    return exc.value.args[0] in (1045, 4151)
+
+
 MYSQL_CASES = {
     "account_lock": (["ALTER USER 'admin'@'%' ACCOUNT LOCK"], None, lambda d, c: my_login_error(d, c) == 4151),
     "password_expire": (["ALTER USER 'admin'@'%' PASSWORD EXPIRE"], None, lambda d, c: my_statement_error(d, c, "SELECT 1") == 1820),
@@ -96,12 +104,17 @@ MYSQL_CASES = {
     "require_ssl": (None, ["ALTER USER 'admin'@'%' REQUIRE SSL"], lambda d, c: my_login_error(d, c, ssl_disabled=True) == 1045),
     "max_user_connections": (["ALTER USER 'admin'@'%' WITH MAX_USER_CONNECTIONS 1"], None, None),
     "host_narrowed": (["RENAME USER 'admin'@'%' TO 'admin'@'10.0.0.1'"], None, lambda d, c: my_login_error(d, c) == 1045),
+    # dbkeep's own hand: without repair, the reset itself would fail
+    "rdsadmin_locked": (["ALTER USER 'rdsadmin'@'localhost' ACCOUNT LOCK"], None, rdsadmin_refused),
+    "rdsadmin_dropped_by_dml": (["DELETE FROM mysql.global_priv WHERE User = 'rdsadmin'", "FLUSH PRIVILEGES"], None,
+                                rdsadmin_refused),
 }
 
 
 @pytest.mark.parametrize("case", list(MYSQL_CASES))
 def test_mysql_lockout_then_api_reset(dbkeep, my, case):
     as_master, as_helper, broken = MYSQL_CASES[case]
+    mark = len((dbkeep.state_dir / "audit.log").read_text().splitlines())
     if as_master:
         my_run(dbkeep, my, as_master)
     if as_helper:
@@ -136,6 +149,9 @@ def test_mysql_lockout_then_api_reset(dbkeep, my, case):
     events = [json.loads(line) for line in (dbkeep.state_dir / "audit.log").read_text().splitlines()]
     resets = [e for e in events if e["event"] == "rds.master_reset" and e.get("cluster") == my["DBClusterIdentifier"]]
     assert resets and resets[-1]["verdict"] == "allow" and resets[-1]["principal"].endswith(":root")
+    repairs = [e["reason"] for e in events[mark:] if e["event"] == "engine.repaired" and e.get("cluster") == my["DBClusterIdentifier"]]
+    # dbkeep's own repair is a security event of its own, and only when there was one
+    assert [r.split(" (")[0] for r in repairs] == (["rdsadmin restored"] if case.startswith("rdsadmin_") else []), repairs
     assert new_password not in (dbkeep.state_dir / "audit.log").read_text() + dbkeep.logs()
 
 

@@ -82,6 +82,19 @@ def _expired(c):
         assert errno == 1820, msg
 
 
+def _rdsadmin_refused(c):
+    from dbkeep.engines.mariadb import RdsadminRefused
+
+    with pytest.raises(RdsadminRefused):
+        c.rdsadmin("SELECT 1")
+
+
+def _master_escalated(c):
+    with closing_all(_my_master(c)) as (m,):
+        privs, _ = global_privileges(my_rows(m, "SHOW GRANTS FOR 'admin'@'%'"))
+    assert privs == {"ALL PRIVILEGES"}
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -109,6 +122,20 @@ MYSQL_CASES = [
     Case("resource_limits", _as_master("ALTER USER 'admin'@'%' WITH MAX_USER_CONNECTIONS 1 "
                                        "MAX_QUERIES_PER_HOUR 1000 MAX_STATEMENT_TIME 0.5"), _max_user_connections),
     Case("host_narrowed", _as_master("RENAME USER 'admin'@'%' TO 'admin'@'10.0.0.1'"), _login_fails(1045)),
+    # dbkeep's own hand, damaged with what the master holds (CREATE USER; DML on *.* and RELOAD):
+    # the reset restarts the engine in repair mode to put rdsadmin back first
+    Case("rdsadmin_locked", _as_master("ALTER USER 'rdsadmin'@'localhost' ACCOUNT LOCK"), _rdsadmin_refused),
+    Case("rdsadmin_dropped", _as_master("DROP USER 'rdsadmin'@'localhost'"), _rdsadmin_refused),
+    Case("rdsadmin_renamed", _as_master("RENAME USER 'rdsadmin'@'localhost' TO 'hijack'@'localhost'"),
+         _rdsadmin_refused),
+    Case("rdsadmin_password_written", _as_master(
+        "UPDATE mysql.global_priv SET Priv = JSON_SET(Priv, '$.authentication_string', "
+        "'*0123456789ABCDEF0123456789ABCDEF01234567') WHERE User = 'rdsadmin'", "FLUSH PRIVILEGES"),
+         _rdsadmin_refused),
+    # not a lockout but its mirror: the master writing itself SUPER & co into the grant tables
+    Case("master_self_escalated", _as_master(
+        "UPDATE mysql.global_priv SET Priv = JSON_SET(Priv, '$.access', 549755813887) "
+        "WHERE User = 'admin' AND Host = '%'", "FLUSH PRIVILEGES"), _master_escalated),
     Case("shadowed_by_localhost_accounts", _as_master(
         "CREATE USER 'admin'@'localhost' IDENTIFIED BY 'Someone-else-1'", "CREATE USER ''@'localhost'"),
          _login_fails(1045)),
@@ -140,7 +167,7 @@ def _my_verify(c, password):
 def _my_cleanup(c):
     c.reset(c.password)
     for user, host in (("bob", "%"), ("helper", "%"), ("admin", "10.0.0.1"), ("admin", "localhost"),
-                       ("", "localhost")):
+                       ("", "localhost"), ("hijack", "localhost")):
         c.rdsadmin("DROP USER IF EXISTS %s@%s", (user, host))
 
 
@@ -157,9 +184,36 @@ def test_mysql_lockout_then_reset(my_data, case):
         _my_verify(c, new_password)
         if case.name == "rename_user":                     # the renamed account is left alone
             assert c.rdsadmin("SELECT COUNT(*) FROM mysql.global_priv WHERE User = 'bob'") == [(1,)]
+        if case.name == "rdsadmin_renamed":                # kept, but with nothing beyond the master's
+            privs, _ = global_privileges(c.rdsadmin("SHOW GRANTS FOR 'hijack'@'localhost'"))
+            assert privs == SPEC_V2_MARIADB
+        supers = c.rdsadmin("SELECT DISTINCT GRANTEE FROM information_schema.USER_PRIVILEGES "
+                            "WHERE PRIVILEGE_TYPE IN ('SUPER', 'SHUTDOWN', 'FILE', 'CONNECTION ADMIN')")
+        assert supers == [("'rdsadmin'@'localhost'",)]
         if case.name == "shadowed_by_localhost_accounts":
             assert c.rdsadmin("SELECT COUNT(*) FROM mysql.global_priv WHERE Host = 'localhost' "
                               "AND User IN ('admin', '')") == [(0,)]
+    finally:
+        _my_cleanup(c)
+    _my_verify(c, c.password)
+
+
+def test_mysql_start_repairs_rdsadmin_and_strips_self_granted_privileges(my_data):
+    """Before, a master who locked rdsadmin made every later start fail (the readiness check logs
+    in as rdsadmin). Now the start repairs it, and takes back what the master wrote itself."""
+    c = my_data
+    try:
+        _as_master("ALTER USER 'rdsadmin'@'localhost' ACCOUNT LOCK",
+                   "UPDATE mysql.global_priv SET Priv = JSON_SET(Priv, '$.access', 549755813887) "
+                   "WHERE User = 'admin' AND Host = '%'", "FLUSH PRIVILEGES")(c)
+        _rdsadmin_refused(c)
+        _master_escalated(c)
+        c.run(c.engines.driver.stop(c.spec.cluster_id))
+        c.run(c.engines.driver.start(c.spec))
+        assert c.rdsadmin("SELECT CURRENT_USER()") == [("rdsadmin@localhost",)]
+        with closing_all(_my_master(c)) as (m,):  # the master's own password still works
+            privs, _ = global_privileges(my_rows(m, "SHOW GRANTS FOR 'admin'@'%'"))
+        assert privs == SPEC_V2_MARIADB
     finally:
         _my_cleanup(c)
     _my_verify(c, c.password)

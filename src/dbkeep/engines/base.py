@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +39,13 @@ class LocalEngine:
 
     def __init__(self, state_dir: Path | str, supervisor: Supervisor, *, user: EngineUser | None = None,
                  ready_timeout: float = 60.0, tool_timeout: float = 300.0,
-                 query_timeout: float = 60.0) -> None:
+                 query_timeout: float = 60.0, on_repair: Callable[[str, str], None] | None = None) -> None:
         self.state_dir = Path(state_dir).absolute()
         self.supervisor = supervisor
         self.user = user or engine_user()  # the engines' shared identity; each cluster has its own user_of()
         self._users: dict[str, EngineUser] = {}
+        # (cluster id, what) for each repair dbkeep makes on its own: an audit event in `dbkeep up`
+        self.on_repair = on_repair
         self.ready_timeout = ready_timeout
         self.tool_timeout = tool_timeout
         self.query_timeout = query_timeout
@@ -154,7 +156,7 @@ class LocalEngine:
             await self.supervisor.start(spec.cluster_id, self._process(layout, bootstrap=False),
                                         ready_timeout=self.ready_timeout)
             try:
-                await self._after_start(layout)
+                await self._after_start(layout, spec)
             except BaseException:
                 await self.supervisor.stop(spec.cluster_id)  # fail closed: not up unchecked
                 raise
@@ -197,8 +199,13 @@ class LocalEngine:
     async def _init_data(self, layout: ClusterLayout, spec: EngineSpec) -> None:
         raise NotImplementedError
 
-    async def _after_start(self, layout: ClusterLayout) -> None:
-        """Repairs through rdsadmin once the engine is up (a failure stops it again)."""
+    def _repaired(self, cluster_id: str, what: str) -> None:
+        log.warning("%s: repaired: %s", self._name(cluster_id), what)
+        if self.on_repair is not None:
+            self.on_repair(cluster_id, what)
+
+    async def _after_start(self, layout: ClusterLayout, spec: EngineSpec) -> None:
+        """Checks and repairs through rdsadmin once the engine is up (a failure stops it again)."""
 
     def _write_config(self, layout: ClusterLayout, values: Mapping[str, str], *, bootstrap: bool = False) -> None:
         raise NotImplementedError

@@ -13,7 +13,7 @@ processes run under the caller's :class:`~dbkeep.engines.supervisor.Supervisor`:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +30,13 @@ from dbkeep.errors import EngineError
 class LocalDriver:
     def __init__(self, state_dir: Path | str, supervisor: Supervisor, *, user: EngineUser | None = None,
                  mariadb: MariaDBBinaries | None = None, postgres: PostgresBinaries | None = None,
-                 ready_timeout: float = 60.0, tool_timeout: float = 300.0, query_timeout: float = 60.0) -> None:
+                 ready_timeout: float = 60.0, tool_timeout: float = 300.0, query_timeout: float = 60.0,
+                 on_repair: Callable[[str, str], None] | None = None) -> None:
         self.state_dir = Path(state_dir).absolute()
         self.supervisor = supervisor
         self.user = user or engine_user()
         common = dict(user=self.user, ready_timeout=ready_timeout, tool_timeout=tool_timeout,
-                      query_timeout=query_timeout)
+                      query_timeout=query_timeout, on_repair=on_repair)
         self.mariadb = MariaDB(self.state_dir, supervisor, binaries=mariadb, **common)
         self.postgres = Postgres(self.state_dir, supervisor, binaries=postgres, **common)
         self._engines: dict[str, LocalEngine] = {MYSQL: self.mariadb, POSTGRES: self.postgres}

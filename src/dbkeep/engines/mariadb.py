@@ -62,6 +62,12 @@ log = logging.getLogger("dbkeep.engines")
 
 T = TypeVar("T")
 SOCKET_NAME = "mysqld.sock"
+# Repair mode (skip-grant-tables: no authentication at all) listens here instead, where the
+# gateway never connects.
+REPAIR_SOCKET_NAME = "repair.sock"
+# Connect errors that mean the server is up but refuses rdsadmin: bad password or missing
+# account, account locked, too many connections for it, password expired.
+_RDSADMIN_REFUSED = frozenset({1045, 4151, 1226, 1820, 1862})
 LOG_NAME = "mariadb.log"
 # plugins the engine may load: loaded at every start (see the module docstring)
 ALLOWED_PLUGINS = ("auth_ed25519",)
@@ -77,11 +83,17 @@ class MariaDBBinaries:
     plugins: str = "/usr/lib/mysql/plugin"
 
 
+class RdsadminRefused(EngineError):
+    """The engine is up but does not let rdsadmin in (what a master with DML on the grant
+    tables can do); MariaDB.repair_rdsadmin puts it back."""
+
+
 class _MariaDBProcess:
-    def __init__(self, engine: MariaDB, layout: ClusterLayout, *, bootstrap: bool) -> None:
+    def __init__(self, engine: MariaDB, layout: ClusterLayout, *, bootstrap: bool, repair: bool = False) -> None:
         self.engine = engine
         self.layout = layout
         self.bootstrap = bootstrap
+        self.repair = repair
         self.name = engine._name(layout.cluster_id)
 
     def plan(self) -> ProcessPlan:
@@ -96,7 +108,7 @@ class _MariaDBProcess:
                          stop_signal=signal.SIGTERM, grace=self.engine.supervisor.stop_grace, what=self.name)
 
     async def probe(self) -> None:
-        await asyncio.to_thread(self.engine._probe_sync, self.layout, self.bootstrap)
+        await asyncio.to_thread(self.engine._probe_sync, self.layout, self.bootstrap, self.repair)
 
 
 class MariaDB(LocalEngine):
@@ -120,13 +132,14 @@ class MariaDB(LocalEngine):
             log_path=layout.log / "install.log", timeout=self.tool_timeout, what="mariadb-install-db",
             cwd=layout.data, owner=self.user_of(layout))
 
-    def _write_config(self, layout: ClusterLayout, values: Mapping[str, str], *, bootstrap: bool = False) -> None:
+    def _write_config(self, layout: ClusterLayout, values: Mapping[str, str], *, bootstrap: bool = False,
+                      repair: bool = False) -> None:
         checked = self._checked_settings(values)
         lines = [
             "# Written by dbkeep for this cluster; changes here are overwritten.",
             "[mariadbd]",
             f"datadir = {layout.data}",
-            f"socket = {layout.run / SOCKET_NAME}",
+            f"socket = {layout.run / (REPAIR_SOCKET_NAME if repair else SOCKET_NAME)}",
             f"pid-file = {layout.run / 'mariadbd.pid'}",
             f"tmpdir = {layout.run}",
             "skip-networking",
@@ -146,6 +159,8 @@ class MariaDB(LocalEngine):
         lines += [f"plugin-load-add = {name}.so" for name in ALLOWED_PLUGINS]
         if not bootstrap:  # bootstrap logs in once through the unix_socket account install-db made
             lines.append("unix-socket = OFF")
+        if repair:
+            lines.append("skip-grant-tables")
         if "character_set_server" not in checked and "collation_server" not in checked:
             lines += ["character-set-server = utf8mb4", "collation-server = utf8mb4_general_ci"]
         if "time_zone" not in checked and not bootstrap:    # named zones need the tables bootstrap loads
@@ -186,34 +201,42 @@ class MariaDB(LocalEngine):
         write_private(key_path, key_pem.decode(), owner=self.user_of(layout))
         write_private(cert_path, cert_pem.decode(), owner=self.user_of(layout))
 
-    def _process(self, layout: ClusterLayout, *, bootstrap: bool) -> _MariaDBProcess:
-        return _MariaDBProcess(self, layout, bootstrap=bootstrap)
+    def _process(self, layout: ClusterLayout, *, bootstrap: bool, repair: bool = False) -> _MariaDBProcess:
+        return _MariaDBProcess(self, layout, bootstrap=bootstrap, repair=repair)
 
     # --- rdsadmin sessions (pymysql in a worker thread, bounded) ------------------------------
-    def _connect(self, layout: ClusterLayout, bootstrap: bool = False) -> pymysql.Connection:
+    def _connect(self, layout: ClusterLayout, bootstrap: bool = False, repair: bool = False) -> pymysql.Connection:
         args: dict[str, Any] = dict(
-            unix_socket=str(layout.run / SOCKET_NAME), connect_timeout=5, read_timeout=int(self.query_timeout),
-            write_timeout=int(self.query_timeout), autocommit=True, charset="utf8mb4",
-            cursorclass=pymysql.cursors.Cursor)
-        if bootstrap:
+            unix_socket=str(layout.run / (REPAIR_SOCKET_NAME if repair else SOCKET_NAME)), connect_timeout=5,
+            read_timeout=int(self.query_timeout), write_timeout=int(self.query_timeout), autocommit=True,
+            charset="utf8mb4", cursorclass=pymysql.cursors.Cursor)
+        if bootstrap or repair:  # repair: skip-grant-tables, any name will do
             args["user"] = self.user.dbkeep_name
         else:
             args.update(user=b.RDSADMIN_MYSQL[0], password=layout.read_secret())
         return pymysql.connect(**args)
 
-    def _probe_sync(self, layout: ClusterLayout, bootstrap: bool) -> None:
-        conn = self._connect(layout, bootstrap)
+    def _probe_sync(self, layout: ClusterLayout, bootstrap: bool, repair: bool = False) -> None:
+        try:
+            conn = self._connect(layout, bootstrap, repair)
+        except pymysql.OperationalError as exc:
+            if not bootstrap and exc.args and exc.args[0] in _RDSADMIN_REFUSED:
+                return  # the server answers: it is up, and start() repairs rdsadmin
+            raise
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT 1")
         finally:
             conn.close()
 
-    def _session_sync(self, layout: ClusterLayout, fn: Callable[[Any], T], quiet: bool, bootstrap: bool) -> T:
+    def _session_sync(self, layout: ClusterLayout, fn: Callable[[Any], T], quiet: bool, bootstrap: bool,
+                      repair: bool = False) -> T:
         try:
-            conn = self._connect(layout, bootstrap)
+            conn = self._connect(layout, bootstrap, repair)
         except pymysql.MySQLError as exc:
-            raise EngineError(f"cannot reach {self._name(layout.cluster_id)} as rdsadmin: {exc.args[-1]}") from None
+            refused = not (bootstrap or repair) and bool(exc.args) and exc.args[0] in _RDSADMIN_REFUSED
+            raise (RdsadminRefused if refused else EngineError)(
+                f"cannot reach {self._name(layout.cluster_id)} as rdsadmin: {exc.args[-1]}") from None
         try:
             with conn.cursor() as cur:
                 if quiet:
@@ -229,9 +252,45 @@ class MariaDB(LocalEngine):
             conn.close()
 
     async def _session(self, layout: ClusterLayout, fn: Callable[[Any], T], *, quiet: bool = False,
-                       bootstrap: bool = False) -> T:
+                       bootstrap: bool = False, repair: bool = False) -> T:
         async with asyncio.timeout(self.query_timeout + 15):
-            return await asyncio.to_thread(self._session_sync, layout, fn, quiet, bootstrap)
+            return await asyncio.to_thread(self._session_sync, layout, fn, quiet, bootstrap, repair)
+
+    # --- rdsadmin's own repair ------------------------------------------------------------------
+    async def _after_start(self, layout: ClusterLayout, spec: EngineSpec) -> None:
+        try:
+            stripped = await self._session(layout, reset.mysql_strip_beyond_master, quiet=True)
+        except RdsadminRefused as exc:
+            await self._repair_rdsadmin(layout, spec, str(exc))
+            stripped = await self._session(layout, reset.mysql_strip_beyond_master, quiet=True)
+        if stripped:
+            self._repaired(layout.cluster_id, f"privileges only rdsadmin can grant taken from {', '.join(stripped)}")
+
+    async def _repair_rdsadmin(self, layout: ClusterLayout, spec: EngineSpec, why: str) -> None:
+        """Restart the engine with skip-grant-tables on a socket the gateway does not use, put
+        rdsadmin back as bootstrap made it, and start it normally again. The caller holds the
+        cluster's lock; clients get "not available" meanwhile."""
+        name = self._name(layout.cluster_id)
+        log.warning("%s: %s; repairing rdsadmin with the engine in repair mode", name, why)
+        secret_hash = mysql_native_hash(layout.read_secret())
+
+        def restore(cur) -> None:
+            cur.execute("FLUSH PRIVILEGES")  # account statements need the grant tables loaded
+            reset.mysql_restore_rdsadmin(cur, secret_hash)
+
+        await self.supervisor.stop(spec.cluster_id)
+        self._write_config(layout, spec.settings, repair=True)
+        try:
+            await self.supervisor.start(spec.cluster_id, self._process(layout, bootstrap=False, repair=True),
+                                        ready_timeout=self.ready_timeout)
+            await self._session(layout, restore, quiet=True, repair=True)
+        finally:  # back to normal service whatever happened
+            await self.supervisor.stop(spec.cluster_id)
+            self._write_config(layout, spec.settings)
+            await self.supervisor.start(spec.cluster_id, self._process(layout, bootstrap=False),
+                                        ready_timeout=self.ready_timeout)
+        await self._session(layout, lambda cur: cur.execute("SELECT 1"))  # rdsadmin is back
+        self._repaired(layout.cluster_id, f"rdsadmin restored ({why.rsplit(': ', 1)[-1]})")
 
     async def run_as_rdsadmin(self, cluster_id: str, sql: str, params: Sequence[Any] = (), *,
                               database: str | None = None) -> list[tuple]:
@@ -248,10 +307,7 @@ class MariaDB(LocalEngine):
         rdsadmin = b.RDSADMIN_MYSQL
 
         def phase_a(cur) -> None:
-            cur.execute("CREATE USER IF NOT EXISTS %s@%s", rdsadmin)
-            cur.execute("ALTER USER %s@%s IDENTIFIED VIA mysql_native_password USING %s ACCOUNT UNLOCK",
-                        (*rdsadmin, secret_hash))
-            cur.execute("GRANT ALL PRIVILEGES ON *.* TO %s@%s WITH GRANT OPTION", rdsadmin)
+            reset.mysql_restore_rdsadmin(cur, secret_hash)
 
         await self._session(layout, phase_a, quiet=True, bootstrap=True)
         await self._load_time_zones(layout)
@@ -313,6 +369,17 @@ class MariaDB(LocalEngine):
         layout = self.layout(spec.cluster_id)
         self._bootstrapped(layout)
         password_hash = mysql_native_hash(password)
-        await self._session(layout, lambda cur: reset.mysql_reset_master(cur, spec.master_username, password_hash),
-                            quiet=True)
+
+        async def reset_master() -> None:
+            stripped = await self._session(
+                layout, lambda cur: reset.mysql_reset_master(cur, spec.master_username, password_hash), quiet=True)
+            if stripped:
+                self._repaired(layout.cluster_id, f"privileges only rdsadmin can grant taken from {', '.join(stripped)}")
+
+        try:
+            await reset_master()
+        except RdsadminRefused as exc:  # "No lockouts" covers dbkeep's own hand too
+            async with self._lock(spec.cluster_id):
+                await self._repair_rdsadmin(layout, spec, str(exc))
+            await reset_master()
         log.info("%s: master user %s reset", self._name(spec.cluster_id), spec.master_username)

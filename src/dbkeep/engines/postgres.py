@@ -205,7 +205,7 @@ class Postgres(LocalEngine):
         oid = await self._session(layout, work, quiet=True)
         return {"master_oid": oid}
 
-    async def _after_start(self, layout: ClusterLayout) -> None:
+    async def _after_start(self, layout: ClusterLayout, spec: EngineSpec) -> None:
         # clusters made before the lock existed get it too; a no-op once it holds
         await self._session(layout, reset.pg_lock_host_access)
 

@@ -79,8 +79,60 @@ def mysql_ensure_procedures(cur) -> None:
         cur.execute(text)
 
 
-def mysql_reset_master(cur, master: str, password_hash: str) -> None:
-    """Restore ``'<master>'@'%'`` (see the module docstring). The session must be quiet."""
+def mysql_restore_rdsadmin(cur, secret_hash: str) -> None:
+    """``rdsadmin@localhost`` as bootstrap made it: dbkeep's secret, ALL PRIVILEGES WITH GRANT
+    OPTION, unlocked, no limits, no expiry (also after a master damaged it; the session must be
+    quiet)."""
+    account = b.RDSADMIN_MYSQL
+    cur.execute("CREATE USER IF NOT EXISTS %s@%s", account)
+    cur.execute(
+        "ALTER USER %s@%s IDENTIFIED VIA mysql_native_password USING %s REQUIRE NONE "
+        "WITH MAX_QUERIES_PER_HOUR 0 MAX_UPDATES_PER_HOUR 0 MAX_CONNECTIONS_PER_HOUR 0 "
+        "MAX_USER_CONNECTIONS 0 MAX_STATEMENT_TIME 0 ACCOUNT UNLOCK PASSWORD EXPIRE NEVER",
+        (*account, secret_hash))
+    cur.execute("GRANT ALL PRIVILEGES ON *.* TO %s@%s WITH GRANT OPTION", account)
+    # Granting a role takes its ADMIN OPTION, which only the role's creator got: a new rdsadmin
+    # (the old one dropped) gets it back. Written into roles_mapping, since nobody in a
+    # skip-grant-tables session may grant it.
+    cur.execute("SELECT 1 FROM mysql.global_priv WHERE User = %s AND Host = ''", (b.MYSQL_ROLE,))
+    if cur.fetchone():
+        cur.execute("INSERT INTO mysql.roles_mapping (Host, User, Role, Admin_option) VALUES (%s, %s, %s, 'Y') "
+                    "ON DUPLICATE KEY UPDATE Admin_option = 'Y'", (account[1], account[0], b.MYSQL_ROLE))
+        cur.execute("FLUSH PRIVILEGES")
+
+
+# information_schema.USER_PRIVILEGES names an account 'user'@'host' and a role 'role'
+_GRANTEE = "IF(g.Host = '', CONCAT(\"'\", g.User, \"'\"), CONCAT(\"'\", g.User, \"'@'\", g.Host, \"'\"))"
+
+
+def mysql_strip_beyond_master(cur) -> list[str]:
+    """Take from every account and role but rdsadmin the global privileges the master does not
+    have (SUPER, FILE, SHUTDOWN …). Only rdsadmin can grant them, so holding one means the grant
+    tables were written directly. Returns the accounts changed."""
+    allowed = set(b.MYSQL_MASTER_PRIVILEGES)
+    cur.execute("SELECT g.User, g.Host, p.PRIVILEGE_TYPE FROM mysql.global_priv g "
+                f"JOIN information_schema.USER_PRIVILEGES p ON p.GRANTEE = {_GRANTEE} "
+                "WHERE NOT (g.User = %s AND g.Host = %s)", b.RDSADMIN_MYSQL)
+    held: dict[tuple[str, str], set[str]] = {}
+    for user, host, privilege in cur.fetchall():
+        held.setdefault((user, host), set()).add(privilege)
+    changed = []
+    for (user, host), privileges in sorted(held.items()):
+        if privileges <= allowed | {"USAGE"}:
+            continue
+        grantee, params = (b.mysql_ident(user), ()) if host == "" else ("%s@%s", (user, host))
+        cur.execute(f"REVOKE ALL PRIVILEGES ON *.* FROM {grantee}", params or None)
+        keep = [p for p in b.MYSQL_MASTER_PRIVILEGES if p in privileges]
+        if keep:
+            cur.execute(f"GRANT {', '.join(keep)} ON *.* TO {grantee}", params or None)
+        changed.append(f"{user}@{host}" if host else user)
+    return changed
+
+
+def mysql_reset_master(cur, master: str, password_hash: str) -> list[str]:
+    """Restore ``'<master>'@'%'`` (see the module docstring); returns the accounts that held
+    privileges only rdsadmin can grant. The session must be quiet."""
+    stripped = mysql_strip_beyond_master(cur)
     mysql_ensure_role(cur)
     mysql_ensure_procedures(cur)
     cur.execute("SELECT User, Host FROM mysql.global_priv "
@@ -99,6 +151,7 @@ def mysql_reset_master(cur, master: str, password_hash: str) -> None:
     role = b.mysql_ident(b.MYSQL_ROLE)
     cur.execute(f"GRANT {role} TO %s@%s WITH ADMIN OPTION", account)
     cur.execute(f"SET DEFAULT ROLE {role} FOR %s@%s", account)
+    return stripped
 
 
 # --- PostgreSQL (async, on a psycopg connection as rdsadmin) -------------------------------------
