@@ -82,6 +82,11 @@ def _expired(c):
         assert errno == 1820, msg
 
 
+def _expect(c, sql, rows):
+    """The damage is done: rdsadmin sees ``rows``."""
+    assert c.rdsadmin(sql) == rows
+
+
 def _rdsadmin_refused(c):
     from dbkeep.engines.mariadb import RdsadminRefused
 
@@ -136,6 +141,15 @@ MYSQL_CASES = [
     Case("master_self_escalated", _as_master(
         "UPDATE mysql.global_priv SET Priv = JSON_SET(Priv, '$.access', 549755813887) "
         "WHERE User = 'admin' AND Host = '%'", "FLUSH PRIVILEGES"), _master_escalated),
+    # and code that runs as rdsadmin, written into the tables: dbkeep's procedure rewritten, an
+    # event of the master's made rdsadmin's
+    Case("rds_kill_rewritten", _as_master("UPDATE mysql.proc SET body = 'BEGIN END', body_utf8 = 'BEGIN END' "
+                                          "WHERE db = 'mysql' AND name = 'rds_kill'"),
+         lambda c: _expect(c, "SELECT body FROM mysql.proc WHERE name = 'rds_kill'", [(b"BEGIN END",)])),
+    Case("event_made_rdsadmins", _as_master(
+        "CREATE EVENT appdb.forged ON SCHEDULE EVERY 1 HOUR DO SELECT 1",
+        "UPDATE mysql.event SET definer = 'rdsadmin@localhost' WHERE db = 'appdb' AND name = 'forged'"),
+         lambda c: _expect(c, "SELECT definer FROM mysql.event WHERE name = 'forged'", [("rdsadmin@localhost",)])),
     Case("shadowed_by_localhost_accounts", _as_master(
         "CREATE USER 'admin'@'localhost' IDENTIFIED BY 'Someone-else-1'", "CREATE USER ''@'localhost'"),
          _login_fails(1045)),
@@ -187,6 +201,9 @@ def test_mysql_lockout_then_reset(my_data, case):
         if case.name == "rdsadmin_renamed":                # kept, but with nothing beyond the master's
             privs, _ = global_privileges(c.rdsadmin("SHOW GRANTS FOR 'hijack'@'localhost'"))
             assert privs == SPEC_V2_MARIADB
+        assert c.rdsadmin("SELECT COUNT(*) FROM mysql.event") == [(0,)]
+        body = c.rdsadmin("SELECT body FROM mysql.proc WHERE db = 'mysql' AND name = 'rds_kill'")[0][0]
+        assert b"KILL CONNECTION" in body
         supers = c.rdsadmin("SELECT DISTINCT GRANTEE FROM information_schema.USER_PRIVILEGES "
                             "WHERE PRIVILEGE_TYPE IN ('SUPER', 'SHUTDOWN', 'FILE', 'CONNECTION ADMIN')")
         assert supers == [("'rdsadmin'@'localhost'",)]

@@ -259,12 +259,12 @@ class MariaDB(LocalEngine):
     # --- rdsadmin's own repair ------------------------------------------------------------------
     async def _after_start(self, layout: ClusterLayout, spec: EngineSpec) -> None:
         try:
-            stripped = await self._session(layout, reset.mysql_strip_beyond_master, quiet=True)
+            repairs = await self._session(layout, reset.mysql_hygiene, quiet=True)
         except RdsadminRefused as exc:
             await self._repair_rdsadmin(layout, spec, str(exc))
-            stripped = await self._session(layout, reset.mysql_strip_beyond_master, quiet=True)
-        if stripped:
-            self._repaired(layout.cluster_id, f"privileges only rdsadmin can grant taken from {', '.join(stripped)}")
+            repairs = await self._session(layout, reset.mysql_hygiene, quiet=True)
+        for what in repairs:
+            self._repaired(layout.cluster_id, what)
 
     async def _repair_rdsadmin(self, layout: ClusterLayout, spec: EngineSpec, why: str) -> None:
         """Restart the engine with skip-grant-tables on a socket the gateway does not use, put
@@ -371,10 +371,10 @@ class MariaDB(LocalEngine):
         password_hash = mysql_native_hash(password)
 
         async def reset_master() -> None:
-            stripped = await self._session(
+            repairs = await self._session(
                 layout, lambda cur: reset.mysql_reset_master(cur, spec.master_username, password_hash), quiet=True)
-            if stripped:
-                self._repaired(layout.cluster_id, f"privileges only rdsadmin can grant taken from {', '.join(stripped)}")
+            for what in repairs:
+                self._repaired(layout.cluster_id, what)
 
         try:
             await reset_master()

@@ -129,12 +129,40 @@ def mysql_strip_beyond_master(cur) -> list[str]:
     return changed
 
 
-def mysql_reset_master(cur, master: str, password_hash: str) -> list[str]:
-    """Restore ``'<master>'@'%'`` (see the module docstring); returns the accounts that held
-    privileges only rdsadmin can grant. The session must be quiet."""
-    stripped = mysql_strip_beyond_master(cur)
-    mysql_ensure_role(cur)
+def mysql_remove_forged_definers(cur) -> list[str]:
+    """Routines and events that run as rdsadmin are dbkeep's own procedures and nothing else:
+    any other (written into mysql.proc or mysql.event with the master's DML) is dropped, and
+    dbkeep's procedures are written again. Returns what was dropped."""
+    own = tuple(b.MYSQL_KILL_PROCEDURES)
+    cur.execute("SELECT db, name, type FROM mysql.proc WHERE definer LIKE 'rdsadmin@%%' "
+                "AND NOT (db = 'mysql' AND type = 'PROCEDURE' AND name IN %s)", (own,))
+    forged = [(db, name, kind) for db, name, kind in cur.fetchall()]
+    cur.execute("SELECT db, name, 'EVENT' FROM mysql.event WHERE definer LIKE 'rdsadmin@%%'")
+    forged += [(db, name, kind) for db, name, kind in cur.fetchall()]
+    for db, name, kind in forged:
+        cur.execute(f"DROP {kind} IF EXISTS {b.mysql_ident(db)}.{b.mysql_ident(name)}")
     mysql_ensure_procedures(cur)
+    return [f"{kind.lower()} {db}.{name}" for db, name, kind in forged]
+
+
+def mysql_hygiene(cur) -> list[str]:
+    """What a master with DML on the grant tables may have written, undone; returns a line for
+    each kind of repair made (for the audit event). The session must be quiet."""
+    repairs = []
+    stripped = mysql_strip_beyond_master(cur)
+    if stripped:
+        repairs.append(f"privileges only rdsadmin can grant taken from {', '.join(stripped)}")
+    forged = mysql_remove_forged_definers(cur)
+    if forged:
+        repairs.append(f"routines and events running as rdsadmin dropped: {', '.join(forged)}")
+    return repairs
+
+
+def mysql_reset_master(cur, master: str, password_hash: str) -> list[str]:
+    """Restore ``'<master>'@'%'`` (see the module docstring) after :func:`mysql_hygiene`, whose
+    repairs it returns. The session must be quiet."""
+    repairs = mysql_hygiene(cur)
+    mysql_ensure_role(cur)
     cur.execute("SELECT User, Host FROM mysql.global_priv "
                 "WHERE (User = %s OR User = '') AND Host NOT IN ('%%', '')", (master,))
     for user, host in cur.fetchall():
@@ -151,7 +179,7 @@ def mysql_reset_master(cur, master: str, password_hash: str) -> list[str]:
     role = b.mysql_ident(b.MYSQL_ROLE)
     cur.execute(f"GRANT {role} TO %s@%s WITH ADMIN OPTION", account)
     cur.execute(f"SET DEFAULT ROLE {role} FOR %s@%s", account)
-    return stripped
+    return repairs
 
 
 # --- PostgreSQL (async, on a psycopg connection as rdsadmin) -------------------------------------
