@@ -141,6 +141,11 @@ MYSQL_CASES = [
     Case("master_self_escalated", _as_master(
         "UPDATE mysql.global_priv SET Priv = JSON_SET(Priv, '$.access', 549755813887) "
         "WHERE User = 'admin' AND Host = '%'", "FLUSH PRIVILEGES"), _master_escalated),
+    Case("role_self_escalated", _as_master(
+        "CREATE ROLE IF NOT EXISTS sidekick", "GRANT sidekick TO 'admin'@'%'",
+        "UPDATE mysql.global_priv SET Priv = JSON_SET(Priv, '$.access', 549755813887) "
+        "WHERE User = 'sidekick' AND Host = ''", "FLUSH PRIVILEGES"),
+         lambda c: _expect(c, "SHOW GRANTS FOR sidekick", [("GRANT ALL PRIVILEGES ON *.* TO `sidekick` WITH GRANT OPTION",)])),
     # and code that runs as rdsadmin, written into the tables: dbkeep's procedure rewritten, an
     # event of the master's made rdsadmin's
     Case("rds_kill_rewritten", _as_master("UPDATE mysql.proc SET body = 'BEGIN END', body_utf8 = 'BEGIN END' "
@@ -180,6 +185,7 @@ def _my_verify(c, password):
 
 def _my_cleanup(c):
     c.reset(c.password)
+    c.rdsadmin("DROP ROLE IF EXISTS sidekick")
     for user, host in (("bob", "%"), ("helper", "%"), ("admin", "10.0.0.1"), ("admin", "localhost"),
                        ("", "localhost"), ("hijack", "localhost")):
         c.rdsadmin("DROP USER IF EXISTS %s@%s", (user, host))
@@ -198,6 +204,9 @@ def test_mysql_lockout_then_reset(my_data, case):
         _my_verify(c, new_password)
         if case.name == "rename_user":                     # the renamed account is left alone
             assert c.rdsadmin("SELECT COUNT(*) FROM mysql.global_priv WHERE User = 'bob'") == [(1,)]
+        if case.name == "role_self_escalated":             # kept, but with nothing beyond the master's
+            privs, _ = global_privileges(c.rdsadmin("SHOW GRANTS FOR sidekick"))
+            assert privs == SPEC_V2_MARIADB
         if case.name == "rdsadmin_renamed":                # kept, but with nothing beyond the master's
             privs, _ = global_privileges(c.rdsadmin("SHOW GRANTS FOR 'hijack'@'localhost'"))
             assert privs == SPEC_V2_MARIADB

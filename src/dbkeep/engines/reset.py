@@ -101,31 +101,39 @@ def mysql_restore_rdsadmin(cur, secret_hash: str) -> None:
         cur.execute("FLUSH PRIVILEGES")
 
 
-# information_schema.USER_PRIVILEGES names an account 'user'@'host' and a role 'role'
-_GRANTEE = "IF(g.Host = '', CONCAT(\"'\", g.User, \"'\"), CONCAT(\"'\", g.User, \"'@'\", g.Host, \"'\"))"
+_MASK_PROBE = "dbkeep_privilege_mask"
+
+
+def _master_access_mask(cur) -> int:
+    """The ``access`` bits of the master's privileges WITH GRANT OPTION on this server: granted
+    to a throwaway role and read back, so the bit layout is the server's own."""
+    role = b.mysql_ident(_MASK_PROBE)
+    cur.execute(f"DROP ROLE IF EXISTS {role}")
+    cur.execute(f"CREATE ROLE {role}")
+    try:
+        cur.execute(f"GRANT {b.MYSQL_MASTER_PRIVILEGE_LIST} ON *.* TO {role} WITH GRANT OPTION")
+        cur.execute("SELECT CAST(JSON_VALUE(Priv, '$.access') AS UNSIGNED) FROM mysql.global_priv "
+                    "WHERE User = %s AND Host = ''", (_MASK_PROBE,))
+        return int(cur.fetchone()[0])
+    finally:
+        cur.execute(f"DROP ROLE IF EXISTS {role}")
 
 
 def mysql_strip_beyond_master(cur) -> list[str]:
     """Take from every account and role but rdsadmin the global privileges the master does not
     have (SUPER, FILE, SHUTDOWN …). Only rdsadmin can grant them, so holding one means the grant
-    tables were written directly. Returns the accounts changed."""
-    allowed = set(b.MYSQL_MASTER_PRIVILEGES)
-    cur.execute("SELECT g.User, g.Host, p.PRIVILEGE_TYPE FROM mysql.global_priv g "
-                f"JOIN information_schema.USER_PRIVILEGES p ON p.GRANTEE = {_GRANTEE} "
-                "WHERE NOT (g.User = %s AND g.Host = %s)", b.RDSADMIN_MYSQL)
-    held: dict[tuple[str, str], set[str]] = {}
-    for user, host, privilege in cur.fetchall():
-        held.setdefault((user, host), set()).add(privilege)
-    changed = []
-    for (user, host), privileges in sorted(held.items()):
-        if privileges <= allowed | {"USAGE"}:
-            continue
-        grantee, params = (b.mysql_ident(user), ()) if host == "" else ("%s@%s", (user, host))
-        cur.execute(f"REVOKE ALL PRIVILEGES ON *.* FROM {grantee}", params or None)
-        keep = [p for p in b.MYSQL_MASTER_PRIVILEGES if p in privileges]
-        if keep:
-            cur.execute(f"GRANT {', '.join(keep)} ON *.* TO {grantee}", params or None)
-        changed.append(f"{user}@{host}" if host else user)
+    tables were written directly; they are put right the same way. Returns what was changed."""
+    mask = _master_access_mask(cur)
+    cur.execute("SELECT User, Host FROM mysql.global_priv "
+                "WHERE NOT (User = %s AND Host = %s) "
+                "AND CAST(JSON_VALUE(Priv, '$.access') AS UNSIGNED) & ~%s <> 0", (*b.RDSADMIN_MYSQL, mask))
+    changed = [f"{user}@{host}" if host else user for user, host in cur.fetchall()]
+    if changed:
+        cur.execute("UPDATE mysql.global_priv SET Priv = JSON_SET(Priv, '$.access', "
+                    "CAST(JSON_VALUE(Priv, '$.access') AS UNSIGNED) & %s) "
+                    "WHERE NOT (User = %s AND Host = %s) "
+                    "AND CAST(JSON_VALUE(Priv, '$.access') AS UNSIGNED) & ~%s <> 0", (mask, *b.RDSADMIN_MYSQL, mask))
+        cur.execute("FLUSH PRIVILEGES")
     return changed
 
 
