@@ -85,7 +85,7 @@ class MariaDBBinaries:
 
 class RdsadminRefused(EngineError):
     """The engine is up but does not let rdsadmin in (what a master with DML on the grant
-    tables can do); MariaDB.repair_rdsadmin puts it back."""
+    tables can do); MariaDB._repair_rdsadmin puts it back."""
 
 
 class _MariaDBProcess:
