@@ -370,16 +370,16 @@ class MariaDB(LocalEngine):
         self._bootstrapped(layout)
         password_hash = mysql_native_hash(password)
 
-        async def reset_master() -> None:
+        async def reset_once() -> None:
             repairs = await self._session(
                 layout, lambda cur: reset.mysql_reset_master(cur, spec.master_username, password_hash), quiet=True)
             for what in repairs:
                 self._repaired(layout.cluster_id, what)
 
         try:
-            await reset_master()
+            await reset_once()
         except RdsadminRefused as exc:  # "No lockouts" covers dbkeep's own hand too
             async with self._lock(spec.cluster_id):
                 await self._repair_rdsadmin(layout, spec, str(exc))
-            await reset_master()
+            await reset_once()
         log.info("%s: master user %s reset", self._name(spec.cluster_id), spec.master_username)

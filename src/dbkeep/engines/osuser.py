@@ -84,6 +84,22 @@ def _dbkeep_identity() -> tuple[str, int]:
         raise EngineError(f"the current uid {uid} has no name in the user database") from None
 
 
+def _run_user_tool(argv: list[str], what: str, ok: tuple[int, ...] = (0,)) -> None:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise EngineError(f"cannot {what}: {exc}") from None
+    if proc.returncode not in ok:
+        raise EngineError(f"cannot {what}", log_line=(proc.stderr or proc.stdout).strip())
+
+
+def _add_system_user(name: str, *extra: str) -> None:
+    """``useradd --system`` without a home or a login shell; 9 (it exists) is a concurrent
+    creation and fine."""
+    _run_user_tool(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", *extra, name],
+                   f"create OS user {name!r}", ok=(0, 9))
+
+
 def ensure_system_user(name: str = SYSTEM_USER) -> None:
     """Create the unprivileged system user ``name`` if missing (root only)."""
     try:
@@ -93,15 +109,7 @@ def ensure_system_user(name: str = SYSTEM_USER) -> None:
         pass
     if os.geteuid() != 0:
         raise EngineError(f"OS user {name!r} does not exist and only root can create it")
-    try:
-        proc = subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-            capture_output=True, text=True, timeout=30, check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise EngineError(f"cannot create OS user {name!r}: {exc}") from None
-    if proc.returncode not in (0, 9):   # 9: already exists (a concurrent creation)
-        raise EngineError(f"cannot create OS user {name!r}", log_line=(proc.stderr or proc.stdout).strip())
+    _add_system_user(name)
     log.info("created system user %s for the engines", name)
 
 
@@ -111,15 +119,6 @@ _CLUSTER_USER_COMMENT = "dbkeep engine "
 
 def _cluster_user_name(root: Path) -> str:
     return CLUSTER_USER_PREFIX + hashlib.sha256(str(root).encode()).hexdigest()[:16]
-
-
-def _run_user_tool(argv: list[str], what: str, ok: tuple[int, ...] = (0,)) -> None:
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise EngineError(f"cannot {what}: {exc}") from None
-    if proc.returncode not in ok:
-        raise EngineError(f"cannot {what}", log_line=(proc.stderr or proc.stdout).strip())
 
 
 def cluster_user(base: EngineUser, root: Path, *, create: bool = True) -> EngineUser | None:
@@ -137,9 +136,7 @@ def cluster_user(base: EngineUser, root: Path, *, create: bool = True) -> Engine
         if not create:
             return None
         remove_stale_cluster_users()
-        _run_user_tool(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group",
-                        "--comment", _CLUSTER_USER_COMMENT + str(root), name],
-                       f"create OS user {name!r} for {root}", ok=(0, 9))  # 9: made concurrently
+        _add_system_user(name, "--user-group", "--comment", _CLUSTER_USER_COMMENT + str(root))
         log.info("created system user %s for the engine in %s", name, root)
         pw = pwd.getpwnam(name)
     if pw.pw_gecos != _CLUSTER_USER_COMMENT + str(root):
@@ -258,6 +255,7 @@ def grant_traverse(target: Path, user: EngineUser, *, group_only: bool = False) 
     filesystem has no ACLs (logged)."""
     if not user.needs_switch:
         return
+    # group_only: judge as a member of the group with no uid of its own (no owner or u: entry applies)
     who = EngineUser(name=user.name, uid=_UNDEFINED_ID - 1, gid=user.gid, dbkeep_name="", dbkeep_uid=-1) \
         if group_only else user
     groups = {user.gid} if group_only else _user_groups(user)
