@@ -10,6 +10,18 @@ from dbkeep import __version__
 from dbkeep.config import DEFAULT_API_PORT, DEFAULT_HOST, DEFAULT_HOSTNAME, DEFAULT_REGION, Config, default_relay_threads, default_state_dir
 from dbkeep.errors import DbkeepError
 
+LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warning": "WARNING", "warn": "WARNING", "error": "ERROR", "critical": "CRITICAL"}
+
+
+def log_level(value: str) -> str:
+    """``--log-level`` in any case (debug, INFO, Warn …): the logging module's name for it."""
+    try:
+        return LOG_LEVELS[value.strip().lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(
+            f"unknown log level {value!r} (choose from debug, info, warning, error, critical)") from None
+
+
 STATE_HELP = f"state directory (default: {default_state_dir()}; /var/lib/dbkeep for root, ~/.local/state/dbkeep otherwise)"
 
 
@@ -35,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--relay-threads", type=int, default=default_relay_threads(),
                     help="native threads relaying logged-in MySQL and PostgreSQL sessions (default: one per CPU, "
                          f"here {default_relay_threads()}; 0 relays them in the event loop)")
-    up.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level (default INFO)")
+    up.add_argument("--log-level", default="INFO", type=log_level, metavar="LEVEL",
+                    help="debug, info, warning, error or critical, in any case (default info)")
 
     env = sub.add_parser("env", help="print the export lines for the AWS CLI and SDKs")
     env.add_argument("--state-dir", help=STATE_HELP)

@@ -5,6 +5,7 @@ logs in with the default privileges and the data is intact (DESIGN.md, "No locko
 from __future__ import annotations
 
 import json
+import re
 
 import psycopg
 import pymysql
@@ -152,6 +153,9 @@ def test_mysql_lockout_then_api_reset(dbkeep, my, case):
     repairs = [e["reason"] for e in events[mark:] if e["event"] == "engine.repaired" and e.get("cluster") == my["DBClusterIdentifier"]]
     # dbkeep's own repair is a security event of its own, and only when there was one
     assert [r.split(" (")[0] for r in repairs] == (["rdsadmin restored"] if case.startswith("rdsadmin_") else []), repairs
+    # the reason names the engine's refusal whole: "(the engine refused it: 1045 Access denied … (using password: YES))"
+    for r in repairs:
+        assert re.match(r"rdsadmin restored \(the engine refused it: \d{4} \S", r) and r.count("(") == r.count(")"), r
     assert new_password not in (dbkeep.state_dir / "audit.log").read_text() + dbkeep.logs()
 
 

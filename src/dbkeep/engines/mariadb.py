@@ -85,7 +85,12 @@ class MariaDBBinaries:
 
 class RdsadminRefused(EngineError):
     """The engine is up but does not let rdsadmin in (what a master with DML on the grant
-    tables can do); MariaDB._repair_rdsadmin puts it back."""
+    tables can do); MariaDB._repair_rdsadmin puts it back. ``refusal`` is the engine's own
+    error ("1045 Access denied for user …"), for the log and the audit event."""
+
+    def __init__(self, message: str, refusal: str) -> None:
+        super().__init__(message)
+        self.refusal = refusal
 
 
 class _MariaDBProcess:
@@ -234,9 +239,10 @@ class MariaDB(LocalEngine):
         try:
             conn = self._connect(layout, bootstrap, repair)
         except pymysql.MySQLError as exc:
-            refused = not (bootstrap or repair) and bool(exc.args) and exc.args[0] in _RDSADMIN_REFUSED
-            raise (RdsadminRefused if refused else EngineError)(
-                f"cannot reach {self._name(layout.cluster_id)} as rdsadmin: {exc.args[-1]}") from None
+            message = f"cannot reach {self._name(layout.cluster_id)} as rdsadmin: {exc.args[-1]}"
+            if not (bootstrap or repair) and exc.args and exc.args[0] in _RDSADMIN_REFUSED:
+                raise RdsadminRefused(message, f"{exc.args[0]} {exc.args[-1]}") from None
+            raise EngineError(message) from None
         try:
             with conn.cursor() as cur:
                 if quiet:
@@ -261,12 +267,12 @@ class MariaDB(LocalEngine):
         try:
             repairs = await self._session(layout, reset.mysql_hygiene, quiet=True)
         except RdsadminRefused as exc:
-            await self._repair_rdsadmin(layout, spec, str(exc))
+            await self._repair_rdsadmin(layout, spec, exc)
             repairs = await self._session(layout, reset.mysql_hygiene, quiet=True)
         for what in repairs:
             self._repaired(layout.cluster_id, what)
 
-    async def _repair_rdsadmin(self, layout: ClusterLayout, spec: EngineSpec, why: str) -> None:
+    async def _repair_rdsadmin(self, layout: ClusterLayout, spec: EngineSpec, why: RdsadminRefused) -> None:
         """Restart the engine with skip-grant-tables on a socket the gateway does not use, put
         rdsadmin back as bootstrap made it, and start it normally again. The caller holds the
         cluster's lock; clients get "not available" meanwhile."""
@@ -290,7 +296,7 @@ class MariaDB(LocalEngine):
             await self.supervisor.start(spec.cluster_id, self._process(layout, bootstrap=False),
                                         ready_timeout=self.ready_timeout)
         await self._session(layout, lambda cur: cur.execute("SELECT 1"))  # rdsadmin is back
-        self._repaired(layout.cluster_id, f"rdsadmin restored ({why.rsplit(': ', 1)[-1]})")
+        self._repaired(layout.cluster_id, f"rdsadmin restored (the engine refused it: {why.refusal})")
 
     async def run_as_rdsadmin(self, cluster_id: str, sql: str, params: Sequence[Any] = (), *,
                               database: str | None = None) -> list[tuple]:
@@ -380,6 +386,6 @@ class MariaDB(LocalEngine):
             await reset_once()
         except RdsadminRefused as exc:  # "No lockouts" covers dbkeep's own hand too
             async with self._lock(spec.cluster_id):
-                await self._repair_rdsadmin(layout, spec, str(exc))
+                await self._repair_rdsadmin(layout, spec, exc)
             await reset_once()
         log.info("%s: master user %s reset", self._name(spec.cluster_id), spec.master_username)
