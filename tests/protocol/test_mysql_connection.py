@@ -565,12 +565,45 @@ def test_no_cleartext_after_ssl_request() -> None:
         conn.receive_data(b"early")
     conn.tls_established()
     assert conn.receive_limit() is None or conn.receive_limit() == 4
-    # the response after TLS must repeat the SSLRequest (the server keeps the SSLRequest's)
+    # the response after TLS is read with the SSLRequest's capabilities, as the server reads it:
+    # a database the SSLRequest did not announce is not one (the server reads those bytes as the
+    # plugin name, since CLIENT_PLUGIN_AUTH was announced)
     other = HandshakeResponse41(CLIENT_CAPS | C.CLIENT_SSL | C.CLIENT_CONNECT_WITH_DB,
                                 1 << 24, 45, b"alice", b"", b"db")
     conn.receive_data(frame(other.build(), 2))
-    with pytest.raises(RemoteProtocolError, match="repeat"):
-        conn.next_event()
+    login = conn.next_event()
+    assert isinstance(login, LoginRequested)
+    assert login.response.capabilities == CLIENT_CAPS | C.CLIENT_SSL
+    assert login.response.database is None and login.response.auth_plugin_name == "db"
+
+
+# MariaDB Connector/J 2.7.6 with useSsl=true, captured: its response after TLS drops CLIENT_SSL
+CONNECTOR_J_SSL_REQUEST = bytes.fromhex("8aabbe0100000040e0" + "00" * 23)
+CONNECTOR_J_TLS_RESPONSE = bytes.fromhex(
+    "8aa3be0100000040e0" + "00" * 23 + "61646d696e0014333dcfff21f48f4723027b9a33ef7223dbdff3d9617070"
+    "6462006d7973716c5f6e61746976655f70617373776f726400970c5f636c69656e745f6e616d65134d61726961444220436f"
+    "6e6e6563746f722f4a0f5f636c69656e745f76657273696f6e05322e372e360c5f7365727665725f686f7374093132372e30"
+    "2e302e31035f6f73054c696e7578045f706964053133373038075f74687265616401310c5f6a6176615f76656e646f720644"
+    "656269616e0d5f6a6176615f76657273696f6e0731372e302e3135")
+
+
+def test_connector_j_response_without_client_ssl_after_tls_logs_in_as_on_the_engine() -> None:
+    # the engine keeps the SSLRequest's capabilities and ignores the second packet's field
+    assert int.from_bytes(CONNECTOR_J_SSL_REQUEST[:4], "little") ^ int.from_bytes(CONNECTOR_J_TLS_RESPONSE[:4], "little") == C.CLIENT_SSL
+    conn = ClientFacing()
+    conn.send(client_greeting(engine_greeting(), tls=True))
+    conn.receive_data(frame(CONNECTOR_J_SSL_REQUEST, 1))
+    request = conn.next_event()
+    assert isinstance(request, SslRequested)
+    conn.tls_established()
+    conn.receive_data(frame(CONNECTOR_J_TLS_RESPONSE, 2))
+    login = conn.next_event()
+    assert isinstance(login, LoginRequested)
+    assert login.user == "admin" and login.tls
+    assert login.response.database == b"appdb" and login.response.auth_plugin_name == "mysql_native_password"
+    assert login.response.capabilities == request.request.capabilities
+    assert login.capabilities & C.CLIENT_SSL
+    assert dict(login.response.attributes)[b"_client_name"] == b"MariaDB Connector/J"
 
 
 def test_ssl_request_needs_tls_offered_and_login_needs_4_1() -> None:
@@ -705,7 +738,8 @@ def test_engine_tls_leg() -> None:
     engine.tls_established()
     resp = HandshakeResponse41(CLIENT_CAPS, 0, 45, b"alice", b"", None, "mysql_native_password")
     assert packets(bytes(engine.send(resp)))[0][0] == 2
-    other = HandshakeResponse41(CLIENT_CAPS, 7, 45, b"alice", b"")
+    # the engine keeps the SSLRequest's capabilities: a response announcing others is ours to refuse
+    other = HandshakeResponse41(CLIENT_CAPS | C.CLIENT_CONNECT_WITH_DB, 0, 45, b"alice", b"", b"db")
     engine2 = EngineFacing()
     engine2.receive_data(frame(engine_greeting().build(), 0))
     engine2.next_event()

@@ -551,13 +551,9 @@ class ClientFacing:
             self._expect_seq(packet)
             if len(packet.payload) == SSLRequest.SIZE:
                 raise RemoteProtocolError("second SSLRequest")
-            response = HandshakeResponse41.parse(packet.payload)
             assert self._ssl_request is not None
-            if not response.matches(self._ssl_request):
-                raise RemoteProtocolError(
-                    "handshake response does not repeat the SSLRequest's capabilities"
-                )
-            return self._login(response)
+            # read as the engine reads it: with the SSLRequest's capabilities (see parse)
+            return self._login(HandshakeResponse41.parse(packet.payload, after=self._ssl_request))
         if state in (ClientState.AUTH, ClientState.CHANGE_USER):
             if not self._peer_turn:
                 raise RemoteProtocolError("client sent an auth packet out of turn")

@@ -401,9 +401,16 @@ class HandshakeResponse41:
     zstd_level: int | None = None
 
     @classmethod
-    def parse(cls, payload: Buffer) -> HandshakeResponse41:
+    def parse(cls, payload: Buffer, *, after: SSLRequest | None = None) -> HandshakeResponse41:
+        """``after``: the SSLRequest this response follows over TLS. The server then keeps the
+        SSLRequest's capabilities and ignores the field here (MySQL's sql_connect.cc: "the
+        client_capabilites field will be ignored"; MariaDB's sql_acl.cc reads it from the first
+        packet only), so the rest is laid out by those. MariaDB Connector/J 2.7 drops
+        CLIENT_SSL from its second packet; the engine lets it in, so must the gateway."""
         r = Reader(payload, "HandshakeResponse41")
         caps, max_packet, charset = _read_caps_block(r)
+        if after is not None:
+            caps = after.capabilities
         if not caps & Capability.CLIENT_PROTOCOL_41:
             raise RemoteProtocolError("pre-4.1 clients are not supported")
         username = r.nul_bytes()
@@ -486,12 +493,9 @@ class HandshakeResponse41:
         return SSLRequest(self.capabilities, self.max_packet_size, self.charset)
 
     def matches(self, request: SSLRequest) -> bool:
-        """Whether this response repeats the SSLRequest's fields, as the server assumes."""
-        return (
-            self.capabilities == request.capabilities
-            and self.max_packet_size == request.max_packet_size
-            and self.charset == request.charset
-        )
+        """Whether this response announces the SSLRequest's capabilities, the ones the server
+        keeps (see :meth:`parse`)."""
+        return self.capabilities == request.capabilities
 
     def with_capabilities(self, caps: int) -> HandshakeResponse41:
         """A copy with other capabilities, dropping the fields they no longer announce."""
