@@ -97,7 +97,7 @@ class App:
         lock = StateLock(state_dir)
         lock.acquire()
         catalog = open_catalog(config)
-        audit = AuditLog(state_dir / "audit.log", self.clock)
+        audit = AuditLog(state_dir / "audit.log", self.clock, max_bytes=config.audit_max_bytes, keep=config.audit_keep)
         try:
             account_id, root_key_id, root_secret = ensure_account(catalog, self.clock)
             store = RdsStore(catalog)

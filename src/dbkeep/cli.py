@@ -1,4 +1,4 @@
-"""Command line: argument parsing only. ``dbkeep up | env | ca | status``."""
+"""Command line: argument parsing only. ``dbkeep up | env | ca | status | audit``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import sys
 
 from dbkeep import __version__
+from dbkeep.audit.log import DEFAULT_KEEP, DEFAULT_MAX_BYTES
 from dbkeep.config import DEFAULT_API_PORT, DEFAULT_HOST, DEFAULT_HOSTNAME, DEFAULT_REGION, Config, default_relay_threads, default_state_dir
 from dbkeep.errors import DbkeepError
 
@@ -50,6 +51,25 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--log-level", default="INFO", type=log_level, metavar="LEVEL",
                     help="debug, info, warning, error or critical, in any case (default info)")
 
+    up.add_argument("--audit-max-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="BYTES",
+                    help=f"size at which DIR/audit.log is rotated to audit.log.1 (default {DEFAULT_MAX_BYTES // 2**20} MiB)")
+    up.add_argument("--audit-keep", type=int, default=DEFAULT_KEEP, metavar="N",
+                    help=f"rotated audit files kept (audit.log.1 … .N; the oldest beyond is deleted; default {DEFAULT_KEEP})")
+
+    audit = sub.add_parser("audit", help="search the audit trail (DIR/audit.log and its rotated files)",
+                           description="Print the audit events that match every filter given, oldest first.")
+    audit.add_argument("--state-dir", help=STATE_HELP)
+    audit.add_argument("--since", help="only events since then: a duration before now (15m, 1h, 2d) or an ISO 8601 time")
+    audit.add_argument("--until", help="only events until then (same forms as --since)")
+    audit.add_argument("--cluster", help="a DBClusterIdentifier or DbClusterResourceId")
+    audit.add_argument("--principal", help="an IAM principal's ARN, or its user or role name, or an account id")
+    audit.add_argument("--user", help="a database user name (gateway logins)")
+    audit.add_argument("--verdict", choices=["allow", "deny", "error"], help="the decision")
+    audit.add_argument("--event", help="an event name or glob: gateway.login, api.*, engine.repaired …")
+    audit.add_argument("--source-ip", help="the client's address")
+    audit.add_argument("--limit", type=int, help="only the last N matching events")
+    audit.add_argument("--format", choices=["table", "json"], default="table", help="table (default) or JSON lines")
+
     env = sub.add_parser("env", help="print the export lines for the AWS CLI and SDKs")
     env.add_argument("--state-dir", help=STATE_HELP)
 
@@ -80,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                 handshake_timeout=args.handshake_timeout,
                 max_connections=args.max_connections,
                 relay_threads=args.relay_threads,
+                audit_max_bytes=args.audit_max_bytes,
+                audit_keep=args.audit_keep,
             )
             return run_foreground(config)
         if args.command == "env":
@@ -88,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             print("\n".join(export_lines(state_dir)))
             return 0
+        if args.command == "audit":
+            return _audit(args, state_dir)
         if args.command == "status":
             from dbkeep.status import describe
 
@@ -105,6 +129,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dbkeep: {exc.message}", file=sys.stderr)
         return 2
     return 2
+
+
+def _audit(args: argparse.Namespace, state_dir) -> int:
+    import datetime as dt
+
+    from dbkeep.audit import query
+
+    path = state_dir / "audit.log"
+    if not query.log_files(path):
+        print(f"dbkeep: no audit log in {state_dir}; run `dbkeep up` first", file=sys.stderr)
+        return 1
+    if args.limit is not None and args.limit < 1:
+        raise DbkeepError("--limit must be a positive number")
+    now = dt.datetime.now(dt.timezone.utc)
+    filters = query.Filters(
+        since=query.parse_time(args.since, now) if args.since else None,
+        until=query.parse_time(args.until, now) if args.until else None,
+        cluster=args.cluster, principal=args.principal, user=args.user, verdict=args.verdict, event=args.event,
+        source_ip=args.source_ip)
+    stats = query.ReadStats()
+    events = query.select(query.read_events(path, stats), filters, args.limit)
+    text = query.format_json(events) if args.format == "json" else query.format_table(events)
+    if text:
+        print(text)
+    if stats.unreadable_lines:
+        print(f"dbkeep: {stats.unreadable_lines} line(s) of the audit log are not events (a write cut short?)", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

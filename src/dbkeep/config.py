@@ -49,6 +49,8 @@ class Config:
     handshake_timeout: float = 10.0  # gateway: seconds from connect to a finished login
     max_connections: int = 1000  # gateway: open client connections per cluster
     relay_threads: int = field(default_factory=default_relay_threads)  # gateway: native relay threads (0: in the event loop)
+    audit_max_bytes: int = 64 * 1024 * 1024  # audit.log is rotated at this size
+    audit_keep: int = 10  # rotated audit files kept
 
     def __post_init__(self) -> None:
         if not 1 <= self.handshake_timeout <= 600:
@@ -57,6 +59,10 @@ class Config:
             raise ConfigError(f"--max-connections must be between 1 and 100000, not {self.max_connections}")
         if not 0 <= self.relay_threads <= 64:
             raise ConfigError(f"--relay-threads must be between 0 and 64, not {self.relay_threads}")
+        if not 1024 <= self.audit_max_bytes <= 2**40:
+            raise ConfigError(f"--audit-max-bytes must be between 1024 and 2**40, not {self.audit_max_bytes}")
+        if not 1 <= self.audit_keep <= 10_000:
+            raise ConfigError(f"--audit-keep must be between 1 and 10000, not {self.audit_keep}")
         try:
             ipaddress.ip_address(self.host)
         except ValueError:
