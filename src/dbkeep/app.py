@@ -26,7 +26,7 @@ from dbkeep.engines.supervisor import Supervisor
 from dbkeep.gateway.listener import Gateway, GatewayContext, Limits
 from dbkeep.gateway.offload import Offload
 from dbkeep.gateway.offload import available as offload_available
-from dbkeep.gateway.sessions import SESSIONS
+from dbkeep.gateway.drivers import SESSIONS
 from dbkeep.gateway.target import TargetResolver
 from dbkeep.pki.store import PkiStore
 from dbkeep.rds import names

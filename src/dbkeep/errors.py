@@ -2,9 +2,14 @@
 
 Public messages come from the exception's fields, never from ``str()`` of an unexpected
 exception. Surfaces:
-- the Query API (``api/errors.py``) maps :class:`ApiError` to the AWS XML error envelope;
-- the MySQL gateway maps :class:`DbError` to an ERR packet (``mysql_errno``, ``sqlstate``);
-- the PostgreSQL gateway maps :class:`DbError` to an ErrorResponse (``sqlstate``, ``severity``).
+- the Query API (``api/dispatch.py``, serialised by ``api/query.py``'s ``serialize_error``)
+  maps :class:`ApiError` to the AWS XML error envelope;
+- the MySQL gateway (``gateway/mysql/errors.py``) maps :class:`DbError` and
+  :class:`ProtocolError` to an ERR packet (``mysql_errno``, ``sqlstate``; names in
+  ``gateway/mysql/codes.py``);
+- the PostgreSQL gateway (``gateway/postgres/errors.py``) maps :class:`DbError` and
+  :class:`ProtocolError` to an ErrorResponse (``sqlstate``, ``severity``; names in
+  ``gateway/postgres/errcodes.py``).
 Anything else that escapes a handler becomes "internal error" plus a logged id.
 """
 
@@ -34,7 +39,17 @@ class CatalogError(DbkeepError):
 # --- wire protocols (sans-I/O) -------------------------------------------------------------
 
 class ProtocolError(DbkeepError):
-    """Base of protocol violations, as in h11."""
+    """Base of protocol violations, as in h11.
+
+    ``error_hint`` is what the peer should be told before the connection closes, as h11's
+    ``error_status_hint``: a :class:`DbError` whose codes the surface's mapper turns into its
+    reply, or the reply's exact bytes where the protocol fixes them (``b""``: close without a
+    word); None leaves the choice to the mapper's default for the connection's phase.
+    """
+
+    def __init__(self, message: str = "", *, error_hint: DbError | bytes | None = None) -> None:
+        super().__init__(message)
+        self.error_hint = error_hint
 
 
 class RemoteProtocolError(ProtocolError):
@@ -68,6 +83,10 @@ class DbError(DbkeepError):
         self.sqlstate = sqlstate
         self.severity = severity
         self.fatal = fatal
+
+
+class SessionStateError(DbkeepError):
+    """A gateway session tried a life-cycle step its phase does not allow (a bug, never the peer's)."""
 
 
 class EngineError(DbkeepError):

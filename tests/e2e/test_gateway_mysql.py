@@ -583,7 +583,7 @@ def InProcessGateway(dbkeep, cluster: dict, *, socket_path: str | None = None, l
     """An in-process gateway (tests/e2e/inprocess.py) whose guard refuses with MySQL's 1142."""
     from dbkeep.errors import DbError
     from dbkeep.gateway.listener import Limits
-    from dbkeep.gateway.mysql.session import MySQLSession
+    from dbkeep.gateway.drivers.mysql import MySQLSession
 
     refusal = DbError("statement refused by the guard", mysql_errno=1142, sqlstate="42000")
     return inprocess.InProcessGateway(dbkeep, cluster, MySQLSession, refusal, engine_socket=socket_path, limits=Limits(**limits),

@@ -477,7 +477,7 @@ def InProcessGateway(dbkeep, cluster: dict, *, limits=None, engine_socket: str |
                      login_audit_delay: float = 0.0):
     """An in-process gateway (tests/e2e/inprocess.py) whose guard refuses with SQLSTATE 42501."""
     from dbkeep.errors import DbError
-    from dbkeep.gateway.postgres.session import PostgresSession
+    from dbkeep.gateway.drivers.postgres import PostgresSession
 
     refusal = DbError("statement refused by the guard", sqlstate="42501")
     return inprocess.InProcessGateway(dbkeep, cluster, PostgresSession, refusal, engine_socket=engine_socket, limits=limits,

@@ -3,15 +3,16 @@
 :meth:`Gateway.sync` opens a listener for every cluster that has an instance and is not stopped
 or being deleted, issues (or reissues) the cluster's server certificate first, and closes the
 listeners of clusters that went away. Each accepted connection gets a protocol-specific session
-(``gateway/mysql/session.py``, ``gateway/postgres/session.py``) built on :class:`GatewaySession`,
-which enforces the security groups before a single byte is sent.
+(``gateway/drivers/mysql.py``, ``gateway/drivers/postgres.py``) built on
+``gateway/drivers/session.py``'s ``Session``, which enforces the security groups
+(:meth:`GatewayContext.admit`) before a single byte is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,6 @@ from dbkeep.gateway.offload import Offload
 from dbkeep.gateway.target import ClusterTarget, TargetResolver, certificate_names
 from dbkeep.errors import DbError
 from dbkeep.pki.store import CertPaths, PkiStore
-from dbkeep.pki.tls import describe_session
 
 log = logging.getLogger("dbkeep.gateway")
 
@@ -65,72 +65,6 @@ class GatewayContext:
                              port=port, reason="security group" if target is not None else "no such cluster")
             return None
         return target
-
-
-class GatewaySession(asyncio.Protocol):
-    """Base of protocol sessions: admission by security group at accept, connection accounting."""
-
-    def __init__(self, ctx: GatewayContext, identifier: str, port: int) -> None:
-        self.ctx = ctx
-        self.identifier = identifier
-        self.port = port
-        self.target: ClusterTarget | None = None
-        self.transport: asyncio.Transport | None = None
-        self.peer: tuple[str, int] | None = None
-        self._counted = False
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        """A session-owned task (TLS handshake, engine connect, cancel): cancelled when the
-        session ends; its failure ends the session, never the gateway."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._internal_error(task.exception())
-
-    def _internal_error(self, exc: BaseException | None) -> None:
-        """Log an unexpected error with an id and end this session only (subclasses)."""
-        raise NotImplementedError
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement asyncio.Transport without subclassing it
-        self.transport = transport  # type: ignore[assignment]
-        self.peer = transport.get_extra_info("peername")
-        target = self.ctx.admit(self.identifier, self.port, self.peer)
-        if target is None:
-            transport.abort()  # closed before a single byte is sent
-            return
-        self.target = target
-        self.ctx.connections[self.identifier] = self.ctx.connections.get(self.identifier, 0) + 1
-        self._counted = True
-        self.admitted()
-
-    def admitted(self) -> None:
-        """Start the protocol (subclasses)."""
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._counted:
-            self._counted = False
-            self.ctx.connections[self.identifier] -= 1
-        self.closed(exc)
-
-    def closed(self, exc: Exception | None) -> None:
-        """Release what the session holds (subclasses)."""
-
-    @property
-    def peer_host(self) -> str:
-        return self.peer[0] if self.peer else ""
-
-    def audit_login(self, user: str | None, verdict: str, *, reason: str | None = None, database: str | None = None) -> None:
-        """Every login's outcome is an audit event: time, cluster, source, user, TLS, verdict."""
-        tls_info = describe_session(self.transport.get_extra_info("ssl_object") if self.transport else None)
-        self.ctx.audit.event("gateway.login", verdict=verdict, cluster=self.identifier, source_ip=self.peer_host, user=user,
-                             database=database, tls_version=tls_info.get("tls_version"), tls_cipher=tls_info.get("tls_cipher"),
-                             reason=reason)
 
 
 SessionFactory = Callable[[GatewayContext, str, int], asyncio.Protocol]

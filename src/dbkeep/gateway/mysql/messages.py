@@ -41,6 +41,7 @@ from dataclasses import dataclass, replace
 from dbkeep.errors import DbError, LocalProtocolError, RemoteProtocolError
 
 from . import charsets
+from .codes import GENERAL_ERROR
 from .wire import Buffer, Reader, int_bytes, lenenc_bytes, lenenc_int, nul_bytes
 
 __all__ = [
@@ -630,7 +631,7 @@ class ErrPacket:
 
     errno: int
     message: str
-    sqlstate: str | None = "HY000"
+    sqlstate: str | None = GENERAL_ERROR
 
     @classmethod
     def parse(cls, payload: Buffer) -> ErrPacket:

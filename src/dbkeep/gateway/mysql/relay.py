@@ -87,6 +87,7 @@ from .connection import (
     ResetConnection,
     SslRequested,
 )
+from .codes import GENERAL_ERROR
 from .messages import (
     AuthMoreData,
     AuthSwitchRequest,
@@ -121,7 +122,7 @@ class Output:
 
 def signal_statement(err: ErrPacket) -> bytes:
     """A COM_QUERY payload that makes the engine answer with ``err``."""
-    state = (err.sqlstate or "HY000").encode("ascii")
+    state = (err.sqlstate or GENERAL_ERROR).encode("ascii")
     if len(state) != 5 or not state.isalnum():
         raise LocalProtocolError(f"invalid SQLSTATE {err.sqlstate!r}")
     if not 1 <= err.errno <= 65534:

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 
 from dbkeep.errors import LocalProtocolError, RemoteProtocolError
 
+from .codes import PACKET_TOO_LARGE
+
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "HEADER_SIZE",
@@ -383,7 +385,7 @@ class PacketReader:
     def _check_size(self, total: int) -> None:
         if total > self._max:
             raise RemoteProtocolError(
-                f"packet of {total} bytes exceeds the limit of {self._max} bytes"
+                f"packet of {total} bytes exceeds the limit of {self._max} bytes", error_hint=PACKET_TOO_LARGE
             )
 
     # -- packets --

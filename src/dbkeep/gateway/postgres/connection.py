@@ -89,6 +89,13 @@ from typing import Any, Union, cast
 
 from dbkeep.errors import DbError, LocalProtocolError, RemoteProtocolError
 
+from .errcodes import (
+    FATAL,
+    FEATURE_NOT_SUPPORTED,
+    INVALID_AUTHORIZATION_SPECIFICATION,
+    PROTOCOL_VIOLATION,
+    SYNTAX_ERROR,
+)
 from .messages import (
     ALPN_PROTOCOL,
     BACKEND_STARTUP_PARSERS,
@@ -159,7 +166,6 @@ NEED_DATA = Signal.NEED_DATA
 PAUSED = Signal.PAUSED
 
 REFUSAL_TOKEN_PREFIX = b"dbkeep_refused_"
-_SYNTAX_ERROR = "42601"
 
 
 @dataclass(frozen=True)
@@ -352,10 +358,10 @@ class ClientFacing:
 
     def _fail(self, message: str, *, reply: bytes = b"") -> RemoteProtocolError:
         self.error_reply = reply
-        return RemoteProtocolError(message)
+        return RemoteProtocolError(message, error_hint=reply)
 
     def _fatal(self, sqlstate: str, message: str, detail: str | None = None) -> RemoteProtocolError:
-        reply = ErrorResponse.create("FATAL", sqlstate, message, detail=detail).build()
+        reply = ErrorResponse.create(FATAL, sqlstate, message, detail=detail).build()
         return self._fail(message, reply=reply)
 
     # --- input ----------------------------------------------------------------------------
@@ -437,13 +443,13 @@ class ClientFacing:
             message = f"unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.0"
             if major < 3:  # the server answers old clients in their own (2.0) error format
                 raise self._fail(message, reply=error_response_v2(message))
-            raise self._fatal("0A000", message)
+            raise self._fatal(FEATURE_NOT_SUPPORTED, message)
         try:
             startup = StartupMessage.parse_payload(frame, version)
         except RemoteProtocolError as exc:
-            raise self._fatal("08P01", str(exc)) from None
+            raise self._fatal(PROTOCOL_VIOLATION, str(exc)) from None
         if not startup.user:
-            raise self._fatal("28000", "no PostgreSQL user name specified in startup packet")
+            raise self._fatal(INVALID_AUTHORIZATION_SPECIFICATION, "no PostgreSQL user name specified in startup packet")
         if minor > 0 or startup.protocol_options:
             self._negotiation = NegotiateProtocolVersion(PROTOCOL_3_0, startup.protocol_options)
         self.startup = startup
@@ -461,7 +467,7 @@ class ClientFacing:
         what, parse = _EXPECTED_AUTH[self.state]
         event: PasswordMessage | SASLInitialResponse | SASLResponse
         if header[0] != ord("p"):
-            raise self._fatal("08P01", f"expected {what} response, got message type {header[0]}")
+            raise self._fatal(PROTOCOL_VIOLATION, f"expected {what} response, got message type {header[0]}")
         frame = buf.typed_frame(self.limits.max_auth_message)
         if frame is None:
             if self._eof:
@@ -470,7 +476,7 @@ class ClientFacing:
         try:
             event = parse(frame)
         except RemoteProtocolError as exc:
-            raise self._fatal("08P01", str(exc)) from None
+            raise self._fatal(PROTOCOL_VIOLATION, str(exc)) from None
         self._transition(_RECV, type(event).__name__)
         return event
 
@@ -491,7 +497,7 @@ class ClientFacing:
             elif type_ in _SMALL_TYPES:
                 limit = small
             else:
-                raise self._fatal("08P01", f"invalid frontend message type {type_}")
+                raise self._fatal(PROTOCOL_VIOLATION, f"invalid frontend message type {type_}")
             if length < 4 or length > limit:
                 raise self._fail("invalid message length")
             if available <= length:
@@ -516,7 +522,7 @@ class ClientFacing:
 
     def _simple(self, raw: bytes, event: Sync | Terminate) -> Sync | Terminate:
         if len(raw) != 5:
-            raise self._fatal("08P01", "invalid message format")
+            raise self._fatal(PROTOCOL_VIOLATION, "invalid message format")
         self._transition(_RECV, type(event).__name__)
         return event
 
@@ -532,7 +538,7 @@ class ClientFacing:
             else:  # 'S', 'X'
                 return self._simple(raw, Sync() if type_ == 0x53 else Terminate())
         except RemoteProtocolError:
-            raise self._fatal("08P01", "invalid message format") from None
+            raise self._fatal(PROTOCOL_VIOLATION, "invalid message format") from None
         self._transition(_RECV, type(event).__name__)
         self._last_guarded = event
         return event
@@ -592,7 +598,7 @@ class ClientFacing:
             reply = b""
             if not event.accepted:  # after 'S' the server would say it over TLS; just close
                 reply = out + ErrorResponse.create(
-                    "FATAL", "08P01", message,
+                    FATAL, PROTOCOL_VIOLATION, message,
                     detail="This could be either a client-software bug or evidence of an attempted "
                     "man-in-the-middle attack.",
                 ).build()
@@ -889,7 +895,7 @@ class EngineFacing:
 
     def _substitute(self, raw: bytes) -> bytes | None:
         error = ErrorResponse.parse(raw)
-        if error.sqlstate != _SYNTAX_ERROR:
+        if error.sqlstate != SYNTAX_ERROR:
             return None
         message = error.message
         for token in self._refusals:

@@ -1,11 +1,16 @@
 """The PostgreSQL session driver: one client connection relayed to its cluster's engine.
 
 Theory of operation (PostgreSQL documentation, "Frontend/Backend Protocol"; DESIGN.md, house
-style). :class:`PostgresSession` is the ``asyncio.Protocol`` of one accepted client socket; it
-feeds every byte through a sans-I/O :class:`~.connection.ClientFacing` and, once the client has
-sent its StartupMessage, opens the engine leg, a second small protocol (:class:`_EngineLeg`)
-feeding an :class:`~.connection.EngineFacing`, over the engine's private unix socket. The flow
-is the one the connection module's docstring draws:
+style). :class:`PostgresSession` is the ``asyncio.Protocol`` of one accepted client socket. Its
+life cycle (admission by security group, phases, timers, audit once, internal errors, close,
+TLS of the client leg, hand-over to the native relay) is :class:`~.session.Session`'s; its two
+sides are :class:`~.leg.Leg` objects. This module keeps what PostgreSQL's events mean: it
+feeds every byte through a sans-I/O :class:`~dbkeep.gateway.postgres.connection.ClientFacing`
+and, once the client has sent its StartupMessage, opens the engine leg, a second small
+protocol (:class:`_EngineLeg`) feeding an
+:class:`~dbkeep.gateway.postgres.connection.EngineFacing`, over the engine's private unix
+socket. Every reply of the gateway's own comes from :mod:`dbkeep.gateway.postgres.errors`. The
+flow is the one the connection module's docstring draws:
 
 1. **Encryption.** SSLRequest is answered ``S`` when the cluster has a certificate, else ``N``;
    GSSENCRequest always ``N``. TLS starts with ``loop.start_tls`` on the raw transport only
@@ -76,15 +81,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import uuid
+from typing import ClassVar
 
 from dbkeep.errors import DbError, LocalProtocolError, ProtocolError, RemoteProtocolError
-from dbkeep.gateway.listener import GatewayContext, GatewaySession
-
-from .cancel import CancelKeyRegistry
-from .connection import NEED_DATA, PAUSED, ClientFacing, EngineFacing
-from .messages import (
+from dbkeep.gateway.listener import GatewayContext
+from dbkeep.gateway.postgres import errors as wire_errors
+from dbkeep.gateway.postgres.cancel import CancelKeyRegistry
+from dbkeep.gateway.postgres.connection import NEED_DATA, PAUSED, ClientFacing, EngineFacing
+from dbkeep.gateway.postgres.messages import (
     BackendData,
     BackendKeyData,
     CancelRequest,
@@ -104,7 +109,11 @@ from .messages import (
     Sync,
     Terminate,
 )
-from .wire import Limits as WireLimits
+from dbkeep.gateway.postgres.startup import FALSEY, as_set_statement, startup_settings
+from dbkeep.gateway.postgres.wire import Limits as WireLimits
+
+from .leg import LIMIT
+from .session import Phase, Session
 
 log = logging.getLogger("dbkeep.gateway.postgres")
 
@@ -113,16 +122,10 @@ __all__ = ["PostgresSession", "cancel_keys", "startup_settings"]
 CANCEL_KEYS = "postgres.cancel_keys"
 _WIRE_LIMITS = "postgres.wire_limits"
 RDSADMIN = "rdsadmin"
-# Write buffers: above HIGH the other side stops reading; below LOW it reads again.
-WRITE_HIGH = 256 * 1024
-WRITE_LOW = 64 * 1024
-_CLOSE_GRACE = 10.0  # a closing transport whose peer reads nothing is aborted after this
-_FALSEY = frozenset(("", "0", "false", "off", "no", "f", "n"))
-# StartupMessage parameters that are not run-time settings
-_NOT_SETTINGS = frozenset(("user", "database", "replication", "options"))
 
-# phases of a session
-_STARTING, _CONNECTING, _LOGIN, _READY, _CLOSED = range(5)
+_CLOSED = Phase.CLOSED
+_LOGIN = Phase.LOGIN
+_RELAYING = Phase.RELAYING
 
 
 def cancel_keys(ctx: GatewayContext) -> CancelKeyRegistry[tuple[str, str]]:
@@ -138,69 +141,6 @@ def _wire_limits(ctx: GatewayContext) -> WireLimits:
     if limits is None:
         limits = ctx.extra[_WIRE_LIMITS] = WireLimits(max_message=ctx.limits.max_packet)
     return limits  # type: ignore[no-any-return]
-
-
-def _split_options(options: str) -> list[str]:
-    """``options`` split as the server splits it (``pg_split_opts``): on whitespace, with a
-    backslash taking the next character literally."""
-    out: list[str] = []
-    current: list[str] = []
-    pending = False
-    escaped = False
-    for ch in options:
-        if escaped:
-            current.append(ch)
-            escaped = False
-            pending = True
-        elif ch == "\\":
-            escaped = True
-            pending = True
-        elif ch.isspace():
-            if pending:
-                out.append("".join(current))
-                current, pending = [], False
-        else:
-            current.append(ch)
-            pending = True
-    if pending:
-        out.append("".join(current))
-    return out
-
-
-def _quote_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def startup_settings(startup: StartupMessage) -> list[tuple[str, str]] | None:
-    """The run-time settings a StartupMessage asks for, as (name, value) pairs: parameters
-    named after settings, then ``-c name=value`` / ``--name=value`` in ``options``. None
-    when ``options`` holds any other server switch (``-d 5``, ``-e`` ...)."""
-    settings = [(n, v) for n, v in startup.parameters if n not in _NOT_SETTINGS and not n.startswith("_pq_.")]
-    words = _split_options(startup.options or "")
-    i = 0
-    while i < len(words):
-        word = words[i]
-        if word == "-c" and i + 1 < len(words):
-            item, i = words[i + 1], i + 2
-        elif word.startswith("-c") and len(word) > 2:
-            item, i = word[2:], i + 1
-        elif word.startswith("--") and len(word) > 2:
-            item, i = word[2:], i + 1
-        else:
-            return None
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            return None
-        settings.append((name.replace("-", "_"), value))
-    return settings
-
-
-def _pg_hba_host(session: GatewaySession) -> str:
-    return session.peer_host or "[local]"
 
 
 class _EngineLeg(asyncio.Protocol):
@@ -227,10 +167,10 @@ class _EngineLeg(asyncio.Protocol):
         self.session._engine_lost(exc)
 
     def pause_writing(self) -> None:  # the engine is not keeping up with the client
-        self.session._pause_client()
+        self.session._engine_pause_writing()
 
     def resume_writing(self) -> None:
-        self.session._resume_client()
+        self.session._engine_resume_writing()
 
 
 class _CancelLeg(asyncio.Protocol):
@@ -244,7 +184,7 @@ class _CancelLeg(asyncio.Protocol):
             self.done.set_result(None)
 
 
-class PostgresSession(GatewaySession):
+class PostgresSession(Session):
     """One PostgreSQL client connection at a cluster endpoint (see the module docstring).
 
     What a statement guard may read: ``user``, ``database``, ``startup`` (the StartupMessage),
@@ -254,27 +194,20 @@ class PostgresSession(GatewaySession):
     cannot be decoded or for a FunctionCall).
     """
 
+    PROTOCOL: ClassVar[str] = "postgres"
+    log: ClassVar[logging.Logger] = log
     # Unguarded sessions relay the query phase as raw bytes (see _go_raw); False keeps the
     # framed relay through ClientFacing for every session.
     RAW_RELAY = True
 
     def __init__(self, ctx: GatewayContext, identifier: str, port: int) -> None:
         super().__init__(ctx, identifier, port)
-        self.id = uuid.uuid4().hex[:12]
         self.client = ClientFacing(limits=_wire_limits(ctx))
         self.engine: EngineFacing | None = None
         self.startup: StartupMessage | None = None
         self.statement: Query | Parse | FunctionCall | None = None
-        self._phase = _STARTING
-        self._engine_transport: asyncio.Transport | None = None
-        self._raw_transport: asyncio.Transport | None = None
         self._client_key: BackendKeyData | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._login_audited = False
-        self._client_paused = False
-        self._engine_paused = False
         self._guard = ctx.guard
-        self._offloaded: int | None = None  # the native relay's handle while it relays this session
 
     # --- properties a guard may read --------------------------------------------------------
 
@@ -288,90 +221,20 @@ class PostgresSession(GatewaySession):
 
     # --- lifecycle --------------------------------------------------------------------------
 
-    def admitted(self) -> None:
-        assert self.transport is not None
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self.ctx.limits.handshake_timeout, self._handshake_timeout)
-        self.transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
-
-    def _internal_error(self, exc: BaseException | None) -> None:
-        error_id = uuid.uuid4().hex[:12]
-        log.error("postgres session %s (cluster %s, %s): internal error %s", self.id, self.identifier, self.peer_host,
-                  error_id, exc_info=exc)
-        self._audit_failed_login("internal error " + error_id)
-        self._abort()
-
-    def _handshake_timeout(self) -> None:
-        self._timer = None
-        if self._phase >= _READY:
-            return
-        log.info("postgres session %s (cluster %s, %s): login not finished within %.0f s; closed", self.id,
-                 self.identifier, self.peer_host, self.ctx.limits.handshake_timeout)
-        self._audit_failed_login("handshake timeout")
-        self._abort()
-
-    def closed(self, exc: Exception | None) -> None:
-        """The client connection is gone (connection_lost): release everything."""
-        if self._phase != _CLOSED:
-            self._audit_failed_login("client closed the connection")
-        self._finish()
-
-    def _finish(self) -> None:
-        self._phase = _CLOSED
-        if self._counted:
-            # counted here, not only in connection_lost: a transport that dies inside a TLS
-            # handshake never reports connection_lost to this protocol
-            self._counted = False
-            self.ctx.connections[self.identifier] -= 1
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        for task in list(self._tasks):
-            task.cancel()
+    def _release(self) -> None:
         if self._client_key is not None:
             cancel_keys(self.ctx).release(self._client_key)
             self._client_key = None
-        if self._engine_transport is not None and not self._engine_transport.is_closing():
-            self._engine_transport.close()
-
-    def _close(self) -> None:
-        """End the session after flushing what was written to the client."""
-        if self._offloaded is not None:  # the relay owns the sockets: it ends the session
-            self.ctx.offload.close(self._offloaded)  # type: ignore[union-attr]
-            return
-        self._finish()
-        transport = self.transport  # the TLS transport closes the raw one after close_notify
-        if transport is not None and not transport.is_closing():
-            transport.close()
-            if transport.get_write_buffer_size():
-                # a client that reads nothing cannot hold the socket open forever
-                asyncio.get_running_loop().call_later(_CLOSE_GRACE, transport.abort)
-
-    def _abort(self) -> None:
-        if self._offloaded is not None:
-            self.ctx.offload.close(self._offloaded)  # type: ignore[union-attr]
-            return
-        self._finish()
-        for transport in (self.transport, self._raw_transport):
-            if transport is not None:
-                transport.abort()
-        if self._engine_transport is not None:
-            self._engine_transport.abort()
-
-    def _audit_failed_login(self, reason: str) -> None:
-        if self._login_audited or self.startup is None:
-            return
-        self._login_audited = True
-        self.audit_login(self.user, "deny", reason=reason, database=self.database)
 
     # --- client -> gateway ------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
         try:
-            if self._phase == _READY:
+            phase = self.phase
+            if phase is _RELAYING:
                 self.client.receive_data(data)
                 self._relay_client()
-            elif self._phase != _CLOSED:
+            elif phase is not _CLOSED:
                 self.client.receive_data(data)
                 self._drive_client()
         except ProtocolError as exc:
@@ -381,14 +244,14 @@ class PostgresSession(GatewaySession):
 
     def eof_received(self) -> bool:
         try:
-            if self._phase == _CLOSED:
+            if self.phase is _CLOSED:
                 return False
             self.client.receive_data(b"")
-            if self._phase == _READY:
+            if self.phase is _RELAYING:
                 self._relay_client()
                 # keep writing the engine's output until it closes (TCP only: a TLS
                 # transport ends with the TLS session)
-                return self._raw_transport is None
+                return not self.client_leg.tls
             self._drive_client()
         except ProtocolError as exc:
             self._client_protocol_error(exc)
@@ -396,42 +259,19 @@ class PostgresSession(GatewaySession):
             self._internal_error(exc)
         return False
 
-    def pause_writing(self) -> None:  # the client is not keeping up with the engine
-        if self._engine_transport is not None and not self._engine_paused:
-            self._engine_paused = True
-            self._engine_transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self._engine_transport is not None and self._engine_paused:
-            self._engine_paused = False
-            if not self._engine_transport.is_closing():
-                self._engine_transport.resume_reading()
-
-    def _pause_client(self) -> None:
-        if self.transport is not None and not self._client_paused:
-            self._client_paused = True
-            self.transport.pause_reading()
-
-    def _resume_client(self) -> None:
-        if self.transport is not None and self._client_paused:
-            self._client_paused = False
-            if not self.transport.is_closing():
-                self.transport.resume_reading()
-
     def _client_protocol_error(self, exc: ProtocolError) -> None:
         log.info("postgres session %s (cluster %s, %s): %s", self.id, self.identifier, self.peer_host, exc)
-        reply = self.client.error_reply if isinstance(exc, RemoteProtocolError) else b""
-        if reply and self._phase == _READY and (self.engine is None or not self.engine.at_message_boundary):
+        reply = wire_errors.protocol_error_reply(exc) if isinstance(exc, RemoteProtocolError) else b""
+        if reply and self.phase is _RELAYING and (self.engine is None or not self.engine.at_message_boundary):
             reply = b""  # in the middle of the engine's output: a message of ours would corrupt it
-        if reply and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(reply)
+        self.client_leg.write_if_open(reply)
         self._audit_failed_login(f"protocol error: {exc}")
         self._close()
 
     def _drive_client(self) -> None:
         """Start-up and authentication: one event at a time until NEED_DATA or PAUSED."""
         client = self.client
-        while self._phase != _CLOSED:
+        while self.phase is not _CLOSED:
             event = client.next_event()
             if event is NEED_DATA or event is PAUSED:
                 return
@@ -458,12 +298,10 @@ class PostgresSession(GatewaySession):
                 self._engine_write(self.engine.send(event))
 
     def _write(self, data: bytes) -> None:
-        if data and self.transport is not None:
-            self.transport.write(data)
+        self.client_leg.write(data)
 
     def _engine_write(self, data: bytes) -> None:
-        if data and self._engine_transport is not None:
-            self._engine_transport.write(data)
+        self.engine_leg.write(data)
 
     # --- encryption -------------------------------------------------------------------------
 
@@ -480,16 +318,14 @@ class PostgresSession(GatewaySession):
     def _start_tls(self, hello: bytes | None) -> None:
         """Hand the raw transport to TLS. ``hello``: bytes of a direct-TLS ClientHello
         already read, given to the TLS protocol before it reads from the socket."""
-        target = self.target
-        assert target is not None and self.transport is not None
+        target, raw = self.target, self.client_leg.transport
+        assert target is not None and raw is not None
         if target.tls is None:  # direct TLS to an endpoint without a certificate
             self._audit_failed_login("TLS not available")
             self._abort()
             return
-        raw = self.transport
-        raw.pause_reading()  # the ClientHello stays in the kernel until the TLS object reads it
-        self._raw_transport = raw
-        self._spawn(self._tls_handshake(raw, target.tls))
+        self.client_leg.pause(LIMIT)  # the ClientHello stays in the kernel until the TLS object reads it
+        self._spawn(self._client_tls(self, target.tls))
         if hello is not None:
             # runs right after the task's first step, which installs the TLS protocol and
             # schedules its connection_made and resume_reading behind this callback
@@ -510,24 +346,9 @@ class PostgresSession(GatewaySession):
         except Exception as exc:  # noqa: BLE001
             self._internal_error(exc)
 
-    async def _tls_handshake(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
-        loop = asyncio.get_running_loop()
-        remaining = max(0.1, self._timer.when() - loop.time()) if self._timer is not None else 10.0
-        try:
-            transport = await loop.start_tls(raw, self, context, server_side=True, ssl_handshake_timeout=remaining)
-        except (OSError, ssl.SSLError, ConnectionError, TimeoutError) as exc:
-            log.info("postgres session %s (cluster %s, %s): TLS handshake failed: %s", self.id, self.identifier,
-                     self.peer_host, exc)
-            self.ctx.audit.event("gateway.tls_failed", verdict="deny", cluster=self.identifier, source_ip=self.peer_host,
-                                 reason=str(exc)[:200])
-            self._abort()
-            self.connection_lost(exc)  # the TLS protocol may not report it to us
-            return
-        if self._phase == _CLOSED:
-            transport.abort()
-            return
-        self.transport = transport
-        transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
+    def _client_tls_established(self, held: list[bytes]) -> None:
+        transport = self.client_leg.transport
+        assert transport is not None
         ssl_object = transport.get_extra_info("ssl_object")
         alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
         try:
@@ -539,73 +360,65 @@ class PostgresSession(GatewaySession):
 
     # --- start-up ---------------------------------------------------------------------------
 
-    def _fatal(self, sqlstate: str, message: str, reason: str) -> None:
+    def _refuse(self, response: ErrorResponse, reason: str) -> None:
         """Refuse the login with a FATAL error after the StartupMessage, audit it, close."""
-        self._write(self.client.send(ErrorResponse.create("FATAL", sqlstate, message)))
+        self._write(self.client.send(response))
         self._audit_failed_login(reason)
         self._close()
 
     def _on_startup(self, startup: StartupMessage) -> None:
         self.startup = startup
+        self._login_pending("login", startup.user, startup.database)
         target = self.target
         assert target is not None
-        host, user, database = _pg_hba_host(self), startup.user, startup.database
+        host, user, database = self.peer_host or "[local]", startup.user, startup.database
         ssl_state = "SSL on" if self.client.tls_in_use else "SSL off"
-        if self.ctx.connections.get(self.identifier, 0) > self.ctx.limits.max_connections:
-            return self._fatal("53300", "sorry, too many clients already", "too many connections")
+        if self.over_connection_limit:
+            return self._refuse(wire_errors.too_many_clients(), "too many connections")
         replication = (startup.replication or "").strip().lower()
-        if startup.replication is not None and replication not in _FALSEY:
+        if startup.replication is not None and replication not in FALSEY:
             if replication == "database":
-                message = f'no pg_hba.conf entry for host "{host}", user "{user}", database "{database}", {ssl_state}'
-            else:
-                message = f'no pg_hba.conf entry for replication connection from host "{host}", user "{user}", {ssl_state}'
-            return self._fatal("28000", message, "replication connection")
+                return self._refuse(wire_errors.no_hba_entry(host, user, database, ssl_state), "replication connection")
+            return self._refuse(wire_errors.no_hba_entry_replication(host, user, ssl_state), "replication connection")
         if user == RDSADMIN:
-            return self._fatal("28000", f'pg_hba.conf rejects connection for host "{host}", user "{user}", '
-                                        f'database "{database}", {ssl_state}', "rdsadmin")
+            return self._refuse(wire_errors.hba_rejects(host, user, database, ssl_state), "rdsadmin")
         if target.require_tls and not self.client.tls_in_use:
-            return self._fatal("28000", f'no pg_hba.conf entry for host "{host}", user "{user}", database "{database}", SSL off',
-                               "rds.force_ssl: cleartext connection")
+            return self._refuse(wire_errors.no_hba_entry(host, user, database, "SSL off"),
+                                "rds.force_ssl: cleartext connection")
         if self._guard is not None and not self._guard_startup(startup):
             return
-        self._phase = _CONNECTING
+        self._enter(Phase.CONNECTING)
         self._spawn(self._connect_engine(startup))
 
     def _guard_startup(self, startup: StartupMessage) -> bool:
         settings = startup_settings(startup)
         if settings is None:
-            self._fatal("42501", "startup options other than -c name=value are not allowed", "startup options")
+            self._refuse(wire_errors.startup_options_refused(), "startup options")
             return False
         for name, value in settings:
-            error = self._judge(f"SET {_quote_ident(name)} TO {_quote_literal(value)}")
+            error = self._judge(as_set_statement(name, value))
             if error is not None:
-                response = ErrorResponse.create("FATAL", error.sqlstate if len(error.sqlstate) == 5 else "42501", error.message)
-                self._write(self.client.send(response))
-                self._audit_failed_login(f"guard: startup setting {name}")
-                self._close()
+                self._refuse(wire_errors.startup_refusal(error), f"guard: startup setting {name}")
                 return False
         return True
 
     async def _connect_engine(self, startup: StartupMessage) -> None:
         target = self.target
         assert target is not None
-        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self.ctx.limits.engine_connect_timeout):
-                transport, leg = await loop.create_unix_connection(lambda: _EngineLeg(self), target.socket_path)
+            transport, _ = await self._open_engine(lambda: _EngineLeg(self))
         except (OSError, TimeoutError) as exc:
             log.info("postgres session %s (cluster %s): engine unreachable at %s: %s", self.id, self.identifier,
                      target.socket_path, exc)
-            if self._phase != _CLOSED:
-                self._fatal("57P03", "the database system is starting up", "engine unavailable")
+            if self.phase is not _CLOSED:
+                self._refuse(wire_errors.cannot_connect_now(), "engine unavailable")
             return
-        if self._phase == _CLOSED:
+        if self.phase is _CLOSED:
             transport.close()
             return
-        self._engine_transport = transport
-        transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
+        self.engine_leg.attach(transport)
         self.engine = EngineFacing()
-        self._phase = _LOGIN
+        self._enter(_LOGIN)
         self._engine_write(self.engine.send(startup))
         self._drive_client()  # anything the client pipelined behind its StartupMessage
 
@@ -614,10 +427,10 @@ class PostgresSession(GatewaySession):
     def _engine_data(self, data: bytes) -> None:
         try:
             engine = self.engine
-            if engine is None or self._phase == _CLOSED:
+            if engine is None or self.phase is _CLOSED:
                 return
             engine.receive_data(data)
-            if self._phase == _READY:
+            if self.phase is _RELAYING:
                 self._relay_engine()
             else:
                 self._drive_engine()
@@ -628,10 +441,10 @@ class PostgresSession(GatewaySession):
 
     def _engine_eof(self) -> None:
         try:
-            if self.engine is None or self._phase == _CLOSED:
+            if self.engine is None or self.phase is _CLOSED:
                 return
             self.engine.receive_data(b"")
-            if self._phase == _READY:
+            if self.phase is _RELAYING:
                 self._relay_engine()
             else:
                 self._drive_engine()
@@ -641,13 +454,13 @@ class PostgresSession(GatewaySession):
             self._internal_error(exc)
 
     def _engine_lost(self, exc: Exception | None) -> None:
-        if self._phase == _CLOSED:
+        if self.phase is _CLOSED:
             return
         try:
             if self.engine is not None and not self.engine.trailing_data[1]:
                 self._engine_eof()  # reset without EOF: handled as an end of stream
         finally:
-            if self._phase != _CLOSED:
+            if self.phase is not _CLOSED:
                 self._audit_failed_login("engine closed the connection")
                 self._close()
 
@@ -662,7 +475,7 @@ class PostgresSession(GatewaySession):
         assert engine is not None
         out: list[bytes] = []
         try:
-            while self._phase != _CLOSED:
+            while self.phase is not _CLOSED:
                 event = engine.next_event()
                 if event is NEED_DATA or event is PAUSED:
                     break
@@ -673,12 +486,12 @@ class PostgresSession(GatewaySession):
                     out.append(client.send(client_key))
                 elif kind is ConnectionClosed:
                     self._audit_failed_login("engine closed the connection")
-                    self._phase = _CLOSED
+                    self._enter(_CLOSED)
                     break
                 elif kind is ErrorResponse:
                     out.append(client.send(event))
                     self._audit_failed_login(f"{event.sqlstate} {event.message}")  # type: ignore[union-attr]
-                    self._phase = _CLOSED
+                    self._enter(_CLOSED)
                     break
                 elif kind is ReadyForQuery:
                     out.append(client.send(event))
@@ -689,29 +502,27 @@ class PostgresSession(GatewaySession):
         finally:
             if out:
                 self._write(b"".join(out))
-        if self._phase == _CLOSED:
+        if self.phase is _CLOSED:
             self._close()
             return
-        if self._phase == _READY:
+        if self.phase is _RELAYING:
             self._relay_engine()  # query-phase bytes that came with ReadyForQuery
         try:
-            if self._phase == _LOGIN:
+            if self.phase is _LOGIN:
                 self._drive_client()  # a response the client sent before it was asked
-            elif self._phase == _READY:
+            elif self.phase is _RELAYING:
                 self._relay_client()  # whatever the client pipelined
-                if self._phase == _READY:
+                if self.phase is _RELAYING:
                     self._go_raw()
         except ProtocolError as exc:  # the client's fault, not the engine's
             self._client_protocol_error(exc)
 
     def _logged_in(self) -> None:
-        self._phase = _READY
+        self._enter(_RELAYING)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self._login_audited:
-            self._login_audited = True
-            self.audit_login(self.user, "allow", database=self.database)
+        self._audit_allowed()
         if self._guard is None:
             assert self.engine is not None
             self.engine.stop_tracking()  # nothing to refuse: a plain byte copy
@@ -722,33 +533,22 @@ class PostgresSession(GatewaySession):
         it from C; no Python frame per chunk). End of stream, close and flow control still
         come through this session's callbacks. With the native relay (``ctx.offload``) the
         sockets go to its threads instead, when nothing is buffered in the transports."""
-        client_transport, engine_transport = self.transport, self._engine_transport
-        if not self.RAW_RELAY or self._guard is not None or self._phase != _READY or self.client.trailing_data[0]:
+        client_transport, engine_transport = self.client_leg.transport, self.engine_leg.transport
+        if not self.RAW_RELAY or self._guard is not None or self.phase is not _RELAYING or self.client.trailing_data[0]:
             return
         if client_transport is None or engine_transport is None or client_transport.is_closing():
             return
-        offload = self.ctx.offload
-        if offload is not None:
-            handle = offload.hand_over(client_transport, self._raw_transport, engine_transport, self._offload_done)
-            if handle is not None:
-                self._offloaded = handle
-                return
+        if self._hand_over():
+            return
         leg = engine_transport.get_protocol()
         self.data_received = engine_transport.write  # type: ignore[method-assign]
         client_transport.set_protocol(self)  # the loop caches data_received: refresh it
         leg.data_received = client_transport.write  # type: ignore[method-assign]
         engine_transport.set_protocol(leg)
 
-    def _offload_done(self, reason: str, _handed_back: object = None) -> None:
-        """The native relay finished this session (PostgreSQL sessions are never handed back):
-        release it and close its transports."""
-        self._offloaded = None
-        log.debug("postgres session %s (cluster %s): %s", self.id, self.identifier, reason)
-        self._abort()
-
     def _relay_engine(self) -> None:
         """The query phase, engine to client: the hot path."""
-        engine, client, transport = self.engine, self.client, self.transport
+        engine, client, transport = self.engine, self.client, self.client_leg.transport
         assert engine is not None and transport is not None
         while True:
             event = engine.next_event()
@@ -797,8 +597,9 @@ class PostgresSession(GatewaySession):
                     if out:
                         self._engine_write(b"".join(out))
                         out = []
-                    if self._engine_transport is not None and self._engine_transport.can_write_eof():
-                        self._engine_transport.write_eof()
+                    engine_transport = self.engine_leg.transport
+                    if engine_transport is not None and engine_transport.can_write_eof():
+                        engine_transport.write_eof()
                     else:
                         self._close()
                     return
@@ -806,7 +607,7 @@ class PostgresSession(GatewaySession):
                     raise LocalProtocolError(f"unexpected client event {event!r} in the query phase")
         finally:
             if out:
-                transport = self._engine_transport
+                transport = self.engine_leg.transport
                 if transport is not None:
                     transport.write(out[0] if len(out) == 1 else b"".join(out))
 
@@ -825,10 +626,9 @@ class PostgresSession(GatewaySession):
         except Exception:  # noqa: BLE001 - a failing guard refuses (fail closed)
             error_id = uuid.uuid4().hex[:12]
             log.exception("postgres session %s: statement guard failed (%s)", self.id, error_id)
-            return DbError(f"internal error {error_id}", sqlstate="XX000")
+            return wire_errors.guard_internal_error(error_id)
         if error is not None:
-            if error.fatal or error.severity != "ERROR":  # a refusal is a statement error
-                error = DbError(error.message, mysql_errno=error.mysql_errno, sqlstate=error.sqlstate)
+            error = wire_errors.refusal(error)  # a refusal is a statement error
             self.ctx.audit.event("gateway.statement_refused", verdict="deny", cluster=self.identifier,
                                  source_ip=self.peer_host, user=self.user, sqlstate=error.sqlstate, reason=error.message)
         return error
@@ -856,4 +656,3 @@ class PostgresSession(GatewaySession):
             log.info("postgres session %s: CancelRequest not delivered: %s", self.id, exc)
         finally:
             self._close()
-

@@ -1,10 +1,13 @@
 """The MySQL/MariaDB session driver: one client connection relayed to its cluster's engine.
 
 Theory of operation (MariaDB KB "Connection" and "0 - Packet"; DESIGN.md, house style).
-:class:`MySQLSession` is what the listener creates for an accepted socket. Once
-:class:`~dbkeep.gateway.listener.GatewaySession` has admitted the peer (security groups), the
-session hands the socket to two small protocols of its own and drives a sans-I/O
-:class:`~.relay.Relay` with every byte:
+:class:`MySQLSession` is what the listener creates for an accepted socket. Its life cycle
+(admission by security group, phases, timers, audit once, internal errors, close, TLS of the
+client leg, hand-over to the native relay) is :class:`~.session.Session`'s; its two sides are
+:class:`~.leg.Leg` objects. This module keeps what MySQL's events mean: the session hands the
+socket to two small protocols of its own and drives a sans-I/O
+:class:`~dbkeep.gateway.mysql.relay.Relay` with every byte. Every reply of the gateway's own
+comes from :mod:`dbkeep.gateway.mysql.errors`.
 
 - :class:`_ClientLeg`, an ``asyncio.BufferedProtocol`` on the client socket (then on its TLS
   transport). MySQL clients send the TLS ClientHello right behind their SSLRequest without
@@ -76,33 +79,30 @@ import asyncio
 import logging
 import ssl
 import uuid
+from typing import ClassVar
 
-from dbkeep.errors import DbError, ProtocolError
-from dbkeep.gateway.listener import GatewayContext, GatewaySession
+from dbkeep.errors import ProtocolError, RemoteProtocolError
+from dbkeep.gateway.listener import GatewayContext
+from dbkeep.gateway.mysql import charsets
+from dbkeep.gateway.mysql import errors as wire_errors
+from dbkeep.gateway.mysql.connection import ChangeUser, ClientState, LoginRequested, Prepare, Query
+from dbkeep.gateway.mysql.messages import CommandCode, ErrPacket, OkPacket
+from dbkeep.gateway.mysql.relay import Decidable, Output, Relay
 from dbkeep.gateway.offload import HandedBack, resume_tls_session, stop_set
 
-from . import charsets
-from .connection import ChangeUser, ClientState, LoginRequested, Prepare, Query
-from .messages import CommandCode, ErrPacket, OkPacket
-from .relay import Decidable, Output, Relay
+from .leg import LIMIT
+from .session import Phase, Session
 
 log = logging.getLogger("dbkeep.gateway.mysql")
 
-__all__ = ["INSECURE_TRANSPORT", "MySQLSession"]
+__all__ = ["EngineTlsContext", "MySQLSession"]
 
 RDSADMIN = "rdsadmin"
 LOGIN_READ_SIZE = 16 * 1024  # the client leg's read buffer until the login is done
-# Write buffers: above HIGH the other side stops reading; below LOW it reads again.
-WRITE_HIGH = 256 * 1024
-WRITE_LOW = 64 * 1024
 LOGIN_MAX_BYTES = 1024 * 1024  # what a client may send before its login is answered
-_CLOSE_GRACE = 10.0  # a closing transport whose peer reads nothing is aborted after this
 
-INSECURE_TRANSPORT = ErrPacket(
-    3159,
-    "Connections using insecure transport are prohibited while --require_secure_transport=ON.",
-    "HY000",
-)
+_CLOSED = Phase.CLOSED
+_RELAYING = Phase.RELAYING
 _LOGIN_STATES = frozenset({
     ClientState.SEND_GREETING, ClientState.AWAIT_LOGIN, ClientState.AWAIT_LOGIN_TLS,
     ClientState.AUTH, ClientState.CHANGE_USER,
@@ -172,19 +172,6 @@ def engine_tls_context(ctx: GatewayContext, socket_path: str) -> EngineTlsContex
     return context
 
 
-def _unavailable(identifier: str) -> ErrPacket:
-    return ErrPacket(
-        2013,
-        "Lost connection to server at 'handshake: reading initial communication packet': the database engine "
-        f"of cluster '{identifier}' is not available (it may be starting or restarting); try again",
-        "HY000",
-    )
-
-
-def _access_denied(user: str, host: str, password: bool) -> ErrPacket:
-    return ErrPacket(1045, f"Access denied for user '{user}'@'{host}' (using password: {'YES' if password else 'NO'})",
-                     "28000")
-
 
 class _ClientCallbacks:
     """What both client protocols hand to their session besides data."""
@@ -201,10 +188,10 @@ class _ClientCallbacks:
         self.session.connection_lost(exc)
 
     def pause_writing(self) -> None:  # the client is not keeping up with the engine
-        self.session._pause_engine()
+        self.session.pause_writing()
 
     def resume_writing(self) -> None:
-        self.session._resume_engine()
+        self.session.resume_writing()
 
 
 class _ClientLeg(_ClientCallbacks, asyncio.BufferedProtocol):
@@ -259,13 +246,13 @@ class _EngineLeg(asyncio.Protocol):
         self.session._engine_lost(exc)
 
     def pause_writing(self) -> None:  # the engine is not keeping up with the client
-        self.session._pause_client("engine")
+        self.session._engine_pause_writing()
 
     def resume_writing(self) -> None:
-        self.session._resume_client("engine")
+        self.session._engine_resume_writing()
 
 
-class MySQLSession(GatewaySession):
+class MySQLSession(Session):
     """One MySQL client connection at a cluster endpoint (see the module docstring).
 
     What a statement guard may read: ``user`` (the current account), ``users`` (every account
@@ -274,9 +261,11 @@ class MySQLSession(GatewaySession):
     Prepare being judged; the guard is called with its ``sql``).
     """
 
+    PROTOCOL: ClassVar[str] = "mysql"
+    log: ClassVar[logging.Logger] = log
+
     def __init__(self, ctx: GatewayContext, identifier: str, port: int) -> None:
         super().__init__(ctx, identifier, port)
-        self.id = uuid.uuid4().hex[:12]
         self.relay: Relay | None = None
         self.user: str | None = None
         self.users: list[str] = []
@@ -284,24 +273,11 @@ class MySQLSession(GatewaySession):
         self.statement: Query | Prepare | None = None
         self._guard = ctx.guard
         self._unseen = _ALL_COMMANDS if ctx.guard is None else _GUARDED_COMMANDS
-        self._client: asyncio.Transport | None = None  # the raw transport, then the TLS one
-        self._client_raw: asyncio.Transport | None = None  # the TCP transport (under TLS)
-        self._engine: asyncio.Transport | None = None
-        self._engine_raw: asyncio.Transport | None = None  # the unix socket's transport (under TLS)
-        self._offloaded: int | None = None  # the native relay's handle while it relays this session
         self._offload_wanted = False  # try to hand the session to the native relay when quiescent
         self._offload_attempts = 0
-        self._engine_leg: _EngineLeg | None = None
-        self._leg: _ClientLeg | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._closed = False
-        self._logged_in = False
+        self._engine_protocol: _EngineLeg | None = None
+        self._client_protocol: _ClientLeg | None = None
         self._login_bytes = 0
-        self._pending: tuple[str, str, str | None] | None = None  # (kind, user, database) awaiting the engine
-        self._client_pauses: set[str] = set()
-        self._engine_paused = False
-        self._client_hold: list[bytes] | None = None  # decrypted during the client TLS upgrade
-        self._engine_hold: list[bytes] | None = None  # received during the engine TLS upgrade
 
     @property
     def tls(self) -> bool:
@@ -310,98 +286,36 @@ class MySQLSession(GatewaySession):
     # --- lifecycle --------------------------------------------------------------------------
 
     def admitted(self) -> None:
-        target, raw = self.target, self.transport
+        target, raw = self.target, self.client_leg.transport
         assert target is not None and raw is not None
         limits = self.ctx.limits
-        self._client = self._client_raw = raw
-        self._leg = _ClientLeg(self)
-        raw.set_protocol(self._leg)  # reading starts after connection_made, with this protocol
-        raw.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
+        self._client_protocol = _ClientLeg(self)
+        raw.set_protocol(self._client_protocol)  # reading starts after connection_made, with this protocol
         self.relay = Relay(self._decide, client_tls=target.tls is not None, engine_tls="as-client",
                            max_message_size=limits.max_packet)
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(limits.handshake_timeout, self._handshake_timeout)
-        if self.ctx.connections.get(self.identifier, 0) > limits.max_connections:
+        if self.over_connection_limit:
             log.info("mysql session %s (cluster %s, %s): too many connections", self.id, self.identifier, self.peer_host)
             self.ctx.audit.event("gateway.connection_refused", verdict="deny", cluster=self.identifier,
                                  source_ip=self.peer_host, port=self.port, reason="too many connections")
-            self._refuse_before_greeting(ErrPacket(1040, "Too many connections", None))
+            self._refuse_before_greeting(wire_errors.TOO_MANY_CONNECTIONS)
             return
+        self._enter(Phase.CONNECTING)
         self._spawn(self._connect_engine())
 
-    def _internal_error(self, exc: BaseException | None) -> None:
-        error_id = uuid.uuid4().hex[:12]
-        log.error("mysql session %s (cluster %s, %s): internal error %s", self.id, self.identifier, self.peer_host,
-                  error_id, exc_info=exc)
-        if not self._closed:
-            self._audit_failed_login(f"internal error {error_id}")
-            self._client_error(ErrPacket(1105, f"internal error {error_id}", "HY000"), any_state=False)
-        self._abort()
+    def _internal_error_reply(self, error_id: str) -> None:
+        self._client_error(wire_errors.internal_error(error_id), any_state=False)
 
-    def _handshake_timeout(self) -> None:
-        self._timer = None
-        if self._logged_in or self._closed:
-            return
-        log.info("mysql session %s (cluster %s, %s): login not finished within %.0f s; closed", self.id,
-                 self.identifier, self.peer_host, self.ctx.limits.handshake_timeout)
-        self._audit_failed_login("handshake timeout")
+    def _login_timed_out(self) -> None:
         relay = self.relay
         if relay is not None and relay.client.state is ClientState.SEND_GREETING:
-            self._write_client(relay.client_error(_unavailable(self.identifier)))  # the engine never greeted
+            # the engine never greeted
+            self._write_client(relay.client_error(wire_errors.engine_unavailable(self.identifier)))
         self._close()
 
-    def closed(self, exc: Exception | None) -> None:
-        """The client connection is gone (connection_lost): release everything."""
-        if not self._closed:
-            self._audit_failed_login("client closed the connection")
-        self._finish()
-        engine = self._engine
-        if engine is not None and not engine.is_closing():
-            engine.close()
-
-    def _finish(self) -> None:
-        self._audit_failed_login("the connection closed before the engine answered")
-        self._closed = True
+    def _release(self) -> None:
         self._offload_wanted = False
-        if self._offloaded is not None:  # the relay owns the sockets: it ends the session
-            self.ctx.offload.close(self._offloaded)  # type: ignore[union-attr]
-        if self._counted:
-            # counted here, not only in connection_lost: a transport that dies inside a TLS
-            # handshake may never report connection_lost to this session
-            self._counted = False
-            self.ctx.connections[self.identifier] -= 1
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        for task in list(self._tasks):
-            task.cancel()
-
-    def _close(self) -> None:
-        """End the session after flushing what was written to both sides."""
-        self._finish()
-        loop = asyncio.get_running_loop()
-        for transport in (self._client, self._engine):
-            if transport is not None and not transport.is_closing():
-                transport.close()
-                if transport.get_write_buffer_size():
-                    # a peer that reads nothing cannot hold the socket open forever
-                    loop.call_later(_CLOSE_GRACE, transport.abort)
-
-    def _abort(self) -> None:
-        self._finish()
-        for transport in (self._client, self.transport, self._engine):
-            if transport is not None:
-                transport.abort()
 
     # --- audit ------------------------------------------------------------------------------
-
-    def _audit_failed_login(self, reason: str) -> None:
-        """A login (or change of user) relayed to the engine and never answered, as denied."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            what, user, database = pending
-            self.audit_login(user, "deny", reason=reason if what == "login" else f"change of user: {reason}",
-                             database=database)
 
     def _observe(self, events: list[object]) -> None:
         """The engine's verdict on a relayed login or change of user."""
@@ -409,28 +323,22 @@ class MySQLSession(GatewaySession):
             kind = type(event)
             if kind is OkPacket and self._pending is not None:
                 what, user, database = self._pending
-                self._pending = None
                 self.user = user
-                self.users.append(user)
+                self.users.append(user)  # type: ignore[arg-type]
                 if what == "login":
                     self.database = database
-                    self._logged_in = True
+                    self._enter(Phase.RELAYING)
                     if self._timer is not None:
                         self._timer.cancel()
                         self._timer = None
                     # reads no longer need a limit: plain data_received from the next callback on
                     asyncio.get_running_loop().call_soon(self._stream_client)
-                    self.audit_login(user, "allow", database=database)
                 else:
                     self.database = database or self.database
-                    self.audit_login(user, "allow", reason="change of user", database=database)
+                self._audit_allowed()
             elif kind is ErrPacket and self._pending is not None:
-                what, user, database = self._pending
-                self._pending = None
                 err: ErrPacket = event  # type: ignore[assignment]
-                reason = f"engine error {err.errno}: {err.message}"
-                self.audit_login(user, "deny", reason=reason if what == "login" else f"change of user: {reason}",
-                                 database=database)
+                self._audit_failed_login(f"engine error {err.errno}: {err.message}")
 
     # --- decisions --------------------------------------------------------------------------
 
@@ -452,11 +360,11 @@ class MySQLSession(GatewaySession):
         database = charsets.decode(response.database, response.charset) if response.database else None
         if user == RDSADMIN:
             self.audit_login(user, "deny", reason="rdsadmin is reserved", database=database)
-            return _access_denied(user, self.peer_host, bool(response.auth_response))
+            return wire_errors.access_denied(user, self.peer_host, bool(response.auth_response))
         if target.require_tls and not event.tls:
             self.audit_login(user, "deny", reason="require_secure_transport: cleartext connection", database=database)
-            return INSECURE_TRANSPORT
-        self._pending = ("login", user, database)
+            return wire_errors.INSECURE_TRANSPORT
+        self._login_pending("login", user, database)
         return None
 
     def _decide_change_user(self, event: ChangeUser) -> ErrPacket | None:
@@ -466,8 +374,8 @@ class MySQLSession(GatewaySession):
         database = charsets.decode(request.database, charset) if request.database else None
         if user == RDSADMIN:
             self.audit_login(user, "deny", reason="change of user: rdsadmin is reserved", database=database)
-            return _access_denied(user, self.peer_host, bool(request.auth_response))
-        self._pending = ("change_user", user, database)
+            return wire_errors.access_denied(user, self.peer_host, bool(request.auth_response))
+        self._login_pending("change_user", user, database)
         return None
 
     def _judge(self, event: Query | Prepare) -> ErrPacket | None:
@@ -479,7 +387,7 @@ class MySQLSession(GatewaySession):
         except Exception:  # a failing guard refuses (fail closed)
             error_id = uuid.uuid4().hex[:12]
             log.exception("mysql session %s: statement guard failed (%s)", self.id, error_id)
-            error = DbError(f"internal error {error_id}", mysql_errno=1105, sqlstate="HY000")
+            error = wire_errors.guard_internal_error(error_id)
         finally:
             self.statement = None
         if error is None:
@@ -487,15 +395,12 @@ class MySQLSession(GatewaySession):
         self.ctx.audit.event("gateway.statement_refused", verdict="deny", cluster=self.identifier,
                              source_ip=self.peer_host, user=self.user, mysql_errno=error.mysql_errno,
                              sqlstate=error.sqlstate, reason=error.message)
-        errno = error.mysql_errno if 1 <= error.mysql_errno <= 65534 else 1105
-        sqlstate = error.sqlstate if len(error.sqlstate) == 5 and error.sqlstate.isalnum() else "HY000"
-        return ErrPacket(errno, error.message, sqlstate)
+        return wire_errors.refusal(error)
 
     # --- output -----------------------------------------------------------------------------
 
     def _write_client(self, data: bytes) -> None:
-        if data and self._client is not None and not self._client.is_closing():
-            self._client.write(data)
+        self.client_leg.write_if_open(data)
 
     def _client_error(self, err: ErrPacket, *, any_state: bool = True) -> None:
         """An ERR to the client if the protocol allows one here (``any_state``: also in the
@@ -515,11 +420,11 @@ class MySQLSession(GatewaySession):
             # client that has seen its OK finds the allow event already in the log.
             self._observe(out.events)
         if out.to_engine:
-            engine = self._engine
+            engine = self.engine_leg.transport
             assert engine is not None
             engine.writelines(out.to_engine)
         if out.to_client:
-            client = self._client
+            client = self.client_leg.transport
             assert client is not None
             client.writelines(out.to_client)
         if out.close:
@@ -534,13 +439,13 @@ class MySQLSession(GatewaySession):
 
     def _receive_limit(self) -> int | None:
         relay = self.relay
-        if relay is None or self._logged_in:
+        if relay is None or self.logged_in:
             return None
         return relay.client.receive_limit()
 
     def _stream_client(self) -> None:
-        client = self._client
-        if not self._closed and client is not None and not client.is_closing():
+        client = self.client_leg.transport
+        if self.phase is not _CLOSED and client is not None and not client.is_closing():
             client.set_protocol(_ClientStream(self))
             self._want_offload()
             self._try_offload()
@@ -548,17 +453,16 @@ class MySQLSession(GatewaySession):
     # --- native relay -----------------------------------------------------------------------
 
     def _want_offload(self) -> None:
-        self._offload_wanted = self.ctx.offload is not None and self._guard is None and not self._closed
+        self._offload_wanted = self.ctx.offload is not None and self._guard is None and self.phase is not _CLOSED
         self._offload_attempts = _OFFLOAD_ATTEMPTS
 
     def _try_offload(self) -> None:
         """Hand the session to the native relay (``ctx.offload``) if it is at a command
         boundary with nothing buffered anywhere; otherwise it is tried again after the next
         engine bytes. Only unguarded sessions go: a guard must see every statement."""
-        relay, offload = self.relay, self.ctx.offload
-        if (self._closed or offload is None or relay is None or self._offloaded is not None or not self._logged_in
-                or self._pending is not None or self._client_hold is not None or self._engine_hold is not None
-                or self._client_pauses or self._engine_paused):
+        relay, client, engine = self.relay, self.client_leg, self.engine_leg
+        if (self.phase is not _RELAYING or self.ctx.offload is None or relay is None or self._pending is not None
+                or client.hold is not None or engine.hold is not None or client.paused or engine.paused):
             return
         state = relay.native_state()
         if state is None:
@@ -567,29 +471,18 @@ class MySQLSession(GatewaySession):
         if self._offload_attempts <= 0:
             self._offload_wanted = False
         wrap, quiet = state
-        client_raw = self._client_raw if relay.client.tls else None
-        engine_raw = self._engine_raw if relay.engine.tls else None
-        handle = offload.hand_over(self._client, client_raw, self._engine, self._offload_done, engine_raw=engine_raw,
-                                   mysql=(_NATIVE_STOP, wrap, quiet))
-        if handle is not None:
-            self._offloaded = handle
+        if self._hand_over(mysql=(_NATIVE_STOP, wrap, quiet)):
             self._offload_wanted = False
 
-    def _offload_done(self, reason: str, handed_back: HandedBack | None) -> None:
-        """The native relay is done with this session: it ended (close the transports, as it
-        flushed what there was), or it stopped before a command Python must see -- then the
-        transports carry on from the same TLS objects with what the relay had not delivered."""
-        handle, self._offloaded = self._offloaded, None
-        if handed_back is None or self._closed or handle is None:
-            log.debug("mysql session %s (cluster %s): %s", self.id, self.identifier, reason)
-            self._abort()
-            return
+    def _handed_back(self, handle: int, handed_back: HandedBack) -> None:
+        """The native relay stopped before a command Python must see: the transports carry on
+        from the same TLS objects with what the relay had not delivered."""
         offload, relay = self.ctx.offload, self.relay
         assert offload is not None and relay is not None
         try:
             relay.native_handed_back(handed_back.quiet)
             if handed_back.client_records:
-                self._client_raw.write(handed_back.client_records)  # type: ignore[union-attr]  # before any new record
+                self.client_leg.raw.write(handed_back.client_records)  # type: ignore[union-attr]  # before any new record
             offload.resume(handle)
         except Exception as exc:  # noqa: BLE001
             self._internal_error(exc)
@@ -604,8 +497,8 @@ class MySQLSession(GatewaySession):
         """Client data after the login: one whole packet that needs no decision goes to the
         engine as it came (the hot path); anything else through the relay."""
         try:
-            if not self._closed and self.relay.client_passthrough(data, self._unseen):  # type: ignore[union-attr]
-                self._engine.write(data)  # type: ignore[union-attr]
+            if self.phase is not _CLOSED and self.relay.client_passthrough(data, self._unseen):  # type: ignore[union-attr]
+                self.engine_leg.transport.write(data)  # type: ignore[union-attr]
                 return
         except Exception as exc:  # noqa: BLE001
             self._internal_error(exc)
@@ -613,172 +506,107 @@ class MySQLSession(GatewaySession):
         self._client_data(data)
 
     def _client_data(self, data: bytes) -> None:
-        if self._closed:
+        if self.phase is _CLOSED:
             return
-        if self._client_hold is not None:
-            self._client_hold.append(data)
+        hold = self.client_leg.hold
+        if hold is not None:
+            hold.append(data)
             return
         relay = self.relay
         assert relay is not None
         try:
-            if not self._logged_in:
+            if not self.logged_in:
                 self._login_bytes += len(data)
                 if self._login_bytes > LOGIN_MAX_BYTES:
-                    self._client_protocol_error(f"more than {LOGIN_MAX_BYTES} bytes before the login was answered")
-                    return
+                    raise RemoteProtocolError(f"more than {LOGIN_MAX_BYTES} bytes before the login was answered")
             self._apply(relay.client_data(data))
-            if not self._logged_in and not self._closed:
+            if not self.logged_in and self.phase is not _CLOSED:
                 limit = relay.client.receive_limit()
                 if limit == 0:
-                    self._pause_client("limit")  # an SSLRequest was read: not a byte more in cleartext
+                    self.client_leg.pause(LIMIT)  # an SSLRequest was read: not a byte more in cleartext
                 elif limit is not None and self._login_bytes + limit > LOGIN_MAX_BYTES:
-                    self._client_protocol_error(f"a login packet of more than {LOGIN_MAX_BYTES} bytes")
+                    raise RemoteProtocolError(f"a login packet of more than {LOGIN_MAX_BYTES} bytes")
         except ProtocolError as exc:
-            self._client_protocol_error(str(exc))
+            self._client_protocol_error(exc)
         except Exception as exc:  # noqa: BLE001 - one session ends, the gateway goes on
             self._internal_error(exc)
 
     def _client_eof(self) -> bool:
-        if self._closed:
+        if self.phase is _CLOSED:
             return False
         relay = self.relay
         assert relay is not None
         try:
-            engine = self._engine
-            if (self._logged_in and relay.client.state is ClientState.COMMAND and not relay.client.trailing_data[0]
-                    and not relay.client.tls and self._client_hold is None
+            engine = self.engine_leg.transport
+            if (self.logged_in and relay.client.state is ClientState.COMMAND and not relay.client.trailing_data[0]
+                    and not relay.client.tls and self.client_leg.hold is None
                     and engine is not None and engine.can_write_eof() and not engine.is_closing()):
                 # a half-close: the engine sees EOF and closes once it has answered, which
                 # the client still receives
                 engine.write_eof()
                 return True
-            if self._client_hold is not None:  # EOF inside the TLS upgrade
+            if self.client_leg.hold is not None:  # EOF inside the TLS upgrade
                 self._close()
                 return False
             self._apply(relay.client_data(b""))
-            if not self._closed:
+            if self.phase is not _CLOSED:
                 self._close()
         except ProtocolError as exc:
-            self._client_protocol_error(str(exc))
+            self._client_protocol_error(exc)
         except Exception as exc:  # noqa: BLE001
             self._internal_error(exc)
         return False
 
-    def _client_protocol_error(self, message: str) -> None:
+    def _client_protocol_error(self, exc: ProtocolError) -> None:
         log.info("mysql session %s (cluster %s, %s): client protocol error: %s", self.id, self.identifier,
-                 self.peer_host, message)
+                 self.peer_host, exc)
         relay = self.relay
         if relay is not None:
-            if "exceeds the limit" in message:
-                err = ErrPacket(1153, "Got a packet bigger than 'max_allowed_packet' bytes", "08S01")
-            elif not self._logged_in:
-                err = ErrPacket(1043, "Bad handshake", "08S01")
-            else:
-                err = ErrPacket(1835, "Malformed communication packet", "HY000")
-            self._write_client(relay.client_error(err))
-        self._audit_failed_login(f"protocol error: {message}")
+            self._write_client(relay.client_error(wire_errors.protocol_error(exc, logged_in=self.logged_in)))
+        self._audit_failed_login(f"protocol error: {exc}")
         self._close()
-
-    def _pause_client(self, reason: str) -> None:
-        if not self._client_pauses and self._client is not None:
-            self._client.pause_reading()
-        self._client_pauses.add(reason)
-
-    def _resume_client(self, reason: str) -> None:
-        if reason not in self._client_pauses:
-            return
-        self._client_pauses.discard(reason)
-        client = self._client
-        if not self._client_pauses and client is not None and not client.is_closing():
-            client.resume_reading()
-
-    def _pause_engine(self) -> None:
-        if self._engine is not None and not self._engine_paused:
-            self._engine_paused = True
-            self._engine.pause_reading()
-
-    def _resume_engine(self) -> None:
-        if self._engine is not None and self._engine_paused:
-            self._engine_paused = False
-            if not self._engine.is_closing():
-                self._engine.resume_reading()
 
     # --- TLS --------------------------------------------------------------------------------
 
     def _start_client_tls(self) -> None:
-        raw = self._client
-        assert raw is not None
-        self._pause_client("limit")  # the ClientHello stays in the kernel until TLS reads it
-        self._client_hold = []
-        self._spawn(self._client_tls(raw))
+        target = self.target
+        assert target is not None and target.tls is not None
+        self.client_leg.pause(LIMIT)  # the ClientHello stays in the kernel until TLS reads it
+        self.client_leg.hold = []
+        self._spawn(self._client_tls(self._client_protocol, target.tls))
 
-    def _remaining(self) -> float:
-        timer = self._timer
-        if timer is None:
-            return self.ctx.limits.handshake_timeout
-        return max(0.1, timer.when() - asyncio.get_running_loop().time())
-
-    async def _client_tls(self, raw: asyncio.Transport) -> None:
-        target, leg, relay = self.target, self._leg, self.relay
-        assert target is not None and target.tls is not None and leg is not None and relay is not None
-        loop = asyncio.get_running_loop()
-        try:
-            transport = await loop.start_tls(raw, leg, target.tls, server_side=True,
-                                             ssl_handshake_timeout=self._remaining())
-            assert transport is not None
-        except (OSError, ssl.SSLError, ConnectionError, TimeoutError) as exc:
-            log.info("mysql session %s (cluster %s, %s): TLS handshake failed: %s", self.id, self.identifier,
-                     self.peer_host, exc)
-            self.ctx.audit.event("gateway.tls_failed", verdict="deny", cluster=self.identifier, source_ip=self.peer_host,
-                                 reason=str(exc)[:200])
-            self._abort()
-            self.connection_lost(exc)  # the TLS protocol may not report it to this session
-            return
-        if self._closed:
-            transport.abort()
-            return
-        self._client = self.transport = transport
-        self._client_pauses.clear()  # start_tls resumed the raw transport; the TLS one reads
-        transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
-        held, self._client_hold = self._client_hold or [], None
+    def _client_tls_established(self, held: list[bytes]) -> None:
+        relay = self.relay
+        assert relay is not None
         try:
             self._apply(relay.client_tls_established())
         except ProtocolError as exc:
-            self._client_protocol_error(str(exc))
+            self._client_protocol_error(exc)
             return
         for data in held:
             self._client_data(data)
 
     def _start_engine_tls(self) -> None:
-        engine = self._engine
-        assert engine is not None
-        self._engine_hold = []
-        self._spawn(self._engine_tls(engine))
+        self.engine_leg.hold = []
+        self._spawn(self._engine_tls())
 
-    async def _engine_tls(self, engine: asyncio.Transport) -> None:
-        leg, relay, target = self._engine_leg, self.relay, self.target
-        assert leg is not None and relay is not None and target is not None
-        loop = asyncio.get_running_loop()
+    async def _engine_tls(self) -> None:
+        protocol, relay, target = self._engine_protocol, self.relay, self.target
+        assert protocol is not None and relay is not None and target is not None
         context = engine_tls_context(self.ctx, target.socket_path)
         try:
-            transport = await loop.start_tls(engine, leg, context, server_side=False,
-                                             ssl_handshake_timeout=self._remaining())
-            assert transport is not None
+            transport = await self.engine_leg.start_tls(protocol, context, server_side=False, timeout=self._remaining())
         except (OSError, ssl.SSLError, ConnectionError, TimeoutError) as exc:
             log.warning("mysql session %s (cluster %s): TLS to the engine failed: %s", self.id, self.identifier, exc)
             self._audit_failed_login("TLS to the engine failed")
-            self._client_error(ErrPacket(2026, "SSL connection error: TLS to the database engine failed", "HY000"),
-                               any_state=False)
+            self._client_error(wire_errors.engine_tls_failed(), any_state=False)
             self._close()
             return
-        if self._closed:
+        if self.phase is _CLOSED:
             transport.abort()
             return
         context.established(transport.get_extra_info("ssl_object"))
-        self._engine = transport
-        self._engine_paused = False
-        transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
-        held, self._engine_hold = self._engine_hold or [], None
+        held = self.engine_leg.established(transport)
         try:
             self._apply(relay.engine_tls_established())
         except ProtocolError as exc:
@@ -792,38 +620,37 @@ class MySQLSession(GatewaySession):
     async def _connect_engine(self) -> None:
         target = self.target
         assert target is not None
-        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self.ctx.limits.engine_connect_timeout):
-                await loop.create_unix_connection(lambda: _EngineLeg(self), target.socket_path)
+            await self._open_engine(lambda: _EngineLeg(self))
         except (OSError, TimeoutError) as exc:
             log.info("mysql session %s (cluster %s): engine unreachable at %s: %s", self.id, self.identifier,
                      target.socket_path, exc)
-            if not self._closed:
-                self._refuse_before_greeting(_unavailable(self.identifier))
+            if self.phase is not _CLOSED:
+                self._refuse_before_greeting(wire_errors.engine_unavailable(self.identifier))
             return
 
     def _engine_made(self, transport: asyncio.Transport) -> None:
-        if self._closed:
+        if self.phase is _CLOSED:
             transport.close()
             return
-        self._engine = self._engine_raw = transport
-        self._engine_leg = transport.get_protocol()  # type: ignore[assignment]
-        transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
+        self.engine_leg.attach(transport)
+        self._engine_protocol = transport.get_protocol()  # type: ignore[assignment]
+        self._enter(Phase.LOGIN)
 
     def _engine_data(self, data: bytes) -> None:
         relay = self.relay
         assert relay is not None  # set before the engine is connected
         try:
-            if relay.engine.passthrough and not self._closed:
-                self._client.write(data)  # type: ignore[union-attr]  # the hot path
+            if relay.engine.passthrough and self.phase is not _CLOSED:
+                self.client_leg.transport.write(data)  # type: ignore[union-attr]  # the hot path
                 if self._offload_wanted:
                     self._try_offload()
                 return
-            if self._closed:
+            if self.phase is _CLOSED:
                 return
-            if self._engine_hold is not None:
-                self._engine_hold.append(data)
+            hold = self.engine_leg.hold
+            if hold is not None:
+                hold.append(data)
                 return
             self._apply(relay.engine_data(data))
             if self._offload_wanted:
@@ -835,15 +662,16 @@ class MySQLSession(GatewaySession):
 
     def _engine_eof(self) -> None:
         relay = self.relay
-        if self._closed or relay is None or relay.closed:
+        if self.phase is _CLOSED or relay is None or relay.closed:
             return
         try:
             if relay.client.state in _LOGIN_STATES:
                 self._audit_failed_login("the engine closed the connection")
                 greeted = relay.client.state is not ClientState.SEND_GREETING
-                self._client_error(_lost(self.identifier) if greeted else _unavailable(self.identifier), any_state=False)
+                self._client_error(wire_errors.engine_lost(self.identifier) if greeted
+                                   else wire_errors.engine_unavailable(self.identifier), any_state=False)
             self._apply(relay.engine_data(b""))
-            if not self._closed:
+            if self.phase is not _CLOSED:
                 self._close()
         except ProtocolError as exc:
             self._engine_failed(exc)
@@ -851,20 +679,16 @@ class MySQLSession(GatewaySession):
             self._internal_error(exc)
 
     def _engine_lost(self, exc: Exception | None) -> None:
-        if self._closed:
+        if self.phase is _CLOSED:
             return
         relay = self.relay
         if relay is not None and not relay.engine.trailing_data[1]:
             self._engine_eof()  # a reset without EOF is the end of the stream too
-        if not self._closed:
+        if self.phase is not _CLOSED:
             self._close()
 
     def _engine_failed(self, exc: ProtocolError) -> None:
         log.warning("mysql session %s (cluster %s): engine protocol error: %s", self.id, self.identifier, exc)
         self._audit_failed_login("engine protocol error")
-        self._client_error(_lost(self.identifier), any_state=False)
+        self._client_error(wire_errors.engine_lost(self.identifier), any_state=False)
         self._close()
-
-
-def _lost(identifier: str) -> ErrPacket:
-    return ErrPacket(2013, f"Lost connection to the database engine of cluster '{identifier}'", "HY000")

@@ -1,0 +1,349 @@
+"""The life cycle every gateway session shares, whatever its protocol.
+
+Theory of operation. The listener (``gateway/listener.py``) creates one :class:`Session` per
+accepted socket; a protocol driver (``drivers/mysql.py``, ``drivers/postgres.py``) subclasses it
+and keeps only what its protocol's events mean. The base owns:
+
+- **admission**: the security groups decide before a single byte is sent
+  (:meth:`GatewayContext.admit`), and the session is counted per cluster until it ends;
+- **the phase**, a :class:`Phase` that only moves along :data:`TRANSITIONS`::
+
+      ACCEPTED --> CONNECTING --> LOGIN --> RELAYING <--> OFFLOADED
+          \\___________\\____________\\__________\\_____________\\____--> CLOSED
+
+  ``ACCEPTED``: admitted, the client has not yet said enough to reach the engine (encryption
+  and start-up negotiation); ``CONNECTING``: the engine socket is being opened; ``LOGIN``: the
+  login is relayed; ``RELAYING``: logged in, relayed by the event loop; ``OFFLOADED``: in the
+  native relay threads (``gateway/offload.py``), which may hand a session back;
+- **timers**: the handshake deadline (accept to login) and what is left of it for a TLS
+  handshake;
+- **audit once**: a login (or change of user) relayed to the engine is pending until the
+  engine answers; it is audited exactly once, allowed or denied, whatever ends it;
+- **internal errors**: an unexpected exception is logged with an id, audited, and ends this
+  session only (never the gateway);
+- **the end**: :meth:`_close` (flush, with a grace for a peer that reads nothing),
+  :meth:`_abort`, and the release of everything the session holds, once;
+- **TLS on the client leg** and **the hand-over** to the native relay and back.
+
+The two sides are :class:`~.leg.Leg` objects (``client_leg``, ``engine_leg``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import ssl
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any, ClassVar
+
+from dbkeep.errors import SessionStateError
+from dbkeep.gateway.listener import GatewayContext
+from dbkeep.gateway.offload import HandedBack
+from dbkeep.gateway.target import ClusterTarget
+from dbkeep.pki.tls import describe_session
+
+from .leg import PEER, Leg
+
+__all__ = ["TRANSITIONS", "Phase", "Session"]
+
+
+class Phase(enum.Enum):
+    ACCEPTED = "accepted"
+    CONNECTING = "connecting to the engine"
+    LOGIN = "login"
+    RELAYING = "relaying"
+    OFFLOADED = "in the native relay"
+    CLOSED = "closed"
+
+
+_P = Phase
+TRANSITIONS: dict[Phase, frozenset[Phase]] = {
+    _P.ACCEPTED: frozenset({_P.CONNECTING, _P.CLOSED}),
+    _P.CONNECTING: frozenset({_P.LOGIN, _P.CLOSED}),
+    _P.LOGIN: frozenset({_P.RELAYING, _P.CLOSED}),
+    _P.RELAYING: frozenset({_P.OFFLOADED, _P.CLOSED}),
+    _P.OFFLOADED: frozenset({_P.RELAYING, _P.CLOSED}),
+    _P.CLOSED: frozenset({_P.CLOSED}),
+}
+LOGGED_IN = frozenset({_P.RELAYING, _P.OFFLOADED})
+
+
+class Session(asyncio.Protocol):
+    """Base of protocol sessions (see the module docstring). Subclasses set ``PROTOCOL`` and
+    ``log`` and implement the hooks marked "(subclasses)"."""
+
+    PROTOCOL: ClassVar[str] = "gateway"
+    log: ClassVar[logging.Logger] = logging.getLogger("dbkeep.gateway")
+
+    def __init__(self, ctx: GatewayContext, identifier: str, port: int) -> None:
+        self.ctx = ctx
+        self.identifier = identifier
+        self.port = port
+        self.id = uuid.uuid4().hex[:12]
+        self.target: ClusterTarget | None = None
+        self.peer: tuple[str, int] | None = None
+        self.phase = Phase.ACCEPTED
+        self.client_leg = Leg()
+        self.engine_leg = Leg()
+        self._counted = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._pending: tuple[str, str | None, str | None] | None = None  # (kind, user, database) awaiting the engine
+        self._offloaded: int | None = None  # the native relay's handle while it relays this session
+
+    # --- phase ------------------------------------------------------------------------------
+
+    def _enter(self, phase: Phase) -> None:
+        if phase not in TRANSITIONS[self.phase]:
+            raise SessionStateError(f"session {self.id}: {self.phase.name} -> {phase.name} is not a transition")
+        self.phase = phase
+
+    @property
+    def closed(self) -> bool:  # noqa: D401 - a state, not an action
+        return self.phase is Phase.CLOSED
+
+    @property
+    def logged_in(self) -> bool:
+        return self.phase in LOGGED_IN
+
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        """The client's current transport (TLS once upgraded)."""
+        return self.client_leg.transport
+
+    @property
+    def peer_host(self) -> str:
+        return self.peer[0] if self.peer else ""
+
+    # --- admission --------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.peer = transport.get_extra_info("peername")
+        target = self.ctx.admit(self.identifier, self.port, self.peer)
+        if target is None:
+            transport.abort()  # closed before a single byte is sent
+            self._enter(Phase.CLOSED)
+            return
+        self.target = target
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self.client_leg.attach(transport)  # type: ignore[arg-type]
+        self.ctx.connections[self.identifier] = self.ctx.connections.get(self.identifier, 0) + 1
+        self._counted = True
+        self._timer = asyncio.get_running_loop().call_later(self.ctx.limits.handshake_timeout, self._handshake_timeout)
+        self.admitted()
+
+    def admitted(self) -> None:
+        """Start the protocol (subclasses)."""
+
+    @property
+    def over_connection_limit(self) -> bool:
+        return self.ctx.connections.get(self.identifier, 0) > self.ctx.limits.max_connections
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._uncount()
+        if not self.closed:
+            self._audit_failed_login("client closed the connection")
+        self._finish()
+        self.engine_leg.close(grace=None)
+
+    # --- tasks and timers -------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """A session-owned task (TLS handshake, engine connect, cancel): cancelled when the
+        session ends; its failure ends the session, never the gateway."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._internal_error(task.exception())
+
+    def _remaining(self) -> float:
+        """What is left of the handshake deadline (for a TLS handshake)."""
+        timer = self._timer
+        if timer is None:
+            return self.ctx.limits.handshake_timeout
+        return max(0.1, timer.when() - asyncio.get_running_loop().time())
+
+    def _handshake_timeout(self) -> None:
+        self._timer = None
+        if self.logged_in or self.closed:
+            return
+        self.log.info("%s session %s (cluster %s, %s): login not finished within %.0f s; closed", self.PROTOCOL, self.id,
+                      self.identifier, self.peer_host, self.ctx.limits.handshake_timeout)
+        self._audit_failed_login("handshake timeout")
+        self._login_timed_out()
+
+    def _login_timed_out(self) -> None:
+        """End a session whose login missed the deadline (subclasses may say why first)."""
+        self._abort()
+
+    async def _open_engine(self, protocol_factory: Callable[[], asyncio.Protocol]) -> tuple[asyncio.Transport, Any]:
+        """Connect to the engine's socket within ``engine_connect_timeout``."""
+        target = self.target
+        assert target is not None
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self.ctx.limits.engine_connect_timeout):
+            return await loop.create_unix_connection(protocol_factory, target.socket_path)  # type: ignore[return-value]
+
+    # --- audit ------------------------------------------------------------------------------
+
+    def audit_login(self, user: str | None, verdict: str, *, reason: str | None = None, database: str | None = None) -> None:
+        """Every login's outcome is an audit event: time, cluster, source, user, TLS, verdict."""
+        transport = self.client_leg.transport
+        tls_info = describe_session(transport.get_extra_info("ssl_object") if transport else None)
+        self.ctx.audit.event("gateway.login", verdict=verdict, cluster=self.identifier, source_ip=self.peer_host, user=user,
+                             database=database, tls_version=tls_info.get("tls_version"), tls_cipher=tls_info.get("tls_cipher"),
+                             reason=reason)
+
+    def _login_pending(self, kind: str, user: str | None, database: str | None) -> None:
+        """A login (``kind`` "login") or change of user ("change_user") goes to the engine:
+        its outcome is audited once, by :meth:`_audit_allowed` or :meth:`_audit_failed_login`."""
+        self._pending = (kind, user, database)
+
+    def _audit_allowed(self) -> tuple[str, str | None, str | None] | None:
+        """The engine accepted the pending login: audit it; returns it (None if none)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            kind, user, database = pending
+            self.audit_login(user, "allow", reason=None if kind == "login" else "change of user", database=database)
+        return pending
+
+    def _audit_failed_login(self, reason: str) -> None:
+        """A pending login ended without the engine's OK: audit it as denied (once)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            kind, user, database = pending
+            self.audit_login(user, "deny", reason=reason if kind == "login" else f"change of user: {reason}",
+                             database=database)
+
+    # --- errors -----------------------------------------------------------------------------
+
+    def _internal_error(self, exc: BaseException | None) -> None:
+        """Log an unexpected error with an id and end this session only."""
+        error_id = uuid.uuid4().hex[:12]
+        self.log.error("%s session %s (cluster %s, %s): internal error %s", self.PROTOCOL, self.id, self.identifier,
+                       self.peer_host, error_id, exc_info=exc)
+        if not self.closed:
+            self._audit_failed_login(f"internal error {error_id}")
+            self._internal_error_reply(error_id)
+        self._abort()
+
+    def _internal_error_reply(self, error_id: str) -> None:
+        """Tell the client, where the protocol allows it (subclasses)."""
+
+    # --- the end ----------------------------------------------------------------------------
+
+    def _uncount(self) -> None:
+        if self._counted:
+            self._counted = False
+            self.ctx.connections[self.identifier] -= 1
+
+    def _finish(self) -> None:
+        """Release what the session holds (once enough; idempotent)."""
+        self._audit_failed_login("the connection closed before the engine answered")
+        self._enter(Phase.CLOSED)
+        if self._offloaded is not None:  # the relay owns the sockets: it ends the session
+            self.ctx.offload.close(self._offloaded)  # type: ignore[union-attr]
+        # counted here, not only in connection_lost: a transport that dies inside a TLS
+        # handshake may never report connection_lost to this session
+        self._uncount()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for task in list(self._tasks):
+            task.cancel()
+        self._release()
+
+    def _release(self) -> None:
+        """Give back what the protocol holds (subclasses: e.g. a cancel key)."""
+
+    def _close(self) -> None:
+        """End the session after flushing what was written to both sides."""
+        if self._offloaded is not None:  # the relay owns the sockets: it ends the session
+            self.ctx.offload.close(self._offloaded)  # type: ignore[union-attr]
+            return
+        self._finish()
+        self.engine_leg.close()
+        self.client_leg.close()  # the TLS transport closes the raw one after close_notify
+
+    def _abort(self) -> None:
+        if self._offloaded is not None:
+            self.ctx.offload.close(self._offloaded)  # type: ignore[union-attr]
+            return
+        self._finish()
+        self.client_leg.abort()
+        self.engine_leg.abort()
+
+    # --- flow control -----------------------------------------------------------------------
+    # Called by the legs' protocols: one side's write buffer is above its high-water mark.
+
+    def pause_writing(self) -> None:  # the client is not keeping up with the engine
+        self.engine_leg.pause(PEER)
+
+    def resume_writing(self) -> None:
+        self.engine_leg.resume(PEER)
+
+    def _engine_pause_writing(self) -> None:  # the engine is not keeping up with the client
+        self.client_leg.pause(PEER)
+
+    def _engine_resume_writing(self) -> None:
+        self.client_leg.resume(PEER)
+
+    # --- TLS on the client leg --------------------------------------------------------------
+
+    async def _client_tls(self, protocol: Any, context: ssl.SSLContext) -> None:
+        """Upgrade the client leg; on success :meth:`_client_tls_established` continues."""
+        try:
+            transport = await self.client_leg.start_tls(protocol, context, server_side=True, timeout=self._remaining())
+        except (OSError, ssl.SSLError, ConnectionError, TimeoutError) as exc:
+            self.log.info("%s session %s (cluster %s, %s): TLS handshake failed: %s", self.PROTOCOL, self.id,
+                          self.identifier, self.peer_host, exc)
+            self.ctx.audit.event("gateway.tls_failed", verdict="deny", cluster=self.identifier, source_ip=self.peer_host,
+                                 reason=str(exc)[:200])
+            self._abort()
+            self.connection_lost(exc)  # the TLS protocol may not report it to this session
+            return
+        if self.closed:
+            transport.abort()
+            return
+        self._client_tls_established(self.client_leg.established(transport))
+
+    def _client_tls_established(self, held: list[bytes]) -> None:
+        """The client leg runs TLS; ``held``: data it delivered meanwhile (subclasses)."""
+
+    # --- the native relay -------------------------------------------------------------------
+
+    def _hand_over(self, *, mysql: tuple[bytes, bool, bool] | None = None) -> bool:
+        """Give the logged-in session's sockets to the native relay (``ctx.offload``); False
+        when it stays here (nothing has changed then)."""
+        offload, client, engine = self.ctx.offload, self.client_leg, self.engine_leg
+        if offload is None or client.transport is None or engine.transport is None:
+            return False
+        handle = offload.hand_over(client.transport, client.under, engine.transport, self._offload_done,
+                                   engine_raw=engine.under, mysql=mysql)
+        if handle is None:
+            return False
+        self._offloaded = handle
+        self._enter(Phase.OFFLOADED)
+        return True
+
+    def _offload_done(self, reason: str, handed_back: HandedBack | None = None) -> None:
+        """The native relay is done with this session: it ended (close the transports, as it
+        flushed what there was), or it stopped before a command Python must see -- then the
+        session carries on here with what the relay had not delivered."""
+        handle, self._offloaded = self._offloaded, None
+        if handed_back is None or self.closed or handle is None:
+            self.log.debug("%s session %s (cluster %s): %s", self.PROTOCOL, self.id, self.identifier, reason)
+            self._abort()
+            return
+        self._enter(Phase.RELAYING)
+        self._handed_back(handle, handed_back)
+
+    def _handed_back(self, handle: int, handed_back: HandedBack) -> None:
+        """Carry on in Python after a hand-back (subclasses whose relay hands back)."""
+        self._abort()
