@@ -60,7 +60,7 @@ from dbkeep.gateway.mysql import (
 )
 from dbkeep.gateway.mysql.auth import native_password_check, native_password_hash
 from dbkeep.gateway.mysql.auth import native_password_response as native
-from dbkeep.gateway.mysql.wire import MAX_PAYLOAD, PacketReader, frame
+from dbkeep.gateway.mysql.wire import MAX_PAYLOAD, PacketBuffer, frame
 
 C = Capability
 # Capabilities of MariaDB 10.11's greeting (captured)
@@ -83,7 +83,7 @@ def engine_greeting(*, tls: bool = True) -> InitialHandshake:
 
 
 def packets(data: bytes) -> list[tuple[int, bytes]]:
-    reader = PacketReader()
+    reader = PacketBuffer()
     reader.feed(data)
     out = []
     while (p := reader.next_packet()) is not None:
@@ -186,7 +186,7 @@ class FakeClient:
         self.responses: list[tuple[int, bytes]] = []
         self.raw_in = bytearray()
         self._response: HandshakeResponse41 | None = None
-        self._responses = PacketReader()
+        self._responses = PacketBuffer()
         self.scramble = b""
 
     def feed(self, data: bytes) -> None:

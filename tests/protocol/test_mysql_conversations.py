@@ -43,7 +43,7 @@ from dbkeep.gateway.mysql import (
     Relay,
     SslRequested,
 )
-from dbkeep.gateway.mysql.wire import PacketReader
+from dbkeep.gateway.mysql.wire import PacketBuffer
 
 # fmt: off
 # ruff: noqa: E501
@@ -531,7 +531,7 @@ def _expected_streams(replay: Replay) -> tuple[bytes, bytes]:
     client = bytearray(replay.recorded_client)
     client[4 + 47] &= ~0x20
     engine = bytearray(replay.recorded_engine)
-    reader = PacketReader()
+    reader = PacketBuffer()
     reader.feed(bytes(engine))
     offset = 0
     for _ in range(2):

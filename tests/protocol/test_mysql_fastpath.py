@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dbkeep.errors import ProtocolError
-from dbkeep.gateway.mysql.connection import ClientState
+from dbkeep.gateway.mysql.states import ClientState
 from test_mysql_conversations import CONVERSATIONS, Replay
 
 ALL_COMMANDS = frozenset(range(256))

@@ -9,13 +9,13 @@ from hypothesis import strategies as st
 from dbkeep.errors import LocalProtocolError, RemoteProtocolError
 from dbkeep.gateway.mysql.wire import (
     MAX_PAYLOAD,
-    PacketReader,
+    PacketBuffer,
     Reader,
     frame,
     int_bytes,
     lenenc_bytes,
     lenenc_int,
-    nul_bytes,
+    cstring,
     packet_count,
 )
 
@@ -39,7 +39,7 @@ def test_lenenc_int_vectors(value: int, encoded: str) -> None:
     assert lenenc_int(value).hex() == encoded
     r = Reader(bytes.fromhex(encoded))
     assert r.lenenc_int() == value
-    r.expect_end()
+    r.finish()
 
 
 @pytest.mark.parametrize("first", [0xFB, 0xFF])
@@ -70,13 +70,13 @@ def test_fixed_integers() -> None:
 
 def test_strings() -> None:
     r = Reader(b"root\x00" + lenenc_bytes(b"xyz") + b"tail")
-    assert r.nul_bytes() == b"root"
+    assert r.cstring() == b"root"
     assert r.lenenc_bytes() == b"xyz"
     assert r.rest() == b"tail"
-    r.expect_end()
-    assert nul_bytes(b"abc") == b"abc\x00"
+    r.finish()
+    assert cstring(b"abc") == b"abc\x00"
     with pytest.raises(LocalProtocolError):
-        nul_bytes(b"a\x00b")
+        cstring(b"a\x00b")
 
 
 @pytest.mark.parametrize(
@@ -90,8 +90,8 @@ def test_truncation_raises_remote_protocol_error(data: bytes) -> None:
         lambda r: r.int8(),
         lambda r: r.lenenc_int(),
         lambda r: r.lenenc_bytes(),
-        lambda r: r.nul_bytes(),
-        lambda r: r.fixed(len(data) + 1),
+        lambda r: r.cstring(),
+        lambda r: r.take(len(data) + 1),
     ]
     for read in readers:
         r = Reader(data)
@@ -106,11 +106,11 @@ def test_lenenc_string_longer_than_payload_is_refused_before_allocation() -> Non
         Reader(b"\xfe" + (2**63).to_bytes(8, "little") + b"x").lenenc_bytes()
 
 
-def test_expect_end_reports_trailing_garbage() -> None:
+def test_finish_reports_trailing_garbage() -> None:
     r = Reader(b"\x01\x02")
     r.int1()
     with pytest.raises(RemoteProtocolError, match="trailing"):
-        r.expect_end()
+        r.finish()
 
 
 # --- framing ----------------------------------------------------------------------------------
@@ -127,7 +127,7 @@ def test_frame_splits_at_16mib_and_terminates_exact_multiples() -> None:
     assert packet_count(len(payload)) == 2
     assert wire[:4] == b"\xff\xff\xff\xff"
     assert wire[4 + MAX_PAYLOAD :] == b"\x00\x00\x00\x00"  # empty tail, seq wrapped to 0
-    reader = PacketReader()
+    reader = PacketBuffer()
     reader.feed(wire)
     packet = reader.next_packet()
     assert packet is not None
@@ -140,7 +140,7 @@ def test_frame_splits_at_16mib_and_terminates_exact_multiples() -> None:
 def test_multi_packet_payload_across_chunks() -> None:
     payload = bytes(range(256)) * (MAX_PAYLOAD // 256 + 10)
     wire = frame(payload, 0)
-    reader = PacketReader()
+    reader = PacketBuffer()
     for i in range(0, len(wire), 1 << 20):
         reader.feed(wire[i : i + (1 << 20)])
         if i + (1 << 20) < len(wire):
@@ -152,7 +152,7 @@ def test_multi_packet_payload_across_chunks() -> None:
 
 def test_single_packet_payload_is_a_zero_copy_view() -> None:
     chunk = frame(b"\x03SELECT 1", 0) + frame(b"\x0e", 0)
-    reader = PacketReader()
+    reader = PacketBuffer()
     reader.feed(chunk)
     first = reader.next_packet()
     assert first is not None
@@ -163,25 +163,25 @@ def test_single_packet_payload_is_a_zero_copy_view() -> None:
 
 def test_sequence_gap_inside_multi_packet_is_refused() -> None:
     wire = b"\xff\xff\xff\x00" + b"a" * MAX_PAYLOAD + b"\x01\x00\x00\x05" + b"b"
-    reader = PacketReader()
+    reader = PacketBuffer()
     reader.feed(wire)
     with pytest.raises(RemoteProtocolError, match="sequence"):
         reader.next_packet()
 
 
 def test_oversized_message_refused_on_header() -> None:
-    reader = PacketReader(max_message_size=1000)
+    reader = PacketBuffer(max_message_size=1000)
     reader.feed(b"\xe9\x03\x00\x00")  # announces 1001 bytes; none of them sent
     with pytest.raises(RemoteProtocolError, match="exceeds"):
         reader.next_packet()
-    reader = PacketReader(max_message_size=MAX_PAYLOAD + 10)
+    reader = PacketBuffer(max_message_size=MAX_PAYLOAD + 10)
     reader.feed(b"\xff\xff\xff\x00" + b"a" * MAX_PAYLOAD + b"\x0b\x00\x00\x01")
     with pytest.raises(RemoteProtocolError, match="exceeds"):
         reader.next_packet()
 
 
 def test_eof_inside_packet() -> None:
-    reader = PacketReader()
+    reader = PacketBuffer()
     reader.feed(b"\x05\x00\x00\x00ab")
     assert reader.next_packet() is None
     reader.feed_eof()
@@ -190,7 +190,7 @@ def test_eof_inside_packet() -> None:
 
 
 def test_bytes_needed_and_take_all() -> None:
-    reader = PacketReader()
+    reader = PacketBuffer()
     assert reader.bytes_needed() == 4
     reader.feed(b"\x20\x00")
     assert reader.bytes_needed() == 2
@@ -223,14 +223,14 @@ def chunkings(draw: st.DrawFn, data: bytes) -> list[bytes]:
 def test_lenenc_round_trip(value: int) -> None:
     r = Reader(lenenc_int(value))
     assert r.lenenc_int() == value
-    r.expect_end()
+    r.finish()
 
 
 @settings(max_examples=100, deadline=None)
 @given(payloads=st.lists(st.binary(max_size=300), max_size=8), data=st.data())
 def test_framing_is_independent_of_chunking(payloads: list[bytes], data: st.DataObject) -> None:
     wire = b"".join(frame(p, i % 256) for i, p in enumerate(payloads))
-    reader = PacketReader()
+    reader = PacketBuffer()
     got = []
     for piece in data.draw(chunkings(wire)):
         reader.feed(piece)
@@ -243,7 +243,7 @@ def test_framing_is_independent_of_chunking(payloads: list[bytes], data: st.Data
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=400), st.integers(1, 4096))
 def test_reader_on_arbitrary_bytes_fails_closed(data: bytes, limit: int) -> None:
-    reader = PacketReader(max_message_size=limit)
+    reader = PacketBuffer(max_message_size=limit)
     reader.feed(data)
     reader.feed_eof()
     for _ in range(len(data) + 2):  # bounded: every packet consumes at least its header
@@ -261,7 +261,7 @@ def test_reader_on_arbitrary_bytes_fails_closed(data: bytes, limit: int) -> None
 @given(st.binary(max_size=64))
 def test_reader_primitives_on_arbitrary_bytes(data: bytes) -> None:
     r = Reader(data)
-    ops = [r.int1, r.int2, r.lenenc_int, r.lenenc_bytes, r.nul_bytes, r.int4, r.int8]
+    ops = [r.int1, r.int2, r.lenenc_int, r.lenenc_bytes, r.cstring, r.int4, r.int8]
     for i in range(40):
         try:
             ops[i % len(ops)]()

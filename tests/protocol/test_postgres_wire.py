@@ -36,7 +36,7 @@ from dbkeep.gateway.postgres.messages import (
     parse_startup_packet,
     python_codec,
 )
-from dbkeep.gateway.postgres.wire import Limits, Reader, ReceiveBuffer, cstring, int16, int32, typed_message
+from dbkeep.gateway.postgres.wire import Limits, Reader, MessageBuffer, cstring, int16, int32, typed_message
 
 
 # --- wire ------------------------------------------------------------------------------------
@@ -77,8 +77,8 @@ def test_builders_refuse_what_cannot_be_represented() -> None:
     assert typed_message(b"Q", b"x\x00") == b"Q\x00\x00\x00\x06x\x00"
 
 
-def test_receive_buffer_frames_and_bounds() -> None:
-    buf = ReceiveBuffer()
+def test_message_buffer_frames_and_bounds() -> None:
+    buf = MessageBuffer()
     assert buf.typed_frame(100) is None
     buf.feed(b"Q\x00\x00")
     assert buf.typed_frame(100) is None
@@ -90,23 +90,23 @@ def test_receive_buffer_frames_and_bounds() -> None:
     buf.feed(b"Q\x7f\xff\xff\xff")
     with pytest.raises(RemoteProtocolError, match="invalid message length"):
         buf.typed_frame(1000)
-    buf = ReceiveBuffer()
+    buf = MessageBuffer()
     buf.feed(b"Q\x00\x00\x00\x03")
     with pytest.raises(RemoteProtocolError):
         buf.typed_frame(1000)
-    buf = ReceiveBuffer()
+    buf = MessageBuffer()
     buf.feed(b"\x00\x00\x00\x07\x00\x00\x00")
     with pytest.raises(RemoteProtocolError, match="invalid length of startup packet"):
         buf.untyped_frame(10000)
-    buf = ReceiveBuffer()
+    buf = MessageBuffer()
     buf.feed(b"\x00\x00\x27\x15")  # 10005: one byte over the server's limit
     with pytest.raises(RemoteProtocolError, match="invalid length of startup packet"):
         buf.untyped_frame(10000)
 
 
-def test_receive_buffer_hands_out_whole_chunks_without_copying() -> None:
+def test_message_buffer_hands_out_whole_chunks_without_copying() -> None:
     chunk = Query(b"select 1").build()
-    buf = ReceiveBuffer()
+    buf = MessageBuffer()
     buf.feed(chunk)
     assert buf.typed_frame(1000) is chunk
     many = chunk * 1000

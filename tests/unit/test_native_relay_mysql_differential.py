@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "protocol"))
 from test_mysql_conversations import CONVERSATIONS, Replay  # noqa: E402
 
 from dbkeep.errors import ProtocolError  # noqa: E402
-from dbkeep.gateway.mysql.connection import ClientState  # noqa: E402
+from dbkeep.gateway.mysql.states import ClientState  # noqa: E402
 from dbkeep.gateway.mysql.messages import CommandCode  # noqa: E402
 
 _relay = pytest.importorskip("dbkeep.gateway._relay")

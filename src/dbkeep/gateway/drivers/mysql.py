@@ -85,7 +85,8 @@ from dbkeep.errors import ProtocolError, RemoteProtocolError
 from dbkeep.gateway.listener import GatewayContext
 from dbkeep.gateway.mysql import charsets
 from dbkeep.gateway.mysql import errors as wire_errors
-from dbkeep.gateway.mysql.connection import ChangeUser, ClientState, LoginRequested, Prepare, Query
+from dbkeep.gateway.mysql.events import ChangeUser, LoginRequested, Prepare, Query
+from dbkeep.gateway.mysql.states import ClientState
 from dbkeep.gateway.mysql.messages import CommandCode, ErrPacket, OkPacket
 from dbkeep.gateway.mysql.relay import Decidable, Output, Relay
 from dbkeep.gateway.offload import HandedBack, resume_tls_session, stop_set

@@ -42,7 +42,7 @@ from dbkeep.errors import DbError, LocalProtocolError, RemoteProtocolError
 
 from . import charsets
 from .codes import GENERAL_ERROR
-from .wire import Buffer, Reader, int_bytes, lenenc_bytes, lenenc_int, nul_bytes
+from .wire import Buffer, Reader, int_bytes, lenenc_bytes, lenenc_int, cstring
 
 __all__ = [
     "UNSUPPORTED_CAPABILITIES",
@@ -206,7 +206,7 @@ def _read_attributes(r: Reader) -> Attributes:
     total = r.lenenc_int()
     if total > r.remaining:
         raise RemoteProtocolError("connection attributes longer than the packet")
-    block = Reader(r.fixed(total), "connection attributes")
+    block = Reader(r.take(total), "connection attributes")
     pairs: list[tuple[bytes, bytes]] = []
     while not block.at_end():
         key = block.lenenc_bytes()
@@ -246,9 +246,9 @@ class InitialHandshake:
         version = r.int1()
         if version != 10:
             raise RemoteProtocolError(f"unsupported protocol version {version}")
-        server_version = _ascii(r.nul_bytes())
+        server_version = _ascii(r.cstring())
         connection_id = r.int4()
-        part1 = r.fixed(8)
+        part1 = r.take(8)
         r.skip(1)  # filler
         caps_low = r.int2()
         charset = r.int1()
@@ -261,13 +261,13 @@ class InitialHandshake:
             caps |= ext << 32
         part2 = b""
         if caps & Capability.CLIENT_SECURE_CONNECTION:
-            part2 = r.fixed(max(13, data_len - 8))
+            part2 = r.take(max(13, data_len - 8))
             if part2.endswith(b"\x00"):
                 part2 = part2[:-1]
         plugin = None
         if caps & Capability.CLIENT_PLUGIN_AUTH:
-            plugin = _ascii(r.nul_bytes())
-        r.expect_end()
+            plugin = _ascii(r.cstring())
+        r.finish()
         return cls(
             server_version=server_version,
             connection_id=connection_id,
@@ -294,7 +294,7 @@ class InitialHandshake:
         plugin_auth = bool(caps & Capability.CLIENT_PLUGIN_AUTH)
         out = [
             bytes((self.protocol_version,)),
-            nul_bytes(_unascii(self.server_version)),
+            cstring(_unascii(self.server_version)),
             int_bytes(self.connection_id, 4),
             data[:8],
             b"\x00",
@@ -309,7 +309,7 @@ class InitialHandshake:
         if secure:
             out.append(part2)
         if plugin_auth:
-            out.append(nul_bytes(_unascii(self.auth_plugin_name or "")))
+            out.append(cstring(_unascii(self.auth_plugin_name or "")))
         return b"".join(out)
 
     @property
@@ -414,7 +414,7 @@ class HandshakeResponse41:
             caps = after.capabilities
         if not caps & Capability.CLIENT_PROTOCOL_41:
             raise RemoteProtocolError("pre-4.1 clients are not supported")
-        username = r.nul_bytes()
+        username = r.cstring()
         if caps & Capability.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA:
             if not caps & Capability.CLIENT_SECURE_CONNECTION:
                 raise RemoteProtocolError(
@@ -422,13 +422,13 @@ class HandshakeResponse41:
                 )
             auth = r.lenenc_bytes()
         elif caps & Capability.CLIENT_SECURE_CONNECTION:
-            auth = r.fixed(r.int1())
+            auth = r.take(r.int1())
         else:
-            auth = r.nul_bytes()
-        database = r.nul_bytes() if caps & Capability.CLIENT_CONNECT_WITH_DB else None
+            auth = r.cstring()
+        database = r.cstring() if caps & Capability.CLIENT_CONNECT_WITH_DB else None
         plugin = None
         if caps & Capability.CLIENT_PLUGIN_AUTH and not r.at_end():
-            plugin = _ascii(r.nul_bytes())
+            plugin = _ascii(r.cstring())
         attributes = None
         if caps & Capability.CLIENT_CONNECT_ATTRS and not r.at_end():
             if not caps & Capability.CLIENT_PLUGIN_AUTH:
@@ -440,7 +440,7 @@ class HandshakeResponse41:
         zstd = None
         if caps & Capability.CLIENT_ZSTD_COMPRESSION_ALGORITHM and not r.at_end():
             zstd = r.int1()
-        r.expect_end()
+        r.finish()
         return cls(
             capabilities=caps,
             max_packet_size=max_packet,
@@ -457,7 +457,7 @@ class HandshakeResponse41:
         caps = self.capabilities
         out = [
             _write_caps_block(caps, self.max_packet_size, self.charset),
-            nul_bytes(self.username),
+            cstring(self.username),
         ]
         if caps & Capability.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA:
             out.append(lenenc_bytes(self.auth_response))
@@ -466,15 +466,15 @@ class HandshakeResponse41:
                 raise LocalProtocolError("auth response over 255 bytes needs LENENC_CLIENT_DATA")
             out.append(int_bytes(len(self.auth_response), 1) + self.auth_response)
         else:
-            out.append(nul_bytes(self.auth_response))
+            out.append(cstring(self.auth_response))
         if caps & Capability.CLIENT_CONNECT_WITH_DB:
-            out.append(nul_bytes(self.database or b""))
+            out.append(cstring(self.database or b""))
         trailing_plugin = caps & Capability.CLIENT_PLUGIN_AUTH and (
             self.auth_plugin_name is not None
             or (caps & Capability.CLIENT_CONNECT_ATTRS and self.attributes is not None)
         )
         if trailing_plugin:
-            out.append(nul_bytes(_unascii(self.auth_plugin_name or "")))
+            out.append(cstring(_unascii(self.auth_plugin_name or "")))
             if caps & Capability.CLIENT_CONNECT_ATTRS and self.attributes is not None:
                 out.append(_write_attributes(self.attributes))
         if caps & Capability.CLIENT_ZSTD_COMPRESSION_ALGORITHM and self.zstd_level is not None:
@@ -533,7 +533,7 @@ class AuthSwitchRequest:
             raise RemoteProtocolError("not an AuthSwitchRequest")
         if r.at_end():
             raise RemoteProtocolError("old-style auth switch (mysql_old_password) not supported")
-        name = r.nul_bytes()
+        name = r.cstring()
         if not name:
             raise RemoteProtocolError("AuthSwitchRequest without a plugin name")
         return cls(_ascii(name), r.rest())
@@ -541,7 +541,7 @@ class AuthSwitchRequest:
     def build(self) -> bytes:
         if not self.plugin_name:
             raise LocalProtocolError("AuthSwitchRequest needs a plugin name")
-        return b"\xfe" + nul_bytes(_unascii(self.plugin_name)) + bytes(self.data)
+        return b"\xfe" + cstring(_unascii(self.plugin_name)) + bytes(self.data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -601,7 +601,7 @@ class OkPacket:
                 session = r.lenenc_bytes()
         else:
             info = r.rest()
-        r.expect_end()
+        r.finish()
         return cls(affected, insert_id, status, warnings, info, session, header)
 
     def build(self, capabilities: int = Capability.CLIENT_PROTOCOL_41) -> bytes:
@@ -644,7 +644,7 @@ class ErrPacket:
         sqlstate = None
         if not r.at_end() and r.peek() == ord("#"):
             r.skip(1)
-            sqlstate = _ascii(r.fixed(5))
+            sqlstate = _ascii(r.take(5))
         message = r.rest().decode("utf-8", errors="surrogateescape")
         return cls(errno, message, sqlstate)
 
@@ -705,38 +705,38 @@ class ComChangeUser:
         r = Reader(payload, "COM_CHANGE_USER")
         if r.int1() != CommandCode.COM_CHANGE_USER:
             raise RemoteProtocolError("not a COM_CHANGE_USER packet")
-        username = r.nul_bytes()
+        username = r.cstring()
         if capabilities & Capability.CLIENT_SECURE_CONNECTION:
-            auth = r.fixed(r.int1())
+            auth = r.take(r.int1())
         else:
-            auth = r.nul_bytes()
-        database = r.nul_bytes()
+            auth = r.cstring()
+        database = r.cstring()
         charset = plugin = attributes = None
         if not r.at_end():
             charset = r.int2()
         if capabilities & Capability.CLIENT_PLUGIN_AUTH and not r.at_end():
-            plugin = _ascii(r.nul_bytes())
+            plugin = _ascii(r.cstring())
         if capabilities & Capability.CLIENT_CONNECT_ATTRS and not r.at_end():
             if plugin is None:
                 raise RemoteProtocolError("connection attributes without a plugin name")
             attributes = _read_attributes(r)
-        r.expect_end()
+        r.finish()
         return cls(username, auth, database, charset, plugin, attributes)
 
     def build(self, capabilities: int) -> bytes:
-        out = [b"\x11", nul_bytes(self.username)]
+        out = [b"\x11", cstring(self.username)]
         if capabilities & Capability.CLIENT_SECURE_CONNECTION:
             if len(self.auth_response) > 255:
                 raise LocalProtocolError("COM_CHANGE_USER auth response over 255 bytes")
             out.append(int_bytes(len(self.auth_response), 1) + self.auth_response)
         else:
-            out.append(nul_bytes(self.auth_response))
-        out.append(nul_bytes(self.database))
+            out.append(cstring(self.auth_response))
+        out.append(cstring(self.database))
         more = self.auth_plugin_name is not None or self.attributes is not None
         if self.charset is not None or more:
             out.append(int_bytes(self.charset or 0, 2))
         if capabilities & Capability.CLIENT_PLUGIN_AUTH and more:
-            out.append(nul_bytes(_unascii(self.auth_plugin_name or "")))
+            out.append(cstring(_unascii(self.auth_plugin_name or "")))
             if capabilities & Capability.CLIENT_CONNECT_ATTRS and self.attributes is not None:
                 out.append(_write_attributes(self.attributes))
         return b"".join(out)

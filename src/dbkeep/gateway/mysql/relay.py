@@ -65,19 +65,18 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from dbkeep.errors import LocalProtocolError, RemoteProtocolError
+from dbkeep.gateway.sansio import NEED_DATA
 
-from .connection import (
-    NEED_DATA,
+from .client import ClientFacing
+from .codes import GENERAL_ERROR
+from .engine import EngineFacing
+from .events import (
     AuthData,
     ChangeUser,
     ClientCommand,
-    ClientFacing,
-    ClientState,
     Command,
     ConnectionClosed,
     Continuation,
-    EngineFacing,
-    EngineState,
     LoginRequested,
     Passthrough,
     Prepare,
@@ -87,7 +86,6 @@ from .connection import (
     ResetConnection,
     SslRequested,
 )
-from .codes import GENERAL_ERROR
 from .messages import (
     AuthMoreData,
     AuthSwitchRequest,
@@ -99,6 +97,7 @@ from .messages import (
     OkPacket,
     client_greeting,
 )
+from .states import ClientState, EngineState
 from .wire import DEFAULT_MAX_MESSAGE_SIZE, frame
 
 # Commands the server never answers: a refusal must not produce a reply either.

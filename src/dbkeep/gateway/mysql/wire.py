@@ -11,7 +11,7 @@ Data Types" and "0 - Packet"; MySQL dev docs "page_protocol_basic_packets")::
 
 A payload of 0xFFFFFF bytes or more is split into physical packets of exactly 0xFFFFFF bytes
 followed by one shorter packet (possibly empty); their sequence ids are consecutive. Both
-servers reassemble such a *logical packet* before interpreting it, so :class:`PacketReader`
+servers reassemble such a *logical packet* before interpreting it, so :class:`PacketBuffer`
 does the same: it yields one :class:`Packet` per logical packet.
 
 Inside payloads the protocol uses fixed-width little-endian integers ``int<1|2|3|4|6|8>``,
@@ -47,13 +47,13 @@ __all__ = [
     "MAX_PAYLOAD",
     "Buffer",
     "Packet",
-    "PacketReader",
+    "PacketBuffer",
     "Reader",
     "frame",
     "int_bytes",
     "lenenc_bytes",
     "lenenc_int",
-    "nul_bytes",
+    "cstring",
     "packet_count",
 ]
 
@@ -94,7 +94,7 @@ class Reader:
     def at_end(self) -> bool:
         return self._pos >= len(self._view)
 
-    def expect_end(self) -> None:
+    def finish(self) -> None:
         if self._pos != len(self._view):
             raise RemoteProtocolError(
                 f"{self.remaining} unexpected trailing byte(s) in {self._what}"
@@ -150,11 +150,11 @@ class Reader:
 
     def lenenc_bytes(self) -> bytes:
         length = self.lenenc_int()
-        return self.fixed(length)
+        return self.take(length)
 
     # -- strings --
 
-    def fixed(self, n: int) -> bytes:
+    def take(self, n: int) -> bytes:
         self._need(n)
         out = bytes(self._view[self._pos : self._pos + n])
         self._pos += n
@@ -164,7 +164,7 @@ class Reader:
         self._need(n)
         self._pos += n
 
-    def nul_bytes(self) -> bytes:
+    def cstring(self) -> bytes:
         """A NUL-terminated string; the terminator is consumed, not returned."""
         view = self._view
         end = len(view)
@@ -212,7 +212,7 @@ def lenenc_bytes(data: Buffer) -> bytes:
     return lenenc_int(len(data)) + bytes(data)
 
 
-def nul_bytes(data: Buffer) -> bytes:
+def cstring(data: Buffer) -> bytes:
     raw = bytes(data)
     if b"\x00" in raw:
         raise LocalProtocolError("a NUL-terminated string cannot contain NUL")
@@ -277,7 +277,7 @@ class Packet:
         return (self.last_seq + 1) & 0xFF
 
 
-class PacketReader:
+class PacketBuffer:
     """Incremental framer: :meth:`feed` bytes, take :meth:`next_packet` until ``None``.
 
     ``max_message_size`` bounds a logical packet (the sum of its physical payloads); a header

@@ -137,7 +137,7 @@ from .messages import (
     error_response_v2,
     parse_startup_packet,
 )
-from .wire import Limits, ReceiveBuffer
+from .wire import Limits, MessageBuffer
 
 __all__ = [
     "NEED_DATA",
@@ -322,7 +322,7 @@ class ClientFacing:
     def __init__(self, *, limits: Limits | None = None, randbytes: Callable[[int], bytes] = os.urandom) -> None:
         self.limits = limits or Limits()
         self._randbytes = randbytes
-        self._buf = ReceiveBuffer()
+        self._buf = MessageBuffer()
         self._eof = False
         self.state = ClientState.STARTUP
         self.startup: StartupMessage | None = None
@@ -717,7 +717,7 @@ class EngineFacing:
 
     def __init__(self, *, limits: Limits | None = None, track_messages: bool = True) -> None:
         self.limits = limits or Limits()
-        self._buf = ReceiveBuffer()
+        self._buf = MessageBuffer()
         self._eof = False
         self.state = EngineState.STARTUP
         self.parameters: dict[str, str] = {}

@@ -4,7 +4,7 @@ Theory of operation (PostgreSQL documentation, chapter "Frontend/Backend Protoco
 
 * "Message Formats" gives the layout of every message modelled here; the class names are the
   documentation's. ``parse`` takes a whole framed message (type byte and length word
-  included, as :class:`~dbkeep.gateway.postgres.wire.ReceiveBuffer` hands them out) and
+  included, as :class:`~dbkeep.gateway.postgres.wire.MessageBuffer` hands them out) and
   fails closed with :class:`~dbkeep.errors.RemoteProtocolError` on anything malformed,
   truncated or followed by stray bytes; ``build`` returns the bytes to send.
 * "Message Flow", "Start-up": the untyped start-up packets (StartupMessage, SSLRequest,

@@ -29,11 +29,12 @@ import struct
 from dataclasses import dataclass
 
 from dbkeep.errors import LocalProtocolError, RemoteProtocolError
+from dbkeep.gateway.sansio import ReceiveBuffer
 
 __all__ = [
     "Limits",
     "Reader",
-    "ReceiveBuffer",
+    "MessageBuffer",
     "int16",
     "uint16",
     "int32",
@@ -227,74 +228,11 @@ class Reader:
 # --- receive buffer --------------------------------------------------------------------------
 
 
-class ReceiveBuffer:
-    """Bytes received and not yet consumed, with bounded framing.
+class MessageBuffer(ReceiveBuffer):
+    """The receive buffer with PostgreSQL's framing: typed messages and start-up packets,
+    each length bounded as soon as it is buffered."""
 
-    Consumption moves an offset; the storage is compacted lazily, so taking many small
-    messages out of one large chunk is linear. When the buffer is empty and a chunk arrives
-    that is consumed whole, the chunk object itself is handed out (no copy).
-    """
-
-    __slots__ = ("_buf", "_pos")
-
-    _COMPACT_AT = 256 * 1024
-
-    def __init__(self) -> None:
-        self._buf: bytes | bytearray = b""
-        self._pos = 0
-
-    def __len__(self) -> int:
-        return len(self._buf) - self._pos
-
-    def __bool__(self) -> bool:
-        return len(self._buf) > self._pos
-
-    def feed(self, data: bytes | bytearray | memoryview) -> None:
-        if not data:
-            return
-        if self._pos >= len(self._buf):
-            self._buf = data if isinstance(data, bytes) else bytes(data)
-            self._pos = 0
-            return
-        buf = self._buf
-        if isinstance(buf, bytes):
-            buf = bytearray(buf[self._pos :]) if self._pos else bytearray(buf)
-            self._pos = 0
-        elif self._pos >= self._COMPACT_AT:
-            del buf[: self._pos]
-            self._pos = 0
-        buf += data
-        self._buf = buf
-
-    def peek(self, n: int) -> bytes | None:
-        """The first ``n`` bytes, or None when fewer are buffered (nothing consumed)."""
-        if len(self) < n:
-            return None
-        return bytes(self._buf[self._pos : self._pos + n])
-
-    def first_byte(self) -> int | None:
-        return self._buf[self._pos] if self else None
-
-    def take(self, n: int) -> bytes:
-        buf, pos = self._buf, self._pos
-        if n > len(buf) - pos:
-            raise RemoteProtocolError("internal framing error: take beyond buffer")  # pragma: no cover
-        if pos == 0 and n == len(buf) and isinstance(buf, bytes):
-            out = buf
-        elif isinstance(buf, bytes):
-            out = buf[pos : pos + n]
-        else:
-            with memoryview(buf) as view:
-                out = view[pos : pos + n].tobytes()
-        pos += n
-        if pos >= len(buf):
-            self._buf, self._pos = b"", 0
-        else:
-            self._pos = pos
-        return out
-
-    def take_all(self) -> bytes:
-        return self.take(len(self))
+    __slots__ = ()
 
     def header(self) -> tuple[int, int] | None:
         """``(type, length)`` of the next typed message, or None if fewer than 5 bytes."""
