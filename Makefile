@@ -5,11 +5,13 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# libssl-dev and gcc build the native relay (src/dbkeep/gateway/_relay.c) against the system OpenSSL
+# libssl-dev and gcc build the native relay (src/dbkeep/gateway/relay/*.c) against the system OpenSSL
 DEB_PACKAGES := mariadb-server mariadb-client postgresql postgresql-client acl pgbouncer sysbench haproxy libssl-dev gcc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # pytest workers: independent test files run in parallel; engines are shared per worker.
 TEST_WORKERS ?= 2
+# the native relay's C sources and headers: a change to any rebuilds the module
+RELAY_SOURCES := $(wildcard src/dbkeep/gateway/relay/*.c src/dbkeep/gateway/relay/*.h)
 
 .PHONY: setup deb venv run test sanitize bench clean
 
@@ -29,7 +31,7 @@ deb:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml setup.py src/dbkeep/gateway/_relay.c
+$(VENV)/.installed: pyproject.toml setup.py $(RELAY_SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
@@ -41,7 +43,7 @@ run: setup
 test: setup
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-# the native relay's tests against an AddressSanitizer + UBSan build of _relay.c (not in `test`)
+# the native relay's tests against an AddressSanitizer + UBSan build of its C code (not in `test`)
 sanitize: setup
 	tests/sanitize_relay.sh $(PYTEST_ARGS)
 
