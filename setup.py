@@ -7,7 +7,7 @@ it links the system OpenSSL, the same library Python's ssl module uses (checked 
 from setuptools import Extension, setup
 
 # the relay's C sources, one concern a file (relay.h says which); the headers are `depends`:
-# a change to one rebuilds the module, and they go into an sdist
+# a change to one rebuilds the module (and current setuptools puts them in an sdist)
 RELAY = "src/dbkeep/gateway/relay"
 
 setup(
