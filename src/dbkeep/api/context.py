@@ -112,7 +112,13 @@ class CallContext:
             keys.update(extra)
         return keys
 
-    def authorize(self, action: str, resource: str, extra_keys: Mapping[str, Any] | None = None) -> None:
+    def authorize(self, action: str, resource: str, extra_keys: Mapping[str, Any] | None = None, *, shown: str | None = None) -> None:
+        """Raise AccessDenied (an audit event) unless the principal may ``action`` on ``resource``.
+
+        ``shown`` replaces ``resource`` in the caller's error message only (the audit event keeps
+        the real one): for a resource the caller named by something other than its ARN, where the
+        ARN itself would tell a denied caller that the resource exists (an EC2 group by name).
+        """
         request = RequestContext(
             action=action, resource=resource, principal_arn=self.principal.arn, keys=self.condition_keys(extra_keys)
         )
@@ -133,7 +139,7 @@ class CallContext:
         )
         raise ApiError(
             "UnauthorizedOperation" if self.service == "ec2" else "AccessDenied",
-            access_denied_message(self.principal.arn, action, resource, decision),
+            access_denied_message(self.principal.arn, action, shown or resource, decision),
             403,
         )
 

@@ -10,7 +10,8 @@ ones continue (security groups are stateful). Only ingress rules with CIDR sourc
 Authorisation: a group named by id is authorised on its ARN before it is looked up; a group
 named by name is resolved silently and authorised on its ARN, or, when no group has that
 name, on ``security-group/*`` — so a denied caller gets ``UnauthorizedOperation`` whether or
-not the group exists. ``CreateSecurityGroup`` is authorised on the new group and on the VPC;
+not the group exists (and, for a group named by name, the message names ``security-group/*``
+either way: the group's id would tell that it exists). ``CreateSecurityGroup`` is authorised on the new group and on the VPC;
 with ``TagSpecifications`` it also needs ``ec2:CreateTags`` on the new group (with
 ``ec2:CreateAction`` = ``CreateSecurityGroup``), both seeing ``aws:RequestTag/<key>`` and
 ``aws:TagKeys``.
@@ -77,7 +78,8 @@ def _group(ctx: CallContext, args: dict[str, Any], action: str) -> SecurityGroup
         return group
     if "GroupName" in args:
         group = store.security_group_by_name(args["GroupName"])
-        ctx.authorize(action, _arn(ctx, group.group_id if group else "*"), resource_tag_keys(group.tags) if group else None)
+        ctx.authorize(action, _arn(ctx, group.group_id if group else "*"), resource_tag_keys(group.tags) if group else None,
+                      shown=_arn(ctx, "*"))
         if group is None:
             raise ApiError("InvalidGroup.NotFound", f"The security group '{args['GroupName']}' does not exist in default VPC '{default_vpc_id(store)}'", 400)
         return group
@@ -232,7 +234,7 @@ def describe_security_groups(ctx: CallContext, args: dict[str, Any]) -> dict[str
     if args.get("GroupNames"):
         by_name = {g.group_name: g for g in groups}
         for name in args["GroupNames"]:
-            ctx.authorize("ec2:DescribeSecurityGroups", _arn(ctx, by_name[name].group_id if name in by_name else "*"))
+            ctx.authorize("ec2:DescribeSecurityGroups", _arn(ctx, by_name[name].group_id if name in by_name else "*"), shown=_arn(ctx, "*"))
         missing = set(args["GroupNames"]) - {g.group_name for g in groups}
         if missing:
             raise ApiError("InvalidGroup.NotFound", f"The security group '{sorted(missing)[0]}' does not exist in default VPC '{default_vpc_id(store)}'", 400)
