@@ -194,7 +194,14 @@ def test_assume_role_decides_on_the_roles_own_arn(dbkeep, account):
         assert refused(sts.assume_role, RoleArn=spelled, RoleSessionName="s1")[0] == "AccessDenied", spelled
     # an unrestricted caller assumes it by its exact ARN only
     free = Caller(dbkeep, policy(allow("sts:AssumeRole"))).client("sts")
-    assert free.assume_role(RoleArn=real, RoleSessionName="s1")["AssumedRoleUser"]["Arn"].endswith(f":assumed-role/{role}/s1")
+    assumed = free.assume_role(RoleArn=real, RoleSessionName="s1")
+    assert assumed["AssumedRoleUser"]["Arn"].endswith(f":assumed-role/{role}/s1")
+    # the session's aws:PrincipalArn is the role's own ARN, path included
+    iam.put_role_policy(RoleName=role, PolicyName="p", PolicyDocument=json.dumps(policy(
+        {**allow("rds:DescribeDBClusters"), "Condition": {"ArnEquals": {"aws:PrincipalArn": real}}})))
+    creds = assumed["Credentials"]
+    session = dbkeep.client("rds", creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"])
+    assert isinstance(session.describe_db_clusters()["DBClusters"], list)
     assert refused(free.assume_role, RoleArn=f"arn:aws:iam::{account}:role/{role}", RoleSessionName="s1")[0] == "AccessDenied"
 
 

@@ -99,7 +99,7 @@ class CallContext:
             "aws:CurrentTime": self.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "aws:EpochTime": str(int(self.now.timestamp())),
             "aws:userid": p.user_id,
-            "aws:PrincipalArn": p.arn if p.kind != "assumed-role" else f"arn:aws:iam::{p.account_id}:role/{p.name}",
+            "aws:PrincipalArn": p.arn if p.kind != "assumed-role" else f"arn:aws:iam::{p.account_id}:role{p.path}{p.name}",
             "aws:PrincipalAccount": p.account_id,
             "aws:PrincipalType": {"root": "Account", "user": "User", "assumed-role": "AssumedRole"}[p.kind],
             "aws:RequestedRegion": self.region,
