@@ -11,10 +11,10 @@ Authorisation: a group named by id is authorised on its ARN before it is looked 
 named by name is resolved silently and authorised on its ARN, or, when no group has that
 name, on ``security-group/*`` — so a denied caller gets ``UnauthorizedOperation`` whether or
 not the group exists (and, for a group named by name, the message names ``security-group/*``
-either way: the group's id would tell that it exists). ``CreateSecurityGroup`` is authorised on the new group and on the VPC;
-with ``TagSpecifications`` it also needs ``ec2:CreateTags`` on the new group (with
-``ec2:CreateAction`` = ``CreateSecurityGroup``), both seeing ``aws:RequestTag/<key>`` and
-``aws:TagKeys``.
+either way: the group's id would tell that it exists). ``CreateSecurityGroup`` is authorised
+on the new group and on the VPC; with ``TagSpecifications`` it also needs ``ec2:CreateTags`` on
+the new group (with ``ec2:CreateAction`` = ``CreateSecurityGroup``), both seeing
+``aws:RequestTag/<key>`` and ``aws:TagKeys``.
 """
 
 from __future__ import annotations
