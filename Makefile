@@ -5,12 +5,14 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# libssl-dev and gcc build the native relay (src/dbkeep/gateway/_relay.c) against the system OpenSSL;
+# libssl-dev and gcc build the native relay (src/dbkeep/gateway/relay/*.c) against the system OpenSSL;
 # libmariadb-java and the JDK run the Java client tests (MariaDB Connector/J)
 DEB_PACKAGES := mariadb-server mariadb-client postgresql postgresql-client acl pgbouncer sysbench haproxy libssl-dev gcc libmariadb-java openjdk-17-jdk-headless
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # pytest workers: independent test files run in parallel; engines are shared per worker.
 TEST_WORKERS ?= 2
+# the native relay's C sources and headers: a change to any rebuilds the module
+RELAY_SOURCES := $(wildcard src/dbkeep/gateway/relay/*.c src/dbkeep/gateway/relay/*.h)
 
 .PHONY: setup deb venv run test sanitize bench clean
 
@@ -30,7 +32,7 @@ deb:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml setup.py src/dbkeep/gateway/_relay.c
+$(VENV)/.installed: pyproject.toml setup.py $(RELAY_SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
@@ -42,7 +44,7 @@ run: setup
 test: setup
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-# the native relay's tests against an AddressSanitizer + UBSan build of _relay.c (not in `test`)
+# the native relay's tests against an AddressSanitizer + UBSan build of its C code (not in `test`)
 sanitize: setup
 	tests/sanitize_relay.sh $(PYTEST_ARGS)
 

@@ -6,11 +6,16 @@ it links the system OpenSSL, the same library Python's ssl module uses (checked 
 
 from setuptools import Extension, setup
 
+# the relay's C sources, one concern a file (relay.h says which); the headers are `depends`:
+# a change to one rebuilds the module (and current setuptools puts them in an sdist)
+RELAY = "src/dbkeep/gateway/relay"
+
 setup(
     ext_modules=[
         Extension(
             "dbkeep.gateway._relay",
-            ["src/dbkeep/gateway/_relay.c"],
+            [f"{RELAY}/{name}.c" for name in ("module", "sessions", "loop", "tls", "mysql_framing")],
+            depends=[f"{RELAY}/{name}.h" for name in ("relay", "tls", "mysql_framing")],
             libraries=["ssl", "crypto"],
             extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
         )

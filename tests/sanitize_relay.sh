@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The native relay's tests against an AddressSanitizer + UndefinedBehaviorSanitizer build of
-# src/dbkeep/gateway/_relay.c: any out-of-bounds access, use after free or undefined behaviour
+# src/dbkeep/gateway/relay/*.c: any out-of-bounds access, use after free or undefined behaviour
 # aborts the run with a report. `make sanitize`; CI runs it after `make test` (kept apart from it
 # because the sanitizers slow the relay several times over).
 #
@@ -22,7 +22,7 @@ suffix=$("$python" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUF
 built="$work/src/dbkeep/gateway/_relay$suffix"
 gcc -shared -fPIC -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined \
     -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
-    -I"$include" src/dbkeep/gateway/_relay.c -o "$built" -lssl -lcrypto
+    -I"$include" src/dbkeep/gateway/relay/*.c -o "$built" -lssl -lcrypto
 
 # The sanitizer runtimes must come first in every process that loads the build: the test process,
 # and the Python processes the tests start (`dbkeep up`, xdist workers). Other programs the tests

@@ -69,6 +69,11 @@ class Dispatcher:
         try:
             try:
                 principal, sig = self._auth.authenticate(request)
+                home = getattr(getattr(self._services, "config", None), "region", None)
+                if home is not None and sig.region != home:
+                    # One endpoint, one region: a request signed for another names nothing
+                    # here (its ARNs would be another region's), as on AWS.
+                    raise ApiError("SignatureDoesNotMatch", f"Credential should be scoped to a valid region, not '{sig.region}'. ", 403)
             except ApiError as exc:
                 self._audit.event(
                     "api.auth_failed",

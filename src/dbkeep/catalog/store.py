@@ -224,6 +224,11 @@ class Catalog:
                     found.append(label)
         return found
 
+    def set_user_tags(self, name: str, tags: Sequence[tuple[str, str]]) -> bool:
+        t = schema.iam_users
+        with self.tx() as conn:
+            return conn.execute(update(t).where(t.c.name == name).values(tags=tags_json(tags))).rowcount == 1
+
     def delete_user(self, name: str) -> bool:
         with self.tx() as conn:
             return conn.execute(delete(schema.iam_users).where(schema.iam_users.c.name == name)).rowcount == 1
@@ -325,6 +330,11 @@ class Catalog:
                 if conn.execute(select(func.count()).select_from(table).where(cond)).scalar_one():
                     found.append(label)
         return found
+
+    def set_role_tags(self, name: str, tags: Sequence[tuple[str, str]]) -> bool:
+        t = schema.iam_roles
+        with self.tx() as conn:
+            return conn.execute(update(t).where(t.c.name == name).values(tags=tags_json(tags))).rowcount == 1
 
     def delete_role(self, name: str) -> bool:
         with self.tx() as conn:

@@ -1,4 +1,4 @@
-"""Logged-in sessions handed to the native relay (``_relay.c``), off the event loop.
+"""Logged-in sessions handed to the native relay (``_relay``, C in ``relay/``), off the event loop.
 
 Why: after its login, an unguarded session is a byte copy between two sockets. In the event
 loop that copy competes with every login for one core and runs Python per chunk; the native

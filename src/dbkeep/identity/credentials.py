@@ -58,6 +58,7 @@ class Principal:
     access_key_id: str = field(repr=False)
     session_name: str | None = None
     tags: tuple[tuple[str, str], ...] = ()
+    path: str = "/"  # the IAM path of the user or of the session's role (in aws:PrincipalArn)
 
     @property
     def is_root(self) -> bool:
@@ -103,7 +104,8 @@ class Authenticator:
             if user is None:
                 raise sigv4.invalid_key()
             return Principal(
-                "user", f"arn:aws:iam::{acct}:user{user.path}{user.name}", acct, user.name, user.user_id, access_key_id, tags=user.tags
+                "user", f"arn:aws:iam::{acct}:user{user.path}{user.name}", acct, user.name, user.user_id, access_key_id, tags=user.tags,
+                path=user.path,
             )
         role = self._catalog.get_role(name)
         if role is None:
@@ -117,6 +119,7 @@ class Authenticator:
             access_key_id,
             session_name=session_name,
             tags=role.tags,
+            path=role.path,
         )
 
 

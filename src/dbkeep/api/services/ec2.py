@@ -6,6 +6,15 @@ ones continue (security groups are stateful). Only ingress rules with CIDR sourc
 (IPv4 ``CidrIp``, IPv6 ``CidrIpv6``); protocol ``tcp`` or ``-1``. Errors and texts follow EC2
 (``InvalidGroup.NotFound``, ``InvalidPermission.Duplicate``, ``InvalidPermission.NotFound``,
 ``DependencyViolation``).
+
+Authorisation: a group named by id is authorised on its ARN before it is looked up; a group
+named by name is resolved silently and authorised on its ARN, or, when no group has that
+name, on ``security-group/*`` — so a denied caller gets ``UnauthorizedOperation`` whether or
+not the group exists (and, for a group named by name, the message names ``security-group/*``
+either way: the group's id would tell that it exists). ``CreateSecurityGroup`` is authorised
+on the new group and on the VPC; with ``TagSpecifications`` it also needs ``ec2:CreateTags`` on
+the new group (with ``ec2:CreateAction`` = ``CreateSecurityGroup``), both seeing
+``aws:RequestTag/<key>`` and ``aws:TagKeys``.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ import ipaddress
 import secrets
 from typing import Any
 
-from dbkeep.api.context import CallContext
+from dbkeep.api.context import CallContext, request_tag_keys, resource_tag_keys
 from dbkeep.catalog.models import IngressRule, SecurityGroup
 from dbkeep.catalog.rds import RdsStore
 from dbkeep.errors import ApiError
@@ -58,15 +67,19 @@ def not_found(group: str) -> ApiError:
     return ApiError("InvalidGroup.NotFound", f"The security group '{group}' does not exist", 400)
 
 
-def _group(ctx: CallContext, args: dict[str, Any]) -> SecurityGroup:
+def _group(ctx: CallContext, args: dict[str, Any], action: str) -> SecurityGroup:
+    """The group ``GroupId`` or ``GroupName`` names, once ``action`` is authorised on its ARN."""
     store = _store(ctx)
     if "GroupId" in args:
         group = store.get_security_group(args["GroupId"])
+        ctx.authorize(action, _arn(ctx, args["GroupId"]), resource_tag_keys(group.tags) if group else None)
         if group is None:
             raise not_found(args["GroupId"])
         return group
     if "GroupName" in args:
         group = store.security_group_by_name(args["GroupName"])
+        ctx.authorize(action, _arn(ctx, group.group_id if group else "*"), resource_tag_keys(group.tags) if group else None,
+                      shown=_arn(ctx, "*"))
         if group is None:
             raise ApiError("InvalidGroup.NotFound", f"The security group '{args['GroupName']}' does not exist in default VPC '{default_vpc_id(store)}'", 400)
         return group
@@ -170,19 +183,39 @@ def _group_out(ctx: CallContext, g: SecurityGroup) -> dict[str, Any]:
             "Tags": [{"Key": k, "Value": v} for k, v in g.tags]}
 
 
+def _tag_specifications(args: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    tags: list[tuple[str, str]] = []
+    for spec in args.get("TagSpecifications", []):
+        if spec.get("ResourceType", "security-group") != "security-group":
+            raise ApiError("InvalidParameterValue", f"'{spec.get('ResourceType')}' is not a valid taggable resource type for this operation.", 400)
+        tags += [(t.get("Key", ""), t.get("Value", "")) for t in spec.get("Tags", [])]
+    for key, value in tags:
+        if not 1 <= len(key) <= 128 or len(value) > 256:
+            raise ApiError("InvalidParameterValue", f"Tag keys must be 1 to 128 and values at most 256 characters ({key[:128]}).", 400)
+        if key.lower().startswith("aws:"):
+            raise ApiError("InvalidParameterValue", "Tag keys starting with 'aws:' are reserved for internal use", 400)
+    if len(tags) > 50 or len({k for k, _ in tags}) != len(tags):
+        raise ApiError("InvalidParameterValue", "A resource takes at most 50 tags, each key once.", 400)
+    return tuple(tags)
+
+
 def create_security_group(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     store = _store(ctx)
     vpc = default_vpc_id(store)
-    if args.get("VpcId", vpc) != vpc:
-        raise ApiError("InvalidVpcID.NotFound", f"The vpc ID '{args['VpcId']}' does not exist", 400)
     name = args["GroupName"]
     if not 1 <= len(name) <= 255 or name.lower().startswith("sg-"):
         raise ApiError("InvalidParameterValue", f"Invalid value '{name}' for groupName. Group names may not be in the format sg-*.", 400)
+    tags = _tag_specifications(args)
     group_id = new_id("sg-")
-    ctx.authorize("ec2:CreateSecurityGroup", _arn(ctx, group_id))
+    keys = request_tag_keys(tags)
+    ctx.authorize("ec2:CreateSecurityGroup", _arn(ctx, group_id), keys)
+    ctx.authorize("ec2:CreateSecurityGroup", f"arn:aws:ec2:{ctx.region}:{ctx.account_id}:vpc/{args.get('VpcId', vpc)}")
+    if tags:
+        ctx.authorize("ec2:CreateTags", _arn(ctx, group_id), {**keys, "ec2:CreateAction": "CreateSecurityGroup"})
+    if args.get("VpcId", vpc) != vpc:
+        raise ApiError("InvalidVpcID.NotFound", f"The vpc ID '{args['VpcId']}' does not exist", 400)
     if store.security_group_by_name(name):
         raise ApiError("InvalidGroup.Duplicate", f"The security group '{name}' already exists for VPC '{vpc}'", 400)
-    tags = tuple((t["Key"], t.get("Value", "")) for spec in args.get("TagSpecifications", []) for t in spec.get("Tags", []))
     group = SecurityGroup(group_id, name, vpc, args["Description"], tags)
     store.add_security_group(group)
     return {"GroupId": group_id, "SecurityGroupArn": _arn(ctx, group_id), "Tags": [{"Key": k, "Value": v} for k, v in tags]}
@@ -192,11 +225,16 @@ def describe_security_groups(ctx: CallContext, args: dict[str, Any]) -> dict[str
     store = _store(ctx)
     groups = store.list_security_groups()
     for gid in args.get("GroupIds", []):
+        ctx.authorize("ec2:DescribeSecurityGroups", _arn(ctx, gid))
+    for gid in args.get("GroupIds", []):
         if store.get_security_group(gid) is None:
             raise not_found(gid)
     if args.get("GroupIds"):
         groups = [g for g in groups if g.group_id in args["GroupIds"]]
     if args.get("GroupNames"):
+        by_name = {g.group_name: g for g in groups}
+        for name in args["GroupNames"]:
+            ctx.authorize("ec2:DescribeSecurityGroups", _arn(ctx, by_name[name].group_id if name in by_name else "*"), shown=_arn(ctx, "*"))
         missing = set(args["GroupNames"]) - {g.group_name for g in groups}
         if missing:
             raise ApiError("InvalidGroup.NotFound", f"The security group '{sorted(missing)[0]}' does not exist in default VPC '{default_vpc_id(store)}'", 400)
@@ -213,8 +251,7 @@ def describe_security_groups(ctx: CallContext, args: dict[str, Any]) -> dict[str
 
 
 def authorize_security_group_ingress(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
-    group = _group(ctx, args)
-    ctx.authorize("ec2:AuthorizeSecurityGroupIngress", _arn(ctx, group.group_id))
+    group = _group(ctx, args, "ec2:AuthorizeSecurityGroupIngress")
     store = _store(ctx)
     existing = {_key(r) for r in store.rules([group.group_id])}
     new = []
@@ -229,8 +266,7 @@ def authorize_security_group_ingress(ctx: CallContext, args: dict[str, Any]) -> 
 
 
 def revoke_security_group_ingress(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
-    group = _group(ctx, args)
-    ctx.authorize("ec2:RevokeSecurityGroupIngress", _arn(ctx, group.group_id))
+    group = _group(ctx, args, "ec2:RevokeSecurityGroupIngress")
     store = _store(ctx)
     current = store.rules([group.group_id])
     doomed: list[IngressRule] = []
@@ -253,8 +289,7 @@ def revoke_security_group_ingress(ctx: CallContext, args: dict[str, Any]) -> dic
 
 
 def delete_security_group(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
-    group = _group(ctx, args)
-    ctx.authorize("ec2:DeleteSecurityGroup", _arn(ctx, group.group_id))
+    group = _group(ctx, args, "ec2:DeleteSecurityGroup")
     store = _store(ctx)
     if group.group_name == "default":
         raise ApiError("CannotDelete", f"the specified group: \"{group.group_id}\" name: \"default\" cannot be deleted by a user", 400)

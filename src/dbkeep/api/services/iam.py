@@ -1,7 +1,10 @@
 """IAM: users, groups, roles, access keys, inline and managed policies (a subset of AWS IAM).
 
-Thin handlers: validate beyond the model (policy documents, quotas), authorise against the real
-ARN of the entity, call the catalog, shape the answer. Quotas and error texts follow AWS IAM
+Thin handlers: validate beyond the model (policy documents, quotas, tags), authorise against the
+real ARN of the entity before saying whether it exists (``iam_common.authorized``), call the
+catalog, shape the answer. Tags given on create need the tag action too (``iam:TagUser``,
+``iam:TagRole``), both actions seeing ``aws:RequestTag/<key>`` and ``aws:TagKeys``; the tag
+actions themselves are in ``iam_tags.py``. Quotas and error texts follow AWS IAM
 ("IAM and AWS STS quotas": 2 access keys per user, 10 managed policies per entity, inline policy
 size 2048/5120/10240 characters for users/groups/roles, managed policy 6144).
 """
@@ -11,7 +14,17 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote
 
-from dbkeep.api.context import CallContext
+from dbkeep.api.context import CallContext, request_tag_keys
+from dbkeep.api.services import iam_tags
+from dbkeep.api.services.iam_common import (
+    arn,
+    authorized,
+    authorized_policy,
+    no_such,
+    policy_not_found,
+    resolve_policy,
+    tags_in,
+)
 from dbkeep.catalog.models import Group, ManagedPolicy, Role, User
 from dbkeep.catalog.store import Conflict
 from dbkeep.errors import ApiError, PolicyDocumentError
@@ -27,10 +40,6 @@ MAX_ACCESS_KEYS = 2
 MAX_ATTACHED = 10
 
 
-def no_such(kind: str, name: str) -> ApiError:
-    return ApiError("NoSuchEntity", f"The {kind} with name {name} cannot be found.", 404)
-
-
 def already(kind: str, name: str) -> ApiError:
     return ApiError("EntityAlreadyExists", f"{kind} with name {name} already exists.", 409)
 
@@ -39,19 +48,11 @@ def limit(quota: str, value: int) -> ApiError:
     return ApiError("LimitExceeded", f"Cannot exceed quota for {quota}: {value}", 409)
 
 
-def arn(ctx: CallContext, kind: str, path: str, name: str) -> str:
-    return f"arn:aws:iam::{ctx.account_id}:{kind}{path}{name}"
-
-
 def _path(args: dict[str, Any]) -> str:
     path = args.get("Path", "/")
     if not (path.startswith("/") and path.endswith("/")):
         raise ApiError("ValidationError", "The specified value for path is invalid. It must begin and end with / and contain only alphanumeric characters and/or / characters.")
     return path
-
-
-def _tags(args: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    return tuple((t["Key"], t.get("Value", "")) for t in args.get("Tags", []))
 
 
 def _document(text: str, *, kind: str = "identity", size_error: str | None = None, managed: bool = False) -> str:
@@ -114,27 +115,6 @@ def _policy_out(p: ManagedPolicy) -> dict[str, Any]:
     return out
 
 
-def _require_user(ctx: CallContext, name: str) -> User:
-    user = ctx.catalog.get_user(name)
-    if user is None:
-        raise no_such("user", name)
-    return user
-
-
-def _require_group(ctx: CallContext, name: str) -> Group:
-    group = ctx.catalog.get_group(name)
-    if group is None:
-        raise no_such("group", name)
-    return group
-
-
-def _require_role(ctx: CallContext, name: str) -> Role:
-    role = ctx.catalog.get_role(name)
-    if role is None:
-        raise no_such("role", name)
-    return role
-
-
 def _caller_user_name(ctx: CallContext, args: dict[str, Any]) -> str | None:
     """``UserName`` or, when omitted, the calling user (AWS's rule for key and GetUser calls)."""
     if "UserName" in args:
@@ -146,15 +126,23 @@ def _caller_user_name(ctx: CallContext, args: dict[str, Any]) -> str | None:
     raise ApiError("ValidationError", "Must specify userName when calling with non-User credentials")
 
 
+def _authorize_create(ctx: CallContext, title: str, target: str, tags: tuple[tuple[str, str], ...]) -> None:
+    """``iam:Create<title>`` and, when tags come with it, ``iam:Tag<title>`` too (as on AWS)."""
+    keys = request_tag_keys(tags)
+    ctx.authorize(f"iam:Create{title}", target, keys)
+    if tags:
+        ctx.authorize(f"iam:Tag{title}", target, keys)
+
+
 # --- users -------------------------------------------------------------------------------------
 
 
 def create_user(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
-    name, path = args["UserName"], _path(args)
-    ctx.authorize("iam:CreateUser", arn(ctx, "user", path, name))
+    name, path, tags = args["UserName"], _path(args), tags_in(args)
+    _authorize_create(ctx, "User", arn(ctx, "user", path, name), tags)
     if ctx.catalog.get_user(name):
         raise already("User", name)
-    user = User(name=name, user_id=new_unique_id("AIDA"), path=path, created=ctx.now, tags=_tags(args))
+    user = User(name=name, user_id=new_unique_id("AIDA"), path=path, created=ctx.now, tags=tags)
     try:
         ctx.catalog.add_user(user)
     except Conflict:
@@ -166,8 +154,7 @@ def get_user(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     name = _caller_user_name(ctx, args)
     if name is None:  # the root user describes itself
         return {"User": {"Path": "/", "UserName": ctx.account_id, "UserId": ctx.account_id, "Arn": ctx.principal.arn, "CreateDate": ctx.now}}
-    user = _require_user(ctx, name)
-    ctx.authorize("iam:GetUser", arn(ctx, "user", user.path, name))
+    user = authorized(ctx, "user", name, "iam:GetUser")
     return {"User": _user_out(ctx, user)}
 
 
@@ -179,8 +166,7 @@ def list_users(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete_user(ctx: CallContext, args: dict[str, Any]) -> None:
-    user = _require_user(ctx, args["UserName"])
-    ctx.authorize("iam:DeleteUser", arn(ctx, "user", user.path, user.name))
+    user = authorized(ctx, "user", args["UserName"], "iam:DeleteUser")
     dependents = ctx.catalog.user_dependents(user.name)
     if dependents:
         raise ApiError("DeleteConflict", f"Cannot delete entity, must remove {dependents[0]} first.", 409)
@@ -194,8 +180,7 @@ def create_access_key(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     name = _caller_user_name(ctx, args)
     if name is None:
         raise ApiError("ValidationError", "Creating root access keys through the API is not supported; use the state dir's credentials")
-    user = _require_user(ctx, name)
-    ctx.authorize("iam:CreateAccessKey", arn(ctx, "user", user.path, name))
+    authorized(ctx, "user", name, "iam:CreateAccessKey")
     if len(ctx.catalog.list_access_keys("user", name)) >= MAX_ACCESS_KEYS:
         raise limit("AccessKeysPerUser", MAX_ACCESS_KEYS)
     key_id, secret = new_access_key_id(), new_secret_access_key()
@@ -209,8 +194,7 @@ def list_access_keys(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     if name is None:
         keys = ctx.catalog.list_access_keys("root", "root")
         return {"AccessKeyMetadata": [{"UserName": ctx.account_id, "AccessKeyId": k.access_key_id, "Status": k.status, "CreateDate": k.created} for k in keys], "IsTruncated": False}
-    user = _require_user(ctx, name)
-    ctx.authorize("iam:ListAccessKeys", arn(ctx, "user", user.path, name))
+    authorized(ctx, "user", name, "iam:ListAccessKeys")
     keys = ctx.catalog.list_access_keys("user", name)
     return {"AccessKeyMetadata": [{"UserName": name, "AccessKeyId": k.access_key_id, "Status": k.status, "CreateDate": k.created} for k in keys], "IsTruncated": False}
 
@@ -219,8 +203,7 @@ def update_access_key(ctx: CallContext, args: dict[str, Any]) -> None:
     name = _caller_user_name(ctx, args)
     if name is None:
         raise ApiError("ValidationError", "Root access keys are managed in the state dir")
-    user = _require_user(ctx, name)
-    ctx.authorize("iam:UpdateAccessKey", arn(ctx, "user", user.path, name))
+    authorized(ctx, "user", name, "iam:UpdateAccessKey")
     if not ctx.catalog.set_access_key_status(name, args["AccessKeyId"], args["Status"]):
         raise ApiError("NoSuchEntity", f"The Access Key with id {args['AccessKeyId']} cannot be found.", 404)
     ctx.audit.event("iam.access_key_status", verdict="allow", principal=ctx.principal.arn, user=name, access_key_id=args["AccessKeyId"], status=args["Status"], request_id=ctx.request_id)
@@ -230,8 +213,7 @@ def delete_access_key(ctx: CallContext, args: dict[str, Any]) -> None:
     name = _caller_user_name(ctx, args)
     if name is None:
         raise ApiError("ValidationError", "Root access keys are managed in the state dir")
-    user = _require_user(ctx, name)
-    ctx.authorize("iam:DeleteAccessKey", arn(ctx, "user", user.path, name))
+    authorized(ctx, "user", name, "iam:DeleteAccessKey")
     if not ctx.catalog.delete_access_key(name, args["AccessKeyId"]):
         raise ApiError("NoSuchEntity", f"The Access Key with id {args['AccessKeyId']} cannot be found.", 404)
     ctx.audit.event("iam.access_key_deleted", verdict="allow", principal=ctx.principal.arn, user=name, access_key_id=args["AccessKeyId"], request_id=ctx.request_id)
@@ -254,8 +236,7 @@ def create_group(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def get_group(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
-    group = _require_group(ctx, args["GroupName"])
-    ctx.authorize("iam:GetGroup", arn(ctx, "group", group.path, group.name))
+    group = authorized(ctx, "group", args["GroupName"], "iam:GetGroup")
     users = [ctx.catalog.get_user(n) for n in ctx.catalog.group_members(group.name)]
     return {"Group": _group_out(ctx, group), "Users": [_user_out(ctx, u) for u in users if u], "IsTruncated": False}
 
@@ -267,30 +248,28 @@ def list_groups(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def add_user_to_group(ctx: CallContext, args: dict[str, Any]) -> None:
-    group = _require_group(ctx, args["GroupName"])
-    _require_user(ctx, args["UserName"])
-    ctx.authorize("iam:AddUserToGroup", arn(ctx, "group", group.path, group.name))
+    group = authorized(ctx, "group", args["GroupName"], "iam:AddUserToGroup")
+    if ctx.catalog.get_user(args["UserName"]) is None:
+        raise no_such("user", args["UserName"])
     ctx.catalog.add_group_member(group.name, args["UserName"])
 
 
 def remove_user_from_group(ctx: CallContext, args: dict[str, Any]) -> None:
-    group = _require_group(ctx, args["GroupName"])
-    _require_user(ctx, args["UserName"])
-    ctx.authorize("iam:RemoveUserFromGroup", arn(ctx, "group", group.path, group.name))
+    group = authorized(ctx, "group", args["GroupName"], "iam:RemoveUserFromGroup")
+    if ctx.catalog.get_user(args["UserName"]) is None:
+        raise no_such("user", args["UserName"])
     if not ctx.catalog.remove_group_member(group.name, args["UserName"]):
         raise ApiError("NoSuchEntity", f"The user with name {args['UserName']} cannot be found in group {group.name}.", 404)
 
 
 def list_groups_for_user(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
-    user = _require_user(ctx, args["UserName"])
-    ctx.authorize("iam:ListGroupsForUser", arn(ctx, "user", user.path, user.name))
+    user = authorized(ctx, "user", args["UserName"], "iam:ListGroupsForUser")
     groups = [ctx.catalog.get_group(n) for n in ctx.catalog.groups_for_user(user.name)]
     return {"Groups": [_group_out(ctx, g) for g in groups if g], "IsTruncated": False}
 
 
 def delete_group(ctx: CallContext, args: dict[str, Any]) -> None:
-    group = _require_group(ctx, args["GroupName"])
-    ctx.authorize("iam:DeleteGroup", arn(ctx, "group", group.path, group.name))
+    group = authorized(ctx, "group", args["GroupName"], "iam:DeleteGroup")
     dependents = ctx.catalog.group_dependents(group.name)
     if dependents:
         raise ApiError("DeleteConflict", f"Cannot delete entity, must remove {dependents[0]} first.", 409)
@@ -301,8 +280,8 @@ def delete_group(ctx: CallContext, args: dict[str, Any]) -> None:
 
 
 def create_role(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
-    name, path = args["RoleName"], _path(args)
-    ctx.authorize("iam:CreateRole", arn(ctx, "role", path, name))
+    name, path, tags = args["RoleName"], _path(args), tags_in(args)
+    _authorize_create(ctx, "Role", arn(ctx, "role", path, name), tags)
     trust = _document(args["AssumeRolePolicyDocument"], kind="trust",
                       size_error=trust_policy_size_error(args["AssumeRolePolicyDocument"]))
     duration = args.get("MaxSessionDuration", 3600)
@@ -310,7 +289,7 @@ def create_role(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
         raise ApiError("ValidationError", f"1 validation error detected: Value '{duration}' at 'maxSessionDuration' failed to satisfy constraint: Member must have value between 3600 and 43200")
     if ctx.catalog.get_role(name):
         raise already("Role", name)
-    role = Role(name=name, role_id=new_unique_id("AROA"), path=path, trust_policy=trust, description=args.get("Description"), max_session_duration=duration, created=ctx.now, tags=_tags(args))
+    role = Role(name=name, role_id=new_unique_id("AROA"), path=path, trust_policy=trust, description=args.get("Description"), max_session_duration=duration, created=ctx.now, tags=tags)
     try:
         ctx.catalog.add_role(role)
     except Conflict:
@@ -319,8 +298,7 @@ def create_role(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def get_role(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
-    role = _require_role(ctx, args["RoleName"])
-    ctx.authorize("iam:GetRole", arn(ctx, "role", role.path, role.name))
+    role = authorized(ctx, "role", args["RoleName"], "iam:GetRole")
     return {"Role": _role_out(ctx, role)}
 
 
@@ -331,8 +309,7 @@ def list_roles(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete_role(ctx: CallContext, args: dict[str, Any]) -> None:
-    role = _require_role(ctx, args["RoleName"])
-    ctx.authorize("iam:DeleteRole", arn(ctx, "role", role.path, role.name))
+    role = authorized(ctx, "role", args["RoleName"], "iam:DeleteRole")
     dependents = ctx.catalog.role_dependents(role.name)
     if dependents:
         raise ApiError("DeleteConflict", f"Cannot delete entity, must delete {dependents[0]} first.", 409)
@@ -341,15 +318,14 @@ def delete_role(ctx: CallContext, args: dict[str, Any]) -> None:
 
 # --- inline policies (user, group, role share one implementation) ---------------------------------
 
-_OWNER = {"user": ("UserName", "User", _require_user), "group": ("GroupName", "Group", _require_group), "role": ("RoleName", "Role", _require_role)}
+_OWNER = {"user": ("UserName", "User"), "group": ("GroupName", "Group"), "role": ("RoleName", "Role")}
 
 
 def _inline(kind: str, verb: str):
-    param, title, require = _OWNER[kind]
+    param, title = _OWNER[kind]
 
     def handler(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any] | None:
-        owner = require(ctx, args[param])
-        ctx.authorize(f"iam:{verb}{title}Polic{'ies' if verb == 'List' else 'y'}", arn(ctx, kind, owner.path, owner.name))
+        owner = authorized(ctx, kind, args[param], f"iam:{verb}{title}Polic{'ies' if verb == 'List' else 'y'}")
         if verb == "Put":
             others = [d for n, d in ctx.catalog.list_inline_policies(kind, owner.name) if n != args["PolicyName"]]
             doc = _document(args["PolicyDocument"], size_error=inline_policy_size_error(
@@ -373,17 +349,13 @@ def _inline(kind: str, verb: str):
 # --- managed policies ----------------------------------------------------------------------------
 
 
-def _require_policy(ctx: CallContext, policy_arn: str) -> ManagedPolicy:
-    policy = ctx.catalog.get_managed_policy(policy_arn)
-    if policy is None:
-        raise ApiError("NoSuchEntity", f"Policy {policy_arn} does not exist or is not attachable.", 404)
-    return policy
-
-
 def create_policy(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     name, path = args["PolicyName"], _path(args)
     policy_arn = arn(ctx, "policy", path, name)
-    ctx.authorize("iam:CreatePolicy", policy_arn)
+    tags = tags_in(args)
+    _authorize_create(ctx, "Policy", policy_arn, tags)
+    if tags:  # authorised like AWS, but dbkeep keeps no tags on managed policies (yet): say so
+        raise ApiError("InvalidInput", "dbkeep does not keep tags on managed policies; create the policy without Tags.", 400)
     doc = _document(args["PolicyDocument"], size_error=managed_policy_size_error(args["PolicyDocument"]), managed=True)
     if ctx.catalog.get_managed_policy(policy_arn):
         raise ApiError("EntityAlreadyExists", f"A policy called {name} already exists. Duplicate names are not allowed.", 409)
@@ -396,14 +368,12 @@ def create_policy(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def get_policy(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
-    policy = _require_policy(ctx, args["PolicyArn"])
-    ctx.authorize("iam:GetPolicy", policy.arn)
+    policy = authorized_policy(ctx, args["PolicyArn"], "iam:GetPolicy")
     return {"Policy": _policy_out(policy)}
 
 
 def get_policy_version(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
-    policy = _require_policy(ctx, args["PolicyArn"])
-    ctx.authorize("iam:GetPolicyVersion", policy.arn)
+    policy = authorized_policy(ctx, args["PolicyArn"], "iam:GetPolicyVersion")
     if args["VersionId"] != "v1":
         raise ApiError("NoSuchEntity", f"Policy {policy.arn} version {args['VersionId']} does not exist or is not attachable.", 404)
     return {"PolicyVersion": {"Document": policy.document, "VersionId": "v1", "IsDefaultVersion": True, "CreateDate": policy.created}}
@@ -420,25 +390,24 @@ def list_policies(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete_policy(ctx: CallContext, args: dict[str, Any]) -> None:
-    policy = _require_policy(ctx, args["PolicyArn"])
-    ctx.authorize("iam:DeletePolicy", policy.arn)
+    policy = authorized_policy(ctx, args["PolicyArn"], "iam:DeletePolicy")
     if policy.attachment_count:
         raise ApiError("DeleteConflict", "Cannot delete a policy attached to entities.", 409)
     ctx.catalog.delete_managed_policy(policy.arn)
 
 
 def _attach(kind: str, verb: str):
-    param, title, require = _OWNER[kind]
+    param, title = _OWNER[kind]
 
     def handler(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any] | None:
-        owner = require(ctx, args[param])
-        owner_arn = arn(ctx, kind, owner.path, owner.name)
         if verb == "ListAttached":
-            ctx.authorize(f"iam:ListAttached{title}Policies", owner_arn)
+            owner = authorized(ctx, kind, args[param], f"iam:ListAttached{title}Policies")
             attached = ctx.catalog.attached_policies(kind, owner.name)
             return {"AttachedPolicies": [{"PolicyName": p.name, "PolicyArn": p.arn} for p in attached], "IsTruncated": False}
-        policy = _require_policy(ctx, args["PolicyArn"])
-        ctx.authorize(f"iam:{verb}{title}Policy", owner_arn, {"iam:PolicyARN": policy.arn})
+        policy, policy_arn = resolve_policy(ctx, args["PolicyArn"])
+        owner = authorized(ctx, kind, args[param], f"iam:{verb}{title}Policy", {"iam:PolicyARN": policy_arn})
+        if policy is None:
+            raise policy_not_found(args["PolicyArn"])
         if verb == "Attach":
             attached = ctx.catalog.attached_policies(kind, owner.name)
             if policy.arn not in {p.arn for p in attached} and len(attached) >= MAX_ATTACHED:
@@ -477,9 +446,10 @@ HANDLERS = {
     "ListPolicies": list_policies,
     "DeletePolicy": delete_policy,
 }
-for _kind, (_param, _title, _req) in _OWNER.items():
+for _kind, (_param, _title) in _OWNER.items():
     for _verb in ("Put", "Get", "List", "Delete"):
         HANDLERS[f"{_verb}{_title}Polic{'ies' if _verb == 'List' else 'y'}"] = _inline(_kind, _verb)
     for _verb in ("Attach", "Detach", "ListAttached"):
         HANDLERS[f"{_verb}{_title}Polic{'ies' if _verb == 'ListAttached' else 'y'}"] = _attach(_kind, _verb)
+HANDLERS.update(iam_tags.HANDLERS)
 

@@ -3,15 +3,16 @@
 
 Thin handlers: parse and validate what the model does not (names, passwords, engine families,
 state transitions), authorise against the real ARNs (``cluster:ID``, ``db:ID``,
-``cluster-pg:NAME``), call the :class:`ClusterManager`, and shape ``DBCluster``/``DBInstance``
-as RDS does so that boto3's waiters and the CLI work unmodified.
+``cluster-pg:NAME``) before saying whether they exist (``rds_common.authorized``), call the
+:class:`ClusterManager`, and shape ``DBCluster``/``DBInstance`` as RDS does so that boto3's
+waiters and the CLI work unmodified. Tags on create need ``rds:AddTagsToResource`` too.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from dbkeep.api.context import CallContext
+from dbkeep.api.context import CallContext, request_tag_keys, tag_keys_only
 from dbkeep.api.services import rds_common as common
 from dbkeep.api.services import rds_parameters
 from dbkeep.catalog.models import Cluster, Instance
@@ -146,10 +147,15 @@ def instance_out(ctx: CallContext, i: Instance, cluster: Cluster | None = None) 
 
 
 def _require_cluster(ctx: CallContext, ident: str) -> Cluster:
+    """Re-read a cluster the call has already been authorised on."""
     cluster = common.store(ctx).get_cluster(ident.lower())
     if cluster is None:
         raise common.cluster_not_found(ident)
     return cluster
+
+
+def _cluster(ctx: CallContext, value: str, action: str) -> Cluster:
+    return common.authorized(ctx, "cluster", value, action)  # type: ignore[return-value]
 
 
 def _security_groups(ctx: CallContext, ids: list[str] | None) -> tuple[str, ...]:
@@ -163,12 +169,11 @@ def _security_groups(ctx: CallContext, ids: list[str] | None) -> tuple[str, ...]
     return tuple(dict.fromkeys(ids))
 
 
-def _parameter_group_for(ctx: CallContext, name: str | None, engine: str) -> str:
+def _parameter_group_for(ctx: CallContext, name: str | None, engine: str, action: str) -> str:
     if name is None:
         return "default." + names.DEFAULT_FAMILY[engine]
-    group = common.store(ctx).get_parameter_group(name.lower())
-    if group is None:
-        raise common.group_not_found(name)
+    # The group is a resource of the call too (as on RDS): authorised before it is looked up.
+    group = common.authorized(ctx, "cluster-pg", name, action)
     if names.FAMILIES[group.family] != engine:
         raise ApiError("InvalidParameterCombination", f"The parameter group {name} with DBParameterGroupFamily {group.family} can't be used for this instance. Use a parameter group with DBParameterGroupFamily {names.DEFAULT_FAMILY[engine]}.", 400)
     return group.name
@@ -176,7 +181,8 @@ def _parameter_group_for(ctx: CallContext, name: str | None, engine: str) -> str
 
 def create_db_cluster(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     ident = names.identifier(args["DBClusterIdentifier"])
-    ctx.authorize("rds:CreateDBCluster", common.carn(ctx, ident), {"rds:DatabaseEngine": args["Engine"]})
+    tags = common.tags_in(args)
+    common.authorize_create(ctx, "rds:CreateDBCluster", common.carn(ctx, ident), tags, {"rds:DatabaseEngine": args["Engine"]})
     engine = args["Engine"]
     if engine not in names.ENGINES:
         raise ApiError("InvalidParameterValue", f"Invalid DB engine: {engine}. dbkeep offers aurora-mysql and aurora-postgresql.", 400)
@@ -191,7 +197,7 @@ def create_db_cluster(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     store = common.store(ctx)
     if store.get_cluster(ident):
         raise ApiError("DBClusterAlreadyExistsFault", "DB Cluster already exists", 400)
-    group = _parameter_group_for(ctx, args.get("DBClusterParameterGroupName"), engine)
+    group = _parameter_group_for(ctx, args.get("DBClusterParameterGroupName"), engine, "rds:CreateDBCluster")
     port = common.mgr(ctx).allocate_port(names.port(args["Port"]) if "Port" in args else None)
     cluster = Cluster(
         identifier=ident,
@@ -209,7 +215,7 @@ def create_db_cluster(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
         applied_parameters={},
         status_message=None,
         created=ctx.now,
-        tags=common.tags_in(args),
+        tags=tags,
     )
     try:
         common.mgr(ctx).create(cluster, password)
@@ -222,11 +228,7 @@ def create_db_cluster(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
 def describe_db_clusters(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     store = common.store(ctx)
     if "DBClusterIdentifier" in args:
-        ident = args["DBClusterIdentifier"]
-        if ident.startswith("arn:"):
-            ident = ident.rsplit(":", 1)[-1]
-        ctx.authorize("rds:DescribeDBClusters", common.carn(ctx, ident.lower()))
-        clusters = [_require_cluster(ctx, ident)]
+        clusters = [_cluster(ctx, args["DBClusterIdentifier"], "rds:DescribeDBClusters")]
     else:
         ctx.authorize("rds:DescribeDBClusters", common.carn(ctx, "*"))
         clusters = store.list_clusters()
@@ -245,8 +247,7 @@ def describe_db_clusters(ctx: CallContext, args: dict[str, Any]) -> dict[str, An
 
 
 def modify_db_cluster(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
-    cluster = _require_cluster(ctx, args["DBClusterIdentifier"])
-    ctx.authorize("rds:ModifyDBCluster", common.carn(ctx, cluster.identifier))
+    cluster = _cluster(ctx, args["DBClusterIdentifier"], "rds:ModifyDBCluster")
     mgr, store = common.mgr(ctx), common.store(ctx)
     if "NewDBClusterIdentifier" in args and args["NewDBClusterIdentifier"].lower() != cluster.identifier:
         raise ApiError("InvalidParameterCombination", "Renaming a DB cluster is not supported by dbkeep.", 400)
@@ -259,7 +260,7 @@ def modify_db_cluster(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
         raise cluster_state_error(cluster.identifier, cluster.status)
     changes: dict[str, Any] = {}
     if "DBClusterParameterGroupName" in args:
-        changes["parameter_group"] = _parameter_group_for(ctx, args["DBClusterParameterGroupName"], cluster.engine)
+        changes["parameter_group"] = _parameter_group_for(ctx, args["DBClusterParameterGroupName"], cluster.engine, "rds:ModifyDBCluster")
     if "VpcSecurityGroupIds" in args:
         changes["security_group_ids"] = _security_groups(ctx, args["VpcSecurityGroupIds"])
     if "EnableIAMDatabaseAuthentication" in args:
@@ -275,8 +276,7 @@ def modify_db_cluster(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete_db_cluster(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
-    cluster = _require_cluster(ctx, args["DBClusterIdentifier"])
-    ctx.authorize("rds:DeleteDBCluster", common.carn(ctx, cluster.identifier))
+    cluster = _cluster(ctx, args["DBClusterIdentifier"], "rds:DeleteDBCluster")
     if cluster.deletion_protection:
         raise ApiError("InvalidParameterCombination", "Cannot delete protected Cluster, please disable deletion protection and try again.", 400)
     if not args.get("SkipFinalSnapshot", False):
@@ -291,8 +291,7 @@ def delete_db_cluster(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def stop_db_cluster(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
-    cluster = _require_cluster(ctx, args["DBClusterIdentifier"])
-    ctx.authorize("rds:StopDBCluster", common.carn(ctx, cluster.identifier))
+    cluster = _cluster(ctx, args["DBClusterIdentifier"], "rds:StopDBCluster")
     if cluster.status != "available":
         raise cluster_state_error(cluster.identifier, cluster.status)
     common.mgr(ctx).stop(cluster)
@@ -300,8 +299,7 @@ def stop_db_cluster(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def start_db_cluster(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
-    cluster = _require_cluster(ctx, args["DBClusterIdentifier"])
-    ctx.authorize("rds:StartDBCluster", common.carn(ctx, cluster.identifier))
+    cluster = _cluster(ctx, args["DBClusterIdentifier"], "rds:StartDBCluster")
     if cluster.status != "stopped":
         raise ApiError("InvalidDBClusterStateFault", f"DbCluster {cluster.identifier} is in {cluster.status} state but expected it to be stopped.", 400)
     common.mgr(ctx).start(cluster)
@@ -312,18 +310,25 @@ def start_db_cluster(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _require_instance(ctx: CallContext, ident: str) -> Instance:
+    """Re-read an instance the call has already been authorised on."""
     inst = common.store(ctx).get_instance(ident.lower())
     if inst is None:
         raise common.instance_not_found(ident)
     return inst
 
 
+def _instance(ctx: CallContext, value: str, action: str) -> Instance:
+    return common.authorized(ctx, "db", value, action)  # type: ignore[return-value]
+
+
 def create_db_instance(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     ident = names.identifier(args["DBInstanceIdentifier"], "DBInstanceIdentifier")
-    ctx.authorize("rds:CreateDBInstance", common.iarn(ctx, ident))
+    tags = common.tags_in(args)
+    common.authorize_create(ctx, "rds:CreateDBInstance", common.iarn(ctx, ident), tags)
     if "DBClusterIdentifier" not in args:
         raise ApiError("InvalidParameterCombination", "dbkeep runs Aurora-style clusters: DBClusterIdentifier is required.", 400)
-    cluster = _require_cluster(ctx, args["DBClusterIdentifier"])
+    # the cluster the instance joins is a resource of the call too (as on RDS)
+    cluster = _cluster(ctx, args["DBClusterIdentifier"], "rds:CreateDBInstance")
     if args["Engine"] != cluster.engine:
         raise ApiError("InvalidParameterCombination", f"The engine name requested for your DB instance ({args['Engine']}) doesn't match the engine name of your DB cluster ({cluster.engine}).", 400)
     if cluster.status not in ("available", "creating"):
@@ -332,7 +337,7 @@ def create_db_instance(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]
     if store.get_instance(ident):
         raise ApiError("DBInstanceAlreadyExists", "DB instance already exists", 400)
     writer = not any(i.is_writer for i in store.list_instances(cluster.identifier))
-    inst = Instance(ident, names.new_resource_id("db-"), cluster.identifier, args["DBInstanceClass"], "creating", writer, ctx.now, common.tags_in(args))
+    inst = Instance(ident, names.new_resource_id("db-"), cluster.identifier, args["DBInstanceClass"], "creating", writer, ctx.now, tags)
     try:
         common.mgr(ctx).add_instance(inst)
     except Conflict:
@@ -343,11 +348,7 @@ def create_db_instance(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]
 def describe_db_instances(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     store = common.store(ctx)
     if "DBInstanceIdentifier" in args:
-        ident = args["DBInstanceIdentifier"]
-        if ident.startswith("arn:"):
-            ident = ident.rsplit(":", 1)[-1]
-        ctx.authorize("rds:DescribeDBInstances", common.iarn(ctx, ident.lower()))
-        instances = [_require_instance(ctx, ident)]
+        instances = [_instance(ctx, args["DBInstanceIdentifier"], "rds:DescribeDBInstances")]
     else:
         ctx.authorize("rds:DescribeDBInstances", common.iarn(ctx, "*"))
         instances = store.list_instances()
@@ -368,8 +369,7 @@ def describe_db_instances(ctx: CallContext, args: dict[str, Any]) -> dict[str, A
 
 
 def delete_db_instance(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
-    inst = _require_instance(ctx, args["DBInstanceIdentifier"])
-    ctx.authorize("rds:DeleteDBInstance", common.iarn(ctx, inst.identifier))
+    inst = _instance(ctx, args["DBInstanceIdentifier"], "rds:DeleteDBInstance")
     if inst.status in ("deleting", "creating", "rebooting"):
         raise ApiError("InvalidDBInstanceState", f"Instance {inst.identifier} is in {inst.status} state.", 400)
     common.mgr(ctx).delete_instance(inst)
@@ -377,8 +377,7 @@ def delete_db_instance(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]
 
 
 def reboot_db_instance(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
-    inst = _require_instance(ctx, args["DBInstanceIdentifier"])
-    ctx.authorize("rds:RebootDBInstance", common.iarn(ctx, inst.identifier))
+    inst = _instance(ctx, args["DBInstanceIdentifier"], "rds:RebootDBInstance")
     cluster = common.store(ctx).get_cluster(inst.cluster_identifier)
     if inst.status not in ("available", "incompatible-parameters") or cluster is None or cluster.status not in ("available", "incompatible-parameters"):
         raise ApiError("InvalidDBInstanceState", "Instance cannot currently reboot due to an in-progress management operation.", 400)
@@ -389,25 +388,17 @@ def reboot_db_instance(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]
 # --- tags --------------------------------------------------------------------------------------
 
 
-def _tag_target(ctx: CallContext, arn: str) -> tuple[str, str]:
-    parts = arn.split(":")
-    if len(parts) != 7 or parts[:3] != ["arn", "aws", "rds"]:
-        raise ApiError("InvalidParameterValue", f"Invalid resource name: {arn}", 400)
-    kind, ident = parts[5], parts[6]
-    store = common.store(ctx)
-    if kind == "cluster" and store.get_cluster(ident):
-        return kind, ident
-    if kind == "db" and store.get_instance(ident):
-        return kind, ident
-    if kind == "cluster-pg" and store.get_parameter_group(ident):
-        return kind, ident
-    if kind == "cluster":
-        raise common.cluster_not_found(ident)
-    if kind == "db":
-        raise common.instance_not_found(ident)
-    if kind == "cluster-pg":
-        raise common.group_not_found(ident)
-    raise ApiError("InvalidParameterValue", f"Unsupported resource type in {arn}", 400)
+def _tag_target(ctx: CallContext, resource_name: str, action: str, extra: dict[str, Any]) -> tuple[str, str]:
+    """The (type, identifier) a tag call's ``ResourceName`` names here, authorised on its
+    canonical ARN; an ARN of another account or region is that type's "not found"."""
+    parsed = common.parse_arn(resource_name)
+    if parsed is None:
+        raise ApiError("InvalidParameterValue", f"Invalid resource name: {resource_name}", 400)
+    kind = parsed[2]
+    if kind not in ("cluster", "db", "cluster-pg"):
+        raise ApiError("InvalidParameterValue", f"Unsupported resource type in {resource_name}", 400)
+    found = common.authorized(ctx, kind, resource_name, action, extra)
+    return kind, getattr(found, "name", None) or found.identifier  # type: ignore[union-attr]
 
 
 def _get_tags(ctx: CallContext, kind: str, ident: str) -> tuple[tuple[str, str], ...]:
@@ -427,25 +418,23 @@ def _set_tags(ctx: CallContext, kind: str, ident: str, tags: tuple[tuple[str, st
 
 
 def add_tags_to_resource(ctx: CallContext, args: dict[str, Any]) -> None:
-    kind, ident = _tag_target(ctx, args["ResourceName"])
-    ctx.authorize("rds:AddTagsToResource", args["ResourceName"])
+    new = common.tags_in(args)
+    kind, ident = _tag_target(ctx, args["ResourceName"], "rds:AddTagsToResource", request_tag_keys(new))
     tags = dict(_get_tags(ctx, kind, ident))
-    tags.update(dict(common.tags_in(args)))
+    tags.update(dict(new))
     if len(tags) > 50:
         raise ApiError("TagQuotaPerResourceExceeded", "A resource can have at most 50 tags.", 400)
     _set_tags(ctx, kind, ident, tuple(tags.items()))
 
 
 def list_tags_for_resource(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
-    kind, ident = _tag_target(ctx, args["ResourceName"])
-    ctx.authorize("rds:ListTagsForResource", args["ResourceName"])
+    kind, ident = _tag_target(ctx, args["ResourceName"], "rds:ListTagsForResource", {})
     return {"TagList": common.tags_out(_get_tags(ctx, kind, ident))}
 
 
 def remove_tags_from_resource(ctx: CallContext, args: dict[str, Any]) -> None:
-    kind, ident = _tag_target(ctx, args["ResourceName"])
-    ctx.authorize("rds:RemoveTagsFromResource", args["ResourceName"])
     drop = set(args["TagKeys"])
+    kind, ident = _tag_target(ctx, args["ResourceName"], "rds:RemoveTagsFromResource", tag_keys_only(sorted(drop)))
     _set_tags(ctx, kind, ident, tuple((k, v) for k, v in _get_tags(ctx, kind, ident) if k not in drop))
 
 

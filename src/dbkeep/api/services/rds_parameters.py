@@ -19,11 +19,9 @@ from dbkeep.rds import names, parameters
 MAX_PARAMETERS_PER_CALL = 20
 
 
-def _require_group(ctx: CallContext, name: str) -> ParameterGroup:
-    group = common.store(ctx).get_parameter_group(name.lower())
-    if group is None:
-        raise common.group_not_found(name)
-    return group
+def _group(ctx: CallContext, name: str, action: str) -> ParameterGroup:
+    """The group ``name`` names, once ``action`` is authorised on its canonical ARN."""
+    return common.authorized(ctx, "cluster-pg", name, action)  # type: ignore[return-value]
 
 
 def group_out(ctx: CallContext, g: ParameterGroup) -> dict[str, Any]:
@@ -44,7 +42,8 @@ def parameter_out(d: parameters.ParameterDef, value: str | None, source: str, me
 
 def create_db_cluster_parameter_group(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     name = names.parameter_group_name(args["DBClusterParameterGroupName"])
-    ctx.authorize("rds:CreateDBClusterParameterGroup", common.pgarn(ctx, name))
+    tags = common.tags_in(args)
+    common.authorize_create(ctx, "rds:CreateDBClusterParameterGroup", common.pgarn(ctx, name), tags)
     family = args["DBParameterGroupFamily"]
     if family not in names.FAMILIES:
         raise ApiError("InvalidParameterValue", f"ParameterGroupFamily {family} is not supported; use one of {', '.join(sorted(names.FAMILIES))}.", 400)
@@ -52,7 +51,7 @@ def create_db_cluster_parameter_group(ctx: CallContext, args: dict[str, Any]) ->
         raise ApiError("InvalidParameterValue", "Parameter group names starting with 'default.' are reserved.", 400)
     if common.store(ctx).get_parameter_group(name):
         raise ApiError("DBParameterGroupAlreadyExists", f"Parameter group {name} already exists", 400)
-    group = ParameterGroup(name, family, args["Description"], False, common.tags_in(args))
+    group = ParameterGroup(name, family, args["Description"], False, tags)
     try:
         common.store(ctx).add_parameter_group(group)
     except Conflict:
@@ -62,8 +61,7 @@ def create_db_cluster_parameter_group(ctx: CallContext, args: dict[str, Any]) ->
 
 def describe_db_cluster_parameter_groups(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     if "DBClusterParameterGroupName" in args:
-        group = _require_group(ctx, args["DBClusterParameterGroupName"])
-        ctx.authorize("rds:DescribeDBClusterParameterGroups", common.pgarn(ctx, group.name))
+        group = _group(ctx, args["DBClusterParameterGroupName"], "rds:DescribeDBClusterParameterGroups")
         groups = [group]
     else:
         ctx.authorize("rds:DescribeDBClusterParameterGroups", common.pgarn(ctx, "*"))
@@ -88,8 +86,7 @@ def _parameter_list(engine: str, user_values: dict[str, str], source_filter: str
 
 
 def describe_db_cluster_parameters(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
-    group = _require_group(ctx, args["DBClusterParameterGroupName"])
-    ctx.authorize("rds:DescribeDBClusterParameters", common.pgarn(ctx, group.name))
+    group = _group(ctx, args["DBClusterParameterGroupName"], "rds:DescribeDBClusterParameters")
     source = args.get("Source")
     if source is not None and source not in ("user", "engine-default", "system"):
         raise ApiError("InvalidParameterValue", f"Invalid value for Source: {source}. Valid values: user, engine-default, system", 400)
@@ -111,8 +108,7 @@ def describe_engine_default_cluster_parameters(ctx: CallContext, args: dict[str,
 
 
 async def modify_db_cluster_parameter_group(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
-    group = _require_group(ctx, args["DBClusterParameterGroupName"])
-    ctx.authorize("rds:ModifyDBClusterParameterGroup", common.pgarn(ctx, group.name))
+    group = _group(ctx, args["DBClusterParameterGroupName"], "rds:ModifyDBClusterParameterGroup")
     if group.is_default:
         raise ApiError("InvalidParameterValue", f"The parameter group {group.name} is a default parameter group and cannot be modified.", 400)
     params = args.get("Parameters") or []
@@ -150,8 +146,7 @@ async def modify_db_cluster_parameter_group(ctx: CallContext, args: dict[str, An
 
 
 async def reset_db_cluster_parameter_group(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
-    group = _require_group(ctx, args["DBClusterParameterGroupName"])
-    ctx.authorize("rds:ResetDBClusterParameterGroup", common.pgarn(ctx, group.name))
+    group = _group(ctx, args["DBClusterParameterGroupName"], "rds:ResetDBClusterParameterGroup")
     if group.is_default:
         raise ApiError("InvalidParameterValue", f"The parameter group {group.name} is a default parameter group and cannot be modified.", 400)
     engine = names.FAMILIES[group.family]
@@ -177,8 +172,7 @@ async def reset_db_cluster_parameter_group(ctx: CallContext, args: dict[str, Any
 
 
 def delete_db_cluster_parameter_group(ctx: CallContext, args: dict[str, Any]) -> None:
-    group = _require_group(ctx, args["DBClusterParameterGroupName"])
-    ctx.authorize("rds:DeleteDBClusterParameterGroup", common.pgarn(ctx, group.name))
+    group = _group(ctx, args["DBClusterParameterGroupName"], "rds:DeleteDBClusterParameterGroup")
     if group.is_default:
         raise ApiError("InvalidDBParameterGroupState", f"Default parameter group {group.name} cannot be deleted.", 400)
     if common.store(ctx).clusters_using_group(group.name):

@@ -3,7 +3,10 @@
 AssumeRole follows AWS's same-account rule: the role's trust policy must allow the caller, and,
 unless the trust policy names the caller's ARN itself, the caller's identity policies must allow
 ``sts:AssumeRole`` on the role (the account root needs no identity policy). An explicit deny in
-either wins. The temporary credentials are an ``ASIA…`` key, a secret and a session token (kept
+either wins. ``RoleArn`` must name the role exactly (this account, the role's own path); the
+decision is made on the role's own ARN, and the caller's identity policies are asked first, so a
+caller that may not assume a role gets the same answer whether or not it exists (or trusts it).
+The temporary credentials are an ``ASIA…`` key, a secret and a session token (kept
 only as a hash) that stop working at ``Expiration``.
 """
 
@@ -13,7 +16,7 @@ import datetime as dt
 import re
 from typing import Any
 
-from dbkeep.api.context import CallContext, identity_policies
+from dbkeep.api.context import CallContext, identity_policies, resource_tag_keys
 from dbkeep.errors import ApiError, PolicyDocumentError
 from dbkeep.identity.credentials import new_access_key_id, new_secret_access_key, new_session_token
 from dbkeep.policy.document import parse_policy
@@ -38,25 +41,44 @@ def assume_role(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     match = _ROLE_ARN.match(role_arn)
     if not match:
         raise ApiError("ValidationError", f"{role_arn} is invalid")
-    account, _path, role_name = match.groups()
+    account, path, role_name = match.groups()
+    # The role this ARN names here: this account's, and only when the path is the role's own
+    # (``role/x/dba`` is not ``role/dba``). Everything is decided on that role's ARN, never on
+    # the caller's spelling; an ARN that names no role is authorised as spelled.
     role = ctx.catalog.get_role(role_name) if account == ctx.account_id else None
+    if role is not None and role.path != path:
+        role = None
+    if role is not None:
+        role_arn = f"arn:aws:iam::{ctx.account_id}:role{role.path}{role.name}"
+        keys = ctx.condition_keys(resource_tag_keys(role.tags, "iam:ResourceTag"))
+    else:
+        keys = ctx.condition_keys()
+    request = RequestContext(action="sts:AssumeRole", resource=role_arn, principal_arn=ctx.principal.arn, keys=keys)
+    # The identity decision comes first, so a caller learns nothing about a role its own
+    # policies do not let it assume: missing role, untrusting role and forbidden role all
+    # answer alike. (Same account: the trust policy naming the caller itself is enough.)
+    decision = None if ctx.principal.is_root else evaluate(identity_policies(ctx.catalog, ctx.principal), request)
+    allowed = decision is None or decision.allowed
+
+    def refuse(reason: str) -> ApiError:
+        if allowed:
+            return _deny(ctx, role_arn, reason)
+        ctx.audit.event("sts.assume_role", verdict="deny", principal=ctx.principal.arn, source_ip=ctx.source_ip, resource=role_arn, reason=decision.reason, request_id=ctx.request_id)
+        return ApiError("AccessDenied", access_denied_message(ctx.principal.arn, "sts:AssumeRole", role_arn, decision), 403)
+
+    if decision is not None and decision.reason == "explicit_deny":
+        raise refuse("explicit deny")
     if role is None:
-        raise _deny(ctx, role_arn, "no such role")
-    request = RequestContext(action="sts:AssumeRole", resource=role_arn, principal_arn=ctx.principal.arn, keys=ctx.condition_keys())
+        raise refuse("no such role")
     try:
         trust = parse_policy(role.trust_policy, kind="trust")
     except PolicyDocumentError:
-        raise _deny(ctx, role_arn, "unreadable trust policy") from None
+        raise refuse("unreadable trust policy") from None
     if not trust_allows(trust, caller_arn=ctx.principal.arn, caller_account=ctx.account_id, ctx=request).allowed:
-        raise _deny(ctx, role_arn, "trust policy")
-    if not ctx.principal.is_root:
-        decision = evaluate(identity_policies(ctx.catalog, ctx.principal), request)
-        named_directly = any(
-            st.effect == "Allow" and ctx.principal.arn in _aws_principals(st.principals) for st in trust.statements
-        )
-        if decision.reason == "explicit_deny" or (not decision.allowed and not named_directly):
-            ctx.audit.event("sts.assume_role", verdict="deny", principal=ctx.principal.arn, resource=role_arn, reason=decision.reason, request_id=ctx.request_id)
-            raise ApiError("AccessDenied", access_denied_message(ctx.principal.arn, "sts:AssumeRole", role_arn, decision), 403)
+        raise refuse("trust policy")
+    named_directly = any(st.effect == "Allow" and ctx.principal.arn in _aws_principals(st.principals) for st in trust.statements)
+    if not allowed and not named_directly:
+        raise refuse("identity policy")
     duration = args.get("DurationSeconds", 3600)
     if duration > role.max_session_duration:
         raise ApiError(

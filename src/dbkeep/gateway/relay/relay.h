@@ -1,0 +1,222 @@
+/* dbkeep.gateway._relay: the native data path for logged-in sessions (shared types, internal
+ * declarations).
+ *
+ * Why: the gateway's login path is Python (sans-I/O parsers, audit, policy), but once a
+ * session is logged in and nothing inspects its statements, every byte only has to be copied
+ * between two sockets. Doing that in the event loop's thread caps the gateway at one core and
+ * puts Python between every packet; here it is done by worker threads that never take the GIL
+ * (docs/DESIGN-NOTES.md, "Native relay").
+ *
+ * What: a Relay owns N worker threads, each with its own epoll set. Python hands over a pair
+ * of connected, non-blocking sockets (client, engine) with add(); the worker relays both ways
+ * with bounded buffers (back-pressure: a side whose buffer is full is not read), propagates a
+ * client's half-close to the engine, and ends the session when the engine closes (after
+ * flushing what it sent, within drain_timeout) or either side fails. The sockets stay owned
+ * by Python: the worker never closes them. A finished session is queued and the relay's
+ * eventfd is signalled; collect() returns (handle, reason) pairs and only then frees the
+ * session, so a handle Python holds is always valid until Python has seen it finish.
+ *
+ * Where (one concern a file, all in this directory, built into the one module by setup.py):
+ *   module.c             the Python module: the Relay type, its methods' argument checks, results
+ *   sessions.c           life cycle: threads started and stopped, handles, add/close/collect queues
+ *   loop.c               a worker thread: its epoll loop and the pump that moves a session's bytes
+ *   tls.h, tls.c         the client's (and engine leg's) TLS continued from Python's ssl module
+ *   mysql_framing.h, .c  the client's MySQL packets: command framing, stop commands, hand-back
+ * PostgreSQL sessions are not framed today: their bytes pass as they come. Framing for inspected
+ * sessions (Query/Parse up to Python) goes beside MySQL's, as pg_framing.h/.c: a frame step
+ * called where the pump calls frame_mysql, and its own cases in up_ready/up_consumed.
+ *
+ * The hot path stays in one place for the compiler: what runs per message or per chunk is
+ * static in loop.c (the pump and its socket I/O) or static inline in a header (buffers here,
+ * the TLS pump in tls.h, the framing in mysql_framing.h), so it can be inlined where the pump
+ * calls it, as when this was one file. The rest is declared below with hidden visibility: the
+ * module exports PyInit__relay only, and calls between its files bind directly.
+ */
+#ifndef DBKEEP_RELAY_H
+#define DBKEEP_RELAY_H
+
+#define _GNU_SOURCE
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TLS_RECORD 16384
+#define TLS_READ_CHUNK (TLS_RECORD + 512)
+
+/* ---------------------------------------------------------------- buffers */
+
+typedef struct {
+    char *data;
+    size_t cap, start, end;
+} buf_t;
+
+static inline size_t buf_used(const buf_t *b) { return b->end - b->start; }
+
+static inline size_t buf_space(buf_t *b)
+{
+    if (b->start == b->end) {
+        b->start = b->end = 0;
+    } else if (b->start > 0 && b->cap - b->end < b->cap / 4) {
+        memmove(b->data, b->data + b->start, b->end - b->start);
+        b->end -= b->start;
+        b->start = 0;
+    }
+    return b->cap - b->end;
+}
+
+/* ---------------------------------------------------------------- sessions */
+
+struct worker;
+
+typedef struct session {
+    uint64_t handle;
+    int cfd, efd;
+    SSL *ssl;           /* the client's TLS (server side); NULL: cleartext */
+    PyObject *ssl_owner; /* the _ssl._SSLSocket kept alive while the worker uses its SSL */
+    SSL *essl;          /* the engine leg's TLS (client side); NULL: cleartext */
+    PyObject *essl_owner;
+    buf_t up;           /* client -> engine, plaintext */
+    buf_t down;         /* engine -> client, plaintext */
+    buf_t wire;         /* engine -> client, TLS records (client TLS only) */
+    buf_t ewire;        /* client -> engine, TLS records (engine TLS only) */
+    uint32_t cmask, emask;
+    bool c_registered, e_registered;
+    bool c_blocked, e_blocked;   /* the last send would block: wait for EPOLLOUT */
+    bool client_fin;             /* the client's TCP stream ended (recv returned 0) */
+    bool client_eof;             /* ...and everything before it is decrypted: end of stream */
+    bool engine_fin;             /* the engine's TCP stream ended (engine TLS: records may remain) */
+    bool engine_eof, engine_shut, engine_unwatched, tls_closing, engine_notified;
+    bool engine_gone;            /* the engine hung up; its last bytes may still be unread */
+    bool finished;
+    bool taken;                  /* registered by its worker (worker thread only) */
+    bool close_pending;          /* close() before the worker took it */
+    double deadline;             /* draining: finish at this time at the latest */
+    const char *reason;
+    char reason_buf[160];
+    struct session *next;        /* incoming / finished / draining lists */
+    struct session *next_draining;
+    struct worker *worker;
+    uint64_t bytes_up, bytes_down;
+    /* MySQL command framing (see frame_mysql): only `up_ok` bytes of `up` may go to the engine */
+    bool mysql;
+    uint8_t stop[32];            /* command codes that end the native relay (a bit each) */
+    size_t scan, up_ok;          /* bytes of `up` (from up.start) scanned / cleared to send */
+    uint32_t packet_left;        /* bytes of the current packet's payload not yet scanned */
+    bool in_max;                 /* the last packet had the maximum length: the next continues it */
+    bool wrap, nonempty;         /* LOAD DATA's sequence-id wrap (as ClientFacing._wrap_continues) */
+    bool quiet;                  /* no command since the last exchange: the engine owes nothing */
+    bool quit;                   /* COM_QUIT cleared to send: nothing after it is read or sent */
+    bool handback;               /* a stop command is next in `up`: hand the session back */
+    bool handed_back;
+    buf_t left_client;           /* handed back: client plaintext from the stop command on */
+    buf_t left_down;             /* handed back: engine plaintext the client has not been sent */
+    buf_t left_wire;             /* handed back: TLS records for the client not yet sent */
+} session_t;
+
+typedef struct worker {
+    struct relay *relay;
+    pthread_t thread;
+    bool started;
+    int epfd;
+    int wakefd;
+    pthread_mutex_t lock;
+    session_t *incoming;   /* added by Python, not yet registered */
+    session_t **close_queue; /* close() requests */
+    size_t close_len, close_cap;
+    bool stopping;
+    session_t *batch_done; /* finished during the current epoll batch */
+    session_t *draining;
+    long active;
+} worker_t;
+
+typedef struct relay {
+    PyObject_HEAD
+    worker_t *workers;
+    int nworkers;
+    int donefd;
+    size_t buffer_size;
+    double drain_timeout;
+    pthread_mutex_t lock;    /* done list and counters */
+    session_t *done;
+    /* handles: slot index (low 32 bits) and generation (high 32 bits) */
+    session_t **slots;
+    uint32_t *gens;
+    uint32_t nslots, *free_slots, nfree;
+    uint64_t added, bytes_up, bytes_down;
+    long live;               /* added and not yet collected */
+    unsigned next_worker;
+    bool stopped;
+} relay_t;
+
+/* ---------------------------------------------------------------- helpers of several files */
+
+/* A recv or send that returned < 0: -1 when it would block (wait for readiness), -2 on an
+ * error (errno kept for the reason). */
+static inline ssize_t io_failure(void)
+{
+    return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? -1 : -2;
+}
+
+static inline void unregister(worker_t *w, int fd, bool *registered)
+{
+    if (*registered) {
+        epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
+        *registered = false;
+    }
+}
+
+/* eventfds wake a worker (commands) or Python (finished sessions); a failed write only means
+ * the counter is already non-zero, a failed read that there was nothing to take */
+static inline void signal_fd(int fd)
+{
+    uint64_t one = 1;
+    ssize_t ignored = write(fd, &one, sizeof one);
+    (void)ignored;
+}
+
+static inline void drain_fd(int fd)
+{
+    uint64_t count;
+    ssize_t ignored = read(fd, &count, sizeof count);
+    (void)ignored;
+}
+
+/* ---------------------------------------------------------------- internal functions */
+
+#pragma GCC visibility push(hidden)
+
+/* loop.c: the worker thread */
+void *worker_main(void *arg);
+void set_reason(session_t *s, const char *what, int err);
+void finish(worker_t *w, session_t *s, const char *why, int err); /* worker thread only */
+
+/* sessions.c: the life cycle (Python's thread, GIL held) */
+int relay_start(relay_t *r, int threads);
+void relay_stop_threads(relay_t *r);
+void relay_teardown(relay_t *r);
+bool alloc_buf(buf_t *b, size_t cap);
+bool append(buf_t *b, const char *data, size_t n);
+bool take_slot(relay_t *r, session_t *s);
+void relay_submit(relay_t *r, session_t *s);
+int request_close(relay_t *r, unsigned long long handle);
+session_t *take_done(relay_t *r);
+void put_back_done(relay_t *r, session_t *done);
+void release_collected(relay_t *r, session_t *s);
+void session_free(session_t *s);
+
+#pragma GCC visibility pop
+
+#endif
