@@ -16,7 +16,7 @@ import pytest
 
 from dbkeep.errors import DbError, RemoteProtocolError
 from dbkeep.gateway.postgres.cancel import CancelKeyRegistry
-from dbkeep.gateway.postgres.connection import (
+from dbkeep.gateway.postgres import (
     NEED_DATA,
     PAUSED,
     ClientFacing,
@@ -24,7 +24,7 @@ from dbkeep.gateway.postgres.connection import (
     EngineFacing,
     EngineState,
 )
-from dbkeep.gateway.postgres.messages import (
+from dbkeep.gateway.postgres import (
     AuthenticationMD5Password,
     AuthenticationSASL,
     AuthenticationSASLContinue,

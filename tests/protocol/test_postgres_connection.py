@@ -7,7 +7,7 @@ import pytest
 
 from dbkeep.errors import DbError, LocalProtocolError, RemoteProtocolError
 from dbkeep.gateway.postgres.cancel import CancelKeyRegistry
-from dbkeep.gateway.postgres.connection import (
+from dbkeep.gateway.postgres import (
     CLIENT_TRANSITIONS,
     ENGINE_TRANSITIONS,
     NEED_DATA,
@@ -18,7 +18,7 @@ from dbkeep.gateway.postgres.connection import (
     EngineState,
 )
 from dbkeep.gateway.postgres.login import PasswordLogin
-from dbkeep.gateway.postgres.messages import (
+from dbkeep.gateway.postgres import (
     AuthenticationCleartextPassword,
     AuthenticationMD5Password,
     AuthenticationOk,

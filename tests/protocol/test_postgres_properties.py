@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dbkeep.errors import DbError, RemoteProtocolError
-from dbkeep.gateway.postgres.connection import (
+from dbkeep.gateway.postgres import (
     NEED_DATA,
     PAUSED,
     ClientFacing,
@@ -25,7 +25,7 @@ from dbkeep.gateway.postgres.connection import (
     EngineState,
     Refusal,
 )
-from dbkeep.gateway.postgres.messages import (
+from dbkeep.gateway.postgres import (
     AuthenticationCleartextPassword,
     AuthenticationOk,
     AuthenticationSASL,

@@ -12,7 +12,7 @@ import pytest
 
 from dbkeep.errors import LocalProtocolError, RemoteProtocolError
 from dbkeep.gateway.postgres.login import PasswordLogin
-from dbkeep.gateway.postgres.messages import (
+from dbkeep.gateway.postgres import (
     AuthenticationCleartextPassword,
     AuthenticationMD5Password,
     AuthenticationOk,

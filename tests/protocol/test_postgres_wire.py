@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dbkeep.errors import DbError, LocalProtocolError, RemoteProtocolError
-from dbkeep.gateway.postgres.messages import (
+from dbkeep.gateway.postgres import (
     AuthenticationCleartextPassword,
     AuthenticationMD5Password,
     AuthenticationOk,

@@ -168,7 +168,7 @@ class Session:
         self.tls_started = threading.Event()
 
     def on_done(self, reason: str, handed_back: object = None) -> None:
-        """As session.py's _offload_done: release the session and close its transports."""
+        """As drivers/session.py's _offload_done: release the session and close its transports."""
         self.reasons.append(reason)
         self.done_thread = threading.get_ident()
         for transport in (self.client_transport, self.raw, self.engine_transport):
@@ -250,7 +250,7 @@ class Gateway:
     async def set_up(self, s: Session, protocol: _ClientProtocol) -> None:
         try:
             loop = asyncio.get_running_loop()
-            if self.tls_context is not None:  # as session.py's _tls_handshake
+            if self.tls_context is not None:  # as drivers/session.py's _client_tls
                 # start_tls swaps the protocol before its first await: the client may start its
                 # handshake after that (as after a Postgres SSLRequest's "S"); uvloop starts reading
                 # right after connection_made, so an earlier ClientHello would reach this protocol

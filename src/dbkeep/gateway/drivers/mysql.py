@@ -51,7 +51,7 @@ comes from :mod:`dbkeep.gateway.mysql.errors`.
    says they would pass through unparsed (``EngineFacing.passthrough``).
    **Native relay.** With ``ctx.offload`` (``dbkeep up``, ``--relay-threads`` > 0) and no
    guard, a logged-in session at a command boundary with nothing buffered is handed to the
-   native relay threads (``gateway/_relay.c``), both legs' TLS included. They frame the
+   native relay threads (``gateway/relay/``), both legs' TLS included. They frame the
    client's packets with the same rules as :class:`ClientFacing` and give the session back
    before COM_CHANGE_USER, COM_RESET_CONNECTION, COM_PROCESS_KILL, COM_MULTI or an empty
    command, with the bytes neither side has received yet (:class:`~dbkeep.gateway.offload.HandedBack`):

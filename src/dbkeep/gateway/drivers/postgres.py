@@ -5,10 +5,10 @@ style). :class:`PostgresSession` is the ``asyncio.Protocol`` of one accepted cli
 life cycle (admission by security group, phases, timers, audit once, internal errors, close,
 TLS of the client leg, hand-over to the native relay) is :class:`~.session.Session`'s; its two
 sides are :class:`~.leg.Leg` objects. This module keeps what PostgreSQL's events mean: it
-feeds every byte through a sans-I/O :class:`~dbkeep.gateway.postgres.connection.ClientFacing`
+feeds every byte through a sans-I/O :class:`~dbkeep.gateway.postgres.client.ClientFacing`
 and, once the client has sent its StartupMessage, opens the engine leg, a second small
 protocol (:class:`_EngineLeg`) feeding an
-:class:`~dbkeep.gateway.postgres.connection.EngineFacing`, over the engine's private unix
+:class:`~dbkeep.gateway.postgres.engine.EngineFacing`, over the engine's private unix
 socket. Every reply of the gateway's own comes from :mod:`dbkeep.gateway.postgres.errors`. The
 flow is the one the connection module's docstring draws:
 
@@ -88,8 +88,8 @@ from dbkeep.errors import DbError, LocalProtocolError, ProtocolError, RemoteProt
 from dbkeep.gateway.listener import GatewayContext
 from dbkeep.gateway.postgres import errors as wire_errors
 from dbkeep.gateway.postgres.cancel import CancelKeyRegistry
-from dbkeep.gateway.postgres.connection import NEED_DATA, PAUSED, ClientFacing, EngineFacing
-from dbkeep.gateway.postgres.messages import (
+from dbkeep.gateway.postgres import NEED_DATA, PAUSED, ClientFacing, EngineFacing
+from dbkeep.gateway.postgres import (
     BackendData,
     BackendKeyData,
     CancelRequest,

@@ -3,7 +3,8 @@
 Layout, by concern as in h11 (the shared contract is :mod:`dbkeep.gateway.sansio`):
 
 - :mod:`.wire` -- integers, strings, packet framing (:class:`~.wire.PacketBuffer`);
-- :mod:`.messages` -- connection-phase messages, capability flags, command codes;
+- :mod:`.flags` -- capability and status flags, command codes, packet headers;
+- :mod:`.messages` -- connection-phase messages (InitialHandshake ... ERR);
 - :mod:`.events` -- what the two machines surface (login, commands, engine bytes, end);
 - :mod:`.states` -- the states and transition tables, nothing else;
 - :mod:`.client` -- :class:`ClientFacing`, the gateway as the server towards a client;

@@ -120,7 +120,7 @@ class ClientFacing:
         return None
 
     def native_state(self) -> bool | None:
-        """For a native relay that takes the command phase over (``gateway/_relay.c``, which
+        """For a native relay that takes the command phase over (``gateway/relay/``, which
         frames packets with these same rules): the LOAD DATA wrap flag to start from, or None
         when the connection is not at a packet boundary of the command phase."""
         if self._state is not ClientState.COMMAND or self._buf.buffered or self._buf.eof:

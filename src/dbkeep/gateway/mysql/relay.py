@@ -2,8 +2,8 @@
 
 Theory of operation
 -------------------
-:class:`Relay` owns a :class:`~.connection.ClientFacing` and an
-:class:`~.connection.EngineFacing` and moves events between them as the gateway does for a
+:class:`Relay` owns a :class:`~.client.ClientFacing` and an
+:class:`~.engine.EngineFacing` and moves events between them as the gateway does for a
 native-password login (DESIGN.md "Password logins are relayed"): the engine's greeting is
 shown to the client with adjusted capabilities, the client's login is checked by ``decide``
 and then forwarded, the authentication exchange is relayed packet by packet (each leg framing
@@ -44,10 +44,10 @@ and the engine offers TLS. A cleartext client never gets a TLS engine leg that w
 engine account with ``REQUIRE SSL`` (which MariaDB refuses on any non-TLS connection, unix
 sockets included) logs in through the gateway only when its client used TLS.
 
-``decide(event)`` sees :class:`~.connection.LoginRequested`, every statement
-(:class:`~.connection.Query`, :class:`~.connection.Prepare`), :class:`~.connection.ChangeUser`,
-:class:`~.connection.ProcessKill`, :class:`~.connection.ResetConnection` and every other
-:class:`~.connection.Command`; it returns None to let it through or an
+``decide(event)`` sees :class:`~.events.LoginRequested`, every statement
+(:class:`~.events.Query`, :class:`~.events.Prepare`), :class:`~.events.ChangeUser`,
+:class:`~.events.ProcessKill`, :class:`~.events.ResetConnection` and every other
+:class:`~.events.Command`; it returns None to let it through or an
 :class:`~.messages.ErrPacket` to refuse it. A refused login or change of user is answered by
 the gateway. A refused command is, by default, answered *in order* by the engine: the gateway
 forwards ``SIGNAL SQLSTATE ... SET MYSQL_ERRNO = ..., MESSAGE_TEXT = ...`` in its place, so a

@@ -8,7 +8,7 @@ those two values; nothing is answered and the connection is closed.
 The engines are reachable only through the gateway, so the gateway replaces each engine's
 BackendKeyData with its own key before relaying it, remembers which engine connection the
 key stands for, and on a CancelRequest looks the key up and sends the engine's own key to
-that engine (an :class:`~dbkeep.gateway.postgres.connection.EngineFacing` in cancel mode).
+that engine (an :class:`~dbkeep.gateway.postgres.engine.EngineFacing` in cancel mode).
 A client therefore never learns an engine secret, and a guessed key cancels nothing.
 
 By default the process id is kept (so ``backend_pid`` in drivers and ``pg_backend_pid()``

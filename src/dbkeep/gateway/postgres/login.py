@@ -3,7 +3,7 @@
 Theory of operation (PostgreSQL documentation, "Frontend/Backend Protocol", "Message Flow",
 "Start-up" and "SASL Authentication"): after the StartupMessage the engine sends one
 authentication request at a time and waits for the answer. :class:`PasswordLogin` turns each
-request an :class:`~dbkeep.gateway.postgres.connection.EngineFacing` surfaces into the
+request an :class:`~dbkeep.gateway.postgres.engine.EngineFacing` surfaces into the
 frontend message that answers it, knowing the password the gateway derived for the user::
 
     login = PasswordLogin(user, secret)

@@ -1,4 +1,5 @@
-"""PostgreSQL v3 protocol messages as frozen dataclasses, each with ``parse`` and ``build``.
+"""PostgreSQL v3 protocol messages of the start-up and login as frozen dataclasses, each with
+``parse`` and ``build`` (the query-phase messages are in :mod:`.events`).
 
 Theory of operation (PostgreSQL documentation, chapter "Frontend/Backend Protocol"):
 
@@ -21,22 +22,20 @@ Theory of operation (PostgreSQL documentation, chapter "Frontend/Backend Protoco
 
 Text fields are ``str`` decoded as UTF-8 with ``surrogateescape`` (byte-exact round trips);
 SQL text is kept as ``bytes`` and decoded on demand in the session's ``client_encoding``
-(:func:`decode_client_text`), so a statement guard never sees text the engine would read
+(:func:`~.encodings.decode_client_text`; the query-phase events are in :mod:`.events`), so a statement guard never sees text the engine would read
 differently.
 """
 
 from __future__ import annotations
 
-import codecs
-import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from collections.abc import Callable
 from typing import ClassVar, Self, Union
 
 from dbkeep.errors import DbError, LocalProtocolError, RemoteProtocolError
 
-from .wire import Reader, cstring, int32, typed_message, uint16, uint32, untyped_message
+from .wire import Reader, cstring, int32, raw_of, remember_raw, typed_message, typed_reader, untyped_message
 
 # --- request codes and constants -------------------------------------------------------------
 
@@ -59,104 +58,6 @@ _AUTH_NAMES = {2: "KerberosV5", 6: "SCMCredential", 7: "GSS", 8: "GSSContinue", 
 
 def protocol_version(major: int, minor: int) -> int:
     return (major << 16) | minor
-
-
-# --- client encodings ------------------------------------------------------------------------
-
-# PostgreSQL encoding names ("Character Set Support") to Python codecs. Only encodings with a
-# faithful Python codec are listed; anything else decodes to None (callers fail closed).
-_PG_CODECS = {
-    "utf8": "utf-8",
-    "unicode": "utf-8",
-    "sqlascii": "latin-1",  # the server does not interpret high bytes; keep them 1:1
-    "latin1": "latin-1",
-    "latin2": "iso8859-2",
-    "latin3": "iso8859-3",
-    "latin4": "iso8859-4",
-    "latin5": "iso8859-9",
-    "latin6": "iso8859-10",
-    "latin7": "iso8859-13",
-    "latin8": "iso8859-14",
-    "latin9": "iso8859-15",
-    "latin10": "iso8859-16",
-    "iso88595": "iso8859-5",
-    "iso88596": "iso8859-6",
-    "iso88597": "iso8859-7",
-    "iso88598": "iso8859-8",
-    "win1250": "cp1250",
-    "win1251": "cp1251",
-    "win1252": "cp1252",
-    "win1253": "cp1253",
-    "win1254": "cp1254",
-    "win1255": "cp1255",
-    "win1256": "cp1256",
-    "win1257": "cp1257",
-    "win1258": "cp1258",
-    "win866": "cp866",
-    "win874": "cp874",
-    "koi8r": "koi8-r",
-    "koi8u": "koi8-u",
-    "eucjp": "euc_jp",
-    "euccn": "gb2312",
-    "euckr": "euc_kr",
-    "eucjis2004": "euc_jis_2004",
-    "sjis": "cp932",
-    "shiftjis2004": "shift_jis_2004",
-    "big5": "cp950",
-    "gbk": "gbk",
-    "gb18030": "gb18030",
-    "uhc": "cp949",
-    "johab": "johab",
-}
-
-
-def python_codec(pg_encoding: str) -> str | None:
-    """The Python codec for a PostgreSQL encoding name (aliases and case as the server
-    accepts them, e.g. ``utf-8``, ``UTF8``), or None when there is no faithful one."""
-    key = "".join(ch for ch in pg_encoding.lower() if ch.isalnum())
-    name = _PG_CODECS.get(key)
-    if name is None:
-        return None
-    codecs.lookup(name)
-    return name
-
-
-def decode_client_text(data: bytes, pg_encoding: str) -> str | None:
-    """``data`` decoded in the session's client encoding, or None if that is impossible
-    (unknown encoding, invalid bytes): callers that guard statements must then refuse."""
-    codec = python_codec(pg_encoding)
-    if codec is None:
-        return None
-    try:
-        return data.decode(codec)
-    except UnicodeDecodeError:
-        return None
-
-
-# --- helpers ---------------------------------------------------------------------------------
-
-
-_UINT32 = struct.Struct("!I")
-
-
-def _typed(raw: bytes, type_: bytes, what: str) -> Reader:
-    if len(raw) < 5 or raw[0] != type_[0]:
-        raise RemoteProtocolError(f"not a {what} message")
-    length = _UINT32.unpack_from(raw, 1)[0]
-    if length + 1 != len(raw):
-        raise RemoteProtocolError(f"{what} length does not match its frame")
-    return Reader(raw, 5, what=what)
-
-
-def _remember_raw(obj: object, raw: bytes) -> None:
-    # The frame a message was parsed from is reused by build() to forward it without
-    # re-encoding. It is not a dataclass field, so dataclasses.replace() (or any other new
-    # instance) drops it and build() encodes the new field values.
-    object.__setattr__(obj, "_raw", raw)
-
-
-def _raw_of(obj: object) -> bytes | None:
-    return obj.__dict__.get("_raw")
 
 
 # --- start-up packets (untyped) --------------------------------------------------------------
@@ -409,7 +310,7 @@ AuthenticationRequest = Union[
 
 
 def parse_authentication(raw: bytes) -> AuthenticationRequest:
-    reader = _typed(raw, b"R", "authentication request")
+    reader = typed_reader(raw, b"R", "authentication request")
     code = reader.int32()
     if code == _AUTH_OK:
         reader.finish()
@@ -451,7 +352,7 @@ class PasswordMessage:
 
     @classmethod
     def parse(cls, raw: bytes) -> PasswordMessage:
-        reader = _typed(raw, b"p", "password message")
+        reader = typed_reader(raw, b"p", "password message")
         password = reader.cstring()
         reader.finish()
         return cls(password)
@@ -475,7 +376,7 @@ class SASLInitialResponse:
 
     @classmethod
     def parse(cls, raw: bytes) -> SASLInitialResponse:
-        reader = _typed(raw, b"p", "SASL initial response")
+        reader = typed_reader(raw, b"p", "SASL initial response")
         mechanism = reader.text()
         length = reader.int32()
         if length == -1:
@@ -497,7 +398,7 @@ class SASLResponse:
 
     @classmethod
     def parse(cls, raw: bytes) -> SASLResponse:
-        return cls(_typed(raw, b"p", "SASL response").rest())
+        return cls(typed_reader(raw, b"p", "SASL response").rest())
 
 
 # --- start-up and status messages from the backend -------------------------------------------
@@ -509,15 +410,15 @@ class ParameterStatus:
     value: str
 
     def build(self) -> bytes:
-        return _raw_of(self) or typed_message(b"S", cstring(self.name), cstring(self.value))
+        return raw_of(self) or typed_message(b"S", cstring(self.name), cstring(self.value))
 
     @classmethod
     def parse(cls, raw: bytes) -> ParameterStatus:
-        reader = _typed(raw, b"S", "parameter status")
+        reader = typed_reader(raw, b"S", "parameter status")
         name, value = reader.text(), reader.text()
         reader.finish()
         message = cls(name, value)
-        _remember_raw(message, raw)  # relayed as the engine sent it
+        remember_raw(message, raw)  # relayed as the engine sent it
         return message
 
 
@@ -537,7 +438,7 @@ class BackendKeyData:
 
     @classmethod
     def parse(cls, raw: bytes) -> BackendKeyData:
-        reader = _typed(raw, b"K", "backend key data")
+        reader = typed_reader(raw, b"K", "backend key data")
         pid = reader.int32()
         if not 4 <= reader.remaining <= MAX_CANCEL_KEY_LENGTH:
             raise RemoteProtocolError("invalid secret key length in BackendKeyData")
@@ -563,7 +464,7 @@ class ReadyForQuery:
 
     @classmethod
     def parse(cls, raw: bytes) -> ReadyForQuery:
-        reader = _typed(raw, b"Z", "ready for query")
+        reader = typed_reader(raw, b"Z", "ready for query")
         status = chr(reader.byte())
         reader.finish()
         if status not in ("I", "T", "E"):
@@ -594,7 +495,7 @@ class NegotiateProtocolVersion:
 
     @classmethod
     def parse(cls, raw: bytes) -> NegotiateProtocolVersion:
-        reader = _typed(raw, b"v", "protocol negotiation")
+        reader = typed_reader(raw, b"v", "protocol negotiation")
         version = reader.int32()
         count = reader.int32()
         if count < 0 or count > reader.remaining:  # each option needs at least its NUL
@@ -671,7 +572,7 @@ class _Fields:
         return self.severity in ("FATAL", "PANIC")
 
     def build(self) -> bytes:
-        raw = _raw_of(self)
+        raw = raw_of(self)
         if raw is not None:
             return raw  # relayed as the engine sent it
         parts: list[bytes] = []
@@ -683,7 +584,7 @@ class _Fields:
 
     @classmethod
     def parse(cls, raw: bytes) -> Self:
-        reader = _typed(raw, cls.TYPE, cls.__name__)
+        reader = typed_reader(raw, cls.TYPE, cls.__name__)
         fields: list[tuple[str, str]] = []
         while True:
             code = reader.byte()
@@ -692,7 +593,7 @@ class _Fields:
             fields.append((chr(code), reader.text()))
         reader.finish()
         message = cls(tuple(fields))
-        _remember_raw(message, raw)
+        remember_raw(message, raw)
         return message
 
 
@@ -710,165 +611,6 @@ class ErrorResponse(_Fields):
 @dataclass(frozen=True)
 class NoticeResponse(_Fields):
     TYPE: ClassVar[bytes] = b"N"
-
-
-# --- query-phase frontend messages -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Query:
-    """Query ('Q'): a simple-protocol query string.
-
-    ``query`` holds the bytes as sent; ``sql`` is that text decoded in ``encoding`` (the
-    session's client encoding when parsed by a connection), or None when it cannot be
-    decoded faithfully — a guard must then refuse.
-    """
-
-    query: bytes
-    encoding: str = "UTF8"
-
-    @classmethod
-    def from_sql(cls, sql: str, encoding: str = "UTF8") -> Query:
-        codec = python_codec(encoding)
-        if codec is None:
-            raise LocalProtocolError(f"unsupported client encoding {encoding!r}")
-        return cls(sql.encode(codec), encoding)
-
-    @cached_property
-    def sql(self) -> str | None:
-        return decode_client_text(self.query, self.encoding)
-
-    def build(self) -> bytes:
-        return _raw_of(self) or typed_message(b"Q", cstring(self.query))
-
-    @classmethod
-    def parse(cls, raw: bytes, encoding: str = "UTF8") -> Query:
-        # hot path: the checks of _typed/Reader, inlined
-        end = len(raw) - 1
-        if end < 5 or raw[0] != 0x51 or _UINT32.unpack_from(raw, 1)[0] != end or raw.find(b"\x00", 5) != end:
-            raise RemoteProtocolError("malformed query message")
-        message = cls(raw[5:end], encoding)
-        object.__setattr__(message, "_raw", raw)
-        return message
-
-    def __repr__(self) -> str:
-        return f"Query({self.query[:200]!r}{'...' if len(self.query) > 200 else ''})"
-
-
-@dataclass(frozen=True)
-class Parse:
-    """Parse ('P'): prepared-statement name (empty = unnamed), query string, parameter
-    type OIDs (0 = unspecified)."""
-
-    name: bytes
-    query: bytes
-    param_types: tuple[int, ...] = ()
-    encoding: str = "UTF8"
-
-    @cached_property
-    def sql(self) -> str | None:
-        return decode_client_text(self.query, self.encoding)
-
-    def build(self) -> bytes:
-        raw = _raw_of(self)
-        if raw is not None:
-            return raw
-        return typed_message(
-            b"P",
-            cstring(self.name),
-            cstring(self.query),
-            uint16(len(self.param_types)),
-            *(uint32(oid) for oid in self.param_types),
-        )
-
-    @classmethod
-    def parse(cls, raw: bytes, encoding: str = "UTF8") -> Parse:
-        reader = _typed(raw, b"P", "parse")
-        name = reader.cstring()
-        query = reader.cstring()
-        count = reader.uint16()
-        if count * 4 != reader.remaining:
-            raise RemoteProtocolError("invalid parameter type count in Parse")
-        types = tuple(reader.uint32() for _ in range(count))
-        message = cls(name, query, types, encoding)
-        _remember_raw(message, raw)
-        return message
-
-    def __repr__(self) -> str:
-        return f"Parse(name={self.name!r}, query={self.query[:200]!r}, param_types={self.param_types})"
-
-
-@dataclass(frozen=True)
-class FunctionCall:
-    """FunctionCall ('F'): the fast-path call of a function by OID. ``arguments`` is the
-    rest of the message (formats, values, result format), forwarded as is."""
-
-    function_oid: int
-    arguments: bytes = field(repr=False, default=b"\x00\x00\x00\x00\x00\x00")
-
-    def build(self) -> bytes:
-        return _raw_of(self) or typed_message(b"F", uint32(self.function_oid), self.arguments)
-
-    @classmethod
-    def parse(cls, raw: bytes) -> FunctionCall:
-        reader = _typed(raw, b"F", "function call")
-        message = cls(reader.uint32(), reader.rest())
-        _remember_raw(message, raw)
-        return message
-
-
-@dataclass(frozen=True)
-class Sync:
-    def build(self) -> bytes:
-        return b"S\x00\x00\x00\x04"
-
-
-@dataclass(frozen=True)
-class Terminate:
-    def build(self) -> bytes:
-        return b"X\x00\x00\x00\x04"
-
-
-@dataclass(frozen=True, slots=True)
-class FrontendMessage:
-    """Any other query-phase frontend message (Bind, Execute, Describe, Close, Flush,
-    CopyData, CopyDone, CopyFail), forwarded as received."""
-
-    raw: bytes = field(repr=False)
-
-    @property
-    def type(self) -> str:
-        return chr(self.raw[0])
-
-    def build(self) -> bytes:
-        return self.raw
-
-    def __repr__(self) -> str:
-        return f"FrontendMessage({self.type!r}, <{len(self.raw)} bytes>)"
-
-
-@dataclass(frozen=True)
-class BackendData:
-    """Backend bytes in the query phase, relayed without parsing.
-
-    ``data`` is a run of the engine's stream (it may end inside a message). When the engine
-    side tracks message boundaries, ``parameter_changes`` lists the ParameterStatus
-    messages inside this run (e.g. a new ``client_encoding``).
-    """
-
-    data: bytes = field(repr=False)
-    parameter_changes: tuple[ParameterStatus, ...] = ()
-
-    def build(self) -> bytes:
-        return self.data
-
-    def __repr__(self) -> str:
-        return f"BackendData(<{len(self.data)} bytes>, parameter_changes={self.parameter_changes!r})"
-
-
-@dataclass(frozen=True)
-class ConnectionClosed:
-    """The peer closed the connection at a message boundary (or the protocol is over)."""
 
 
 BackendStartupMessage = Union[
@@ -901,8 +643,6 @@ __all__ = [
     "ALPN_PROTOCOL",
     "TLS_HANDSHAKE_BYTE",
     "protocol_version",
-    "python_codec",
-    "decode_client_text",
     "SSLRequest",
     "GSSENCRequest",
     "CancelRequest",
@@ -929,14 +669,6 @@ __all__ = [
     "NegotiateProtocolVersion",
     "ErrorResponse",
     "NoticeResponse",
-    "Query",
-    "Parse",
-    "FunctionCall",
-    "Sync",
-    "Terminate",
-    "FrontendMessage",
-    "BackendData",
-    "ConnectionClosed",
     "BACKEND_STARTUP_PARSERS",
     "BackendStartupMessage",
     "error_response_v2",

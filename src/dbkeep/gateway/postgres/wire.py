@@ -42,6 +42,9 @@ __all__ = [
     "cstring",
     "typed_message",
     "untyped_message",
+    "typed_reader",
+    "remember_raw",
+    "raw_of",
     "MAX_INT32",
 ]
 
@@ -268,3 +271,29 @@ class MessageBuffer(ReceiveBuffer):
         if len(self) < length:
             return None
         return self.take(length)
+
+
+# --- parsed messages ----------------------------------------------------------------------
+
+
+
+
+def typed_reader(raw: bytes, type_: bytes, what: str) -> Reader:
+    """A reader over the payload of a whole typed message of type ``type_`` (checked)."""
+    if len(raw) < 5 or raw[0] != type_[0]:
+        raise RemoteProtocolError(f"not a {what} message")
+    length = _UINT32.unpack_from(raw, 1)[0]
+    if length + 1 != len(raw):
+        raise RemoteProtocolError(f"{what} length does not match its frame")
+    return Reader(raw, 5, what=what)
+
+
+def remember_raw(obj: object, raw: bytes) -> None:
+    # The frame a message was parsed from is reused by build() to forward it without
+    # re-encoding. It is not a dataclass field, so dataclasses.replace() (or any other new
+    # instance) drops it and build() encodes the new field values.
+    object.__setattr__(obj, "_raw", raw)
+
+
+def raw_of(obj: object) -> bytes | None:
+    return obj.__dict__.get("_raw")
