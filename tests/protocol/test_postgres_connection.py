@@ -7,6 +7,7 @@ import pytest
 
 from dbkeep.errors import DbError, LocalProtocolError, RemoteProtocolError
 from dbkeep.gateway.postgres.cancel import CancelKeyRegistry
+from dbkeep.gateway.postgres.relay import HALF_CLOSED, TERMINATED, client_to_engine, engine_to_client
 from dbkeep.gateway.postgres import (
     CLIENT_TRANSITIONS,
     ENGINE_TRANSITIONS,
@@ -782,3 +783,44 @@ def test_md5_request_relayed_to_client() -> None:
     client.receive_data(PasswordMessage(b"md5" + b"a" * 32).build())
     assert client.next_event() == PasswordMessage(b"md5" + b"a" * 32)
     assert client.state is ClientState.PASSWORD_RECEIVED
+
+
+# --- the query-phase relay (postgres/relay.py) ------------------------------------------------
+
+
+def test_relay_forwards_judges_and_refuses_in_order() -> None:
+    client, engine = ready_client(), ready_engine()
+    judged: list[bytes] = []
+
+    def judge(event: Query | Parse | FunctionCall) -> DbError | None:
+        judged.append(event.query if isinstance(event, Query) else b"")
+        return DbError("refused", sqlstate="42501") if isinstance(event, Query) and b"no" in event.query else None
+
+    client.receive_data(Query(b"yes").build() + Query(b"no").build() + Sync().build() + Query(b"half").build()[:6])
+    out: list[bytes] = []
+    assert client_to_engine(client, engine, judge, out) is None  # the rest of the last Query is awaited
+    assert out == [Query(b"yes").build(), Query(TOKEN.encode()).build(), Sync().build()]
+    assert judged == [b"yes", b"no"]
+    out.clear()
+    client.receive_data(b"")
+    with pytest.raises(RemoteProtocolError):
+        client_to_engine(client, engine, judge, out)  # the client left inside a message
+
+    client, engine = ready_client(), ready_engine()
+    client.receive_data(Query(b"select").build() + Terminate().build())
+    out = []
+    assert client_to_engine(client, engine, None, out) == TERMINATED
+    assert out == [Query(b"select").build(), Terminate().build()]
+    client, engine = ready_client(), ready_engine()
+    client.receive_data(b"")
+    assert client_to_engine(client, engine, None, []) == HALF_CLOSED
+
+
+def test_relay_writes_engine_runs_as_they_come() -> None:
+    client, engine = ready_client(), ready_engine(track_messages=False)
+    written: list[bytes] = []
+    engine.receive_data(b"T\x00\x00\x00\x06\x00\x00")
+    assert engine_to_client(engine, client, written.append) is False
+    engine.receive_data(b"")
+    assert engine_to_client(engine, client, written.append) is True
+    assert b"".join(written) == b"T\x00\x00\x00\x06\x00\x00"

@@ -90,13 +90,11 @@ from dbkeep.gateway.postgres import errors as wire_errors
 from dbkeep.gateway.postgres.cancel import CancelKeyRegistry
 from dbkeep.gateway.postgres import NEED_DATA, PAUSED, ClientFacing, EngineFacing
 from dbkeep.gateway.postgres import (
-    BackendData,
     BackendKeyData,
     CancelRequest,
     ConnectionClosed,
     DirectTlsHello,
     ErrorResponse,
-    FrontendMessage,
     FunctionCall,
     GSSENCRequest,
     GSSENCResponse,
@@ -106,9 +104,8 @@ from dbkeep.gateway.postgres import (
     SSLRequest,
     SSLResponse,
     StartupMessage,
-    Sync,
-    Terminate,
 )
+from dbkeep.gateway.postgres.relay import HALF_CLOSED, client_to_engine, engine_to_client
 from dbkeep.gateway.postgres.startup import FALSEY, as_set_statement, startup_settings
 from dbkeep.gateway.postgres.wire import Limits as WireLimits
 
@@ -208,6 +205,7 @@ class PostgresSession(Session):
         self.statement: Query | Parse | FunctionCall | None = None
         self._client_key: BackendKeyData | None = None
         self._guard = ctx.guard
+        self._statement_judge = self._judge_statement if ctx.guard is not None else None
 
     # --- properties a guard may read --------------------------------------------------------
 
@@ -231,9 +229,16 @@ class PostgresSession(Session):
     def data_received(self, data: bytes) -> None:
         try:
             phase = self.phase
-            if phase is _RELAYING:
+            if phase is _RELAYING:  # the framed relay (guarded sessions): as _relay_client, one frame less
                 self.client.receive_data(data)
-                self._relay_client()
+                out: list[bytes] = []
+                try:
+                    done = client_to_engine(self.client, self.engine, self._statement_judge, out)  # type: ignore[arg-type]
+                finally:
+                    if out:
+                        self.engine_leg.transport.write(out[0] if len(out) == 1 else b"".join(out))  # type: ignore[union-attr]
+                if done is not None:
+                    self._client_done(done)
             elif phase is not _CLOSED:
                 self.client.receive_data(data)
                 self._drive_client()
@@ -430,8 +435,9 @@ class PostgresSession(Session):
             if engine is None or self.phase is _CLOSED:
                 return
             engine.receive_data(data)
-            if self.phase is _RELAYING:
-                self._relay_engine()
+            if self.phase is _RELAYING:  # the framed relay (guarded sessions): the hot path
+                if engine_to_client(engine, self.client, self.client_leg.transport.write):  # type: ignore[union-attr]
+                    self._close()  # flushes what was relayed (the engine's FATAL, if it sent one)
             else:
                 self._drive_engine()
         except ProtocolError as exc:
@@ -547,69 +553,36 @@ class PostgresSession(Session):
         engine_transport.set_protocol(leg)
 
     def _relay_engine(self) -> None:
-        """The query phase, engine to client: the hot path."""
-        engine, client, transport = self.engine, self.client, self.client_leg.transport
-        assert engine is not None and transport is not None
-        while True:
-            event = engine.next_event()
-            if type(event) is BackendData:
-                data = client.send(event)
-                if data:
-                    transport.write(data)
-                continue
-            if event is NEED_DATA:
-                return
-            if type(event) is ConnectionClosed:
-                self._close()  # flushes what was relayed (the engine's FATAL, if it sent one)
-                return
-            raise LocalProtocolError(f"unexpected engine event {event!r} in the query phase")  # pragma: no cover
+        """The query phase, engine to client: the hot path (framed relay)."""
+        transport = self.client_leg.transport
+        assert self.engine is not None and transport is not None
+        if engine_to_client(self.engine, self.client, transport.write):
+            self._close()  # flushes what was relayed (the engine's FATAL, if it sent one)
 
     # --- client -> engine, query phase ------------------------------------------------------
 
     def _relay_client(self) -> None:
         """The query phase, client to engine: every message of the chunk in one write."""
-        client, engine = self.client, self.engine
-        assert engine is not None
-        guard = self._guard
+        assert self.engine is not None
         out: list[bytes] = []
         try:
-            while True:
-                event = client.next_event()
-                kind = type(event)
-                if kind is FrontendMessage or kind is Sync:
-                    out.append(engine.send(event))
-                elif event is NEED_DATA:
-                    break
-                elif kind is Query or kind is Parse or kind is FunctionCall:
-                    if guard is not None:
-                        error = self._judge_statement(event)  # type: ignore[arg-type]
-                        if error is not None:
-                            out.append(engine.send(client.refuse(event, error)))  # type: ignore[arg-type]
-                            continue
-                    out.append(engine.send(event))
-                elif kind is Terminate:
-                    out.append(engine.send(event))
-                    self._engine_write(b"".join(out))
-                    out = []
-                    self._close()
-                    return
-                elif kind is ConnectionClosed:  # the client half-closed: so does the engine side
-                    if out:
-                        self._engine_write(b"".join(out))
-                        out = []
-                    engine_transport = self.engine_leg.transport
-                    if engine_transport is not None and engine_transport.can_write_eof():
-                        engine_transport.write_eof()
-                    else:
-                        self._close()
-                    return
-                else:  # pragma: no cover - the state table allows nothing else here
-                    raise LocalProtocolError(f"unexpected client event {event!r} in the query phase")
+            done = client_to_engine(self.client, self.engine, self._statement_judge, out)
         finally:
             if out:
                 transport = self.engine_leg.transport
                 if transport is not None:
                     transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if done is not None:
+            self._client_done(done)
+
+    def _client_done(self, done: str) -> None:
+        """The client sent Terminate (forwarded: close) or half-closed (so does the engine side)."""
+        if done is HALF_CLOSED:
+            engine_transport = self.engine_leg.transport
+            if engine_transport is not None and engine_transport.can_write_eof():
+                engine_transport.write_eof()
+                return
+        self._close()
 
     def _judge_statement(self, event: Query | Parse | FunctionCall) -> DbError | None:
         self.statement = event

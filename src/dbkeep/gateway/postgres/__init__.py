@@ -8,14 +8,16 @@ Layout, by concern as in h11 (the shared contract is :mod:`dbkeep.gateway.sansio
 - :mod:`.states` -- the states and transition tables, nothing else;
 - :mod:`.client` -- :class:`ClientFacing`, the gateway as the server towards a client;
 - :mod:`.engine` -- :class:`EngineFacing`, the gateway as a client towards the engine;
+- :mod:`.relay` -- how a driver wires the two in the query phase (guard, refusals, runs);
 - :mod:`.errcodes`, :mod:`.errors` -- SQLSTATEs by name, and the one mapper of exceptions to
   ErrorResponses;
 - :mod:`.encodings` (client encodings), :mod:`.startup` (run-time settings in a
   StartupMessage), :mod:`.scram` (SCRAM-SHA-256, MD5), :mod:`.login` (the gateway's own
   engine login), :mod:`.cancel` (BackendKeyData rewriting and CancelRequest routing).
 
-The asyncio driver is ``gateway/drivers/postgres.py``; there is no separate relay object:
-the query phase is relayed by the driver (or handed to the native relay).
+The asyncio driver is ``gateway/drivers/postgres.py``; it drives the login itself (TLS,
+cancel requests and the engine connection are asynchronous) and the query phase through
+:mod:`.relay`, or hands a logged-in unguarded session to the raw or the native relay.
 
 Theory of operation
 -------------------
