@@ -112,7 +112,8 @@ class App:
 
                 driver = LocalDriver(state_dir, supervisor, on_repair=engine_repaired)
                 services = Services(config=config, clock=self.clock)
-                clusters = ClusterManager(store, driver, audit, self.clock, lambda coro: self._spawn(tasks, coro), config.host)
+                clusters = ClusterManager(store, driver, audit, self.clock, lambda coro: self._spawn(tasks, coro), config.host,
+                                          max_connections=config.max_connections)
                 services.clusters = clusters
 
                 def socket_path(resource_id: str, engine: str) -> str:
