@@ -123,3 +123,14 @@ def test_options_reach_dbkeep_up(tmp_path, monkeypatch):
     config = seen["config"]
     assert (config.first_byte_timeout, config.max_pending_logins, config.refusal_log_interval) == (1.5, 7, 5.0)
     assert cli.main(["up", "--state-dir", str(tmp_path), "--max-pending-logins", "0"]) == 2
+
+
+def test_the_parameter_accepts_aurora_formula_as_its_default():
+    from dbkeep.engines import settings as es
+
+    for engine, formula in (("aurora-mysql", es.MYSQL_MAX_CONNECTIONS), ("aurora-postgresql", es.POSTGRES_MAX_CONNECTIONS)):
+        assert es.validate(engine, "max_connections", formula) == formula
+        assert es.validate(engine, "max_connections", " 500 ") == "500"
+        with pytest.raises(ValueError, match="not an integer"):
+            es.validate(engine, "max_connections", "LEAST({DBInstanceClassMemory/1},5000)")
+    assert "max_connections" not in es.defaults("mysql")  # a formula is no literal default

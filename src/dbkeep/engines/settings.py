@@ -67,6 +67,8 @@ class EngineSetting:
         if any(ord(c) < 32 or ord(c) == 127 for c in value):
             raise self._bad(value, "contains control characters")
         raw = value.strip()
+        if is_formula(self.default) and raw.replace(" ", "") == self.default:
+            return self.default  # Aurora's formula (the default), evaluated per cluster
         if self.check is not None:
             return self.check(raw) if raw else self._raise_empty(value)
         if self.data_type == "integer":

@@ -107,7 +107,11 @@ class ClusterManager:
                 else:
                     return None  # pending-reboot
         except Exception as exc:  # noqa: BLE001 - the lifecycle goes on; the gateway keeps the smaller limit
-            log.error("cluster %s: max_connections %s not applied: %s", ident, wanted, getattr(exc, "message", exc))
+            message = getattr(exc, "log_line", None) or getattr(exc, "message", None) or str(exc) or "timeout"
+            log.error("cluster %s: max_connections %s not applied: %s", ident, wanted, message)
+            if restart and cluster.engine != "aurora-mysql":  # stopped and not started again: say so, as a reboot does
+                self.store.update_cluster(ident, status="incompatible-parameters", status_message=str(message)[:1000])
+                self.store.set_instances_status(ident, "incompatible-parameters")
             return None
         applied = {**applied, "max_connections": wanted}
         self.store.update_cluster(ident, applied_parameters=applied)
