@@ -155,8 +155,9 @@ def test_a_flood_without_logins_does_not_block_real_logins(flooded, engine):
         try:
             for _ in range(3):
                 real_login(flooded, cluster)
-            # the flood holds no more engine connections than its source may have pending
-            assert engine_connections(flooded, cluster) <= PENDING + 2
+            # the flood holds no more engine connections than its source may have pending (plus
+            # this query's, and the previous logins' while they are still exiting)
+            assert engine_connections(flooded, cluster) <= PENDING + 4
             time.sleep(1.5)  # past the first-byte timeout: the idle ones that were admitted are closed
             real_login(flooded, cluster)
         finally:
