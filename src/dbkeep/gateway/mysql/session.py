@@ -16,9 +16,11 @@ session hands the socket to two small protocols of its own and drives a sans-I/O
   held until ``tls_established()``.
 - :class:`_EngineLeg`, an ``asyncio.Protocol`` on the engine's private unix socket.
 
-1. **Admission.** Over the per-cluster connection limit the client gets MariaDB's own
-   ``ERROR 1040 Too many connections`` in place of the greeting, as the server sends it, and
-   no engine connection is spent. Otherwise the engine socket is opened (bounded by
+1. **Admission.** Over the per-cluster connection limit, or over its source's limit of
+   connections not yet logged in (checked at accept, listener.py), the client gets MariaDB's
+   own ``ERROR 1040 Too many connections`` in place of the greeting, as the server sends it,
+   and no engine connection is spent; such refusals are counted, not logged one by one
+   (``gateway/refusals.py``). Otherwise the engine socket is opened (bounded by
    ``engine_connect_timeout``); an engine that is down or restarting gives ``ERROR 2013`` in
    place of the greeting, never a hang. The engine's greeting is shown to the client with
    CLIENT_SSL offered exactly when the cluster has a certificate (``target.tls``).
@@ -62,7 +64,8 @@ session hands the socket to two small protocols of its own and drives a sans-I/O
    stops reading until it drains, so a result or a LOAD DATA LOCAL INFILE of any size never
    accumulates here. A cleartext client's half-close reaches the engine as EOF and the
    engine's answer still reaches the client; TLS has no half-close (close_notify ends it).
-6. **Limits and faults.** ``handshake_timeout`` bounds accept-to-login (TLS included); a
+6. **Limits and faults.** ``first_byte_timeout`` bounds the wait for the client's first
+   packet after the greeting, ``handshake_timeout`` accept-to-login (TLS included); a
    client may send at most :data:`LOGIN_MAX_BYTES` before its login is answered; packets are
    bounded by ``max_packet``. A protocol violation gets an ERR where the protocol allows one,
    then close. An engine that goes away closes the client after relaying what it sent (an
@@ -78,6 +81,7 @@ import ssl
 import uuid
 
 from dbkeep.errors import DbError, ProtocolError
+from dbkeep.gateway import refusals
 from dbkeep.gateway.listener import GatewayContext, GatewaySession
 from dbkeep.gateway.offload import HandedBack, resume_tls_session, stop_set
 
@@ -85,6 +89,7 @@ from . import charsets
 from .connection import ChangeUser, ClientState, LoginRequested, Prepare, Query
 from .messages import CommandCode, ErrPacket, OkPacket
 from .relay import Decidable, Output, Relay
+from .wire import frame
 
 log = logging.getLogger("dbkeep.gateway.mysql")
 
@@ -179,6 +184,11 @@ def _unavailable(identifier: str) -> ErrPacket:
         f"of cluster '{identifier}' is not available (it may be starting or restarting); try again",
         "HY000",
     )
+
+
+# what the server sends in place of its greeting when it has no room (no SQL state: nothing is
+# known of the client yet)
+TOO_MANY_CONNECTIONS = ErrPacket(1040, "Too many connections", None)
 
 
 def _access_denied(user: str, host: str, password: bool) -> ErrPacket:
@@ -294,6 +304,7 @@ class MySQLSession(GatewaySession):
         self._engine_leg: _EngineLeg | None = None
         self._leg: _ClientLeg | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._first_byte: asyncio.TimerHandle | bool | None = True  # True: armed at the greeting; None: not needed
         self._closed = False
         self._logged_in = False
         self._login_bytes = 0
@@ -321,13 +332,24 @@ class MySQLSession(GatewaySession):
                            max_message_size=limits.max_packet)
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(limits.handshake_timeout, self._handshake_timeout)
-        if self.ctx.connections.get(self.identifier, 0) > limits.max_connections:
-            log.info("mysql session %s (cluster %s, %s): too many connections", self.id, self.identifier, self.peer_host)
-            self.ctx.audit.event("gateway.connection_refused", verdict="deny", cluster=self.identifier,
-                                 source_ip=self.peer_host, port=self.port, reason="too many connections")
-            self._refuse_before_greeting(ErrPacket(1040, "Too many connections", None))
+        if self.over_cluster_limit():
+            log.debug("mysql session %s (cluster %s, %s): too many connections", self.id, self.identifier, self.peer_host)
+            self.refuse(refusals.CLUSTER_LIMIT)
+            self._refuse_before_greeting(TOO_MANY_CONNECTIONS)
             return
         self._spawn(self._connect_engine())
+
+    def refusal_bytes(self) -> bytes:
+        return frame(TOO_MANY_CONNECTIONS.build(None), 0)
+
+    def _first_byte_timeout(self) -> None:
+        self._first_byte = None
+        if self._logged_in or self._closed:
+            return
+        log.debug("mysql session %s (cluster %s, %s): no packet within %.1f s of the greeting; closed", self.id,
+                  self.identifier, self.peer_host, self.ctx.limits.first_byte_deadline)
+        self.refuse(refusals.FIRST_BYTE_TIMEOUT)
+        self._abort()
 
     def _internal_error(self, exc: BaseException | None) -> None:
         error_id = uuid.uuid4().hex[:12]
@@ -342,9 +364,11 @@ class MySQLSession(GatewaySession):
         self._timer = None
         if self._logged_in or self._closed:
             return
-        log.info("mysql session %s (cluster %s, %s): login not finished within %.0f s; closed", self.id,
-                 self.identifier, self.peer_host, self.ctx.limits.handshake_timeout)
-        self._audit_failed_login("handshake timeout")
+        log.debug("mysql session %s (cluster %s, %s): login not finished within %.0f s; closed", self.id,
+                  self.identifier, self.peer_host, self.ctx.limits.handshake_timeout)
+        # counted with the other refusals of its source, not one login event per connection
+        pending, self._pending = self._pending, None
+        self.refuse(refusals.HANDSHAKE_TIMEOUT, user=pending[1] if pending else None)
         relay = self.relay
         if relay is not None and relay.client.state is ClientState.SEND_GREETING:
             self._write_client(relay.client_error(_unavailable(self.identifier)))  # the engine never greeted
@@ -365,14 +389,13 @@ class MySQLSession(GatewaySession):
         self._offload_wanted = False
         if self._offloaded is not None:  # the relay owns the sockets: it ends the session
             self.ctx.offload.close(self._offloaded)  # type: ignore[union-attr]
-        if self._counted:
-            # counted here, not only in connection_lost: a transport that dies inside a TLS
-            # handshake may never report connection_lost to this session
-            self._counted = False
-            self.ctx.connections[self.identifier] -= 1
+        # released here, not only in connection_lost: a transport that dies inside a TLS
+        # handshake may never report connection_lost to this session
+        self.uncount()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._cancel_first_byte()
         for task in list(self._tasks):
             task.cancel()
 
@@ -415,6 +438,7 @@ class MySQLSession(GatewaySession):
                 if what == "login":
                     self.database = database
                     self._logged_in = True
+                    self.login_finished()
                     if self._timer is not None:
                         self._timer.cancel()
                         self._timer = None
@@ -522,6 +546,9 @@ class MySQLSession(GatewaySession):
             client = self._client
             assert client is not None
             client.writelines(out.to_client)
+            if self._first_byte is True:  # the greeting: the client's turn
+                self._first_byte = asyncio.get_running_loop().call_later(self.ctx.limits.first_byte_deadline,
+                                                                         self._first_byte_timeout)
         if out.close:
             self._close()
             return
@@ -622,6 +649,8 @@ class MySQLSession(GatewaySession):
         assert relay is not None
         try:
             if not self._logged_in:
+                if self._first_byte is not None:
+                    self._cancel_first_byte()
                 self._login_bytes += len(data)
                 if self._login_bytes > LOGIN_MAX_BYTES:
                     self._client_protocol_error(f"more than {LOGIN_MAX_BYTES} bytes before the login was answered")
@@ -637,6 +666,11 @@ class MySQLSession(GatewaySession):
             self._client_protocol_error(str(exc))
         except Exception as exc:  # noqa: BLE001 - one session ends, the gateway goes on
             self._internal_error(exc)
+
+    def _cancel_first_byte(self) -> None:
+        timer, self._first_byte = self._first_byte, None
+        if timer is not None and timer is not True:
+            timer.cancel()  # type: ignore[union-attr]
 
     def _client_eof(self) -> bool:
         if self._closed:

@@ -18,7 +18,9 @@ is the one the connection module's docstring draws:
    (:mod:`.cancel`) and the engine's own key is sent to the engine; then both close.
 2. **Start-up checks** at the gateway, in the server's order (``ProcessStartupPacket``, then
    ``pg_hba.conf``): the per-cluster connection limit (``53300 sorry, too many clients
-   already``); the login name ``rdsadmin`` (a reject line: ``28000 pg_hba.conf rejects
+   already``; a source over its limit of connections not yet logged in gets the same FATAL at
+   accept, before it has sent anything, listener.py; both are counted, not logged one by one:
+   ``gateway/refusals.py``); the login name ``rdsadmin`` (a reject line: ``28000 pg_hba.conf rejects
    connection ...``); ``rds.force_ssl`` on a cleartext connection (``28000 no pg_hba.conf
    entry for host "ADDR", user "USER", database "DB", SSL off``, SPEC.md); replication
    connections (physical or logical walsenders: ``28000 no pg_hba.conf entry for replication
@@ -52,8 +54,9 @@ is the one the connection module's docstring draws:
    both ways and in both modes: when one side's write buffer passes ``WRITE_HIGH`` the
    other side stops reading until it drains below ``WRITE_LOW``, so a result or a COPY of
    any size never accumulates here; a client's half-close reaches the engine as EOF.
-5. **Limits and faults.** ``handshake_timeout`` bounds the time from accept to ReadyForQuery;
-   on expiry the connection is closed without a message, as the server does on
+5. **Limits and faults.** ``first_byte_timeout`` bounds the wait for the client's first
+   byte, ``handshake_timeout`` the time from accept to ReadyForQuery; on expiry (counted with
+   the source's refusals) the connection is closed without a message, as the server does on
    ``authentication_timeout`` (it cannot know whether the client is able to read one). A
    protocol violation gets the sans-I/O layer's error reply (written only where a message
    boundary is known), then close. An engine that goes away closes the client connection
@@ -80,6 +83,7 @@ import ssl
 import uuid
 
 from dbkeep.errors import DbError, LocalProtocolError, ProtocolError, RemoteProtocolError
+from dbkeep.gateway import refusals
 from dbkeep.gateway.listener import GatewayContext, GatewaySession
 
 from .cancel import CancelKeyRegistry
@@ -120,6 +124,8 @@ _CLOSE_GRACE = 10.0  # a closing transport whose peer reads nothing is aborted a
 _FALSEY = frozenset(("", "0", "false", "off", "no", "f", "n"))
 # StartupMessage parameters that are not run-time settings
 _NOT_SETTINGS = frozenset(("user", "database", "replication", "options"))
+
+TOO_MANY_CLIENTS = ErrorResponse.create("FATAL", "53300", "sorry, too many clients already")
 
 # phases of a session
 _STARTING, _CONNECTING, _LOGIN, _READY, _CLOSED = range(5)
@@ -270,6 +276,7 @@ class PostgresSession(GatewaySession):
         self._raw_transport: asyncio.Transport | None = None
         self._client_key: BackendKeyData | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._first_byte: asyncio.TimerHandle | None = None
         self._login_audited = False
         self._client_paused = False
         self._engine_paused = False
@@ -292,7 +299,20 @@ class PostgresSession(GatewaySession):
         assert self.transport is not None
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self.ctx.limits.handshake_timeout, self._handshake_timeout)
+        self._first_byte = loop.call_later(self.ctx.limits.first_byte_deadline, self._first_byte_timeout)
         self.transport.set_write_buffer_limits(WRITE_HIGH, WRITE_LOW)
+
+    def refusal_bytes(self) -> bytes:
+        return TOO_MANY_CLIENTS.build()
+
+    def _first_byte_timeout(self) -> None:
+        self._first_byte = None
+        if self._phase != _STARTING:
+            return
+        log.debug("postgres session %s (cluster %s, %s): nothing sent within %.1f s; closed", self.id, self.identifier,
+                  self.peer_host, self.ctx.limits.first_byte_deadline)
+        self.refuse(refusals.FIRST_BYTE_TIMEOUT)
+        self._abort()
 
     def _internal_error(self, exc: BaseException | None) -> None:
         error_id = uuid.uuid4().hex[:12]
@@ -305,9 +325,11 @@ class PostgresSession(GatewaySession):
         self._timer = None
         if self._phase >= _READY:
             return
-        log.info("postgres session %s (cluster %s, %s): login not finished within %.0f s; closed", self.id,
-                 self.identifier, self.peer_host, self.ctx.limits.handshake_timeout)
-        self._audit_failed_login("handshake timeout")
+        log.debug("postgres session %s (cluster %s, %s): login not finished within %.0f s; closed", self.id,
+                  self.identifier, self.peer_host, self.ctx.limits.handshake_timeout)
+        # counted with the other refusals of its source, not one login event per connection
+        self._login_audited = True
+        self.refuse(refusals.HANDSHAKE_TIMEOUT, user=self.user)
         self._abort()
 
     def closed(self, exc: Exception | None) -> None:
@@ -318,14 +340,15 @@ class PostgresSession(GatewaySession):
 
     def _finish(self) -> None:
         self._phase = _CLOSED
-        if self._counted:
-            # counted here, not only in connection_lost: a transport that dies inside a TLS
-            # handshake never reports connection_lost to this protocol
-            self._counted = False
-            self.ctx.connections[self.identifier] -= 1
+        # released here, not only in connection_lost: a transport that dies inside a TLS
+        # handshake never reports connection_lost to this protocol
+        self.uncount()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._first_byte is not None:
+            self._first_byte.cancel()
+            self._first_byte = None
         for task in list(self._tasks):
             task.cancel()
         if self._client_key is not None:
@@ -372,6 +395,9 @@ class PostgresSession(GatewaySession):
                 self.client.receive_data(data)
                 self._relay_client()
             elif self._phase != _CLOSED:
+                if self._first_byte is not None:
+                    self._first_byte.cancel()
+                    self._first_byte = None
                 self.client.receive_data(data)
                 self._drive_client()
         except ProtocolError as exc:
@@ -551,8 +577,11 @@ class PostgresSession(GatewaySession):
         assert target is not None
         host, user, database = _pg_hba_host(self), startup.user, startup.database
         ssl_state = "SSL on" if self.client.tls_in_use else "SSL off"
-        if self.ctx.connections.get(self.identifier, 0) > self.ctx.limits.max_connections:
-            return self._fatal("53300", "sorry, too many clients already", "too many connections")
+        if self.over_cluster_limit():
+            self._write(self.client.send(TOO_MANY_CLIENTS))
+            self._login_audited = True  # counted with the source's refusals instead
+            self.refuse(refusals.CLUSTER_LIMIT, user=user)
+            return self._close()
         replication = (startup.replication or "").strip().lower()
         if startup.replication is not None and replication not in _FALSEY:
             if replication == "database":
@@ -706,6 +735,7 @@ class PostgresSession(GatewaySession):
 
     def _logged_in(self) -> None:
         self._phase = _READY
+        self.login_finished()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
