@@ -112,7 +112,8 @@ class App:
 
                 driver = LocalDriver(state_dir, supervisor, on_repair=engine_repaired)
                 services = Services(config=config, clock=self.clock)
-                clusters = ClusterManager(store, driver, audit, self.clock, lambda coro: self._spawn(tasks, coro), config.host)
+                clusters = ClusterManager(store, driver, audit, self.clock, lambda coro: self._spawn(tasks, coro), config.host,
+                                          max_connections=config.max_connections)
                 services.clusters = clusters
 
                 def socket_path(resource_id: str, engine: str) -> str:
@@ -120,7 +121,9 @@ class App:
 
                 def gateway_context(gw: Gateway) -> GatewayContext:
                     resolver = TargetResolver(store, gw.cert_paths, clusters.effective_parameters, socket_path, config.hostname)
-                    limits = Limits(handshake_timeout=config.handshake_timeout, max_connections=config.max_connections)
+                    limits = Limits(handshake_timeout=config.handshake_timeout, first_byte_timeout=config.first_byte_timeout,
+                                    max_connections=config.max_connections, max_pending_logins=config.max_pending_logins,
+                                    refusal_log_interval=config.refusal_log_interval)
                     return GatewayContext(resolver=resolver, audit=audit, clock=self.clock, limits=limits,
                                           offload=start_offload(config.relay_threads))
 

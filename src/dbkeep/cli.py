@@ -43,8 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--catalog-url", help="catalog database URL (default: SQLite file in the state dir; postgresql://… to share one)")
     up.add_argument("--handshake-timeout", type=float, default=10.0,
                     help="seconds a database client has from connect to a finished login (default 10)")
+    up.add_argument("--first-byte-timeout", type=float, default=3.0,
+                    help="seconds a database client has to send its first byte (MySQL: its first packet after the "
+                         "greeting) before it is closed (default 3; at most --handshake-timeout)")
     up.add_argument("--max-connections", type=int, default=1000,
-                    help="open database connections per cluster at the gateway (default 1000)")
+                    help="open database connections per cluster at the gateway (default 1000; a cluster's instance "
+                         "class may allow fewer: Aurora's max_connections less 10 kept for rdsadmin)")
+    up.add_argument("--max-pending-logins", type=int, default=64,
+                    help="connections per source address (IPv6: per /64) and cluster that have not finished logging in; "
+                         "more are refused at accept (default 64; at most half a cluster's limit)")
+    up.add_argument("--refusal-log-interval", type=float, default=60.0,
+                    help="seconds between audit summaries of refused and timed-out connections, per source "
+                         "(the first one is logged at once; default 60)")
     up.add_argument("--relay-threads", type=int, default=default_relay_threads(),
                     help="native threads relaying logged-in MySQL and PostgreSQL sessions (default: one per CPU, "
                          f"here {default_relay_threads()}; 0 relays them in the event loop)")
@@ -98,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
                 region=args.region,
                 catalog_url=args.catalog_url,
                 handshake_timeout=args.handshake_timeout,
+                first_byte_timeout=args.first_byte_timeout,
                 max_connections=args.max_connections,
+                max_pending_logins=args.max_pending_logins,
+                refusal_log_interval=args.refusal_log_interval,
                 relay_threads=args.relay_threads,
                 audit_max_bytes=args.audit_max_bytes,
                 audit_keep=args.audit_keep,

@@ -47,7 +47,10 @@ class Config:
     region: str = DEFAULT_REGION
     catalog_url: str | None = None
     handshake_timeout: float = 10.0  # gateway: seconds from connect to a finished login
+    first_byte_timeout: float = 3.0  # gateway: seconds for a client's first byte (MySQL: after the greeting)
     max_connections: int = 1000  # gateway: open client connections per cluster
+    max_pending_logins: int = 64  # gateway: per source and cluster, connections not yet logged in
+    refusal_log_interval: float = 60.0  # gateway: seconds between audit summaries of refused connections
     relay_threads: int = field(default_factory=default_relay_threads)  # gateway: native relay threads (0: in the event loop)
     audit_max_bytes: int = 64 * 1024 * 1024  # audit.log is rotated at this size
     audit_keep: int = 10  # rotated audit files kept
@@ -55,8 +58,14 @@ class Config:
     def __post_init__(self) -> None:
         if not 1 <= self.handshake_timeout <= 600:
             raise ConfigError(f"--handshake-timeout must be between 1 and 600 seconds, not {self.handshake_timeout:g}")
+        if not 0.5 <= self.first_byte_timeout <= 600:
+            raise ConfigError(f"--first-byte-timeout must be between 0.5 and 600 seconds, not {self.first_byte_timeout:g}")
         if not 1 <= self.max_connections <= 100_000:
             raise ConfigError(f"--max-connections must be between 1 and 100000, not {self.max_connections}")
+        if not 1 <= self.max_pending_logins <= 100_000:
+            raise ConfigError(f"--max-pending-logins must be between 1 and 100000, not {self.max_pending_logins}")
+        if not 1 <= self.refusal_log_interval <= 3600:
+            raise ConfigError(f"--refusal-log-interval must be between 1 and 3600 seconds, not {self.refusal_log_interval:g}")
         if not 0 <= self.relay_threads <= 64:
             raise ConfigError(f"--relay-threads must be between 0 and 64, not {self.relay_threads}")
         if not 1024 <= self.audit_max_bytes <= 2**40:

@@ -19,7 +19,8 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
-def create_cluster(dbkeep, engine: str, ident: str, password: str, *, database: str | None = "appdb", instance: bool = True, **extra):
+def create_cluster(dbkeep, engine: str, ident: str, password: str, *, database: str | None = "appdb", instance: bool = True,
+                   instance_class: str = "db.r6g.large", **extra):
     rds = dbkeep.client("rds")
     args = dict(DBClusterIdentifier=ident, Engine=engine, MasterUsername="admin" if engine == "aurora-mysql" else "master",
                 MasterUserPassword=password, **extra)
@@ -27,7 +28,7 @@ def create_cluster(dbkeep, engine: str, ident: str, password: str, *, database: 
         args["DatabaseName"] = database
     cluster = rds.create_db_cluster(**args)["DBCluster"]
     if instance:
-        rds.create_db_instance(DBInstanceIdentifier=f"{ident}-1", DBClusterIdentifier=ident, Engine=engine, DBInstanceClass="db.r6g.large")
+        rds.create_db_instance(DBInstanceIdentifier=f"{ident}-1", DBClusterIdentifier=ident, Engine=engine, DBInstanceClass=instance_class)
         rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier=f"{ident}-1", WaiterConfig=WAITER)
         rds.get_waiter("db_cluster_available").wait(DBClusterIdentifier=ident, WaiterConfig=WAITER)
     wait_cluster(dbkeep, ident)

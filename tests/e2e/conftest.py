@@ -13,7 +13,10 @@ def dbkeep(tmp_path_factory):
     base = Path(tempfile.mkdtemp(prefix="dbkeep-e2e-"))
     clock_file = base / "clock-offset"
     clock_file.write_text("0")
-    proc = DbkeepProcess(base / "state", fake_time_file=clock_file).start()
+    # --max-connections 200: PostgreSQL sets aside shared memory for every connection slot, and an
+    # engine gets slots for the gateway's limit (db.r6g.large: 1678 by class, 1010 under the default
+    # 1000); 210 keep the many test clusters light
+    proc = DbkeepProcess(base / "state", fake_time_file=clock_file, extra_args=["--max-connections", "200"]).start()
     proc.clock_file = clock_file
     yield proc
     code = proc.stop()

@@ -470,7 +470,11 @@ def test_postgres_force_ssl_and_connection_limit() -> None:
         session.data_received(_startup("alice"))
         error = ErrorResponse.parse(pg_messages(client.data)[0])
         assert (error.sqlstate, error.message) == (errcodes.TOO_MANY_CONNECTIONS, "sorry, too many clients already")
-        assert ctx.audit.of("gateway.login")[0]["reason"] == "too many connections"  # type: ignore[attr-defined]
+        # counted with the source's refusals (gateway/refusals.py), not a login event
+        assert ctx.audit.of("gateway.login") == []  # type: ignore[attr-defined]
+        (event,) = ctx.audit.of("gateway.connection_refused")  # type: ignore[attr-defined]
+        assert (event["reason"], event["user"]) == ("too many connections", "alice")
+        assert session.phase is Phase.CLOSED and ctx.pending == {}
 
     run(main())
 
@@ -548,7 +552,9 @@ def test_postgres_handshake_timeout_closes_without_a_word() -> None:
         session.data_received(_startup("alice")[:5])  # half a StartupMessage
         await asyncio.sleep(0.05)
         assert client.aborted and client.written == [] and session.phase is Phase.CLOSED
-        assert ctx.connections["app"] == 0
+        assert ctx.connections["app"] == 0 and ctx.pending == {}
+        (event,) = ctx.audit.of("gateway.connection_refused")  # type: ignore[attr-defined]
+        assert event["reason"] == "handshake timeout" and ctx.audit.of("gateway.login") == []  # type: ignore[attr-defined]
 
     run(main())
 
@@ -562,3 +568,64 @@ def test_postgres_protocol_error_reply_travels_on_the_exception() -> None:
         assert session.phase is Phase.CLOSED
 
     run(main())
+
+
+@pytest.mark.parametrize("cls", [MySQLSession, PostgresSession])
+def test_a_source_over_its_pending_logins_is_refused_at_accept(cls: type[Session]) -> None:
+    async def main() -> None:
+        ctx = context("mysql")  # cluster limit 10: at most 5 pending logins per source
+        sessions = [cls(ctx, "app", 3306) for _ in range(6)]
+        transports = [FakeTransport() for _ in sessions]
+        for session, transport in zip(sessions[:5], transports[:5]):
+            session._open_engine = _never  # type: ignore[method-assign]
+            session.connection_made(transport)  # type: ignore[arg-type]
+        assert ctx.pending == {("app", PEER_ADDR[0]): 5} and ctx.connections["app"] == 5
+        sessions[5].connection_made(transports[5])  # type: ignore[arg-type]
+        refused = transports[5]
+        assert refused.closing and sessions[5].phase is Phase.CLOSED
+        assert refused.data == sessions[5].refusal_bytes() and refused.data  # the protocol's "too many"
+        (event,) = ctx.audit.of("gateway.connection_refused")  # type: ignore[attr-defined]
+        assert event["reason"] == "too many pending logins from this source"
+        assert ctx.connections["app"] == 5
+        sessions[5].connection_lost(None)
+        sessions[0].connection_lost(None)  # a slot is free again
+        assert ctx.pending == {("app", PEER_ADDR[0]): 4} and ctx.connections["app"] == 4
+        for session in sessions[1:5]:
+            session._abort()
+        assert ctx.pending == {} and ctx.connections["app"] == 0
+        await settle()
+
+    run(main())
+
+
+def test_postgres_first_byte_deadline() -> None:
+    async def main() -> None:
+        ctx = context("postgres")
+        ctx.limits = Limits(first_byte_timeout=0.01)
+        session, client = await pg_session(ctx)
+        await asyncio.sleep(0.05)
+        assert client.aborted and client.written == [] and session.phase is Phase.CLOSED
+        (event,) = ctx.audit.of("gateway.connection_refused")  # type: ignore[attr-defined]
+        assert event["reason"] == "first byte timeout"
+
+    run(main())
+
+
+def test_mysql_first_byte_deadline_starts_with_the_greeting() -> None:
+    async def main() -> None:
+        ctx = context("mysql")
+        ctx.limits = Limits(first_byte_timeout=0.01)
+        engine = FakeEngineSocket()
+        session, client = await mysql_session(ctx, engine)
+        await asyncio.sleep(0.05)
+        assert not client.aborted  # no greeting yet: not the client's turn
+        engine.protocol.data_received(greeting())
+        await asyncio.sleep(0.05)
+        assert client.aborted and session.phase is Phase.CLOSED
+        assert ctx.audit.of("gateway.connection_refused")[0]["reason"] == "first byte timeout"  # type: ignore[attr-defined]
+
+    run(main())
+
+
+async def _never(factory: Any) -> Any:
+    await asyncio.Event().wait()

@@ -16,7 +16,7 @@ from memory_tls import shuttle_handshake
 from test_pki_tls import HOST, pki  # noqa: F401 - the module-scoped CA + server certificates
 
 from dbkeep.gateway import offload
-from dbkeep.gateway.drivers.mysql import EngineTlsContext
+from dbkeep.gateway.drivers.mysql_tls import EngineTlsContext
 from dbkeep.pki.tls import server_context
 
 pytestmark = pytest.mark.skipif(not offload.available()[0], reason="the native module is not built")

@@ -120,6 +120,9 @@ class Postgres(LocalEngine):
             "unix_socket_directories": str(layout.run),
             "unix_socket_permissions": "0700",
             "password_encryption": "scram-sha-256",
+            # rdsadmin (a superuser) always finds a slot: the gateway admits 10 fewer clients
+            # than max_connections (rds/capacity.py), of which 3 are kept for superusers here
+            "superuser_reserved_connections": "3",
             "dynamic_shared_memory_type": "posix",
             "max_wal_size": "1GB",
             "min_wal_size": "80MB",

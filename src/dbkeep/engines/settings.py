@@ -22,6 +22,10 @@ from dataclasses import dataclass, field
 from dbkeep.engines.driver import MYSQL, POSTGRES, normalize_engine
 
 DYNAMIC = "dynamic"
+# Aurora's defaults for max_connections are formulas of the instance class's memory; dbkeep
+# evaluates them per cluster (rds/capacity.py) and passes the engine a number.
+MYSQL_MAX_CONNECTIONS = "GREATEST({log(DBInstanceClassMemory/805306368)*45},{log(DBInstanceClassMemory/8187281408)*1000})"
+POSTGRES_MAX_CONNECTIONS = "LEAST({DBInstanceClassMemory/9531392},5000)"
 STATIC = "static"
 
 _INT_RE = re.compile(r"^[+-]?\d{1,20}$")
@@ -63,6 +67,8 @@ class EngineSetting:
         if any(ord(c) < 32 or ord(c) == 127 for c in value):
             raise self._bad(value, "contains control characters")
         raw = value.strip()
+        if is_formula(self.default) and raw.replace(" ", "") == self.default:
+            return self.default  # Aurora's formula (the default), evaluated per cluster
         if self.check is not None:
             return self.check(raw) if raw else self._raise_empty(value)
         if self.data_type == "integer":
@@ -189,8 +195,10 @@ _M, _P, _D, _S = MYSQL, POSTGRES, DYNAMIC, STATIC
 
 SETTINGS: tuple[EngineSetting, ...] = (
     # --- MariaDB (aurora-mysql) ---------------------------------------------------------------
-    _int(_M, "max_connections", 10, 100000, 151, _D,
-         "The maximum permitted number of simultaneous client connections."),
+    EngineSetting(_M, "max_connections", "integer", "10-100000", MYSQL_MAX_CONNECTIONS, _D,
+                  "The maximum permitted number of simultaneous client connections (default: from the largest "
+                  "instance class, as on Aurora; the gateway admits 10 fewer, kept for rdsadmin).",
+                  minimum=10, maximum=100000),
     EngineSetting(_M, "time_zone", "string", "SYSTEM, +HH:MM offsets, time zone names", "UTC", _D,
                   "The server's time zone: SYSTEM, an offset such as +02:00, or a name such as Europe/Paris.",
                   option="default_time_zone", check=_mysql_time_zone),
@@ -230,8 +238,9 @@ SETTINGS: tuple[EngineSetting, ...] = (
          "The size in bytes of the InnoDB buffer pool."),
     _bool(_M, "performance_schema", "0", _S, "Whether the Performance Schema is enabled."),
     # --- PostgreSQL (aurora-postgresql) ---------------------------------------------------------
-    _int(_P, "max_connections", 6, 8388607, 100, _S,
-         "Sets the maximum number of concurrent connections."),
+    EngineSetting(_P, "max_connections", "integer", "6-262143", POSTGRES_MAX_CONNECTIONS, _S,
+                  "Sets the maximum number of concurrent connections (default: from the largest instance class, "
+                  "as on Aurora; the gateway admits 10 fewer, kept for rdsadmin).", minimum=6, maximum=262143),
     EngineSetting(_P, "timezone", "string", "time zone names", "UTC", _D,
                   "Sets the time zone for displaying and interpreting time stamps.", check=_pg_timezone),
     _int(_P, "log_min_duration_statement", -1, _I32, -1, _D,
@@ -299,9 +308,15 @@ def validate(engine: str, name: str, value: str) -> str:
     return lookup(engine, name).validate(value)
 
 
+def is_formula(value: str | None) -> bool:
+    """Whether a value is an Aurora formula (``{DBInstanceClassMemory/…}``), evaluated per cluster."""
+    return value is not None and "{" in value
+
+
 def defaults(engine: str) -> dict[str, str]:
-    """Every setting that has a default, as the parameter group's "engine-default" values."""
-    return {s.name: s.default for s in settings_for(engine) if s.default is not None}
+    """Every setting that has a literal default, as the parameter group's "engine-default"
+    values (formulas such as max_connections' are evaluated per cluster: rds/capacity.py)."""
+    return {s.name: s.default for s in settings_for(engine) if s.default is not None and not is_formula(s.default)}
 
 
 def validate_all(engine: str, values: Mapping[str, str]) -> dict[str, str]:

@@ -5,7 +5,11 @@ or being deleted, issues (or reissues) the cluster's server certificate first, a
 listeners of clusters that went away. Each accepted connection gets a protocol-specific session
 (``gateway/drivers/mysql.py``, ``gateway/drivers/postgres.py``) built on
 ``gateway/drivers/session.py``'s ``Session``, which enforces the security groups
-(:meth:`GatewayContext.admit`) before a single byte is sent.
+(:meth:`GatewayContext.admit`) before a single byte is sent, then the per-source limit on
+connections that have not finished logging in (``Limits.max_pending_logins``, at most half the
+cluster's limit), before any engine connection is opened. Refusals and timeouts before a login
+are counted by :class:`~dbkeep.gateway.refusals.RefusalLog` (a few audit events per source,
+whatever the number of connections).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dbkeep.catalog.rds import RdsStore
 from dbkeep.clock import Clock
 from dbkeep.gateway import netacl
 from dbkeep.gateway.offload import Offload
+from dbkeep.gateway.refusals import RefusalLog
 from dbkeep.gateway.target import ClusterTarget, TargetResolver, certificate_names
 from dbkeep.errors import DbError
 from dbkeep.pki.store import CertPaths, PkiStore
@@ -35,9 +40,22 @@ SERVING = ("creating", "available", "modifying", "resetting-master-credentials",
 @dataclass
 class Limits:
     handshake_timeout: float = 10.0  # seconds from accept to a finished login
+    # seconds for the client's first byte (MySQL: its first packet after the greeting); at most
+    # handshake_timeout
+    first_byte_timeout: float = 3.0
     max_packet: int = 64 * 1024 * 1024  # largest logical packet/message accepted from a client
-    max_connections: int = 1000  # per cluster, counted at the gateway
+    # per cluster, counted at the gateway; a cluster's own limit (ClusterTarget.max_connections:
+    # its instance class, rds/capacity.py) may be lower
+    max_connections: int = 1000
+    # connections per source (IPv6: per /64) and cluster that have not finished logging in; at
+    # most half the cluster's limit
+    max_pending_logins: int = 64
+    refusal_log_interval: float = 60.0  # seconds between summaries of refusals (gateway/refusals.py)
     engine_connect_timeout: float = 5.0
+
+    @property
+    def first_byte_deadline(self) -> float:
+        return min(self.first_byte_timeout, self.handshake_timeout)
 
 
 @dataclass
@@ -55,6 +73,25 @@ class GatewayContext:
     extra: dict[str, Any] = field(default_factory=dict)  # protocol-specific shared state (e.g. cancel keys)
     # The native relay for logged-in, unguarded sessions (gateway/offload.py); None: Python relays all.
     offload: Offload | None = None
+    pending: dict[tuple[str, str], int] = field(default_factory=dict)  # (cluster, source) -> not yet logged in
+    _refusals: RefusalLog | None = None
+
+    @property
+    def refusals(self) -> RefusalLog:
+        if self._refusals is None:
+            self._refusals = RefusalLog(self.audit, self.clock, self.limits.refusal_log_interval)
+        return self._refusals
+
+    def cluster_limit(self, target: ClusterTarget | None) -> int:
+        """Client connections the gateway admits to the cluster at once."""
+        limit = self.limits.max_connections
+        if target is not None and target.max_connections is not None:
+            limit = min(limit, target.max_connections)
+        return limit
+
+    def pending_limit(self, target: ClusterTarget | None) -> int:
+        """Connections per source that have not finished logging in: at most half the cluster's limit."""
+        return max(1, min(self.limits.max_pending_logins, self.cluster_limit(target) // 2))
 
     def admit(self, identifier: str, port: int, peer: tuple[str, int] | None) -> ClusterTarget | None:
         """The cluster target when the security groups admit the peer; None (and an audit event) otherwise."""
@@ -137,3 +174,5 @@ class Gateway:
                 await self._close(identifier)
             if self.ctx.offload is not None:
                 self.ctx.offload.stop()  # sessions in the native relay end with the gateway
+            if self.ctx._refusals is not None:
+                self.ctx._refusals.close()  # the summaries of what was counted

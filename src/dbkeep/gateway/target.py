@@ -28,7 +28,7 @@ from dbkeep.catalog.models import Cluster, IngressRule
 from dbkeep.catalog.rds import RdsStore
 from dbkeep.pki import tls
 from dbkeep.pki.store import CertPaths
-from dbkeep.rds import names
+from dbkeep.rds import capacity, names
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,10 @@ class ClusterTarget:
     require_tls: bool  # require_secure_transport=ON / rds.force_ssl=1
     iam_auth: bool
     rules: tuple[IngressRule, ...]
+    # client connections the gateway admits to the cluster: the engine's max_connections less
+    # the reserve (rds/capacity.py), the smaller of the value it runs with and the one it should
+    # have now (PostgreSQL's changes at a reboot); None: only Limits.max_connections
+    max_connections: int | None = None
 
 
 @lru_cache(maxsize=256)
@@ -147,4 +151,5 @@ class TargetResolver:
             require_tls=require,
             iam_auth=cluster.iam_auth,
             rules=tuple(self._store.rules(cluster.security_group_ids)),
+            max_connections=capacity.gateway_limit((current.get("max_connections"), applied.get("max_connections"))),
         )

@@ -23,7 +23,7 @@ from dbkeep.catalog.rds import RdsStore
 from dbkeep.clock import Clock
 from dbkeep.engines.driver import EngineSpec
 from dbkeep.errors import ApiError, EngineError
-from dbkeep.rds import names, parameters
+from dbkeep.rds import capacity, names, parameters
 
 log = logging.getLogger("dbkeep.rds")
 
@@ -35,8 +35,10 @@ def cluster_state_error(ident: str, status: str) -> ApiError:
 
 
 class ClusterManager:
-    def __init__(self, store: RdsStore, driver: Any, audit: AuditLog, clock: Clock, spawn: Callable[[Coroutine[Any, Any, None]], None], host: str) -> None:
+    def __init__(self, store: RdsStore, driver: Any, audit: AuditLog, clock: Clock, spawn: Callable[[Coroutine[Any, Any, None]], None], host: str,
+                 *, max_connections: int = 1000) -> None:
         self.store = store
+        self.max_connections = max_connections  # the gateway's --max-connections (rds/capacity.py)
         self.driver = driver
         self.audit = audit
         self.clock = clock
@@ -61,7 +63,59 @@ class ClusterManager:
     # --- specs and parameters ----------------------------------------------------------------
 
     def effective_parameters(self, cluster: Cluster) -> dict[str, str | None]:
-        return parameters.effective(cluster.engine, self.store.parameter_values(cluster.parameter_group))
+        """The cluster's parameter values, with ``max_connections`` the number its engine gets:
+        Aurora's value for the largest instance class (or the group's own), bounded by the
+        gateway's limit plus the reserve (rds/capacity.py)."""
+        values = parameters.effective(cluster.engine, self.store.parameter_values(cluster.parameter_group))
+        values["max_connections"] = str(self.connection_limits(cluster, values.get("max_connections")).engine)
+        return values
+
+    def connection_limits(self, cluster: Cluster, parameter: str | None = None) -> capacity.ConnectionLimits:
+        if parameter is None:
+            parameter = self.store.parameter_values(cluster.parameter_group).get("max_connections")
+        classes = [i.instance_class for i in self.store.list_instances(cluster.identifier)]
+        value = capacity.cluster_max_connections(cluster.engine, classes, parameter)
+        return capacity.connection_limits(value, self.max_connections)
+
+    async def _follow_instances(self, ident: str, *, restart: bool, applied: dict[str, str | None] | None = None
+                                ) -> dict[str, str | None] | None:
+        """After a change of instances (added, resized, removed; called under the cluster's
+        lock): the engine's max_connections follows the classes. MySQL's is dynamic and is set
+        at once; PostgreSQL's is static: with ``restart`` (no client can be connected yet: the
+        first instance) the engine restarts with it, otherwise it shows ``pending-reboot``. The
+        gateway's limit meanwhile is the smaller of the old and the new value, less the reserve.
+        ``applied``: what the engine was just started with (while the cluster is created).
+        Returns the applied values when they changed."""
+        cluster = self.store.get_cluster(ident)
+        if cluster is None:
+            return None
+        if applied is None:
+            if cluster.status != "available":
+                return None
+            applied = cluster.applied_parameters
+        values = self.effective_parameters(cluster)
+        wanted = values["max_connections"]
+        if wanted == applied.get("max_connections"):
+            return None
+        try:
+            async with asyncio.timeout(ENGINE_TIMEOUT):
+                if cluster.engine == "aurora-mysql":
+                    await self.driver.apply_dynamic_settings(self.spec(cluster, values), {"max_connections": wanted})
+                elif restart:
+                    await self.driver.stop(cluster.resource_id)
+                    await self.driver.start(self.spec(cluster, values))
+                else:
+                    return None  # pending-reboot
+        except Exception as exc:  # noqa: BLE001 - the lifecycle goes on; the gateway keeps the smaller limit
+            message = getattr(exc, "log_line", None) or getattr(exc, "message", None) or str(exc) or "timeout"
+            log.error("cluster %s: max_connections %s not applied: %s", ident, wanted, message)
+            if restart and cluster.engine != "aurora-mysql":  # stopped and not started again: say so, as a reboot does
+                self.store.update_cluster(ident, status="incompatible-parameters", status_message=str(message)[:1000])
+                self.store.set_instances_status(ident, "incompatible-parameters")
+            return None
+        applied = {**applied, "max_connections": wanted}
+        self.store.update_cluster(ident, applied_parameters=applied)
+        return applied
 
     def spec(self, cluster: Cluster, values: dict[str, str | None] | None = None) -> EngineSpec:
         values = values if values is not None else self.effective_parameters(cluster)
@@ -74,6 +128,8 @@ class ClusterManager:
         )
 
     def pending_reboot(self, cluster: Cluster) -> bool:
+        """Whether a static parameter differs from what the engine was started with
+        (PostgreSQL's max_connections included, which follows the instance classes)."""
         current = self.effective_parameters(cluster)
         applied = cluster.applied_parameters
         return any(current.get(n) != applied.get(n) for n in parameters.static_names(cluster.engine))
@@ -114,6 +170,7 @@ class ClusterManager:
                 self.store.update_cluster(ident, status="failed", status_message=str(message)[:1000])
                 self.store.set_instances_status(ident, "failed")
                 return
+            values = await self._follow_instances(ident, restart=True, applied=values) or values  # an instance added meanwhile
             await self._notify(ident)
             self.store.update_cluster(ident, status="available", status_message=None, applied_parameters=values)
             for inst in self.store.list_instances(ident):
@@ -131,8 +188,19 @@ class ClusterManager:
         if inst is None:
             return
         async with self._lock(inst.cluster_identifier):
+            first = len(self.store.list_instances(inst.cluster_identifier)) == 1
+            await self._follow_instances(inst.cluster_identifier, restart=first)
             await self._notify(inst.cluster_identifier)
             self.store.update_instance(ident, status="available")
+
+    def modify_instance(self, instance: Instance, instance_class: str) -> None:
+        """A new instance class: the engine's max_connections follows (``_follow_instances``)."""
+        self.store.update_instance(instance.identifier, instance_class=instance_class)
+        self._spawn(self._modified_instance(instance.cluster_identifier))
+
+    async def _modified_instance(self, cluster_ident: str) -> None:
+        async with self._lock(cluster_ident):
+            await self._follow_instances(cluster_ident, restart=False)
 
     def reset_master(self, cluster: Cluster, password: str, caller: str, request_id: str) -> Cluster:
         self.store.update_cluster(cluster.identifier, status="resetting-master-credentials")
@@ -157,7 +225,10 @@ class ClusterManager:
             self.store.update_cluster(ident, status="available", status_message=None)
 
     async def apply_dynamic(self, cluster: Cluster, changed: dict[str, str | None]) -> None:
-        """Push changed dynamic engine settings to a running engine (gateway ones are read live)."""
+        """Push changed dynamic engine settings to a running engine (gateway ones are read live).
+        max_connections goes as the number the engine gets (``effective_parameters``)."""
+        if "max_connections" in changed:
+            changed = {**changed, "max_connections": self.effective_parameters(cluster)["max_connections"]}
         settings = parameters.engine_settings_of(cluster.engine, changed)
         if not settings or cluster.status != "available":
             return
@@ -237,6 +308,8 @@ class ClusterManager:
             remaining = self.store.list_instances(cluster_ident)
             if remaining and not any(i.is_writer for i in remaining):
                 self.store.update_instance(remaining[0].identifier, is_writer=True)
+            if remaining:
+                await self._follow_instances(cluster_ident, restart=False)
         await self._notify(cluster_ident)
 
     def engine_state(self, cluster: Cluster) -> tuple[str | None, str | None]:

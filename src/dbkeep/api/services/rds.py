@@ -18,7 +18,7 @@ from dbkeep.api.services import rds_parameters
 from dbkeep.catalog.models import Cluster, Instance
 from dbkeep.catalog.store import Conflict
 from dbkeep.errors import ApiError
-from dbkeep.rds import names
+from dbkeep.rds import capacity, names
 from dbkeep.rds.clusters import cluster_state_error
 
 HOSTED_ZONE = "Z2R2ITUGPM61AM"
@@ -321,6 +321,19 @@ def _instance(ctx: CallContext, value: str, action: str) -> Instance:
     return common.authorized(ctx, "db", value, action)  # type: ignore[return-value]
 
 
+def _instance_class(value: str, cluster: Cluster, verb: str) -> str:
+    """A class dbkeep knows (its memory gives max_connections: rds/capacity.py), in RDS's words otherwise."""
+    try:
+        capacity.memory_gib(value)
+    except ValueError:
+        license_model = "general-public-license" if cluster.engine == "aurora-mysql" else "postgresql-license"
+        raise ApiError("InvalidParameterCombination", f"RDS does not support {verb} a DB instance with the following combination: "
+                       f"DBInstanceClass={value}, Engine={cluster.engine}, EngineVersion={cluster.engine_version}, "
+                       f"LicenseModel={license_model}. For supported combinations of instance class and database engine "
+                       "version, see the documentation.", 400) from None
+    return value
+
+
 def create_db_instance(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     ident = names.identifier(args["DBInstanceIdentifier"], "DBInstanceIdentifier")
     tags = common.tags_in(args)
@@ -337,7 +350,8 @@ def create_db_instance(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]
     if store.get_instance(ident):
         raise ApiError("DBInstanceAlreadyExists", "DB instance already exists", 400)
     writer = not any(i.is_writer for i in store.list_instances(cluster.identifier))
-    inst = Instance(ident, names.new_resource_id("db-"), cluster.identifier, args["DBInstanceClass"], "creating", writer, ctx.now, tags)
+    instance_class = _instance_class(args["DBInstanceClass"], cluster, "creating")
+    inst = Instance(ident, names.new_resource_id("db-"), cluster.identifier, instance_class, "creating", writer, ctx.now, tags)
     try:
         common.mgr(ctx).add_instance(inst)
     except Conflict:
@@ -373,6 +387,19 @@ def delete_db_instance(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]
     if inst.status in ("deleting", "creating", "rebooting"):
         raise ApiError("InvalidDBInstanceState", f"Instance {inst.identifier} is in {inst.status} state.", 400)
     common.mgr(ctx).delete_instance(inst)
+    return {"DBInstance": instance_out(ctx, _require_instance(ctx, inst.identifier))}
+
+
+def modify_db_instance(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
+    """ModifyDBInstance: the instance class (other settings of an Aurora instance live on the
+    cluster). The engine's max_connections follows the new class: at once on MySQL, at the next
+    reboot on PostgreSQL (static, ``pending-reboot``); ApplyImmediately makes no difference."""
+    inst = _instance(ctx, args["DBInstanceIdentifier"], "rds:ModifyDBInstance")
+    cluster = common.store(ctx).get_cluster(inst.cluster_identifier)
+    if cluster is None or inst.status != "available" or cluster.status != "available":
+        raise ApiError("InvalidDBInstanceState", f"Instance {inst.identifier} is in {inst.status} state.", 400)
+    if args.get("DBInstanceClass") and args["DBInstanceClass"] != inst.instance_class:
+        common.mgr(ctx).modify_instance(inst, _instance_class(args["DBInstanceClass"], cluster, "modifying"))
     return {"DBInstance": instance_out(ctx, _require_instance(ctx, inst.identifier))}
 
 
@@ -448,6 +475,7 @@ HANDLERS = {
     "CreateDBInstance": create_db_instance,
     "DescribeDBInstances": describe_db_instances,
     "DeleteDBInstance": delete_db_instance,
+    "ModifyDBInstance": modify_db_instance,
     "RebootDBInstance": reboot_db_instance,
     "AddTagsToResource": add_tags_to_resource,
     "ListTagsForResource": list_tags_for_resource,

@@ -19,9 +19,11 @@ comes from :mod:`dbkeep.gateway.mysql.errors`.
   held until ``tls_established()``.
 - :class:`_EngineLeg`, an ``asyncio.Protocol`` on the engine's private unix socket.
 
-1. **Admission.** Over the per-cluster connection limit the client gets MariaDB's own
-   ``ERROR 1040 Too many connections`` in place of the greeting, as the server sends it, and
-   no engine connection is spent. Otherwise the engine socket is opened (bounded by
+1. **Admission.** Over the per-cluster connection limit, or over its source's limit of
+   connections not yet logged in (checked at accept, :mod:`.session`), the client gets MariaDB's
+   own ``ERROR 1040 Too many connections`` in place of the greeting, as the server sends it,
+   and no engine connection is spent; such refusals are counted, not logged one by one
+   (``gateway/refusals.py``). Otherwise the engine socket is opened (bounded by
    ``engine_connect_timeout``); an engine that is down or restarting gives ``ERROR 2013`` in
    place of the greeting, never a hang. The engine's greeting is shown to the client with
    CLIENT_SSL offered exactly when the cluster has a certificate (``target.tls``).
@@ -65,7 +67,8 @@ comes from :mod:`dbkeep.gateway.mysql.errors`.
    stops reading until it drains, so a result or a LOAD DATA LOCAL INFILE of any size never
    accumulates here. A cleartext client's half-close reaches the engine as EOF and the
    engine's answer still reaches the client; TLS has no half-close (close_notify ends it).
-6. **Limits and faults.** ``handshake_timeout`` bounds accept-to-login (TLS included); a
+6. **Limits and faults.** ``first_byte_timeout`` bounds the wait for the client's first
+   packet after the greeting, ``handshake_timeout`` accept-to-login (TLS included); a
    client may send at most :data:`LOGIN_MAX_BYTES` before its login is answered; packets are
    bounded by ``max_packet``. A protocol violation gets an ERR where the protocol allows one,
    then close. An engine that goes away closes the client after relaying what it sent (an
@@ -82,16 +85,19 @@ import uuid
 from typing import ClassVar
 
 from dbkeep.errors import ProtocolError, RemoteProtocolError
+from dbkeep.gateway import refusals
 from dbkeep.gateway.listener import GatewayContext
 from dbkeep.gateway.mysql import charsets
 from dbkeep.gateway.mysql import errors as wire_errors
 from dbkeep.gateway.mysql.events import ChangeUser, LoginRequested, Prepare, Query
 from dbkeep.gateway.mysql.states import ClientState
+from dbkeep.gateway.mysql.wire import frame
 from dbkeep.gateway.mysql.messages import CommandCode, ErrPacket, OkPacket
 from dbkeep.gateway.mysql.relay import Decidable, Output, Relay
-from dbkeep.gateway.offload import HandedBack, resume_tls_session, stop_set
+from dbkeep.gateway.offload import HandedBack, stop_set
 
 from .leg import LIMIT
+from .mysql_tls import EngineTlsContext, engine_tls_context
 from .session import Phase, Session
 
 log = logging.getLogger("dbkeep.gateway.mysql")
@@ -122,56 +128,6 @@ _NATIVE_STOP = stop_set({CommandCode.COM_CHANGE_USER, CommandCode.COM_RESET_CONN
 # busy session), so a few suffice; a session that is never quiescent, or a TLS object the
 # relay refuses, then stays in Python without a check on every engine chunk.
 _OFFLOAD_ATTEMPTS = 16
-
-
-class EngineTlsContext(ssl.SSLContext):
-    """The TLS context of engine legs to one engine: TLS 1.2 with session resumption.
-
-    The engine is reached over a unix socket in a 0700 directory, which authenticates it; TLS
-    runs there only so that the engine sees a TLS connection (``REQUIRE SSL``), so the
-    certificate is not verified. A full handshake costs both processes an asymmetric signature
-    and key exchange (about 1.5 ms of CPU per login together); resuming the last session (a
-    TLS 1.2 abbreviated handshake, which MariaDB's session cache grants) costs neither. The
-    session is shared by the legs that resume it (``resume_tls_session``, without the copy
-    CPython's ``SSLObject.session`` setter makes on every leg).
-    ``asyncio``'s ``start_tls`` cannot pass a session, so :meth:`wrap_bio` adds it; a session
-    the engine no longer knows (it restarted, the session expired) just gives a full handshake.
-    """
-
-    session: ssl.SSLSession | None
-
-    def __new__(cls) -> EngineTlsContext:  # noqa: PYI034
-        context = super().__new__(cls, ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        context.options |= ssl.OP_NO_COMPRESSION
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.maximum_version = ssl.TLSVersion.TLSv1_2
-        context.session = None
-        return context
-
-    def wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, server_side: bool = False,
-                 server_hostname: str | bytes | None = None, session: ssl.SSLSession | None = None) -> ssl.SSLObject:
-        session = session or self.session
-        ssl_object = super().wrap_bio(incoming, outgoing, server_side, server_hostname)
-        if session is not None and not resume_tls_session(ssl_object, session):
-            ssl_object.session = session  # CPython's way: a private copy of the session
-        return ssl_object
-
-    def established(self, ssl_object: ssl.SSLObject | None) -> None:
-        """Keep the session of a finished handshake for the next engine leg."""
-        if ssl_object is not None and not ssl_object.session_reused and ssl_object.session is not None:
-            self.session = ssl_object.session
-
-
-def engine_tls_context(ctx: GatewayContext, socket_path: str) -> EngineTlsContext:
-    """The engine TLS context of one engine socket (shared by that engine's sessions)."""
-    contexts: dict[str, EngineTlsContext] = ctx.extra.setdefault("mysql.engine_tls", {})
-    context = contexts.get(socket_path)
-    if context is None:
-        context = contexts[socket_path] = EngineTlsContext()
-    return context
-
 
 
 class _ClientCallbacks:
@@ -264,6 +220,7 @@ class MySQLSession(Session):
 
     PROTOCOL: ClassVar[str] = "mysql"
     log: ClassVar[logging.Logger] = log
+    FIRST_BYTE_SILENCE: ClassVar[str] = "no packet within %.1f s of the greeting"
 
     def __init__(self, ctx: GatewayContext, identifier: str, port: int) -> None:
         super().__init__(ctx, identifier, port)
@@ -279,6 +236,7 @@ class MySQLSession(Session):
         self._engine_protocol: _EngineLeg | None = None
         self._client_protocol: _ClientLeg | None = None
         self._login_bytes = 0
+        self._first_byte_due = True  # the first-byte deadline starts with the greeting
 
     @property
     def tls(self) -> bool:
@@ -294,14 +252,16 @@ class MySQLSession(Session):
         raw.set_protocol(self._client_protocol)  # reading starts after connection_made, with this protocol
         self.relay = Relay(self._decide, client_tls=target.tls is not None, engine_tls="as-client",
                            max_message_size=limits.max_packet)
-        if self.over_connection_limit:
-            log.info("mysql session %s (cluster %s, %s): too many connections", self.id, self.identifier, self.peer_host)
-            self.ctx.audit.event("gateway.connection_refused", verdict="deny", cluster=self.identifier,
-                                 source_ip=self.peer_host, port=self.port, reason="too many connections")
+        if self.over_cluster_limit():
+            log.debug("mysql session %s (cluster %s, %s): too many connections", self.id, self.identifier, self.peer_host)
+            self.refuse(refusals.CLUSTER_LIMIT)
             self._refuse_before_greeting(wire_errors.TOO_MANY_CONNECTIONS)
             return
         self._enter(Phase.CONNECTING)
         self._spawn(self._connect_engine())
+
+    def refusal_bytes(self) -> bytes:
+        return frame(wire_errors.TOO_MANY_CONNECTIONS.build(None), 0)
 
     def _internal_error_reply(self, error_id: str) -> None:
         self._client_error(wire_errors.internal_error(error_id), any_state=False)
@@ -315,6 +275,7 @@ class MySQLSession(Session):
 
     def _release(self) -> None:
         self._offload_wanted = False
+        self._first_byte_due = False
 
     # --- audit ------------------------------------------------------------------------------
 
@@ -329,6 +290,7 @@ class MySQLSession(Session):
                 if what == "login":
                     self.database = database
                     self._enter(Phase.RELAYING)
+                    self.login_finished()
                     if self._timer is not None:
                         self._timer.cancel()
                         self._timer = None
@@ -428,6 +390,9 @@ class MySQLSession(Session):
             client = self.client_leg.transport
             assert client is not None
             client.writelines(out.to_client)
+            if self._first_byte_due:  # the greeting: the client's turn
+                self._first_byte_due = False
+                self._arm_first_byte()
         if out.close:
             self._close()
             return
@@ -517,6 +482,9 @@ class MySQLSession(Session):
         assert relay is not None
         try:
             if not self.logged_in:
+                if self._first_byte_due or self._first_byte is not None:
+                    self._first_byte_due = False
+                    self._cancel_first_byte()
                 self._login_bytes += len(data)
                 if self._login_bytes > LOGIN_MAX_BYTES:
                     raise RemoteProtocolError(f"more than {LOGIN_MAX_BYTES} bytes before the login was answered")

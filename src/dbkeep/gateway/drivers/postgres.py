@@ -23,7 +23,9 @@ flow is the one the connection module's docstring draws:
    (:mod:`.cancel`) and the engine's own key is sent to the engine; then both close.
 2. **Start-up checks** at the gateway, in the server's order (``ProcessStartupPacket``, then
    ``pg_hba.conf``): the per-cluster connection limit (``53300 sorry, too many clients
-   already``); the login name ``rdsadmin`` (a reject line: ``28000 pg_hba.conf rejects
+   already``; a source over its limit of connections not yet logged in gets the same FATAL at
+   accept, before it has sent anything, :mod:`.session`; both are counted, not logged one by one:
+   ``gateway/refusals.py``); the login name ``rdsadmin`` (a reject line: ``28000 pg_hba.conf rejects
    connection ...``); ``rds.force_ssl`` on a cleartext connection (``28000 no pg_hba.conf
    entry for host "ADDR", user "USER", database "DB", SSL off``, SPEC.md); replication
    connections (physical or logical walsenders: ``28000 no pg_hba.conf entry for replication
@@ -57,8 +59,9 @@ flow is the one the connection module's docstring draws:
    both ways and in both modes: when one side's write buffer passes ``WRITE_HIGH`` the
    other side stops reading until it drains below ``WRITE_LOW``, so a result or a COPY of
    any size never accumulates here; a client's half-close reaches the engine as EOF.
-5. **Limits and faults.** ``handshake_timeout`` bounds the time from accept to ReadyForQuery;
-   on expiry the connection is closed without a message, as the server does on
+5. **Limits and faults.** ``first_byte_timeout`` bounds the wait for the client's first
+   byte, ``handshake_timeout`` the time from accept to ReadyForQuery; on expiry (counted with
+   the source's refusals) the connection is closed without a message, as the server does on
    ``authentication_timeout`` (it cannot know whether the client is able to read one). A
    protocol violation gets the sans-I/O layer's error reply (written only where a message
    boundary is known), then close. An engine that goes away closes the client connection
@@ -84,6 +87,7 @@ import logging
 import uuid
 from typing import ClassVar
 
+from dbkeep.gateway import refusals
 from dbkeep.errors import DbError, LocalProtocolError, ProtocolError, RemoteProtocolError
 from dbkeep.gateway.listener import GatewayContext
 from dbkeep.gateway.postgres import errors as wire_errors
@@ -219,6 +223,17 @@ class PostgresSession(Session):
 
     # --- lifecycle --------------------------------------------------------------------------
 
+    FIRST_BYTE_SILENCE: ClassVar[str] = "nothing sent within %.1f s"
+
+    def admitted(self) -> None:
+        self._arm_first_byte()
+
+    def refusal_bytes(self) -> bytes:
+        return wire_errors.TOO_MANY_CLIENTS_BYTES
+
+    def _awaiting_first_byte(self) -> bool:
+        return self.phase is Phase.ACCEPTED
+
     def _release(self) -> None:
         if self._client_key is not None:
             cancel_keys(self.ctx).release(self._client_key)
@@ -240,6 +255,8 @@ class PostgresSession(Session):
                 if done is not None:
                     self._client_done(done)
             elif phase is not _CLOSED:
+                if self._first_byte is not None:
+                    self._cancel_first_byte()
                 self.client.receive_data(data)
                 self._drive_client()
         except ProtocolError as exc:
@@ -378,8 +395,11 @@ class PostgresSession(Session):
         assert target is not None
         host, user, database = self.peer_host or "[local]", startup.user, startup.database
         ssl_state = "SSL on" if self.client.tls_in_use else "SSL off"
-        if self.over_connection_limit:
-            return self._refuse(wire_errors.too_many_clients(), "too many connections")
+        if self.over_cluster_limit():
+            self._write(self.client.send(wire_errors.TOO_MANY_CLIENTS))
+            self._pending = None  # counted with the source's refusals instead of a login event
+            self.refuse(refusals.CLUSTER_LIMIT, user=user)
+            return self._close()
         replication = (startup.replication or "").strip().lower()
         if startup.replication is not None and replication not in FALSEY:
             if replication == "database":
@@ -525,6 +545,7 @@ class PostgresSession(Session):
 
     def _logged_in(self) -> None:
         self._enter(_RELAYING)
+        self.login_finished()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -5,7 +5,11 @@ accepted socket; a protocol driver (``drivers/mysql.py``, ``drivers/postgres.py`
 and keeps only what its protocol's events mean. The base owns:
 
 - **admission**: the security groups decide before a single byte is sent
-  (:meth:`GatewayContext.admit`), and the session is counted per cluster until it ends;
+  (:meth:`GatewayContext.admit`), then the source's limit of connections that have not
+  finished logging in (``Limits.max_pending_logins``, at most half the cluster's limit),
+  before any engine connection is opened; the session is counted per cluster until it ends
+  and per source until its login is done. Refusals and timeouts before a login are counted by
+  ``gateway/refusals.py`` (a few audit events per source, whatever the number of connections);
 - **the phase**, a :class:`Phase` that only moves along :data:`TRANSITIONS`::
 
       ACCEPTED --> CONNECTING --> LOGIN --> RELAYING <--> OFFLOADED
@@ -15,8 +19,8 @@ and keeps only what its protocol's events mean. The base owns:
   and start-up negotiation); ``CONNECTING``: the engine socket is being opened; ``LOGIN``: the
   login is relayed; ``RELAYING``: logged in, relayed by the event loop; ``OFFLOADED``: in the
   native relay threads (``gateway/offload.py``), which may hand a session back;
-- **timers**: the handshake deadline (accept to login) and what is left of it for a TLS
-  handshake;
+- **timers**: the first-byte deadline (armed by the protocol when it is the client's turn),
+  the handshake deadline (accept to login) and what is left of it for a TLS handshake;
 - **audit once**: a login (or change of user) relayed to the engine is pending until the
   engine answers; it is audited exactly once, allowed or denied, whatever ends it;
 - **internal errors**: an unexpected exception is logged with an id, audited, and ends this
@@ -39,6 +43,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar
 
 from dbkeep.errors import SessionStateError
+from dbkeep.gateway import refusals
 from dbkeep.gateway.listener import GatewayContext
 from dbkeep.gateway.offload import HandedBack
 from dbkeep.gateway.target import ClusterTarget
@@ -88,8 +93,10 @@ class Session(asyncio.Protocol):
         self.client_leg = Leg()
         self.engine_leg = Leg()
         self._counted = False
+        self._pending_key: tuple[str, str] | None = None  # counted in ctx.pending until the login is done
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
+        self._first_byte: asyncio.TimerHandle | None = None
         self._pending: tuple[str, str | None, str | None] | None = None  # (kind, user, database) awaiting the engine
         self._offloaded: int | None = None  # the native relay's handle while it relays this session
 
@@ -127,22 +134,60 @@ class Session(asyncio.Protocol):
             self._enter(Phase.CLOSED)
             return
         self.target = target
+        ctx = self.ctx
+        key = (self.identifier, refusals.source_key(self.peer_host))
+        pending = ctx.pending.get(key, 0)
+        if pending >= ctx.pending_limit(target):
+            # before any engine connection: the flood costs an accept and a close
+            self.refuse(refusals.PENDING_LIMIT)
+            refusal = self.refusal_bytes()
+            if refusal:
+                transport.write(refusal)  # type: ignore[attr-defined]
+            transport.close()
+            self._enter(Phase.CLOSED)
+            return
+        ctx.pending[key] = pending + 1
+        self._pending_key = key
         # uvloop's transports implement asyncio.Transport without subclassing it
         self.client_leg.attach(transport)  # type: ignore[arg-type]
-        self.ctx.connections[self.identifier] = self.ctx.connections.get(self.identifier, 0) + 1
+        ctx.connections[self.identifier] = ctx.connections.get(self.identifier, 0) + 1
         self._counted = True
-        self._timer = asyncio.get_running_loop().call_later(self.ctx.limits.handshake_timeout, self._handshake_timeout)
+        self._timer = asyncio.get_running_loop().call_later(ctx.limits.handshake_timeout, self._handshake_timeout)
         self.admitted()
 
     def admitted(self) -> None:
         """Start the protocol (subclasses)."""
 
-    @property
-    def over_connection_limit(self) -> bool:
-        return self.ctx.connections.get(self.identifier, 0) > self.ctx.limits.max_connections
+    def refusal_bytes(self) -> bytes:
+        """What a connection refused at accept is sent before it is closed (subclasses)."""
+        return b""
+
+    def refuse(self, reason: str, **fields: Any) -> None:
+        """Count a refusal or a timeout before the login (aggregated audit: gateway/refusals.py)."""
+        self.ctx.refusals.refused(self.identifier, self.peer_host, reason, port=self.port, **fields)
+
+    def over_cluster_limit(self) -> bool:
+        return self.ctx.connections.get(self.identifier, 0) > self.ctx.cluster_limit(self.target)
+
+    def login_finished(self) -> None:
+        """The login is done (or the session ends): the source's pending slot is free again."""
+        key, self._pending_key = self._pending_key, None
+        if key is not None:
+            left = self.ctx.pending.get(key, 1) - 1
+            if left > 0:
+                self.ctx.pending[key] = left
+            else:
+                self.ctx.pending.pop(key, None)
+
+    def uncount(self) -> None:
+        """Release the session's connection slot and pending slot (idempotent)."""
+        if self._counted:
+            self._counted = False
+            self.ctx.connections[self.identifier] -= 1
+        self.login_finished()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._uncount()
+        self.uncount()
         if not self.closed:
             self._audit_failed_login("client closed the connection")
         self._finish()
@@ -173,13 +218,41 @@ class Session(asyncio.Protocol):
         self._timer = None
         if self.logged_in or self.closed:
             return
-        self.log.info("%s session %s (cluster %s, %s): login not finished within %.0f s; closed", self.PROTOCOL, self.id,
-                      self.identifier, self.peer_host, self.ctx.limits.handshake_timeout)
-        self._audit_failed_login("handshake timeout")
+        self.log.debug("%s session %s (cluster %s, %s): login not finished within %.0f s; closed", self.PROTOCOL, self.id,
+                       self.identifier, self.peer_host, self.ctx.limits.handshake_timeout)
+        # counted with the other refusals of its source, not one login event per connection
+        pending, self._pending = self._pending, None
+        self.refuse(refusals.HANDSHAKE_TIMEOUT, user=pending[1] if pending else None)
         self._login_timed_out()
 
     def _login_timed_out(self) -> None:
         """End a session whose login missed the deadline (subclasses may say why first)."""
+        self._abort()
+
+    # what the first-byte timeout logs: the protocol's words for "the client said nothing"
+    FIRST_BYTE_SILENCE: ClassVar[str] = "nothing sent within %.1f s"
+
+    def _arm_first_byte(self) -> None:
+        """The client's turn: it must send something within ``first_byte_deadline``."""
+        self._first_byte = asyncio.get_running_loop().call_later(self.ctx.limits.first_byte_deadline,
+                                                                 self._first_byte_timeout)
+
+    def _cancel_first_byte(self) -> None:
+        timer, self._first_byte = self._first_byte, None
+        if timer is not None:
+            timer.cancel()
+
+    def _awaiting_first_byte(self) -> bool:
+        """Whether the first-byte deadline still applies when it expires (subclasses)."""
+        return not self.logged_in and not self.closed
+
+    def _first_byte_timeout(self) -> None:
+        self._first_byte = None
+        if not self._awaiting_first_byte():
+            return
+        self.log.debug("%s session %s (cluster %s, %s): " + self.FIRST_BYTE_SILENCE + "; closed", self.PROTOCOL, self.id,
+                       self.identifier, self.peer_host, self.ctx.limits.first_byte_deadline)
+        self.refuse(refusals.FIRST_BYTE_TIMEOUT)
         self._abort()
 
     async def _open_engine(self, protocol_factory: Callable[[], asyncio.Protocol]) -> tuple[asyncio.Transport, Any]:
@@ -238,23 +311,19 @@ class Session(asyncio.Protocol):
 
     # --- the end ----------------------------------------------------------------------------
 
-    def _uncount(self) -> None:
-        if self._counted:
-            self._counted = False
-            self.ctx.connections[self.identifier] -= 1
-
     def _finish(self) -> None:
         """Release what the session holds (once enough; idempotent)."""
         self._audit_failed_login("the connection closed before the engine answered")
         self._enter(Phase.CLOSED)
         if self._offloaded is not None:  # the relay owns the sockets: it ends the session
             self.ctx.offload.close(self._offloaded)  # type: ignore[union-attr]
-        # counted here, not only in connection_lost: a transport that dies inside a TLS
+        # released here, not only in connection_lost: a transport that dies inside a TLS
         # handshake may never report connection_lost to this session
-        self._uncount()
+        self.uncount()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._cancel_first_byte()
         for task in list(self._tasks):
             task.cancel()
         self._release()

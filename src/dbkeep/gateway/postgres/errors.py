@@ -23,6 +23,8 @@ from .errcodes import (
 from .messages import ErrorResponse
 
 __all__ = [
+    "TOO_MANY_CLIENTS",
+    "TOO_MANY_CLIENTS_BYTES",
     "cannot_connect_now",
     "fatal",
     "from_db_error",
@@ -33,7 +35,6 @@ __all__ = [
     "refusal",
     "startup_options_refused",
     "startup_refusal",
-    "too_many_clients",
     "hba_rejects",
 ]
 
@@ -42,8 +43,9 @@ def fatal(sqlstate: str, message: str) -> ErrorResponse:
     return ErrorResponse.create(FATAL, sqlstate, message)
 
 
-def too_many_clients() -> ErrorResponse:
-    return fatal(TOO_MANY_CONNECTIONS, "sorry, too many clients already")
+# over the cluster's connection limit, or (at accept) the source's limit of pending logins
+TOO_MANY_CLIENTS = fatal(TOO_MANY_CONNECTIONS, "sorry, too many clients already")
+TOO_MANY_CLIENTS_BYTES = TOO_MANY_CLIENTS.build()
 
 
 def cannot_connect_now() -> ErrorResponse:
