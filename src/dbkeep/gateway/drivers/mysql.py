@@ -98,13 +98,12 @@ from dbkeep.gateway.offload import HandedBack, stop_set
 
 from .leg import LIMIT
 from .mysql_tls import EngineTlsContext, engine_tls_context
-from .session import Phase, Session
+from .session import RDSADMIN, Phase, Session
 
 log = logging.getLogger("dbkeep.gateway.mysql")
 
 __all__ = ["EngineTlsContext", "MySQLSession"]
 
-RDSADMIN = "rdsadmin"
 LOGIN_READ_SIZE = 16 * 1024  # the client leg's read buffer until the login is done
 LOGIN_MAX_BYTES = 1024 * 1024  # what a client may send before its login is answered
 

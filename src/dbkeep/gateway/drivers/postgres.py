@@ -114,7 +114,7 @@ from dbkeep.gateway.postgres.startup import FALSEY, as_set_statement, startup_se
 from dbkeep.gateway.postgres.wire import Limits as WireLimits
 
 from .leg import LIMIT
-from .session import Phase, Session
+from .session import RDSADMIN, Phase, Session
 
 log = logging.getLogger("dbkeep.gateway.postgres")
 
@@ -122,7 +122,6 @@ __all__ = ["PostgresSession", "cancel_keys", "startup_settings"]
 
 CANCEL_KEYS = "postgres.cancel_keys"
 _WIRE_LIMITS = "postgres.wire_limits"
-RDSADMIN = "rdsadmin"
 
 _CLOSED = Phase.CLOSED
 _LOGIN = Phase.LOGIN

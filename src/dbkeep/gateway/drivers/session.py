@@ -51,7 +51,11 @@ from dbkeep.pki.tls import describe_session
 
 from .leg import PEER, Leg
 
-__all__ = ["TRANSITIONS", "Phase", "Session"]
+__all__ = ["RDSADMIN", "TRANSITIONS", "Phase", "Session"]
+
+# dbkeep's own account in every engine: nobody logs in as it through the gateway (both drivers
+# refuse the name with their engine's own words)
+RDSADMIN = "rdsadmin"
 
 
 class Phase(enum.Enum):
