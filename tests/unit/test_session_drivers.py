@@ -629,3 +629,38 @@ def test_mysql_first_byte_deadline_starts_with_the_greeting() -> None:
 
 async def _never(factory: Any) -> Any:
     await asyncio.Event().wait()
+
+
+def test_postgres_guard_refuses_in_order_and_fails_closed() -> None:
+    from dbkeep.errors import DbError
+    from dbkeep.gateway.postgres import Query
+
+    seen: list[tuple[str | None, object]] = []
+
+    def guard(session: Any, sql: str | None) -> DbError | None:
+        seen.append((sql, session.statement))
+        if sql == "boom":
+            raise RuntimeError("a broken guard")
+        return DbError("not here", sqlstate="42501") if sql and "forbidden" in sql else None
+
+    async def main() -> None:
+        ctx = context("postgres")
+        ctx.guard = guard
+        engine = FakeEngineSocket()
+        session, client = await pg_session(ctx, engine)
+        session.data_received(_startup("alice"))
+        await settle()
+        engine.protocol.data_received(AuthenticationOk().build() + ReadyForQuery("I").build())
+        assert session.phase is Phase.RELAYING and session.statement is None
+        engine.transport.written.clear()
+        session.data_received(Query(b"select 1").build() + Query(b"select forbidden").build() + Query(b"boom").build())
+        sent = pg_messages(engine.transport.data)
+        assert sent[0] == Query(b"select 1").build()
+        assert all(Query.parse(m, "UTF8").query.startswith(b"dbkeep_refused_") for m in sent[1:]) and len(sent) == 3
+        assert [sql for sql, _ in seen] == ["select 1", "select forbidden", "boom"]
+        assert all(isinstance(statement, Query) for _, statement in seen)  # the guard may read session.statement
+        (event,) = ctx.audit.of("gateway.statement_refused")  # type: ignore[attr-defined]
+        assert (event["user"], event["sqlstate"], event["reason"]) == ("alice", "42501", "not here")
+        assert session.phase is Phase.RELAYING  # a refusal ends the statement, not the session
+
+    run(main())

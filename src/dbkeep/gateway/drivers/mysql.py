@@ -81,7 +81,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import uuid
 from typing import ClassVar
 
 from dbkeep.errors import ProtocolError, RemoteProtocolError
@@ -341,22 +340,12 @@ class MySQLSession(Session):
         return None
 
     def _judge(self, event: Query | Prepare) -> ErrPacket | None:
-        guard = self._guard
-        assert guard is not None
-        self.statement = event
-        try:
-            error = guard(self, event.sql)
-        except Exception:  # a failing guard refuses (fail closed)
-            error_id = uuid.uuid4().hex[:12]
-            log.exception("mysql session %s: statement guard failed (%s)", self.id, error_id)
-            error = wire_errors.guard_internal_error(error_id)
-        finally:
-            self.statement = None
+        error, failed = self._consult_guard(event, event.sql)
+        if failed is not None:
+            error = wire_errors.guard_internal_error(failed)
         if error is None:
             return None
-        self.ctx.audit.event("gateway.statement_refused", verdict="deny", cluster=self.identifier,
-                             source_ip=self.peer_host, user=self.user, mysql_errno=error.mysql_errno,
-                             sqlstate=error.sqlstate, reason=error.message)
+        self._audit_refused(error, mysql_errno=error.mysql_errno)
         return wire_errors.refusal(error)
 
     # --- output -----------------------------------------------------------------------------

@@ -84,7 +84,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from typing import ClassVar
 
 from dbkeep.gateway import refusals
@@ -605,25 +604,15 @@ class PostgresSession(Session):
         self._close()
 
     def _judge_statement(self, event: Query | Parse | FunctionCall) -> DbError | None:
-        self.statement = event
-        try:
-            return self._judge(None if isinstance(event, FunctionCall) else event.sql)
-        finally:
-            self.statement = None
+        return self._judge(None if isinstance(event, FunctionCall) else event.sql, event)
 
-    def _judge(self, sql: str | None) -> DbError | None:
-        guard = self._guard
-        assert guard is not None
-        try:
-            error = guard(self, sql)
-        except Exception:  # noqa: BLE001 - a failing guard refuses (fail closed)
-            error_id = uuid.uuid4().hex[:12]
-            log.exception("postgres session %s: statement guard failed (%s)", self.id, error_id)
-            return wire_errors.guard_internal_error(error_id)
+    def _judge(self, sql: str | None, statement: Query | Parse | FunctionCall | None = None) -> DbError | None:
+        error, failed = self._consult_guard(statement, sql)
+        if failed is not None:
+            return wire_errors.guard_internal_error(failed)
         if error is not None:
             error = wire_errors.refusal(error)  # a refusal is a statement error
-            self.ctx.audit.event("gateway.statement_refused", verdict="deny", cluster=self.identifier,
-                                 source_ip=self.peer_host, user=self.user, sqlstate=error.sqlstate, reason=error.message)
+            self._audit_refused(error)
         return error
 
     # --- CancelRequest ----------------------------------------------------------------------

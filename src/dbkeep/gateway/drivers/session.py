@@ -42,7 +42,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar
 
-from dbkeep.errors import SessionStateError
+from dbkeep.errors import DbError, SessionStateError
 from dbkeep.gateway import refusals
 from dbkeep.gateway.listener import GatewayContext
 from dbkeep.gateway.offload import HandedBack
@@ -94,6 +94,7 @@ class Session(asyncio.Protocol):
         self.target: ClusterTarget | None = None
         self.peer: tuple[str, int] | None = None
         self.phase = Phase.ACCEPTED
+        self.statement: object | None = None  # what the statement guard is judging
         self.client_leg = Leg()
         self.engine_leg = Leg()
         self._counted = False
@@ -297,6 +298,30 @@ class Session(asyncio.Protocol):
             kind, user, database = pending
             self.audit_login(user, "deny", reason=reason if kind == "login" else f"change of user: {reason}",
                              database=database)
+
+    # --- the statement guard ------------------------------------------------------------------
+
+    def _consult_guard(self, statement: object, sql: str | None) -> tuple[DbError | None, str | None]:
+        """Ask ``ctx.guard`` about ``statement`` (readable as ``self.statement`` meanwhile):
+        (its refusal or None, None), or (None, an error id) when the guard failed -- logged
+        here; the protocol refuses then (fail closed)."""
+        guard = self.ctx.guard
+        assert guard is not None
+        self.statement = statement
+        try:
+            return guard(self, sql), None
+        except Exception:  # noqa: BLE001 - a failing guard refuses (fail closed)
+            error_id = uuid.uuid4().hex[:12]
+            self.log.exception("%s session %s: statement guard failed (%s)", self.PROTOCOL, self.id, error_id)
+            return None, error_id
+        finally:
+            self.statement = None
+
+    def _audit_refused(self, error: DbError, **fields: Any) -> None:
+        """A statement the guard refused is an audit event (``fields``: the protocol's codes)."""
+        self.ctx.audit.event("gateway.statement_refused", verdict="deny", cluster=self.identifier,
+                             source_ip=self.peer_host, user=getattr(self, "user", None), **fields,
+                             sqlstate=error.sqlstate, reason=error.message)
 
     # --- errors -----------------------------------------------------------------------------
 
