@@ -6,7 +6,9 @@
  * time (within 60 s of now) and 32 random hex digits, MAC is
  * hex(HMAC-SHA256(IAM_DIR/proof.key, "dbkeep-iam-pg-v1" 0x00 NONCE 0x00 USER)), and the gateway's
  * one-time file IAM_DIR/nonces/NONCE still exists: it is unlinked here, so a proof works once.
- * Exit 0 accepts; anything else is PostgreSQL's "PAM authentication failed for user". */
+ * Exit 0 accepts; anything else is PostgreSQL's "PAM authentication failed for user" (pam_exec
+ * reports a failed command as PAM_SYSTEM_ERR; the reason goes to stderr, which pam_exec discards
+ * unless its log= option is given). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -25,7 +27,10 @@ int main(int argc, char **argv)
   size_t prefix = sizeof(LABEL ":") - 1, got = 0;
   ssize_t n;
   if (argc != 2 || user == NULL || (type != NULL && strcmp(type, "auth") != 0))
+  {
+    fprintf(stderr, "dbkeep-iam-check: usage\n");
     return 2;
+  }
   while (got < sizeof(input) - 1 && (n = read(0, input + got, sizeof(input) - 1 - got)) != 0)
   {
     if (n < 0) { if (errno == EINTR) continue; return 1; }
@@ -47,15 +52,25 @@ int main(int argc, char **argv)
   }
   long long now = (long long)time(NULL);
   if (stamp > now + MAX_AGE || stamp < now - MAX_AGE)
+  {
+    fprintf(stderr, "dbkeep-iam-check: stale nonce\n");
     return 1;
+  }
   if (snprintf(path, sizeof(path), "%s/proof.key", argv[1]) >= (int)sizeof(path) || iam_read_key(path, key) != 0)
+  {
+    perror("dbkeep-iam-check: cannot read the proof key");
     return 1;
+  }
   int ok = iam_mac_hex(key, LABEL, nonce, NONCE_HEX, user, strlen(user), expected) == 0
            && CRYPTO_memcmp(expected, mac, IAM_MAC_HEX) == 0;
   OPENSSL_cleanse(key, sizeof(key));
   if (!ok)
+  {
+    fprintf(stderr, "dbkeep-iam-check: wrong proof\n");
     return 1;
+  }
   if (snprintf(path, sizeof(path), "%s/nonces/%.*s", argv[1], NONCE_HEX, nonce) >= (int)sizeof(path))
     return 1;
-  return unlink(path) == 0 ? 0 : 1;   /* ENOENT: never minted, or used already */
+  if (unlink(path) != 0) { perror("dbkeep-iam-check: unlink"); return 1; }
+  return 0;   /* ENOENT: never minted, or used already */
 }
