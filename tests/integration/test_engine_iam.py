@@ -18,6 +18,7 @@ import pytest
 from dbkeep.engines import iam
 from dbkeep.identity import engine_proof
 from engine_clients import closing_all, my_connect, my_error, my_rows, pg_connect, pg_rows
+from iam_login import mysql_iam_login
 
 pytestmark = pytest.mark.engines
 
@@ -43,28 +44,8 @@ def my_iam(mysql_cluster):
                 my_rows(m, f"DROP USER IF EXISTS '{user}'@'%'")
 
 
-class _ProofAnswer:
-    """pymysql auth handler for mysql_clear_password: answers the engine's nonce like the gateway."""
-
-    answer = None  # (nonce: bytes) -> bytes
-    seen: list = []
-
-    def __init__(self, con):
-        self.con = con
-
-    def authenticate(self, pkt):
-        nonce = pkt.read_all()
-        type(self).seen.append(nonce)
-        self.con.write_packet(type(self).answer(nonce))
-        return self.con._read_packet()
-
-
 def _my_iam_login(cluster, user: str, answer) -> pymysql.Connection:
-    handler = type("Handler", (_ProofAnswer,), {"answer": staticmethod(answer), "seen": []})
-    conn = pymysql.connect(unix_socket=cluster.socket, user=user, password="", autocommit=True, connect_timeout=5,
-                           ssl_disabled=True, auth_plugin_map={"mysql_clear_password": handler})
-    conn.seen = handler.seen
-    return conn
+    return mysql_iam_login(cluster.socket, user, answer)
 
 
 def test_mysql_proof_key_file(my_iam):
