@@ -35,7 +35,7 @@ def mysql_iam_login(socket: str, user: str, answer, **kw) -> pymysql.Connection:
     (``conn.seen`` holds the nonces the engine sent)."""
     handler = type("Handler", (_ProofAnswer,), {"answer": staticmethod(answer), "seen": []})
     conn = pymysql.connect(unix_socket=socket, user=user, password="", autocommit=True, connect_timeout=5,
-                           ssl_disabled=True, auth_plugin_map={"mysql_clear_password": handler}, **kw)
+                           auth_plugin_map={"mysql_clear_password": handler}, **{"ssl_disabled": True, **kw})
     conn.seen = handler.seen
     return conn
 

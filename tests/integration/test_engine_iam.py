@@ -8,6 +8,7 @@ proof computed from the cluster's key."""
 from __future__ import annotations
 
 import os
+import ssl
 import stat
 from dataclasses import replace
 
@@ -107,6 +108,31 @@ def test_mysql_alter_user_to_iam_and_back(my_iam):
         key = _key(my_iam)
         _my_iam_login(my_iam, "iam_two", lambda n: engine_proof.mysql_proof(key, n, "iam_two")).close()
         my_rows(m, "DROP USER iam_two")
+
+
+def test_mysql_iam_account_is_an_ordinary_account(my_iam):
+    """REQUIRE SSL, resource limits, GRANT/REVOKE and DROP USER apply as to any account."""
+    key = _key(my_iam)
+
+    def login(**kw):
+        return mysql_iam_login(my_iam.socket, "iam_two", lambda n: engine_proof.mysql_proof(key, n, "iam_two"), **kw)
+
+    with closing_all(my_connect(my_iam)) as (m,):
+        my_rows(m, "CREATE USER iam_two IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS' REQUIRE SSL "
+                   "WITH MAX_USER_CONNECTIONS 1")
+        (create,), = my_rows(m, "SHOW CREATE USER iam_two")
+        assert "REQUIRE SSL" in create and "MAX_USER_CONNECTIONS 1" in create
+        assert my_error(login)[0] == 1045  # no TLS on this leg
+        tls = {"ssl": {"check_hostname": False, "verify_mode": ssl.CERT_NONE}, "ssl_disabled": False}
+        with closing_all(login(**tls)) as (c,):
+            assert my_error(login, **tls)[0] == 1226  # max_user_connections
+            assert my_error(my_rows, c, "SELECT * FROM appdb.nothing_here")[0] in (1142, 1146)
+            my_rows(m, "GRANT SELECT ON appdb.* TO iam_two")
+        with closing_all(login(**tls)) as (c,):
+            assert my_rows(c, "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'appdb'") == [(1,)]
+        my_rows(m, "REVOKE SELECT ON appdb.* FROM iam_two")
+        my_rows(m, "DROP USER iam_two")
+        assert my_error(login, **tls)[0] == 1045
 
 
 def test_mysql_without_the_plugin_offered(my_iam):
