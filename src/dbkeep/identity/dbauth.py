@@ -55,7 +55,7 @@ from sqlalchemy import event
 
 from dbkeep.catalog.store import Catalog, token_hash
 from dbkeep.clock import Clock
-from dbkeep.errors import PolicyDocumentError
+from dbkeep.errors import ApiError, PolicyDocumentError
 from dbkeep.identity.credentials import Authenticator, Principal
 from dbkeep.policy.document import PolicyDocument, parse_policy
 from dbkeep.policy.evaluate import RequestContext, evaluate
@@ -395,7 +395,7 @@ class TokenVerifier:
             try:
                 principal = entry.principal = self._auth.principal_for(key.owner_kind, key.owner_name, akid,
                                                                        key.session_name)
-            except Exception:
+            except ApiError:  # the user or role behind the key is gone
                 return _refuse(UNKNOWN_PRINCIPAL, f"the key's owner {key.owner_name!r} no longer exists",
                                access_key_id=akid)
         resource = self.resource_arn(cluster_resource_id, db_user)
