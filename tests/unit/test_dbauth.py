@@ -317,3 +317,10 @@ def test_root_is_allowed(world):
                            owner_name="root", created=clock.now())
     v = verify(verifier, boto_token(akid="AKIAROOTKEYEXAMPLE00"))
     assert v.allowed and v.principal_arn == f"arn:aws:iam::{ACCOUNT}:root"
+
+
+def test_unknown_principal(world):
+    catalog, _, verifier = world
+    token = boto_token()
+    assert catalog.delete_user("jane")  # the API refuses this while keys exist; the catalog allows it
+    assert verify(verifier, token).reason == dbauth.UNKNOWN_PRINCIPAL
