@@ -72,6 +72,13 @@ def test_mysql_iam_account_and_proof(my_iam):
         assert my_rows(c, "SELECT CURRENT_USER()") == [("jane_doe@%",)]
         (nonce,) = conn.seen
         assert len(nonce) == 32 and all(ch in b"0123456789abcdef" for ch in nonce)
+    with closing_all(my_connect(my_iam)) as (m,):
+        # an IAM account has no password: neither a password for the plugin nor SET PASSWORD
+        assert my_error(my_rows, m, "CREATE USER iam_pw IDENTIFIED WITH AWSAuthenticationPlugin BY 'x'")[0] != 0
+        assert my_rows(m, "SELECT COUNT(*) FROM mysql.user WHERE User = 'iam_pw'") == [(0,)]
+        assert my_error(my_rows, m, "SET PASSWORD FOR jane_doe = PASSWORD('Some-pass-1')") == (
+            1699, "SET PASSWORD is not applicable for users authenticating via AWSAuthenticationPlugin plugin")
+        assert my_rows(m, "SELECT plugin FROM mysql.user WHERE User = 'jane_doe'") == [("AWSAuthenticationPlugin",)]
     # the client's AuthSwitchRequest names mysql_clear_password: a password is simply refused
     assert my_error(lambda: my_connect(my_iam, user="jane_doe", password="anything").close())[0] == 1045
     assert my_error(lambda: my_connect(my_iam, user="jane_doe", password="").close())[0] == 1045
