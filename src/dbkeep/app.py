@@ -23,6 +23,7 @@ from dbkeep.catalog.models import ParameterGroup
 from dbkeep.catalog.rds import RdsStore
 from dbkeep.engines.local import LocalDriver
 from dbkeep.engines.supervisor import Supervisor
+from dbkeep.gateway.iam import IamLogin
 from dbkeep.gateway.listener import Gateway, GatewayContext, Limits
 from dbkeep.gateway.offload import Offload
 from dbkeep.gateway.offload import available as offload_available
@@ -37,6 +38,7 @@ from dbkeep.catalog.store import Catalog
 from dbkeep.clock import Clock, default_clock
 from dbkeep.config import Config
 from dbkeep.identity.credentials import Authenticator, new_access_key_id, new_account_id, new_secret_access_key
+from dbkeep.identity.dbauth import TokenVerifier
 from dbkeep.statedir import StateLock, ensure_state_dir, export_lines, write_aws_files
 
 log = logging.getLogger("dbkeep")
@@ -119,13 +121,16 @@ class App:
                 def socket_path(resource_id: str, engine: str) -> str:
                     return driver.for_engine(engine).socket_path(resource_id)
 
+                # IAM database logins (gateway/iam.py): the sessions find it in ctx.extra["iam"]
+                iam_login = IamLogin(TokenVerifier(catalog, self.clock, account_id, config.region), state_dir)
+
                 def gateway_context(gw: Gateway) -> GatewayContext:
                     resolver = TargetResolver(store, gw.cert_paths, clusters.effective_parameters, socket_path, config.hostname)
                     limits = Limits(handshake_timeout=config.handshake_timeout, first_byte_timeout=config.first_byte_timeout,
                                     max_connections=config.max_connections, max_pending_logins=config.max_pending_logins,
                                     refusal_log_interval=config.refusal_log_interval)
                     return GatewayContext(resolver=resolver, audit=audit, clock=self.clock, limits=limits,
-                                          offload=start_offload(config.relay_threads))
+                                          offload=start_offload(config.relay_threads), extra={"iam": iam_login})
 
                 gateway = Gateway(config.host, config.hostname, store, pki, gateway_context, SESSIONS)
                 clusters.listeners.append(lambda _ident: gateway.sync())

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dbkeep.engines import iam
 from dbkeep.engines import settings as engine_settings
 from dbkeep.engines.driver import EngineSpec, EngineStatus
 from dbkeep.engines.layout import ClusterLayout, check_cluster_id
@@ -150,6 +151,8 @@ class LocalEngine:
             user = await asyncio.to_thread(self.user_of, layout)
             layout.create(user, self.user)     # directories and traversal may have been changed by hand
             self._check_socket_len(spec.cluster_id)
+            iam.record(layout, spec.iam_auth)
+            iam.ensure_files(layout, user)
             if self.supervisor.is_active(spec.cluster_id):
                 return
             self._write_config(layout, spec.settings)
@@ -170,6 +173,7 @@ class LocalEngine:
         async with self._lock(cluster_id):
             await self.supervisor.stop(cluster_id)
             self.supervisor.forget(cluster_id)
+            iam.remove_pam_service(layout)
             await asyncio.to_thread(layout.remove)
             self._users.pop(cluster_id, None)
             user = await asyncio.to_thread(cluster_user, self.user, layout.root, create=False)
@@ -192,8 +196,24 @@ class LocalEngine:
         self._write_config(layout, merged)       # persists them for restarts
         await self._apply_live(layout, checked)
 
+    async def set_iam_auth(self, spec: EngineSpec) -> None:
+        """Record the IAM state for every later start and apply it now if the engine runs."""
+        self._check_spec(spec)
+        layout = self.layout(spec.cluster_id)
+        async with self._lock(spec.cluster_id):
+            self._bootstrapped(layout)
+            user = await asyncio.to_thread(self.user_of, layout)
+            iam.record(layout, spec.iam_auth)
+            iam.ensure_files(layout, user)
+            await self._apply_iam(layout, spec, running=self.supervisor.is_active(spec.cluster_id))
+        log.info("%s: IAM database authentication %s", self._name(spec.cluster_id),
+                 "enabled" if spec.iam_auth else "disabled")
+
     # --- engine-specific --------------------------------------------------------------------
     def socket_path(self, cluster_id: str) -> str:
+        raise NotImplementedError
+
+    async def _apply_iam(self, layout: ClusterLayout, spec: EngineSpec, *, running: bool) -> None:
         raise NotImplementedError
 
     async def _init_data(self, layout: ClusterLayout, spec: EngineSpec) -> None:

@@ -106,3 +106,6 @@ class LocalDriver:
 
     async def reset_master(self, spec: EngineSpec, password: str) -> None:
         await self._for_spec(spec).reset_master(spec, password)
+
+    async def set_iam_auth(self, spec: EngineSpec) -> None:
+        await self._for_spec(spec).set_iam_auth(spec)

@@ -47,6 +47,7 @@ import pymysql
 import pymysql.cursors
 
 from dbkeep.engines import bootstrap as b
+from dbkeep.engines import iam
 from dbkeep.engines import reset
 from dbkeep.engines.base import LocalEngine
 from dbkeep.engines.driver import MYSQL, EngineSpec
@@ -162,6 +163,7 @@ class MariaDB(LocalEngine):
         self._engine_certificate(layout)
         lines.append(f"plugin-dir = {self._plugin_dir(layout)}")
         lines += [f"plugin-load-add = {name}.so" for name in ALLOWED_PLUGINS]
+        lines += iam.mysql_config_lines(layout)   # AWSAuthenticationPlugin while IAM auth is on
         if not bootstrap:  # bootstrap logs in once through the unix_socket account install-db made
             lines.append("unix-socket = OFF")
         if repair:
@@ -181,8 +183,9 @@ class MariaDB(LocalEngine):
         directory = layout.root / "plugins"
         directory.mkdir(mode=0o755, exist_ok=True)
         os.chmod(directory, 0o755)
+        keep = {f"{name}.so" for name in ALLOWED_PLUGINS} | ({iam.PLUGIN_FILE} if iam.enabled(layout) else set())
         for entry in directory.iterdir():
-            if entry.name not in {f"{name}.so" for name in ALLOWED_PLUGINS}:
+            if entry.name not in keep:
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry)
                 else:
@@ -195,7 +198,14 @@ class MariaDB(LocalEngine):
                 continue
             link.unlink(missing_ok=True)
             link.symlink_to(source)
+        iam.sync_mysql_plugin(directory, layout)  # a copy, not a link: dbkeep's own build
         return directory
+
+    async def _apply_iam(self, layout: ClusterLayout, spec: EngineSpec, *, running: bool) -> None:
+        # my.cnf too (it rebuilds plugins/): a crash-restart by the supervisor keeps the state
+        await asyncio.to_thread(self._write_config, layout, spec.settings)
+        if running:
+            await self._session(layout, lambda cur: iam.mysql_toggle(cur, spec.iam_auth), quiet=True)
 
     def _engine_certificate(self, layout: ClusterLayout) -> None:
         """The engine's own self-signed certificate (key 0600, owned by the engine user)."""

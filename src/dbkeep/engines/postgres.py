@@ -29,6 +29,7 @@ import psycopg
 from psycopg import sql as pgsql
 
 from dbkeep.engines import bootstrap as b
+from dbkeep.engines import iam
 from dbkeep.engines import reset
 from dbkeep.engines.base import LocalEngine
 from dbkeep.engines.driver import POSTGRES, EngineSpec
@@ -143,11 +144,14 @@ class Postgres(LocalEngine):
         lines.append("# parameter group settings")
         lines += [f"{s.engine_option} = {_quote_conf(v)}" for s, v in checked.values()]
         write_private(conf / "postgresql.conf", "\n".join(lines) + "\n", owner=self.user_of(layout))
+        pam_service = iam.sync_pg_pam(layout, self.user_of(layout))
         write_private(conf / "pg_hba.conf", "\n".join([
-            "# Written by dbkeep. rdsadmin: peer only, mapped from dbkeep's OS user; everyone else:",
+            "# Written by dbkeep. rdsadmin: peer only, mapped from dbkeep's OS user; members of rds_iam:",
+            "# dbkeep's IAM proof through the cluster's PAM service (engines/iam.py); everyone else:",
             "# SCRAM over the private socket. No TCP at all.",
             "# TYPE  DATABASE  USER      METHOD",
             f"local   all       {b.RDSADMIN_PG}  peer map={IDENT_MAP}",
+            iam.pg_hba_line(pam_service),
             "local   all       all       scram-sha-256",
         ]) + "\n", owner=self.user_of(layout))
         write_private(conf / "pg_ident.conf", "\n".join([
@@ -207,6 +211,10 @@ class Postgres(LocalEngine):
 
         oid = await self._session(layout, work, quiet=True)
         return {"master_oid": oid}
+
+    async def _apply_iam(self, layout: ClusterLayout, spec: EngineSpec, *, running: bool) -> None:
+        # rewrites the cluster's PAM service (read by PAM at each login: no reload needed)
+        await asyncio.to_thread(iam.sync_pg_pam, layout, self.user_of(layout))
 
     async def _after_start(self, layout: ClusterLayout, spec: EngineSpec) -> None:
         # clusters made before the lock existed get it too; a no-op once it holds
