@@ -72,8 +72,8 @@ class _PostgresProcess:
     def plan(self) -> ProcessPlan:
         e = self.engine
         return ProcessPlan(
-            argv=[*e.user_of(self.layout).command_prefix(), e.binaries.postgres, "-D", str(self.layout.data),
-                  "-c", f"config_file={self.layout.conf / 'postgresql.conf'}"],
+            argv=e.command(self.layout, [e.binaries.postgres, "-D", str(self.layout.data),
+                                         "-c", f"config_file={self.layout.conf / 'postgresql.conf'}"]),
             log_path=self.layout.log / LOG_NAME, cwd=self.layout.data, env=engine_env(), owner=e.user_of(self.layout),
             stop_signal=signal.SIGINT)
 
@@ -103,9 +103,9 @@ class Postgres(LocalEngine):
     # --- files ------------------------------------------------------------------------------
     async def _init_data(self, layout: ClusterLayout, spec: EngineSpec) -> None:
         await run_tool(
-            [*self.user_of(layout).command_prefix(), self.binaries.initdb, "-D", str(layout.data), "-U", b.RDSADMIN_PG,
-             "--auth-local=peer", "--auth-host=reject", "--encoding=UTF8", "--locale=C.UTF-8",
-             "--no-instructions"],
+            self.command(layout, [self.binaries.initdb, "-D", str(layout.data), "-U", b.RDSADMIN_PG,
+                                  "--auth-local=peer", "--auth-host=reject", "--encoding=UTF8", "--locale=C.UTF-8",
+                                  "--no-instructions"]),
             log_path=layout.log / "initdb.log", timeout=self.tool_timeout, what="initdb",
             cwd=layout.data, owner=self.user_of(layout))
 
@@ -120,7 +120,8 @@ class Postgres(LocalEngine):
             "unix_socket_directories": str(layout.run),
             "unix_socket_permissions": "0700",
             "password_encryption": "scram-sha-256",
-            "dynamic_shared_memory_type": "posix",
+            # segments as files in data/pg_dynshmem: inside the confinement (no /dev/shm)
+            "dynamic_shared_memory_type": "mmap",
             "max_wal_size": "1GB",
             "min_wal_size": "80MB",
             "datestyle": "iso, mdy",
