@@ -62,6 +62,8 @@ MIN_ABI = 2
 # Set (to anything) to act as if the kernel had no Landlock: tests of the unconfined path.
 FORCE_OFF_ENV = "DBKEEP_FAKE_NO_LANDLOCK"
 _RULE_FLAGS = ("--rw", "--ro", "--rx", "--dev")
+# catalog meta key where `dbkeep up` records Support.describe() for `dbkeep status`
+META_KEY = "engine_confinement"
 
 # What every engine process (server and tools) may reach besides its cluster's own directories:
 # programs and libraries (read and execute), the few files in /etc that the C library, OpenSSL
