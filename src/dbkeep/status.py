@@ -45,7 +45,7 @@ def describe(state_dir: Path) -> tuple[str, bool]:
     lines = [f"dbkeep {'running (pid ' + str(pid) + ')' if pid else 'stopped'}; API {endpoint}; state dir {state_dir}"]
     catalog = state_dir / "catalog.sqlite3"
     if catalog.exists():
-        engine = create_engine(f"sqlite:///{catalog}?mode=ro")
+        engine = create_engine(f"sqlite:///file:{catalog}?mode=ro&uri=true")
         try:
             with engine.connect() as conn:
                 rows = conn.execute(select(schema.clusters.c.identifier, schema.clusters.c.engine, schema.clusters.c.status,
