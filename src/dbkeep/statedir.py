@@ -85,10 +85,10 @@ def make_private(state_dir: Path) -> list[Path]:
         if stat.S_ISLNK(st.st_mode):
             return
         if stat.S_ISDIR(st.st_mode):
+            if path.parent == state_dir / CLUSTERS:
+                return  # a cluster's own directory (and its ACL): layout.py and the engine keep it
             if _narrow(path, st, 0o711 if traversed else 0o700):
                 changed.append(path)
-            if path.parent == state_dir / CLUSTERS:
-                return  # a cluster's own directory: layout.py and the engine keep it
             for entry in os.scandir(path):
                 visit(Path(entry.path), traversed=path == state_dir and entry.name == CLUSTERS)
         elif _narrow(path, st, 0o600):

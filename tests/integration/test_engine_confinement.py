@@ -16,6 +16,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -184,3 +185,18 @@ def test_postgres_parallel_query_uses_no_dev_shm(pg_cluster):
             assert pg_rows(conn, "SELECT count(*) FROM confine_parallel") == [(100000,)]
         finally:
             conn.execute("DROP TABLE confine_parallel")
+
+
+def test_engine_still_sees_users_added_after_it_started(pg_cluster):
+    """/etc/passwd is replaced whenever an OS user is added (dbkeep adds one per cluster): a
+    confined engine that started earlier must still resolve its own user."""
+    name = f"dbkconf{secrets.token_hex(4)}"
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True,
+                   capture_output=True, timeout=30)
+    subprocess.run(["userdel", name], check=True, capture_output=True, timeout=30)
+    out = pg_cluster.layout.data / f"whoami-{secrets.token_hex(4)}"
+    try:
+        pg_cluster.rdsadmin(f"COPY (SELECT 1) TO PROGRAM 'id -un > {out}'")
+        assert out.read_text().strip() == pg_cluster.user.name
+    finally:
+        out.unlink(missing_ok=True)

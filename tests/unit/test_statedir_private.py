@@ -75,6 +75,7 @@ def test_existing_state_dir_is_narrowed_but_clusters_keep_their_own_rules(tmp_pa
     own = clusters / "cluster-X" / "plugins"
     own.mkdir(parents=True)
     os.chmod(own, 0o755)
+    os.chmod(own.parent, 0o710)   # what an ACL entry u:<engine user>:x shows as (the mask)
     (clusters / "stray.txt").write_text("x")
     os.chmod(clusters / "stray.txt", 0o644)
     (state / "link").symlink_to("/etc/hostname")
@@ -85,5 +86,5 @@ def test_existing_state_dir_is_narrowed_but_clusters_keep_their_own_rules(tmp_pa
     assert all(_mode(f) == 0o600 for f in files.values())
     assert _mode(state / "pki") == 0o700 and _mode(pki) == 0o700 and _mode(pki / "cert.pem") == 0o600
     assert _mode(clusters / "stray.txt") == 0o600
-    assert _mode(own) == 0o755                                   # a cluster's own directory: untouched
+    assert _mode(own) == 0o755 and _mode(own.parent) == 0o710   # a cluster's own directory: untouched
     assert make_private(state) == []                             # idempotent

@@ -66,15 +66,16 @@ _RULE_FLAGS = ("--rw", "--ro", "--rx", "--dev")
 META_KEY = "engine_confinement"
 
 # What every engine process (server and tools) may reach besides its cluster's own directories:
-# programs and libraries (read and execute), the few files in /etc that the C library, OpenSSL
-# and the engines read, /proc and the device facts in /sys (read), and the harmless devices. Not /tmp,
-# not /dev/shm (PostgreSQL's dynamic shared memory is ``mmap`` files in its data directory),
-# not the rest of /etc, /home, /root, /var or the state directory.
+# programs and libraries (read and execute), /etc, /proc and the device facts in /sys (read),
+# and the harmless devices. Not /tmp, not /dev/shm (PostgreSQL's dynamic shared memory is
+# ``mmap`` files in its data directory), not /home, /root, /var or the state directory.
+# /etc is read-only as a whole: a rule holds an inode, and /etc/passwd, /etc/group,
+# ld.so.cache or resolv.conf are *replaced* when they change (dbkeep adds a user per cluster),
+# so rules on those files would stop matching while engines run; its secrets (shadow, ssl
+# private keys) stay behind their file permissions.
 SYSTEM_RULES: tuple[tuple[str, str], ...] = (
     *(("--rx", d) for d in ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")),
-    *(("--ro", f"/etc/{name}") for name in (
-        "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "nsswitch.conf", "passwd", "group", "hosts", "host.conf",
-        "resolv.conf", "gai.conf", "services", "localtime", "timezone", "locale.alias", "ssl")),
+    ("--ro", "/etc"),
     # /proc; the CPU and block device facts (InnoDB asks the log device's physical block size)
     ("--ro", "/proc"), ("--ro", "/sys/devices"), ("--ro", "/sys/dev"), ("--ro", "/sys/block"),
     ("--dev", "/dev/null"), ("--dev", "/dev/zero"), ("--ro", "/dev/urandom"), ("--ro", "/dev/random"),

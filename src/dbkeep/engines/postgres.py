@@ -12,6 +12,11 @@ lines at all. Note for the gateway: since the gateway process *is* dbkeep's OS u
 login named ``rdsadmin`` would pass ``peer`` — the gateway must refuse that user name before
 relaying (DESIGN.md: nobody logs in as rdsadmin through the gateway).
 
+Dynamic shared memory (parallel query) is ``mmap`` files in ``data/pg_dynshmem``, not
+``/dev/shm``: the engine is confined to its cluster's directories (confine.py), and a shared
+tmpfs is outside them. (``sysv`` would need no files, but System V segments are outside what
+Landlock can confine.) Anonymous main shared memory is unchanged.
+
 Shutdown uses SIGINT ("fast": ends sessions, checkpoints); PostgreSQL's SIGTERM is "smart"
 shutdown, which waits for every client to leave.
 """
