@@ -68,9 +68,9 @@ def private_umask() -> Iterator[None]:
 
 def _narrow(path: Path, st: os.stat_result, keep: int) -> bool:
     mode = stat.S_IMODE(st.st_mode)
-    if mode & ~keep & 0o777 == 0:
+    if mode & ~keep == 0:
         return False
-    os.chmod(path, mode & (keep | 0o7000), follow_symlinks=False)
+    os.chmod(path, mode & keep)
     return True
 
 
@@ -81,7 +81,10 @@ def make_private(state_dir: Path) -> list[Path]:
     changed: list[Path] = []
 
     def visit(path: Path, *, traversed: bool) -> None:
-        st = os.lstat(path)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:  # a temporary file that went away meanwhile
+            return
         if stat.S_ISLNK(st.st_mode):
             return
         if stat.S_ISDIR(st.st_mode):
@@ -90,7 +93,7 @@ def make_private(state_dir: Path) -> list[Path]:
             if _narrow(path, st, 0o711 if traversed else 0o700):
                 changed.append(path)
             for entry in os.scandir(path):
-                visit(Path(entry.path), traversed=path == state_dir and entry.name == CLUSTERS)
+                visit(Path(entry.path), traversed=False)
         elif _narrow(path, st, 0o600):
             changed.append(path)
 
