@@ -32,6 +32,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import stat
 import sys
 from dataclasses import dataclass
 
@@ -176,7 +177,7 @@ def restrict(rules: list[tuple[str, str]], abi: int) -> None:
                 raise ConfineError(f"cannot open {path}: {exc.strerror}") from None
             try:
                 access = wanted[flag] & handled
-                if not os.path.isdir(f"/proc/self/fd/{fd}"):
+                if not stat.S_ISDIR(os.fstat(fd).st_mode):
                     access &= _FILE_RIGHTS
                 rule = _PathBeneathAttr(allowed_access=access, parent_fd=fd)
                 _syscall(libc, _SYS_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(_RULE_PATH_BENEATH),
