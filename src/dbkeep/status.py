@@ -10,7 +10,9 @@ from __future__ import annotations
 import configparser
 import fcntl
 import os
+import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy import create_engine, select
 
@@ -45,7 +47,8 @@ def describe(state_dir: Path) -> tuple[str, bool]:
     lines = [f"dbkeep {'running (pid ' + str(pid) + ')' if pid else 'stopped'}; API {endpoint}; state dir {state_dir}"]
     catalog = state_dir / "catalog.sqlite3"
     if catalog.exists():
-        engine = create_engine(f"sqlite:///file:{catalog}?mode=ro&uri=true")
+        uri = f"file:{quote(str(catalog))}?mode=ro"   # read-only: status never writes the catalog
+        engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True))
         try:
             with engine.connect() as conn:
                 rows = conn.execute(select(schema.clusters.c.identifier, schema.clusters.c.engine, schema.clusters.c.status,
