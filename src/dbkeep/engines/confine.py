@@ -22,6 +22,10 @@ to the cluster's OS user). The pid stays the same, so the supervisor's pid is th
 Paths that do not exist are skipped. Any failure is fatal (exit 126): dbkeep probed the kernel
 before choosing to confine, so an error here must not become an unconfined engine.
 
+What Landlock (ABI 7) does not cover, where file permissions and the per-cluster OS users still
+stand alone: metadata calls (stat, chmod, chown, utimes, xattrs), connecting to unix sockets
+by path, System V IPC, and files opened before the ruleset (the engine's log descriptor).
+
 This file runs as a script under ``python -I -S`` (stdlib only, no site-packages, nothing from
 the current directory): it is the first thing in the engine's process and starts in tens of
 milliseconds. dbkeep imports it too, for :func:`probe` and :func:`command`.
