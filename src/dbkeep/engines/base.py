@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dbkeep.engines import iam
+from dbkeep.engines import confine, iam
 from dbkeep.engines import settings as engine_settings
 from dbkeep.engines.driver import EngineSpec, EngineStatus
 from dbkeep.engines.layout import ClusterLayout, check_cluster_id
@@ -40,8 +40,11 @@ class LocalEngine:
 
     def __init__(self, state_dir: Path | str, supervisor: Supervisor, *, user: EngineUser | None = None,
                  ready_timeout: float = 60.0, tool_timeout: float = 300.0,
-                 query_timeout: float = 60.0, on_repair: Callable[[str, str], None] | None = None) -> None:
+                 query_timeout: float = 60.0, on_repair: Callable[[str, str], None] | None = None,
+                 confinement: confine.Support | None = None) -> None:
         self.state_dir = Path(state_dir).absolute()
+        # Landlock, when the kernel has it: every engine process is confined to its cluster
+        self.confinement = confinement or confine.probe()
         self.supervisor = supervisor
         self.user = user or engine_user()  # the engines' shared identity; each cluster has its own user_of()
         self._users: dict[str, EngineUser] = {}
@@ -64,6 +67,23 @@ class LocalEngine:
             assert user is not None
             self._users[layout.cluster_id] = user
         return user
+
+    def confine_rules(self, layout: ClusterLayout) -> list[tuple[str, str]]:
+        """What an engine process of this cluster may reach (confine.py): the system's programs,
+        libraries and a few files, its data, run (socket, pid file, temporary files) and log
+        directories read-write, its configuration read-only. Not the cluster directory itself
+        (rdsadmin.secret, cluster.json), not the rest of the state directory."""
+        d = iam.iam_dir(layout)  # IAM logins: the proof key, the checker PAM runs, one-time nonces
+        return [*confine.SYSTEM_RULES, ("--rw", str(layout.data)), ("--rw", str(layout.run)),
+                ("--rw", str(layout.log)), ("--ro", str(layout.conf)), ("--ro", str(d / "proof.key")),
+                ("--rx", str(d / iam.CHECKER)), ("--rw", str(d / "nonces"))]
+
+    def command(self, layout: ClusterLayout, argv: Sequence[str], *, switch_user: bool = True) -> list[str]:
+        """``argv`` as an engine process of this cluster: confined (when the kernel allows), then
+        as the cluster's OS user (unless ``switch_user`` is false: tools dbkeep runs as itself)."""
+        prefix = confine.command(self.confine_rules(layout)) if self.confinement.available else []
+        user = self.user_of(layout).command_prefix() if switch_user else []
+        return [*prefix, *user, *argv]
 
     def _lock(self, cluster_id: str) -> asyncio.Lock:
         return self._locks.setdefault(cluster_id, asyncio.Lock())

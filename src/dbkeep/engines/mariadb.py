@@ -105,7 +105,7 @@ class _MariaDBProcess:
     def plan(self) -> ProcessPlan:
         e = self.engine
         return ProcessPlan(
-            argv=[*e.user_of(self.layout).command_prefix(), e.binaries.mariadbd, f"--defaults-file={self.layout.conf / 'my.cnf'}"],
+            argv=e.command(self.layout, [e.binaries.mariadbd, f"--defaults-file={self.layout.conf / 'my.cnf'}"]),
             log_path=self.layout.log / LOG_NAME, cwd=self.layout.data, env=engine_env(), owner=e.user_of(self.layout),
             stop_signal=signal.SIGTERM)
 
@@ -132,9 +132,10 @@ class MariaDB(LocalEngine):
     async def _init_data(self, layout: ClusterLayout, spec: EngineSpec) -> None:
         self._write_config(layout, {}, bootstrap=True)
         await run_tool(
-            [*self.user_of(layout).command_prefix(), self.binaries.install_db, f"--defaults-file={layout.conf / 'my.cnf'}",
-             "--auth-root-authentication-method=socket", f"--auth-root-socket-user={self.user.dbkeep_name}",
-             "--skip-test-db", "--skip-name-resolve"],
+            self.command(layout, [
+                self.binaries.install_db, f"--defaults-file={layout.conf / 'my.cnf'}",
+                "--auth-root-authentication-method=socket", f"--auth-root-socket-user={self.user.dbkeep_name}",
+                "--skip-test-db", "--skip-name-resolve"]),
             log_path=layout.log / "install.log", timeout=self.tool_timeout, what="mariadb-install-db",
             cwd=layout.data, owner=self.user_of(layout))
 
@@ -176,6 +177,9 @@ class MariaDB(LocalEngine):
         for setting, value in checked.values():
             lines.append(f'{setting.engine_option} = "{value}"')
         write_private(layout.conf / "my.cnf", "\n".join(lines) + "\n", owner=self.user_of(layout))
+
+    def confine_rules(self, layout: ClusterLayout) -> list[tuple[str, str]]:
+        return [*super().confine_rules(layout), ("--ro", str(layout.root / "plugins"))]
 
     def _plugin_dir(self, layout: ClusterLayout) -> Path:
         """``plugins/`` beside the data directory: owned by dbkeep, not the engine user, and
@@ -351,7 +355,8 @@ class MariaDB(LocalEngine):
         offset = log_size(log_path)
         with open(log_path, "ab") as errlog:
             proc = await asyncio.create_subprocess_exec(
-                self.binaries.tzinfo_to_sql, self.binaries.zoneinfo, stdin=asyncio.subprocess.DEVNULL,
+                *self.command(layout, [self.binaries.tzinfo_to_sql, self.binaries.zoneinfo], switch_user=False),
+                stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=errlog, env=engine_env(), start_new_session=True)
         try:
             async with asyncio.timeout(self.tool_timeout):
@@ -365,8 +370,10 @@ class MariaDB(LocalEngine):
             line = pick_log_line(read_log_lines(log_path, offset))
             raise EngineError(f"mariadb-tzinfo-to-sql failed: {line}", log_line=line)
         await run_tool(
-            [self.binaries.client, "--no-defaults", f"--socket={layout.run / SOCKET_NAME}",
-             f"--user={self.user.dbkeep_name}", "--batch", "--init-command=SET SESSION sql_log_off=1", "mysql"],
+            self.command(layout, [
+                self.binaries.client, "--no-defaults", f"--socket={layout.run / SOCKET_NAME}",
+                f"--user={self.user.dbkeep_name}", "--batch", "--init-command=SET SESSION sql_log_off=1", "mysql"],
+                switch_user=False),
             log_path=log_path, timeout=self.tool_timeout, what="loading the time zone tables",
             input_bytes=sql_text)
 

@@ -12,6 +12,11 @@ lines at all. Note for the gateway: since the gateway process *is* dbkeep's OS u
 login named ``rdsadmin`` would pass ``peer`` — the gateway must refuse that user name before
 relaying (DESIGN.md: nobody logs in as rdsadmin through the gateway).
 
+Dynamic shared memory (parallel query) is ``mmap`` files in ``data/pg_dynshmem``, not
+``/dev/shm``: the engine is confined to its cluster's directories (confine.py), and a shared
+tmpfs is outside them. (``sysv`` would need no files, but System V segments are outside what
+Landlock can confine.) Anonymous main shared memory is unchanged.
+
 Shutdown uses SIGINT ("fast": ends sessions, checkpoints); PostgreSQL's SIGTERM is "smart"
 shutdown, which waits for every client to leave.
 """
@@ -73,8 +78,8 @@ class _PostgresProcess:
     def plan(self) -> ProcessPlan:
         e = self.engine
         return ProcessPlan(
-            argv=[*e.user_of(self.layout).command_prefix(), e.binaries.postgres, "-D", str(self.layout.data),
-                  "-c", f"config_file={self.layout.conf / 'postgresql.conf'}"],
+            argv=e.command(self.layout, [e.binaries.postgres, "-D", str(self.layout.data),
+                                         "-c", f"config_file={self.layout.conf / 'postgresql.conf'}"]),
             log_path=self.layout.log / LOG_NAME, cwd=self.layout.data, env=engine_env(), owner=e.user_of(self.layout),
             stop_signal=signal.SIGINT)
 
@@ -104,9 +109,9 @@ class Postgres(LocalEngine):
     # --- files ------------------------------------------------------------------------------
     async def _init_data(self, layout: ClusterLayout, spec: EngineSpec) -> None:
         await run_tool(
-            [*self.user_of(layout).command_prefix(), self.binaries.initdb, "-D", str(layout.data), "-U", b.RDSADMIN_PG,
-             "--auth-local=peer", "--auth-host=reject", "--encoding=UTF8", "--locale=C.UTF-8",
-             "--no-instructions"],
+            self.command(layout, [self.binaries.initdb, "-D", str(layout.data), "-U", b.RDSADMIN_PG,
+                                  "--auth-local=peer", "--auth-host=reject", "--encoding=UTF8", "--locale=C.UTF-8",
+                                  "--no-instructions"]),
             log_path=layout.log / "initdb.log", timeout=self.tool_timeout, what="initdb",
             cwd=layout.data, owner=self.user_of(layout))
 
@@ -124,7 +129,8 @@ class Postgres(LocalEngine):
             # rdsadmin (a superuser) always finds a slot: the gateway admits 10 fewer clients
             # than max_connections (rds/capacity.py), of which 3 are kept for superusers here
             "superuser_reserved_connections": "3",
-            "dynamic_shared_memory_type": "posix",
+            # segments as files in data/pg_dynshmem: inside the confinement (no /dev/shm)
+            "dynamic_shared_memory_type": "mmap",
             "max_wal_size": "1GB",
             "min_wal_size": "80MB",
             "datestyle": "iso, mdy",
