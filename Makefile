@@ -6,8 +6,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # libssl-dev and gcc build the native relay (src/dbkeep/gateway/relay/*.c) against the system OpenSSL;
-# libmariadb-java and the JDK run the Java client tests (MariaDB Connector/J)
-DEB_PACKAGES := mariadb-server mariadb-client postgresql postgresql-client acl pgbouncer sysbench haproxy libssl-dev gcc libmariadb-java openjdk-17-jdk-headless
+# libmariadb-java and the JDK run the Java client tests (MariaDB Connector/J);
+# libmariadbd-dev has the server plugin headers for dbkeep's AWSAuthenticationPlugin (IAM accounts)
+DEB_PACKAGES := mariadb-server mariadb-client postgresql postgresql-client acl pgbouncer sysbench haproxy libssl-dev gcc libmariadb-java openjdk-17-jdk-headless libmariadbd-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # pytest workers: independent test files run in parallel; engines are shared per worker.
 TEST_WORKERS ?= 2
@@ -32,7 +33,7 @@ deb:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml setup.py $(RELAY_SOURCES)
+$(VENV)/.installed: pyproject.toml setup.py $(RELAY_SOURCES) $(wildcard src/dbkeep/engines/native/*.[ch])
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'

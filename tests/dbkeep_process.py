@@ -18,8 +18,10 @@ READY = re.compile(r"dbkeep ready: API (http://\S+)")
 
 
 class DbkeepProcess:
-    def __init__(self, state_dir: Path, *, fake_time_file: Path | None = None, extra_args: list[str] | None = None) -> None:
+    def __init__(self, state_dir: Path, *, fake_time_file: Path | None = None, extra_args: list[str] | None = None,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.state_dir = Path(state_dir)
+        self.extra_env = extra_env or {}
         self.fake_time_file = fake_time_file
         self.extra_args = extra_args or []
         self.proc: subprocess.Popen[str] | None = None
@@ -35,7 +37,7 @@ class DbkeepProcess:
         return env
 
     def start(self, timeout: float = 60) -> "DbkeepProcess":
-        env = dict(os.environ)
+        env = {**os.environ, **self.extra_env}
         if self.fake_time_file is not None:
             env["DBKEEP_FAKE_TIME_FILE"] = str(self.fake_time_file)
         cmd = [sys.executable, "-m", "dbkeep", "up", "--state-dir", str(self.state_dir), "--api-port", "0", *self.extra_args]

@@ -21,8 +21,10 @@ from dbkeep.api.http import ApiServer
 from dbkeep.api.services import ec2, iam, rds, sts
 from dbkeep.catalog.models import ParameterGroup
 from dbkeep.catalog.rds import RdsStore
+from dbkeep.engines import confine
 from dbkeep.engines.local import LocalDriver
 from dbkeep.engines.supervisor import Supervisor
+from dbkeep.gateway.iam import IamLogin
 from dbkeep.gateway.listener import Gateway, GatewayContext, Limits
 from dbkeep.gateway.offload import Offload
 from dbkeep.gateway.offload import available as offload_available
@@ -37,7 +39,8 @@ from dbkeep.catalog.store import Catalog
 from dbkeep.clock import Clock, default_clock
 from dbkeep.config import Config
 from dbkeep.identity.credentials import Authenticator, new_access_key_id, new_account_id, new_secret_access_key
-from dbkeep.statedir import StateLock, ensure_state_dir, export_lines, write_aws_files
+from dbkeep.identity.dbauth import TokenVerifier
+from dbkeep.statedir import StateLock, ensure_state_dir, export_lines, prepare_catalog_file, private_umask, write_aws_files
 
 log = logging.getLogger("dbkeep")
 
@@ -63,6 +66,8 @@ def ensure_defaults(store: RdsStore) -> None:
 
 def open_catalog(config: Config) -> Catalog:
     box = SecretBox.load_or_create(config.state_dir / "catalog.key")
+    if config.catalog_url is None:  # the SQLite file in the state dir: 0600 before SQLite makes it
+        prepare_catalog_file(Path(config.resolved_catalog_url.removeprefix("sqlite:///")))
     return Catalog.open(config.resolved_catalog_url, box)
 
 
@@ -92,6 +97,12 @@ class App:
         self._stop.set()
 
     async def run(self) -> None:
+        # every file dbkeep (or SQLite) creates from here on is private to dbkeep's user: the
+        # engines' OS users can traverse the state directory (statedir.py)
+        with private_umask():
+            await self._run()
+
+    async def _run(self) -> None:
         config = self.config
         state_dir = ensure_state_dir(config.state_dir)
         lock = StateLock(state_dir)
@@ -111,6 +122,7 @@ class App:
                                 cluster_resource_id=resource_id, reason=what)
 
                 driver = LocalDriver(state_dir, supervisor, on_repair=engine_repaired)
+                record_confinement(driver.confinement, catalog, audit)
                 services = Services(config=config, clock=self.clock)
                 clusters = ClusterManager(store, driver, audit, self.clock, lambda coro: self._spawn(tasks, coro), config.host,
                                           max_connections=config.max_connections)
@@ -119,13 +131,16 @@ class App:
                 def socket_path(resource_id: str, engine: str) -> str:
                     return driver.for_engine(engine).socket_path(resource_id)
 
+                # IAM database logins (gateway/iam.py): the sessions find it in ctx.extra["iam"]
+                iam_login = IamLogin(TokenVerifier(catalog, self.clock, account_id, config.region), state_dir)
+
                 def gateway_context(gw: Gateway) -> GatewayContext:
                     resolver = TargetResolver(store, gw.cert_paths, clusters.effective_parameters, socket_path, config.hostname)
                     limits = Limits(handshake_timeout=config.handshake_timeout, first_byte_timeout=config.first_byte_timeout,
                                     max_connections=config.max_connections, max_pending_logins=config.max_pending_logins,
                                     refusal_log_interval=config.refusal_log_interval)
                     return GatewayContext(resolver=resolver, audit=audit, clock=self.clock, limits=limits,
-                                          offload=start_offload(config.relay_threads))
+                                          offload=start_offload(config.relay_threads), extra={"iam": iam_login})
 
                 gateway = Gateway(config.host, config.hostname, store, pki, gateway_context, SESSIONS)
                 clusters.listeners.append(lambda _ident: gateway.sync())
@@ -178,6 +193,19 @@ class App:
         task = tasks.create_task(guarded())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def record_confinement(support: confine.Support, catalog: Catalog, audit: AuditLog) -> None:
+    """Say once whether engines run confined (Landlock): the log (a warning when not), an audit
+    event, and the catalog's meta, where ``dbkeep status`` reads it."""
+    if support.available:
+        log.info("engine processes are confined to their cluster directories (Landlock ABI %d)", support.abi)
+    else:
+        log.warning("engine processes are NOT confined to their cluster directories: %s; an engine that "
+                    "is made to write or read files reaches whatever its OS user may", support.reason)
+    audit.event("engine.confinement", verdict="allow", mechanism="landlock", confined=support.available,
+                abi=support.abi or None, reason=support.reason or None)
+    catalog.set_meta(confine.META_KEY, support.describe())
 
 
 def start_offload(threads: int) -> Offload | None:

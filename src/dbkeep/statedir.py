@@ -1,5 +1,13 @@
 """The state directory: creation (0700), the single-owner lock, and the AWS CLI files in it.
 
+Nothing in it outside a cluster's own directory may be read by anyone but dbkeep's user: the
+engines' OS users share a group that may *traverse* the state directory down to ``clusters/``,
+so a file there that is readable by group or others (the catalog, its WAL and shared-memory
+files, ``config``) would be readable by every engine. :func:`private_umask` makes every file
+dbkeep creates 0600 and every directory 0700 from then on (SQLite gives its ``-wal``,
+``-shm`` and ``-journal`` files the database file's mode, made later or not), and
+:func:`make_private` narrows what an earlier version left wider, at every start.
+
 ``DIR/lock`` is held with ``flock`` for the life of ``dbkeep up``, so a second process on the
 same directory refuses at once instead of corrupting the catalog. ``DIR/credentials`` (0600) and
 ``DIR/config`` are ordinary AWS shared-credentials/config files, so the CLI and SDKs need only
@@ -8,12 +16,22 @@ same directory refuses at once instead of corrupting the catalog. ``DIR/credenti
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import logging
 import os
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from dbkeep.catalog.secrets import write_private_file
 from dbkeep.errors import ConfigError, StateDirInUse
+
+log = logging.getLogger("dbkeep")
+
+PRIVATE_UMASK = 0o077
+# entries beneath which each cluster's files follow the cluster's own rules (engines/layout.py)
+CLUSTERS = "clusters"
 
 
 def ensure_state_dir(path: Path) -> Path:
@@ -29,9 +47,72 @@ def ensure_state_dir(path: Path) -> Path:
         raise ConfigError(f"state dir {path} belongs to another user (uid {st.st_uid})")
     # Group/others may at most traverse (x): engines running as their own OS user need to reach
     # their data directories through it, and nothing here may be listed or read by others.
-    if st.st_mode & 0o066:
-        os.chmod(path, st.st_mode & ~0o066 & 0o7777)
+    try:
+        make_private(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot make the state dir {path} private: {exc.strerror}") from None
     return path
+
+
+@contextlib.contextmanager
+def private_umask() -> Iterator[None]:
+    """The process's umask is 077 inside: whatever dbkeep (or a library: SQLite) creates is
+    private to its user. Engines started meanwhile inherit it; they only write in their own
+    cluster's directories."""
+    old = os.umask(PRIVATE_UMASK)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _narrow(path: Path, st: os.stat_result, keep: int) -> bool:
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & ~keep == 0:
+        return False
+    os.chmod(path, mode & keep)
+    return True
+
+
+def make_private(state_dir: Path) -> list[Path]:
+    """Files 0600 and directories 0700 everywhere in ``state_dir`` except inside the cluster
+    directories; the state directory itself and ``clusters/`` keep their traverse (x) bits, which
+    carry the engines' ACL entries. Symbolic links are left alone. Returns what was narrowed."""
+    changed: list[Path] = []
+
+    def visit(path: Path, *, traversed: bool) -> None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:  # a temporary file that went away meanwhile
+            return
+        if stat.S_ISLNK(st.st_mode):
+            return
+        if stat.S_ISDIR(st.st_mode):
+            if path.parent == state_dir / CLUSTERS:
+                return  # a cluster's own directory (and its ACL): layout.py and the engine keep it
+            if _narrow(path, st, 0o711 if traversed else 0o700):
+                changed.append(path)
+            for entry in os.scandir(path):
+                visit(Path(entry.path), traversed=False)
+        elif _narrow(path, st, 0o600):
+            changed.append(path)
+
+    st = os.lstat(state_dir)
+    if _narrow(state_dir, st, 0o711):
+        changed.append(state_dir)
+    for entry in os.scandir(state_dir):
+        visit(Path(entry.path), traversed=entry.name == CLUSTERS)
+    for path in changed:
+        log.warning("%s was readable or writable by others: narrowed to %o", path,
+                    stat.S_IMODE(os.lstat(path).st_mode))
+    return changed
+
+
+def prepare_catalog_file(path: Path) -> None:
+    """Create the SQLite catalog file empty and 0600 before SQLite does (SQLite would make it
+    0644 less the umask; its -wal and -shm files copy the database file's mode)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    os.close(fd)
 
 
 class StateLock:
@@ -75,9 +156,7 @@ def write_aws_files(state_dir: Path, access_key_id: str, secret: str, region: st
         f"[default]\naws_access_key_id = {access_key_id}\naws_secret_access_key = {secret}\n".encode(),
     )
     config = f"[default]\nregion = {region}\nendpoint_url = {endpoint}\n\n[plugins]\ndbkeep = dbkeep.awscli_plugin\n"
-    path = aws_config_path(state_dir)
-    path.write_text(config)
-    os.chmod(path, 0o644)
+    write_private_file(aws_config_path(state_dir), config.encode())
 
 
 def export_lines(state_dir: Path) -> list[str]:

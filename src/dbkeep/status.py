@@ -1,7 +1,8 @@
 """``dbkeep status``: is a dbkeep running on this state dir, where is its API, what clusters does it hold.
 
 Reads only: the lock file (held by a running ``dbkeep up``), ``DIR/config`` and the catalog's
-cluster rows. It never opens secrets.
+cluster rows and meta (whether ``dbkeep up`` could confine its engines: a WARNING line when it
+could not). It never opens secrets.
 """
 
 from __future__ import annotations
@@ -9,11 +10,14 @@ from __future__ import annotations
 import configparser
 import fcntl
 import os
+import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy import create_engine, select
 
 from dbkeep.catalog import schema
+from dbkeep.engines import confine
 
 
 def _running_pid(state_dir: Path) -> int | None:
@@ -43,13 +47,22 @@ def describe(state_dir: Path) -> tuple[str, bool]:
     lines = [f"dbkeep {'running (pid ' + str(pid) + ')' if pid else 'stopped'}; API {endpoint}; state dir {state_dir}"]
     catalog = state_dir / "catalog.sqlite3"
     if catalog.exists():
-        engine = create_engine(f"sqlite:///{catalog}?mode=ro")
+        uri = f"file:{quote(str(catalog))}?mode=ro"   # read-only: status never writes the catalog
+        engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True))
         try:
             with engine.connect() as conn:
                 rows = conn.execute(select(schema.clusters.c.identifier, schema.clusters.c.engine, schema.clusters.c.status,
                                            schema.clusters.c.port).order_by(schema.clusters.c.identifier)).all()
+                confinement = conn.execute(select(schema.meta.c.value).where(
+                    schema.meta.c.key == confine.META_KEY)).scalar()
         finally:
             engine.dispose()
+        if confinement:
+            when = "" if pid else " (when it last ran)"
+            if confinement.startswith("NOT"):
+                lines.append(f"WARNING: engine processes are {confinement}{when}")
+            else:
+                lines.append(f"engine processes are {confinement}{when}")
         for ident, engine_name, status, port in rows:
             lines.append(f"  {ident:30} {engine_name:18} {status:28} port {port}")
         if not rows:

@@ -160,7 +160,11 @@ def test_pg_master_logs_in_with_scram(pg_cluster):
 def test_pg_hba_no_password_path_to_rdsadmin(pg_cluster):
     hba = (pg_cluster.layout.conf / "pg_hba.conf").read_text()
     rules = [ln.split() for ln in hba.splitlines() if ln.strip() and not ln.startswith("#")]
-    assert rules == [["local", "all", "rdsadmin", "peer", "map=dbkeep"], ["local", "all", "all", "scram-sha-256"]]
+    assert rules[0] == ["local", "all", "rdsadmin", "peer", "map=dbkeep"]
+    # members of rds_iam: dbkeep's IAM proof through the cluster's PAM service (engines/iam.py)
+    assert rules[1][:3] == ["local", "all", "+rds_iam"] and (rules[1][3:] == ["reject"] or (
+        rules[1][3] == "pam" and rules[1][4].startswith("pamservice=dbkeep-iam-")))
+    assert rules[2:] == [["local", "all", "all", "scram-sha-256"]]
     # rdsadmin has no password at all: only peer through the map gets in.
     assert pg_cluster.rdsadmin("SELECT rolpassword IS NULL FROM pg_authid WHERE rolname = 'rdsadmin'") == [(True,)]
 

@@ -66,7 +66,7 @@ def test_ensure_ca_creates_files_with_modes(store, tmp_path):
     paths = store.ensure_ca()
     assert paths.cert_path == tmp_path / "state" / "ca.pem"
     assert paths.key_path == tmp_path / "state" / "ca-key.pem"
-    assert _mode(paths.cert_path) == 0o644
+    assert _mode(paths.cert_path) == 0o600
     assert _mode(paths.key_path) == 0o600
     assert _mode(tmp_path / "state" / "pki") == 0o700
     cert = x509.load_pem_x509_certificate(paths.cert_path.read_bytes())
@@ -99,7 +99,7 @@ def test_key_mode_is_exact_whatever_the_umask(tmp_path, clock, key_factory):
     finally:
         os.umask(old)
     assert _mode(paths.key_path) == 0o600 and _mode(server.key_path) == 0o600
-    assert _mode(paths.cert_path) == 0o644 and _mode(server.cert_path) == 0o644
+    assert _mode(paths.cert_path) == 0o600 and _mode(server.cert_path) == 0o600
     assert _mode(server.key_path.parent) == 0o700
 
 
@@ -168,7 +168,7 @@ def test_server_certificate_files_and_contents(store, tmp_path):
     assert paths.key_path == tmp_path / "state" / "pki" / "c1" / "key.pem"
     assert _mode(paths.cert_path.parent) == 0o700
     assert _mode(paths.key_path) == 0o600
-    assert _mode(paths.cert_path) == 0o644
+    assert _mode(paths.cert_path) == 0o600
     cert = x509.load_pem_x509_certificate(paths.cert_path.read_bytes())
     ca_cert = x509.load_pem_x509_certificate(store.ca_pem())
     cert.verify_directly_issued_by(ca_cert)
@@ -180,7 +180,7 @@ def test_server_certificate_files_and_contents(store, tmp_path):
     assert sorted(p.name for p in paths.cert_path.parent.iterdir()) == ["cert.pem", "ec-cert.pem", "ec-key.pem", "key.pem"]
     # the ECDSA twin: same names and subject, a P-256 key, signed by the same CA, key 0600
     assert paths.ec_cert_path is not None and paths.ec_key_path is not None
-    assert _mode(paths.ec_key_path) == 0o600 and _mode(paths.ec_cert_path) == 0o644
+    assert _mode(paths.ec_key_path) == 0o600 and _mode(paths.ec_cert_path) == 0o600
     ec_cert = x509.load_pem_x509_certificate(paths.ec_cert_path.read_bytes())
     ec_cert.verify_directly_issued_by(ca_cert)
     ec_key = ca.load_private_key(paths.ec_key_path.read_bytes())

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dbkeep.engines import confine, iam
 from dbkeep.engines import settings as engine_settings
 from dbkeep.engines.driver import EngineSpec, EngineStatus
 from dbkeep.engines.layout import ClusterLayout, check_cluster_id
@@ -39,8 +40,11 @@ class LocalEngine:
 
     def __init__(self, state_dir: Path | str, supervisor: Supervisor, *, user: EngineUser | None = None,
                  ready_timeout: float = 60.0, tool_timeout: float = 300.0,
-                 query_timeout: float = 60.0, on_repair: Callable[[str, str], None] | None = None) -> None:
+                 query_timeout: float = 60.0, on_repair: Callable[[str, str], None] | None = None,
+                 confinement: confine.Support | None = None) -> None:
         self.state_dir = Path(state_dir).absolute()
+        # Landlock, when the kernel has it: every engine process is confined to its cluster
+        self.confinement = confinement or confine.probe()
         self.supervisor = supervisor
         self.user = user or engine_user()  # the engines' shared identity; each cluster has its own user_of()
         self._users: dict[str, EngineUser] = {}
@@ -63,6 +67,23 @@ class LocalEngine:
             assert user is not None
             self._users[layout.cluster_id] = user
         return user
+
+    def confine_rules(self, layout: ClusterLayout) -> list[tuple[str, str]]:
+        """What an engine process of this cluster may reach (confine.py): the system's programs,
+        libraries and a few files, its data, run (socket, pid file, temporary files) and log
+        directories read-write, its configuration read-only. Not the cluster directory itself
+        (rdsadmin.secret, cluster.json), not the rest of the state directory."""
+        d = iam.iam_dir(layout)  # IAM logins: the proof key, the checker PAM runs, one-time nonces
+        return [*confine.SYSTEM_RULES, ("--rw", str(layout.data)), ("--rw", str(layout.run)),
+                ("--rw", str(layout.log)), ("--ro", str(layout.conf)), ("--ro", str(d / "proof.key")),
+                ("--rx", str(d / iam.CHECKER)), ("--rw", str(d / "nonces"))]
+
+    def command(self, layout: ClusterLayout, argv: Sequence[str], *, switch_user: bool = True) -> list[str]:
+        """``argv`` as an engine process of this cluster: confined (when the kernel allows), then
+        as the cluster's OS user (unless ``switch_user`` is false: tools dbkeep runs as itself)."""
+        prefix = confine.command(self.confine_rules(layout)) if self.confinement.available else []
+        user = self.user_of(layout).command_prefix() if switch_user else []
+        return [*prefix, *user, *argv]
 
     def _lock(self, cluster_id: str) -> asyncio.Lock:
         return self._locks.setdefault(cluster_id, asyncio.Lock())
@@ -150,6 +171,8 @@ class LocalEngine:
             user = await asyncio.to_thread(self.user_of, layout)
             layout.create(user, self.user)     # directories and traversal may have been changed by hand
             self._check_socket_len(spec.cluster_id)
+            iam.record(layout, spec.iam_auth)
+            iam.ensure_files(layout, user)
             if self.supervisor.is_active(spec.cluster_id):
                 return
             self._write_config(layout, spec.settings)
@@ -170,6 +193,7 @@ class LocalEngine:
         async with self._lock(cluster_id):
             await self.supervisor.stop(cluster_id)
             self.supervisor.forget(cluster_id)
+            iam.remove_pam_service(layout)
             await asyncio.to_thread(layout.remove)
             self._users.pop(cluster_id, None)
             user = await asyncio.to_thread(cluster_user, self.user, layout.root, create=False)
@@ -192,8 +216,24 @@ class LocalEngine:
         self._write_config(layout, merged)       # persists them for restarts
         await self._apply_live(layout, checked)
 
+    async def set_iam_auth(self, spec: EngineSpec) -> None:
+        """Record the IAM state for every later start and apply it now if the engine runs."""
+        self._check_spec(spec)
+        layout = self.layout(spec.cluster_id)
+        async with self._lock(spec.cluster_id):
+            self._bootstrapped(layout)
+            user = await asyncio.to_thread(self.user_of, layout)
+            iam.record(layout, spec.iam_auth)
+            iam.ensure_files(layout, user)
+            await self._apply_iam(layout, spec, running=self.supervisor.is_active(spec.cluster_id))
+        log.info("%s: IAM database authentication %s", self._name(spec.cluster_id),
+                 "enabled" if spec.iam_auth else "disabled")
+
     # --- engine-specific --------------------------------------------------------------------
     def socket_path(self, cluster_id: str) -> str:
+        raise NotImplementedError
+
+    async def _apply_iam(self, layout: ClusterLayout, spec: EngineSpec, *, running: bool) -> None:
         raise NotImplementedError
 
     async def _init_data(self, layout: ClusterLayout, spec: EngineSpec) -> None:

@@ -48,6 +48,7 @@ class EngineSpec:
     master_username: str
     database_name: str | None = None
     settings: Mapping[str, str] = field(default_factory=dict)   # validated engine settings
+    iam_auth: bool = False             # IAM database authentication (engines/iam.py)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "engine", normalize_engine(self.engine))
@@ -102,3 +103,7 @@ class EngineDriver(Protocol):
 
     async def reset_master(self, spec: EngineSpec, password: str) -> None:
         """Restore the master user's login and default privileges ("No lockouts")."""
+
+    async def set_iam_auth(self, spec: EngineSpec) -> None:
+        """Make the engine accept (or refuse) IAM logins as ``spec.iam_auth`` says, live when it
+        runs and at every later start (engines/iam.py)."""

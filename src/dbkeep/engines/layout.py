@@ -9,6 +9,13 @@
         conf/                                  0700, the cluster's engine user: config files written by dbkeep
         plugins/                               0755, dbkeep's user: MariaDB only, links to the plugins
                                                the engine may load (mariadb.py)
+
+Every engine process (servers and their tools) is confined with Landlock (confine.py) to
+``data/``, ``run/`` and ``log/`` read-write and ``conf/`` and ``plugins/`` read-only, besides
+the system's programs and libraries: nothing else of the state directory, the cluster's own
+``cluster.json`` and ``rdsadmin.secret`` included. So the engines' temporary files live in
+``run/`` (MariaDB ``tmpdir`` and ``secure_file_priv``) or ``data/`` (PostgreSQL's
+``pgsql_tmp`` and its dynamic shared memory, ``dynamic_shared_memory_type = mmap``).
 """
 
 from __future__ import annotations

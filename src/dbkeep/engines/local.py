@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dbkeep.engines import confine
 from dbkeep.engines.base import LocalEngine
 from dbkeep.engines.driver import MYSQL, POSTGRES, EngineSpec, EngineState, EngineStatus
 from dbkeep.engines.layout import ClusterLayout, check_cluster_id
@@ -31,12 +32,15 @@ class LocalDriver:
     def __init__(self, state_dir: Path | str, supervisor: Supervisor, *, user: EngineUser | None = None,
                  mariadb: MariaDBBinaries | None = None, postgres: PostgresBinaries | None = None,
                  ready_timeout: float = 60.0, tool_timeout: float = 300.0, query_timeout: float = 60.0,
-                 on_repair: Callable[[str, str], None] | None = None) -> None:
+                 on_repair: Callable[[str, str], None] | None = None,
+                 confinement: confine.Support | None = None) -> None:
         self.state_dir = Path(state_dir).absolute()
         self.supervisor = supervisor
         self.user = user or engine_user()
+        # whether engine processes run under Landlock (confine.py); probed once
+        self.confinement = confinement or confine.probe()
         common = dict(user=self.user, ready_timeout=ready_timeout, tool_timeout=tool_timeout,
-                      query_timeout=query_timeout, on_repair=on_repair)
+                      query_timeout=query_timeout, on_repair=on_repair, confinement=self.confinement)
         self.mariadb = MariaDB(self.state_dir, supervisor, binaries=mariadb, **common)
         self.postgres = Postgres(self.state_dir, supervisor, binaries=postgres, **common)
         self._engines: dict[str, LocalEngine] = {MYSQL: self.mariadb, POSTGRES: self.postgres}
@@ -106,3 +110,6 @@ class LocalDriver:
 
     async def reset_master(self, spec: EngineSpec, password: str) -> None:
         await self._for_spec(spec).reset_master(spec, password)
+
+    async def set_iam_auth(self, spec: EngineSpec) -> None:
+        await self._for_spec(spec).set_iam_auth(spec)

@@ -47,6 +47,7 @@ import pymysql
 import pymysql.cursors
 
 from dbkeep.engines import bootstrap as b
+from dbkeep.engines import iam
 from dbkeep.engines import reset
 from dbkeep.engines.base import LocalEngine
 from dbkeep.engines.driver import MYSQL, EngineSpec
@@ -104,7 +105,7 @@ class _MariaDBProcess:
     def plan(self) -> ProcessPlan:
         e = self.engine
         return ProcessPlan(
-            argv=[*e.user_of(self.layout).command_prefix(), e.binaries.mariadbd, f"--defaults-file={self.layout.conf / 'my.cnf'}"],
+            argv=e.command(self.layout, [e.binaries.mariadbd, f"--defaults-file={self.layout.conf / 'my.cnf'}"]),
             log_path=self.layout.log / LOG_NAME, cwd=self.layout.data, env=engine_env(), owner=e.user_of(self.layout),
             stop_signal=signal.SIGTERM)
 
@@ -131,9 +132,10 @@ class MariaDB(LocalEngine):
     async def _init_data(self, layout: ClusterLayout, spec: EngineSpec) -> None:
         self._write_config(layout, {}, bootstrap=True)
         await run_tool(
-            [*self.user_of(layout).command_prefix(), self.binaries.install_db, f"--defaults-file={layout.conf / 'my.cnf'}",
-             "--auth-root-authentication-method=socket", f"--auth-root-socket-user={self.user.dbkeep_name}",
-             "--skip-test-db", "--skip-name-resolve"],
+            self.command(layout, [
+                self.binaries.install_db, f"--defaults-file={layout.conf / 'my.cnf'}",
+                "--auth-root-authentication-method=socket", f"--auth-root-socket-user={self.user.dbkeep_name}",
+                "--skip-test-db", "--skip-name-resolve"]),
             log_path=layout.log / "install.log", timeout=self.tool_timeout, what="mariadb-install-db",
             cwd=layout.data, owner=self.user_of(layout))
 
@@ -162,6 +164,7 @@ class MariaDB(LocalEngine):
         self._engine_certificate(layout)
         lines.append(f"plugin-dir = {self._plugin_dir(layout)}")
         lines += [f"plugin-load-add = {name}.so" for name in ALLOWED_PLUGINS]
+        lines += iam.mysql_config_lines(layout)   # AWSAuthenticationPlugin while IAM auth is on
         if not bootstrap:  # bootstrap logs in once through the unix_socket account install-db made
             lines.append("unix-socket = OFF")
         if repair:
@@ -175,14 +178,18 @@ class MariaDB(LocalEngine):
             lines.append(f'{setting.engine_option} = "{value}"')
         write_private(layout.conf / "my.cnf", "\n".join(lines) + "\n", owner=self.user_of(layout))
 
+    def confine_rules(self, layout: ClusterLayout) -> list[tuple[str, str]]:
+        return [*super().confine_rules(layout), ("--ro", str(layout.root / "plugins"))]
+
     def _plugin_dir(self, layout: ClusterLayout) -> Path:
         """``plugins/`` beside the data directory: owned by dbkeep, not the engine user, and
         holding a link to each allowed plugin and nothing else (rebuilt before every start)."""
         directory = layout.root / "plugins"
         directory.mkdir(mode=0o755, exist_ok=True)
         os.chmod(directory, 0o755)
+        keep = {f"{name}.so" for name in ALLOWED_PLUGINS} | ({iam.PLUGIN_FILE} if iam.enabled(layout) else set())
         for entry in directory.iterdir():
-            if entry.name not in {f"{name}.so" for name in ALLOWED_PLUGINS}:
+            if entry.name not in keep:
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry)
                 else:
@@ -195,7 +202,14 @@ class MariaDB(LocalEngine):
                 continue
             link.unlink(missing_ok=True)
             link.symlink_to(source)
+        iam.sync_mysql_plugin(directory, layout)  # a copy, not a link: dbkeep's own build
         return directory
+
+    async def _apply_iam(self, layout: ClusterLayout, spec: EngineSpec, *, running: bool) -> None:
+        # my.cnf too (it rebuilds plugins/): a crash-restart by the supervisor keeps the state
+        await asyncio.to_thread(self._write_config, layout, spec.settings)
+        if running:
+            await self._session(layout, lambda cur: iam.mysql_toggle(cur, spec.iam_auth), quiet=True)
 
     def _engine_certificate(self, layout: ClusterLayout) -> None:
         """The engine's own self-signed certificate (key 0600, owned by the engine user)."""
@@ -341,7 +355,8 @@ class MariaDB(LocalEngine):
         offset = log_size(log_path)
         with open(log_path, "ab") as errlog:
             proc = await asyncio.create_subprocess_exec(
-                self.binaries.tzinfo_to_sql, self.binaries.zoneinfo, stdin=asyncio.subprocess.DEVNULL,
+                *self.command(layout, [self.binaries.tzinfo_to_sql, self.binaries.zoneinfo], switch_user=False),
+                stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=errlog, env=engine_env(), start_new_session=True)
         try:
             async with asyncio.timeout(self.tool_timeout):
@@ -355,8 +370,10 @@ class MariaDB(LocalEngine):
             line = pick_log_line(read_log_lines(log_path, offset))
             raise EngineError(f"mariadb-tzinfo-to-sql failed: {line}", log_line=line)
         await run_tool(
-            [self.binaries.client, "--no-defaults", f"--socket={layout.run / SOCKET_NAME}",
-             f"--user={self.user.dbkeep_name}", "--batch", "--init-command=SET SESSION sql_log_off=1", "mysql"],
+            self.command(layout, [
+                self.binaries.client, "--no-defaults", f"--socket={layout.run / SOCKET_NAME}",
+                f"--user={self.user.dbkeep_name}", "--batch", "--init-command=SET SESSION sql_log_off=1", "mysql"],
+                switch_user=False),
             log_path=log_path, timeout=self.tool_timeout, what="loading the time zone tables",
             input_bytes=sql_text)
 

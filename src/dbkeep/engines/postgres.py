@@ -12,6 +12,11 @@ lines at all. Note for the gateway: since the gateway process *is* dbkeep's OS u
 login named ``rdsadmin`` would pass ``peer`` — the gateway must refuse that user name before
 relaying (DESIGN.md: nobody logs in as rdsadmin through the gateway).
 
+Dynamic shared memory (parallel query) is ``mmap`` files in ``data/pg_dynshmem``, not
+``/dev/shm``: the engine is confined to its cluster's directories (confine.py), and a shared
+tmpfs is outside them. (``sysv`` would need no files, but System V segments are outside what
+Landlock can confine.) Anonymous main shared memory is unchanged.
+
 Shutdown uses SIGINT ("fast": ends sessions, checkpoints); PostgreSQL's SIGTERM is "smart"
 shutdown, which waits for every client to leave.
 """
@@ -29,6 +34,7 @@ import psycopg
 from psycopg import sql as pgsql
 
 from dbkeep.engines import bootstrap as b
+from dbkeep.engines import iam
 from dbkeep.engines import reset
 from dbkeep.engines.base import LocalEngine
 from dbkeep.engines.driver import POSTGRES, EngineSpec
@@ -72,8 +78,8 @@ class _PostgresProcess:
     def plan(self) -> ProcessPlan:
         e = self.engine
         return ProcessPlan(
-            argv=[*e.user_of(self.layout).command_prefix(), e.binaries.postgres, "-D", str(self.layout.data),
-                  "-c", f"config_file={self.layout.conf / 'postgresql.conf'}"],
+            argv=e.command(self.layout, [e.binaries.postgres, "-D", str(self.layout.data),
+                                         "-c", f"config_file={self.layout.conf / 'postgresql.conf'}"]),
             log_path=self.layout.log / LOG_NAME, cwd=self.layout.data, env=engine_env(), owner=e.user_of(self.layout),
             stop_signal=signal.SIGINT)
 
@@ -103,9 +109,9 @@ class Postgres(LocalEngine):
     # --- files ------------------------------------------------------------------------------
     async def _init_data(self, layout: ClusterLayout, spec: EngineSpec) -> None:
         await run_tool(
-            [*self.user_of(layout).command_prefix(), self.binaries.initdb, "-D", str(layout.data), "-U", b.RDSADMIN_PG,
-             "--auth-local=peer", "--auth-host=reject", "--encoding=UTF8", "--locale=C.UTF-8",
-             "--no-instructions"],
+            self.command(layout, [self.binaries.initdb, "-D", str(layout.data), "-U", b.RDSADMIN_PG,
+                                  "--auth-local=peer", "--auth-host=reject", "--encoding=UTF8", "--locale=C.UTF-8",
+                                  "--no-instructions"]),
             log_path=layout.log / "initdb.log", timeout=self.tool_timeout, what="initdb",
             cwd=layout.data, owner=self.user_of(layout))
 
@@ -123,7 +129,8 @@ class Postgres(LocalEngine):
             # rdsadmin (a superuser) always finds a slot: the gateway admits 10 fewer clients
             # than max_connections (rds/capacity.py), of which 3 are kept for superusers here
             "superuser_reserved_connections": "3",
-            "dynamic_shared_memory_type": "posix",
+            # segments as files in data/pg_dynshmem: inside the confinement (no /dev/shm)
+            "dynamic_shared_memory_type": "mmap",
             "max_wal_size": "1GB",
             "min_wal_size": "80MB",
             "datestyle": "iso, mdy",
@@ -143,11 +150,14 @@ class Postgres(LocalEngine):
         lines.append("# parameter group settings")
         lines += [f"{s.engine_option} = {_quote_conf(v)}" for s, v in checked.values()]
         write_private(conf / "postgresql.conf", "\n".join(lines) + "\n", owner=self.user_of(layout))
+        pam_service = iam.sync_pg_pam(layout, self.user_of(layout))
         write_private(conf / "pg_hba.conf", "\n".join([
-            "# Written by dbkeep. rdsadmin: peer only, mapped from dbkeep's OS user; everyone else:",
+            "# Written by dbkeep. rdsadmin: peer only, mapped from dbkeep's OS user; members of rds_iam:",
+            "# dbkeep's IAM proof through the cluster's PAM service (engines/iam.py); everyone else:",
             "# SCRAM over the private socket. No TCP at all.",
             "# TYPE  DATABASE  USER      METHOD",
             f"local   all       {b.RDSADMIN_PG}  peer map={IDENT_MAP}",
+            iam.pg_hba_line(pam_service),
             "local   all       all       scram-sha-256",
         ]) + "\n", owner=self.user_of(layout))
         write_private(conf / "pg_ident.conf", "\n".join([
@@ -207,6 +217,10 @@ class Postgres(LocalEngine):
 
         oid = await self._session(layout, work, quiet=True)
         return {"master_oid": oid}
+
+    async def _apply_iam(self, layout: ClusterLayout, spec: EngineSpec, *, running: bool) -> None:
+        # rewrites the cluster's PAM service (read by PAM at each login: no reload needed)
+        await asyncio.to_thread(iam.sync_pg_pam, layout, self.user_of(layout))
 
     async def _after_start(self, layout: ClusterLayout, spec: EngineSpec) -> None:
         # clusters made before the lock existed get it too; a no-op once it holds

@@ -2,14 +2,14 @@
 
 Layout under the state directory::
 
-    ca.pem              0644  the CA certificate users pin (``--ssl-ca``, ``sslrootcert``)
+    ca.pem              0600  the CA certificate users pin (``--ssl-ca``, ``sslrootcert``; ``dbkeep ca``)
     ca-key.pem          0600  the CA key
     pki/                0700
       .lock                   serialises writers (flock), across threads and processes
       <name>/           0700  one directory per server certificate (a cluster)
-        cert.pem        0644  RSA-2048 key, signed by the CA
+        cert.pem        0600  RSA-2048 key, signed by the CA
         key.pem         0600
-        ec-cert.pem     0644  ECDSA P-256 key, same names, signed by the CA
+        ec-cert.pem     0600  ECDSA P-256 key, same names, signed by the CA
         ec-key.pem      0600
 
 Rules this module keeps:
@@ -62,7 +62,9 @@ from dbkeep.pki import ca as ca_lib
 log = logging.getLogger(__name__)
 
 REISSUE_BEFORE_EXPIRY = dt.timedelta(days=30)
-CERT_MODE = 0o644
+# Certificates are public, but nothing in the state directory is readable by anyone else (the
+# engines' OS users can traverse it): users get the CA with `dbkeep ca`.
+CERT_MODE = 0o600
 KEY_MODE = 0o600
 DIR_MODE = 0o700
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

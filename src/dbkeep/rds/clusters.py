@@ -125,6 +125,7 @@ class ClusterManager:
             master_username=cluster.master_username,
             database_name=cluster.database_name,
             settings=parameters.engine_settings_of(cluster.engine, values),
+            iam_auth=cluster.iam_auth,
         )
 
     def pending_reboot(self, cluster: Cluster) -> bool:
@@ -237,6 +238,27 @@ class ClusterManager:
         applied = dict(cluster.applied_parameters)
         applied.update(changed)
         self.store.update_cluster(cluster.identifier, applied_parameters=applied)
+
+    def apply_iam_auth(self, ident: str) -> None:
+        """``EnableIAMDatabaseAuthentication`` changed in the catalog: apply it to the engine now
+        (the gateway reads it from the catalog for each new connection already)."""
+        self._spawn(self._apply_iam_auth(ident))
+
+    async def _apply_iam_auth(self, ident: str) -> None:
+        async with self._lock(ident):
+            cluster = self.store.get_cluster(ident)
+            if cluster is None or cluster.status not in ("available", "resetting-master-credentials"):
+                return  # a stopped or starting engine takes it from the spec at its next start
+            try:
+                async with asyncio.timeout(ENGINE_TIMEOUT):
+                    await self.driver.set_iam_auth(self.spec(cluster))
+            except (EngineError, TimeoutError) as exc:
+                reason = getattr(exc, "message", None) or "timeout"
+                log.error("cluster %s: applying IAM database authentication failed: %s", ident, reason)
+                self.audit.event("rds.iam_auth_applied", verdict="error", cluster=ident, enabled=cluster.iam_auth,
+                                 reason=reason)
+                return
+            self.audit.event("rds.iam_auth_applied", verdict="allow", cluster=ident, enabled=cluster.iam_auth)
 
     def reboot(self, instance: Instance) -> None:
         self.store.update_instance(instance.identifier, status="rebooting")

@@ -269,6 +269,8 @@ def modify_db_cluster(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
         changes["deletion_protection"] = bool(args["DeletionProtection"])
     if changes:
         store.update_cluster(cluster.identifier, **changes)
+        if "iam_auth" in changes and changes["iam_auth"] != cluster.iam_auth:
+            mgr.apply_iam_auth(cluster.identifier)
         cluster = _require_cluster(ctx, cluster.identifier)
     if password is not None:
         cluster = mgr.reset_master(cluster, password, ctx.principal.arn, ctx.request_id)
