@@ -37,7 +37,8 @@ def _eventually(check, timeout: float = 20):
     while True:
         try:
             return check()
-        except (AssertionError, pymysql.MySQLError, psycopg.Error):
+        # pytest.raises that saw nothing raises pytest.fail.Exception, which is no AssertionError
+        except (AssertionError, pytest.fail.Exception, pymysql.MySQLError, psycopg.Error):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)

@@ -60,7 +60,8 @@ def _readable_as(user: pwd.struct_passwd, paths: list[Path]) -> list[str]:
 
 
 def _own(layout: ClusterLayout) -> list[Path]:
-    return [layout.data, layout.run, layout.log, layout.conf, layout.root / "plugins"]
+    # iam/: the engine's own IAM proof key and nonces (engines/iam.py), its user's by design
+    return [layout.data, layout.run, layout.log, layout.conf, layout.root / "plugins", layout.root / "iam"]
 
 
 def test_engine_users_read_nothing_outside_their_cluster(dbkeep):
