@@ -38,6 +38,7 @@ import logging
 import os
 import shutil
 import signal
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,7 @@ class MariaDB(LocalEngine):
     def __init__(self, state_dir, supervisor, *, binaries: MariaDBBinaries | None = None, **kw) -> None:
         super().__init__(state_dir, supervisor, **kw)
         self.binaries = binaries or MariaDBBinaries()
+        self._hygiene_locks: dict[str, asyncio.Lock] = {}
 
     def socket_path(self, cluster_id: str) -> str:
         return str(self.layout(cluster_id).run / SOCKET_NAME)
@@ -300,6 +302,30 @@ class MariaDB(LocalEngine):
             cur.execute(sql, tuple(params) if params else None)
             return [tuple(r) for r in cur.fetchall()] if cur.description else []
         return await self._session(self.layout(cluster_id), work)
+
+    # --- the gateway's live checks (injected into it by app.py) ----------------------------------
+    async def live_hygiene(self, cluster_id: str, wait_thread: int | None = None) -> reset.LiveHygiene:
+        """Take back, now, what a session may have written into the grant tables (see
+        :func:`reset.mysql_live_hygiene`); first wait until engine thread ``wait_thread`` (the
+        session's own) has finished its statement. Each repair is an ``engine.repaired`` event.
+        One at a time per cluster."""
+        layout = self.layout(cluster_id)
+        self._bootstrapped(layout)
+        if wait_thread is not None:
+            while not await self._session(layout, lambda cur: reset.mysql_wait_idle(
+                    cur, wait_thread, time.monotonic() + min(30.0, self.query_timeout / 2))):
+                pass
+        secret_hash = mysql_native_hash(layout.read_secret())
+        lock = self._hygiene_locks.setdefault(cluster_id, asyncio.Lock())
+        async with lock:
+            report = await self._session(layout, lambda cur: reset.mysql_live_hygiene(cur, secret_hash), quiet=True)
+        for what in report.repairs:
+            self._repaired(cluster_id, what)
+        return report
+
+    async def account_facts(self, cluster_id: str, user: str) -> tuple[bool, str]:
+        """(whether ``user``'s gateway sessions must be inspected, the global sql_mode)."""
+        return await self._session(self.layout(cluster_id), lambda cur: reset.mysql_account_facts(cur, user))
 
     # --- bootstrap ----------------------------------------------------------------------------
     async def _bootstrap(self, layout: ClusterLayout, spec: EngineSpec, master_password: str) -> dict | None:
