@@ -121,8 +121,11 @@ class App:
                 def gateway_context(gw: Gateway) -> GatewayContext:
                     resolver = TargetResolver(store, gw.cert_paths, clusters.effective_parameters, socket_path, config.hostname)
                     limits = Limits(handshake_timeout=config.handshake_timeout, max_connections=config.max_connections)
+                    # the grant-table checks of privileged MariaDB sessions (gateway/mysql/inspect.py)
+                    mariadb = driver.mariadb
                     return GatewayContext(resolver=resolver, audit=audit, clock=self.clock, limits=limits,
-                                          offload=start_offload(config.relay_threads))
+                                          offload=start_offload(config.relay_threads),
+                                          mysql_hygiene=mariadb.live_hygiene, mysql_account_facts=mariadb.account_facts)
 
                 gateway = Gateway(config.host, config.hostname, store, pki, gateway_context, SESSIONS)
                 clusters.listeners.append(lambda _ident: gateway.sync())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +55,13 @@ class GatewayContext:
     extra: dict[str, Any] = field(default_factory=dict)  # protocol-specific shared state (e.g. cancel keys)
     # The native relay for logged-in, unguarded sessions (gateway/offload.py); None: Python relays all.
     offload: Offload | None = None
+    # MariaDB grant-table checks (app.py injects the engine driver's; None: MySQL sessions are
+    # not inspected). ``mysql_hygiene(resource_id, engine_thread_or_None)`` takes back every
+    # privilege only rdsadmin may hold, once that engine thread is idle; it returns a report with
+    # ``repairs`` and ``ended`` (lists of str). ``mysql_account_facts(resource_id, user)`` says
+    # whether the account's sessions must be inspected, and the server's global sql_mode.
+    mysql_hygiene: Callable[[str, int | None], Awaitable[Any]] | None = None
+    mysql_account_facts: Callable[[str, str], Awaitable[tuple[bool, str]]] | None = None
 
     def admit(self, identifier: str, port: int, peer: tuple[str, int] | None) -> ClusterTarget | None:
         """The cluster target when the security groups admit the peer; None (and an audit event) otherwise."""

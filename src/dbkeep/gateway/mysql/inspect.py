@@ -1,0 +1,240 @@
+"""Grant-table checks of privileged MySQL sessions (the driver side of ``guard/mysql_grants``).
+
+Theory of operation. No account but rdsadmin may ever hold a privilege outside the master's
+list, but the master (and any account given write access to the ``mysql`` schema, CREATE USER,
+GRANT OPTION, RELOAD …) can write the grant tables. So once the engine has accepted a login
+and the gateway has injected the engine driver's checks (``ctx.mysql_hygiene``):
+
+1. **Which sessions.** Every session starts *inspected* (fail closed): it stays in the event
+   loop and every COM_QUERY and COM_STMT_PREPARE goes through :func:`~dbkeep.guard.mysql_grants.judge`.
+   The account's facts are asked of the engine through rdsadmin off the event loop
+   (``ctx.mysql_account_facts``, cached a few seconds per cluster and account, dropped after
+   any statement that may change privileges); an account without write access to ``mysql``
+   and with only read-only global privileges (directly or through any role) is then no longer
+   inspected and goes to the native relay. A session that ever had a privileged user (login or
+   COM_CHANGE_USER) stays inspected.
+2. **Refusals** are ERR packets answered in order (``relay.signal_statement``); the statement
+   never reaches the engine. Each is a ``gateway.statement_refused`` audit event with the rule
+   and the statement, string literals masked.
+3. **Hygiene.** A statement after which privileges may have been written (a hygiene trigger)
+   is forwarded; every command after it is *held* (:data:`~.relay.HOLD`, the client's reading
+   paused) until the engine has answered it — its thread seen idle through rdsadmin — and
+   ``ctx.mysql_hygiene`` has taken back what only rdsadmin may hold and ended the sessions of
+   the accounts that held it. A statement that loads stored privileges into memory (FLUSH
+   PRIVILEGES, GRANT, REVOKE, ALTER USER) is held until a hygiene has run *before* it too. A
+   prepared statement whose text is a trigger makes every COM_STMT_EXECUTE of the session a
+   trigger. What was taken back is a ``gateway.privileges_taken_back`` event (the driver's
+   own ``engine.repaired`` events name each repair). A hygiene that fails ends the session.
+   Hygiene runs even when the client has gone: it is not one of the session's tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from dbkeep.guard.mysql_grants import SessionFacts, judge, mask_literals, use_database
+from dbkeep.guard.mysql_lexer import SqlMode
+
+from . import charsets
+from .connection import ChangeUser, Command, Prepare, Query, ResetConnection
+from .messages import CommandCode, ErrPacket
+from .relay import HOLD
+
+if TYPE_CHECKING:
+    from .session import MySQLSession
+
+log = logging.getLogger("dbkeep.gateway.mysql")
+
+FACTS_TTL = 5.0  # seconds an account's facts are reused for new sessions of the same cluster
+_PRIVILEGE_WORDS = ("GRANT", "REVOKE", "ROLE", "USER", "MYSQL", "CALL", "EXECUTE")
+
+
+def _facts_cache(ctx: Any) -> dict[tuple[str, str], tuple[float, tuple[bool, str]]]:
+    return ctx.extra.setdefault("mysql.account_facts", {})
+
+
+def _tasks(ctx: Any) -> set[asyncio.Task[None]]:
+    return ctx.extra.setdefault("mysql.hygiene_tasks", set())
+
+
+def forget_facts(ctx: Any, resource_id: str) -> None:
+    cache = _facts_cache(ctx)
+    for key in [k for k in cache if k[0] == resource_id]:
+        del cache[key]
+
+
+class Inspector:
+    """The grant-table checks of one session (see the module docstring)."""
+
+    def __init__(self, session: MySQLSession) -> None:
+        self.session = session
+        self.ctx = session.ctx
+        self.active = True  # inspected
+        self.privileged = False  # a user of this session was privileged (sticky)
+        self.facts = SessionFacts(database=None, sql_mode=None)
+        self.judged = 0
+        self.prepared_trigger = False
+        self.busy = False  # a hygiene is due or running: every command is held
+        self.cleared = False  # the held statement's hygiene-before has run
+        self.post: tuple[str, str] | None = None  # (rule, statement) forwarded, engine not answered yet
+        self._user: str | None = None
+
+    # --- who ------------------------------------------------------------------------------
+
+    def logged_in(self, user: str, database: str | None, *, change: bool) -> None:
+        self._user = user
+        if change:
+            self.facts = use_database(replace(self.facts, triggers=frozenset(), sql_mode=None), database)
+            self.prepared_trigger = False
+        else:
+            self.facts = SessionFacts(database=database, sql_mode=None)
+        self.active = True
+        self.session._inspection_changed()
+        self._spawn(self._learn(user))
+
+    async def _learn(self, user: str) -> None:
+        session = self.session
+        target = session.target
+        probe = self.ctx.mysql_account_facts
+        if target is None or probe is None:
+            return
+        key = (target.resource_id, user)
+        cache = _facts_cache(self.ctx)
+        cached = cache.get(key)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < FACTS_TTL:
+            privileged, mode = cached[1]
+        else:
+            try:
+                privileged, mode = await probe(target.resource_id, user)
+            except Exception as exc:  # noqa: BLE001 - the session stays inspected
+                log.warning("mysql session %s (cluster %s): cannot read the account facts of %s: %s", session.id,
+                            session.identifier, user, exc)
+                return
+            cache[key] = (time.monotonic(), (privileged, mode))
+        if session._closed or user != self._user:
+            return
+        if self.judged == 0 and self.facts.sql_mode is None:
+            self.facts = replace(self.facts, sql_mode=SqlMode.parse(mode))
+        self.privileged = self.privileged or privileged
+        if not self.privileged and not self.busy and self.active:
+            self.active = False
+            session._inspection_changed()
+
+    # --- decisions ------------------------------------------------------------------------
+
+    def decide(self, event: Any) -> ErrPacket | object | None:
+        if self.busy:
+            return HOLD
+        kind = type(event)
+        if kind is Query or kind is Prepare:
+            return self._statement(event, prepare=kind is Prepare)
+        self.cleared = False
+        if kind is Command:
+            code = event.command
+            if code == CommandCode.COM_INIT_DB:
+                name = charsets.decode(event.payload[1:], self.session.relay.client.charset)  # type: ignore[union-attr]
+                self.facts = use_database(self.facts, name)
+            elif code == CommandCode.COM_STMT_EXECUTE and self.prepared_trigger:
+                self._after("COM_STMT_EXECUTE of a checked statement", "COM_STMT_EXECUTE")
+        elif kind is ResetConnection:
+            self.facts = replace(self.facts, triggers=frozenset(), sql_mode=None)
+            self.prepared_trigger = False
+        elif kind is ChangeUser:
+            self.prepared_trigger = False
+        return None
+
+    def _statement(self, event: Query | Prepare, *, prepare: bool) -> ErrPacket | object | None:
+        session = self.session
+        text = event.sql
+        verdict = judge(text, self.facts)
+        self.judged += 1
+        if verdict.refusal is not None:
+            self.cleared = False
+            refusal = verdict.refusal
+            self.ctx.audit.event("gateway.statement_refused", verdict="deny", cluster=session.identifier,
+                                 source_ip=session.peer_host, user=session.user, mysql_errno=refusal.errno,
+                                 sqlstate=refusal.sqlstate, reason=refusal.message, rule=refusal.rule,
+                                 statement=mask_literals(text), prepare=prepare or None)
+            return ErrPacket(refusal.errno, refusal.message, refusal.sqlstate)
+        if any(word in text.upper() for word in _PRIVILEGE_WORDS) and session.target is not None:
+            forget_facts(self.ctx, session.target.resource_id)
+        if prepare:
+            self.cleared = False
+            if verdict.hygiene_after:
+                self.prepared_trigger = True
+            return None
+        if verdict.hygiene_before and not self.cleared:
+            self.busy = True
+            self._spawn_hygiene("before", "; ".join(verdict.rules), text, None)
+            return HOLD
+        self.cleared = False
+        self.facts = verdict.facts
+        if verdict.hygiene_after:
+            self._after("; ".join(verdict.rules), text)
+        return None
+
+    def _after(self, rule: str, statement: str) -> None:
+        """A trigger is forwarded now: hold what follows until the engine answered and the
+        hygiene ran (started by :meth:`engine_answered`)."""
+        self.busy = True
+        self.post = (rule, statement)
+        self.session._inspection_changed()
+
+    def engine_answered(self) -> None:
+        """Engine bytes arrived after a trigger was forwarded: its statement began; the hygiene
+        waits (through rdsadmin) until the session's engine thread is idle, then runs."""
+        post, self.post = self.post, None
+        if post is not None:
+            self._spawn_hygiene("after", post[0], post[1], self.session._engine_thread())
+
+    def session_closed(self) -> None:
+        """The session ends: a trigger forwarded but not yet answered still gets its hygiene."""
+        post, self.post = self.post, None
+        if post is not None:
+            self._spawn_hygiene("after", post[0], post[1], self.session._engine_thread())
+
+    # --- hygiene --------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        self.session._spawn(coro)
+
+    def _spawn_hygiene(self, phase: str, rule: str, statement: str, thread: int | None) -> None:
+        tasks = _tasks(self.ctx)
+        task = asyncio.get_running_loop().create_task(self._hygiene(phase, rule, statement, thread))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def _hygiene(self, phase: str, rule: str, statement: str, thread: int | None) -> None:
+        session = self.session
+        target = session.target
+        run = self.ctx.mysql_hygiene
+        assert target is not None and run is not None
+        try:
+            report = await run(target.resource_id, thread)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - fail closed: the session ends
+            log.error("mysql session %s (cluster %s): grant-table hygiene failed: %s", session.id, session.identifier, exc)
+            self.ctx.audit.event("gateway.hygiene_failed", verdict="deny", cluster=session.identifier,
+                                 source_ip=session.peer_host, user=session.user, rule=rule,
+                                 statement=mask_literals(statement), reason=str(exc)[:200])
+            forget_facts(self.ctx, target.resource_id)
+            session._hygiene_failed()
+            return
+        forget_facts(self.ctx, target.resource_id)
+        repairs, ended = list(getattr(report, "repairs", [])), list(getattr(report, "ended", []))
+        if repairs or ended:
+            log.warning("mysql session %s (cluster %s): took back privileges after %s: %s; ended %s", session.id,
+                        session.identifier, rule, "; ".join(repairs), ", ".join(ended) or "no session")
+            self.ctx.audit.event("gateway.privileges_taken_back", verdict="deny", cluster=session.identifier,
+                                 source_ip=session.peer_host, user=session.user, rule=rule, phase=phase,
+                                 statement=mask_literals(statement), repairs=repairs, ended_sessions=ended)
+        self.busy = False
+        if phase == "before":
+            self.cleared = True
+        session._hygiene_done()
