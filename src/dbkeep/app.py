@@ -125,7 +125,8 @@ class App:
                     mariadb = driver.mariadb
                     return GatewayContext(resolver=resolver, audit=audit, clock=self.clock, limits=limits,
                                           offload=start_offload(config.relay_threads),
-                                          mysql_hygiene=mariadb.live_hygiene, mysql_account_facts=mariadb.account_facts)
+                                          mysql_hygiene=mariadb.live_hygiene, mysql_account_facts=mariadb.account_facts,
+                                          mysql_routines=mariadb.routines)
 
                 gateway = Gateway(config.host, config.hostname, store, pki, gateway_context, SESSIONS)
                 clusters.listeners.append(lambda _ident: gateway.sync())

@@ -232,19 +232,94 @@ def test_dynamic_sql_is_taken_back_before_the_next_statement(dbkeep, hy, case):
     _taken_back_check(dbkeep, hy, TAKEN_BACK[case], audit_mark(dbkeep))
 
 
-def test_a_procedure_that_writes_and_flushes_is_taken_back_after_call(dbkeep, hy):
-    """A procedure the guard never saw (made before it, here written by rdsadmin with the
-    master as definer) does the UPDATE and the FLUSH: CALL is opaque, so the hygiene follows
-    it before anything else the session sends, and ends the master's sessions."""
+def test_a_procedure_that_writes_and_flushes_is_refused_at_call(dbkeep, hy):
+    """A procedure the guard never saw at CREATE (made before it; here written by rdsadmin with
+    the master as definer) does the UPDATE and the FLUSH: before the CALL runs, the gateway
+    reads the cluster's routines and refuses it."""
     with rdsadmin(dbkeep, hy) as admin:
         run(admin, "CREATE OR REPLACE DEFINER = 'admin'@'%' PROCEDURE appdb.old_grab() SQL SECURITY DEFINER BEGIN "
                    + REPRO + "; FLUSH PRIVILEGES; END")
     mark = audit_mark(dbkeep)
     try:
-        _taken_back_check(dbkeep, hy, ["CALL appdb.old_grab()"], mark)
+        with master(dbkeep, hy) as conn:
+            errno, _ = error_of(conn, "CALL appdb.old_grab()")
+            assert errno == 1227
+            assert run(conn, "SELECT 1") == ((1,),)
+        [event] = refusals(dbkeep, hy, mark)
+        assert event["rule"].startswith("procedure appdb.old_grab: ")
     finally:
         with rdsadmin(dbkeep, hy) as admin:
             run(admin, "DROP PROCEDURE IF EXISTS appdb.old_grab")
+    assert_clean(dbkeep, hy)
+
+
+SNEAKY = ("CREATE PROCEDURE appdb.sneaky() SQL SECURITY INVOKER BEGIN "
+          "EXECUTE IMMEDIATE CONCAT('UPDATE mysql.glo', 'bal_priv SET Priv = JSON_SET(Priv, ''$.access'', "
+          "CAST(JSON_VALUE(Priv, ''$.access'') AS UNSIGNED) | 512 | 32768) WHERE User = ''admin'''); "
+          "FLUSH PRIVILEGES; SET ROLE NONE; SET GLOBAL general_log_file = '{target}'; SET GLOBAL general_log = 1; "
+          "SELECT 'line'; SET GLOBAL general_log = 0; END")
+
+
+def binary_call_error(dbkeep, cluster) -> tuple[int, str]:
+    """COM_STMT_PREPARE of the CALL, then COM_STMT_EXECUTE (mysql-connector's binary protocol)."""
+    import mysql.connector
+
+    conn = mysql.connector.connect(host="localhost", port=cluster["Port"], user="admin", password=PASSWORD,
+                                   database="appdb", ssl_ca=str(dbkeep.state_dir / "ca.pem"), use_pure=True,
+                                   connection_timeout=10)
+    try:
+        cur = conn.cursor(prepared=True)
+        with pytest.raises(mysql.connector.Error) as exc:
+            cur.execute("CALL appdb.sneaky()")
+        cur.close()
+        cur = conn.cursor()
+        cur.execute("SELECT 1")
+        assert cur.fetchall() == [(1,)]
+        return exc.value.errno, exc.value.msg
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("how", ["call", "execute_immediate", "prepare_execute", "binary_protocol"])
+def test_a_routine_the_guard_never_read_cannot_grant_and_use_a_privilege_in_one_call(dbkeep, hy, how):
+    """An application account (not inspected: privileges on its own database only) writes
+    an SQL SECURITY INVOKER procedure that, run by the master, would write SUPER into the grant
+    tables, flush, SET ROLE and use it, all inside one CALL (MariaDB allows that). Before any
+    statement that may run a routine it has not read, the gateway judges the cluster's routines:
+    the master's CALL is refused, however it is spelled, and no file appears."""
+    target = Path("/tmp") / f"dbkeep-sneaky-{uuid.uuid4().hex[:8]}.log"
+    with master(dbkeep, hy) as conn:
+        run(conn, "CREATE USER IF NOT EXISTS 'devel'@'%' IDENTIFIED BY 'Devel-Pass-1'")
+        run(conn, "GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, CREATE ROUTINE, ALTER ROUTINE, EXECUTE "
+                  "ON appdb.* TO 'devel'@'%'")
+    try:
+        with mysql(dbkeep, hy, "devel", "Devel-Pass-1", "appdb") as dev:
+            time.sleep(0.5)  # its facts arrive: from here on its session is not inspected
+            run(dev, "DROP PROCEDURE IF EXISTS appdb.sneaky")
+            run(dev, SNEAKY.format(target=target))
+        mark = audit_mark(dbkeep)
+        if how == "binary_protocol":
+            errno, message = binary_call_error(dbkeep, hy)
+        else:
+            with master(dbkeep, hy) as conn:
+                if how == "call":
+                    errno, message = error_of(conn, "CALL appdb.sneaky()")
+                elif how == "execute_immediate":
+                    run(conn, "SET @c = CONCAT('CALL appdb.', 'sneaky()')")
+                    errno, message = error_of(conn, "EXECUTE IMMEDIATE @c")
+                else:
+                    run(conn, "PREPARE c FROM 'CALL appdb.sneaky()'")
+                    errno, message = error_of(conn, "EXECUTE c")
+                assert run(conn, "SELECT 1") == ((1,),)
+        assert errno == 1227, (errno, message)
+        assert not target.exists()
+        events = refusals(dbkeep, hy, mark)
+        assert events and "appdb.sneaky" in events[-1]["rule"], events
+    finally:
+        with master(dbkeep, hy) as conn:
+            run(conn, "DROP PROCEDURE IF EXISTS appdb.sneaky")
+            run(conn, "DROP USER IF EXISTS 'devel'@'%'")
+    assert_clean(dbkeep, hy)
 
 
 def test_rdsadmin_deleted_by_dml_is_put_back_live(dbkeep, hy):

@@ -13,6 +13,7 @@ from dbkeep.guard.mysql_grants import (
     judge,
     mask_literals,
     privilege_names,
+    routine_refusal,
     use_database,
 )
 from dbkeep.guard.mysql_lexer import NAME, QNAME, STRING, SqlMode, lex, split
@@ -290,3 +291,47 @@ def test_every_spelling_of_the_write_is_refused(opener, verb, table, prefix):
     closer = " */" if opener else ""
     sql = f"{prefix}{opener}{verb}{closer} {table} SET Priv = '{{}}'"
     assert refused(sql) is not None, sql
+
+
+# --- stored routines -------------------------------------------------------------------------------
+
+
+def test_statements_that_may_run_unread_routines_ask_for_a_routine_check():
+    for sql in ("CALL appdb.p()", "EXECUTE IMMEDIATE @s", "BEGIN NOT ATOMIC CALL p(); END", "FROBNICATE"):
+        assert judge(sql, APP).check_routines, sql
+    facts = judge("PREPARE c FROM 'CALL appdb.p()'", APP).facts
+    assert judge("EXECUTE c", facts).check_routines
+    for sql in ("SELECT 1", "FLUSH PRIVILEGES", "GRANT SELECT ON appdb.* TO u", "CREATE PROCEDURE p() SELECT 1"):
+        assert not judge(sql, APP).check_routines, sql
+
+
+def test_call_parsing():
+    c = one("CALL mysql.rds_kill(12)")
+    assert c.call == TableRef("mysql", "rds_kill") and c.call_args == [None]
+    c = one("CALL p('a', CONCAT('b'), 'c')")
+    assert c.call == TableRef("appdb", "p") and c.call_args == ["a", None, "c"]
+
+
+@pytest.mark.parametrize("sql", [
+    "CALL sys.execute_prepared_stmt('UPDATE mysql.global_priv SET Priv = 1')",
+    "CALL sys.execute_prepared_stmt(@s)",
+    "CALL sys.execute_prepared_stmt('FLUSH PRIVILEGES')",
+    "CALL mysql.DropGeometryColumn('', 'mysql', 'global_priv', 'Priv')",
+    "CALL mysql.AddGeometryColumn('', @db, 't', 'g', 0)",
+])
+def test_mariadbs_own_sql_running_routines_are_judged_by_their_arguments(sql):
+    assert refused(sql).errno == 1227
+
+
+def test_routine_refusal():
+    dangerous = "BEGIN EXECUTE IMMEDIATE @s; FLUSH PRIVILEGES; SET ROLE NONE; END"
+    refusal = routine_refusal("appdb", "sneaky", "PROCEDURE", "devel@%", dangerous)
+    assert refusal is not None and refusal.rule.startswith("procedure appdb.sneaky: ")
+    assert routine_refusal("appdb", "w", "FUNCTION", "devel@%", "BEGIN UPDATE mysql.global_priv SET Priv=1; RETURN 1; END")
+    assert routine_refusal("appdb", "ok", "PROCEDURE", "devel@%", "BEGIN SELECT 1; INSERT INTO t VALUES (1); END") is None
+    assert routine_refusal("appdb", "forged", "PROCEDURE", "rdsadmin@localhost", "SELECT 1") is not None
+    assert routine_refusal("mysql", "rds_kill", "PROCEDURE", "rdsadmin@localhost", "BEGIN KILL CONNECTION 1; END") is None
+    # MariaDB's own (mariadb.sys) are judged at CALL by their arguments
+    assert routine_refusal("sys", "execute_prepared_stmt", "PROCEDURE", "mariadb.sys@localhost", dangerous) is None
+    # a body in an ANSI_QUOTES routine is read in every mode
+    assert routine_refusal("appdb", "q", "PROCEDURE", "devel@%", 'UPDATE "mysql"."global_priv" SET Priv = 1')

@@ -377,6 +377,14 @@ def mysql_account_facts(cur, user: str) -> tuple[bool, str]:
     return privileged, str(cur.fetchone()[0] or "")
 
 
+def mysql_routines(cur) -> tuple[tuple, list[tuple[str, str, str, str, str]]]:
+    """(a fingerprint, every stored routine as (db, name, type, definer, body))."""
+    cur.execute("SELECT COUNT(*), MAX(modified), SUM(CRC32(body)) FROM mysql.proc")
+    fingerprint = tuple(str(v) for v in cur.fetchone())
+    cur.execute("SELECT db, name, type, definer, CONVERT(body USING utf8mb4) FROM mysql.proc")
+    return fingerprint, [(db, name, kind, definer, body or "") for db, name, kind, definer, body in cur.fetchall()]
+
+
 def mysql_hygiene(cur) -> list[str]:
     """What a master with DML on the grant tables may have written, undone; returns a line for
     each kind of repair made (for the audit event). The session must be quiet."""

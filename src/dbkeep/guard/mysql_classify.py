@@ -66,6 +66,8 @@ class Classified:
     prepare_name: str | None = None
     execute_name: str | None = None
     dynamic: str | None = None  # the literal text of PREPARE … FROM '…' / EXECUTE IMMEDIATE '…'
+    call: TableRef | None = None  # CALL: the routine (schema UNKNOWN_DB when not known)
+    call_args: list[str | None] | None = None  # CALL: each argument's string value, None if not a literal
     body: list[Token] | None = None  # the inside of a compound statement
     numbers: list[int] = field(default_factory=list)  # integer literals (naming privileges)
     bad: bool = False  # malformed (unterminated quote or comment)
@@ -275,6 +277,9 @@ def classify(stmt: Statement, db: str | None) -> Classified:
     elif first == "CALL":
         out.kind = Kind.CALL
         out.opaque = True
+        ref, k = _name_at(tokens, 1, db if db is not None else UNKNOWN_DB)
+        out.call = ref
+        out.call_args = _call_args(tokens, k)
     elif first == "EXECUTE":
         if second == "IMMEDIATE":
             out.kind = Kind.EXECUTE_IMMEDIATE
@@ -311,6 +316,30 @@ def classify(stmt: Statement, db: str | None) -> Classified:
     if out.bad:
         out.opaque = True
     return out
+
+
+def _call_args(tokens: list[Token], k: int) -> list[str | None]:
+    """The arguments of ``CALL name(…)``: a string literal's value, or None for anything else."""
+    if k >= len(tokens) or tokens[k].text != "(":
+        return []
+    args: list[str | None] = []
+    current: list[Token] = []
+    depth = 0
+    for tok in tokens[k + 1:]:
+        if tok.text == "(":
+            depth += 1
+        elif tok.text == ")":
+            if depth == 0:
+                break
+            depth -= 1
+        if tok.text == "," and depth == 0:
+            args.append(current[0].value if len(current) == 1 and current[0].kind == STRING else None)
+            current = []
+            continue
+        current.append(tok)
+    if current:
+        args.append(current[0].value if len(current) == 1 and current[0].kind == STRING else None)
+    return args
 
 
 def _digits(text: str) -> list[str]:

@@ -45,7 +45,7 @@ from .mysql_classify import UNKNOWN_DB, Classified, Kind, TableRef, classify
 from .mysql_lexer import SEMI, SqlMode, Statement, Token, lex, split_tokens
 
 __all__ = ["PRIVILEGE_BITS", "MASTER_PRIVILEGES", "SessionFacts", "Verdict", "judge", "mask_literals",
-           "ADMIN_ONLY_MASK", "privilege_names", "use_database", "Refusal"]
+           "ADMIN_ONLY_MASK", "privilege_names", "use_database", "Refusal", "routine_refusal"]
 
 # MariaDB 10.11's global privilege bits (``access`` in mysql.global_priv; read back from the
 # engine one bit at a time with SHOW GRANTS).
@@ -103,6 +103,9 @@ class Verdict:
     hygiene_before: bool = False
     hygiene_after: bool = False
     rules: list[str] = field(default_factory=list)  # why hygiene runs (for the audit event)
+    # the packet may run stored routines the guard has not read (CALL, unreadable SQL): the
+    # cluster's routines must pass routine_refusal() first
+    check_routines: bool = False
     facts: SessionFacts = SessionFacts()  # the session's facts after the packet
 
     @property
@@ -134,6 +137,35 @@ class _Judged:
     before: bool = False
     after: bool = False  # a hygiene trigger
     rule: str = ""
+    routines: bool = False  # may run stored routines
+
+
+# MariaDB's own routines that run SQL built from their arguments (SQL SECURITY INVOKER): the
+# arguments must be literals the guard can judge.
+_SQL_RUNNING_BUILTINS = {("sys", "execute_prepared_stmt"): "statement",
+                         ("mysql", "addgeometrycolumn"): "alter", ("mysql", "dropgeometrycolumn"): "alter"}
+
+
+def _judge_call(c: Classified, facts: SessionFacts, depth: int) -> _Judged | None:
+    """Refusals for CALLs of MariaDB's SQL-running built-ins; None when the CALL may go on."""
+    ref = c.call
+    if ref is None:
+        return None
+    for (schema, name), what in _SQL_RUNNING_BUILTINS.items():
+        if ref.name != name or ref.schema not in (schema, UNKNOWN_DB):
+            continue
+        args = c.call_args or []
+        if any(arg is None for arg in args) or not args:
+            return _Judged(_access_denied("SUPER", f"CALL {schema}.{name} with arguments the guard cannot read"))
+        if what == "statement":
+            inner = _judge_text(args[0], facts, depth + 1)
+            if inner.refusal is not None:
+                return inner
+            if inner.after:
+                return _Judged(_access_denied("SUPER", f"CALL {schema}.{name} of a statement that changes privileges"))
+        elif any(arg.lower() == SYSTEM_DB for arg in args):
+            return _Judged(_access_denied("SUPER", f"DDL on the mysql database through {schema}.{name}"))
+    return None
 
 
 def _judge_one(c: Classified, facts: SessionFacts, depth: int) -> _Judged:
@@ -157,7 +189,12 @@ def _judge_one(c: Classified, facts: SessionFacts, depth: int) -> _Judged:
             return inner
         # the definition itself: harmless once its body passed; an anonymous block runs now
         anonymous = c.verb != "CREATE"
-        return _Judged(after=anonymous and inner.after, rule=inner.rule if anonymous else "")
+        return _Judged(after=anonymous and inner.after, rule=inner.rule if anonymous else "",
+                       routines=anonymous and inner.routines)
+    if c.kind is Kind.CALL:
+        refused_call = _judge_call(c, facts, depth)
+        if refused_call is not None:
+            return refused_call
     if c.dynamic is not None:
         if depth > 4:
             return _Judged(after=True, rule="nested dynamic SQL")
@@ -178,9 +215,10 @@ def _judge_one(c: Classified, facts: SessionFacts, depth: int) -> _Judged:
     if c.refresh:
         return _Judged(before=True, after=True, rule=c.verb)
     if c.kind is Kind.EXECUTE and c.execute_name is not None and c.execute_name in facts.triggers:
-        return _Judged(after=True, rule="EXECUTE of a checked statement")
+        return _Judged(after=True, rule="EXECUTE of a checked statement", routines=True)
     if c.opaque:
-        return _Judged(after=True, rule=f"{c.kind.value if c.kind is not Kind.OTHER else 'unreadable statement'}")
+        return _Judged(after=True, rule=f"{c.kind.value if c.kind is not Kind.OTHER else 'unreadable statement'}",
+                       routines=True)
     return _Judged()
 
 
@@ -207,7 +245,7 @@ def _judge_body(c: Classified, facts: SessionFacts, depth: int) -> _Judged:
                 return _Judged(_access_denied("SUPER", f"{judged.rule} in a routine, trigger or event body"))
             if judged.after:
                 after, rule = True, judged.rule
-    return _Judged(after=after, rule=rule)
+    return _Judged(after=after, rule=rule, routines=after)
 
 
 _BODY_VERBS = frozenset({"INSERT", "REPLACE", "UPDATE", "DELETE", "LOAD", "FLUSH", "PREPARE", "EXECUTE", "CREATE",
@@ -232,7 +270,8 @@ def _pieces(tokens: list[Token]) -> list[list[Token]]:
 def _judge_text(text: str, facts: SessionFacts, depth: int) -> _Judged:
     """Every statement of ``text`` under ``facts``; the combined result (as for a packet)."""
     verdict = _judge_packet(text, facts, depth)
-    return _Judged(verdict.refusal, verdict.hygiene_before, verdict.hygiene_after, "; ".join(verdict.rules))
+    return _Judged(verdict.refusal, verdict.hygiene_before, verdict.hygiene_after, "; ".join(verdict.rules),
+                   verdict.check_routines)
 
 
 def _judge_packet(text: str, facts: SessionFacts, depth: int = 0) -> Verdict:
@@ -247,6 +286,7 @@ def _judge_packet(text: str, facts: SessionFacts, depth: int = 0) -> Verdict:
                 return replace(v, facts=replace(v.facts, sql_mode=None))
         out = verdicts[0]
         out.hygiene_before = any(v.hygiene_before for v in verdicts)
+        out.check_routines = any(v.check_routines for v in verdicts)
         out.hygiene_after = any(v.hygiene_after for v in verdicts)
         out.rules = sorted({r for v in verdicts for r in v.rules})
         out.facts = replace(out.facts, sql_mode=None)
@@ -272,6 +312,7 @@ def _judge_packet(text: str, facts: SessionFacts, depth: int = 0) -> Verdict:
             verdict.refusal = judged.refusal
             return verdict
         verdict.hygiene_before |= judged.before
+        verdict.check_routines |= judged.routines
         if judged.after:
             verdict.hygiene_after = True
             verdict.rules.append(judged.rule)
@@ -285,6 +326,7 @@ def _judge_packet(text: str, facts: SessionFacts, depth: int = 0) -> Verdict:
                 verdict.refusal = rest.refusal
                 return verdict
             verdict.hygiene_before |= rest.hygiene_before
+            verdict.check_routines |= rest.check_routines
             verdict.hygiene_after |= rest.hygiene_after
             verdict.rules += rest.rules
             verdict.facts = rest.facts
@@ -345,6 +387,33 @@ def judge(text: str, facts: SessionFacts) -> Verdict:
         return _judge_packet(text, facts)
     except RecursionError:  # pragma: no cover - pathological nesting
         return Verdict(refusal=_access_denied("SUPER", "statement too deeply nested"), facts=facts)
+
+
+# dbkeep's own routines that run as rdsadmin (engines/bootstrap.MYSQL_KILL_PROCEDURES)
+RDSADMIN_ROUTINES = frozenset({("mysql", "rds_kill"), ("mysql", "rds_kill_query")})
+BUILTIN_DEFINER = "mariadb.sys@localhost"
+
+
+def routine_refusal(db: str, name: str, kind: str, definer: str, body: str) -> Refusal | None:
+    """Whether a stored routine must not run from an inspected session: it runs as rdsadmin
+    without being dbkeep's own, or its body could give a privilege and use it inside one CALL
+    (a grant-table write, FLUSH PRIVILEGES, SQL the guard cannot read — the rules for bodies
+    at CREATE). MariaDB's own routines (definer mariadb.sys) are judged at CALL instead."""
+    label = f"{db}.{name}"
+    user = definer.rsplit("@", 1)[0].strip("`'")
+    if user == "rdsadmin":
+        if (db.lower(), name.lower()) in RDSADMIN_ROUTINES:
+            return None
+        return _access_denied("SUPER", f"{kind.lower()} {label} runs as rdsadmin")
+    if definer == BUILTIN_DEFINER and db.lower() in (SYSTEM_DB, "sys"):
+        return None
+    facts = SessionFacts(database=db, sql_mode=None)
+    for mode in (SqlMode(), SqlMode(True, False), SqlMode(False, True), SqlMode(True, True)):
+        tokens = lex(body, mode)
+        judged = _judge_body(Classified(Kind.COMPOUND, verb="CREATE", body=tokens), facts, 1)
+        if judged.refusal is not None:
+            return replace(judged.refusal, rule=f"{kind.lower()} {label}: {judged.refusal.rule}")
+    return None
 
 
 _LITERAL = re.compile(r"('(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\")", re.S)

@@ -36,7 +36,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from dbkeep.guard.mysql_grants import SessionFacts, judge, mask_literals, use_database
+from dbkeep.guard.mysql_grants import Refusal, SessionFacts, judge, mask_literals, routine_refusal, use_database
 from dbkeep.guard.mysql_lexer import SqlMode
 
 from . import charsets
@@ -79,7 +79,8 @@ class Inspector:
         self.judged = 0
         self.prepared_trigger = False
         self.busy = False  # a hygiene is due or running: every command is held
-        self.cleared = False  # the held statement's hygiene-before has run
+        self.cleared = False  # the held statement's checks before it have run
+        self.held_refusal: Refusal | None = None  # what those checks found
         self.post: tuple[str, str] | None = None  # (rule, statement) forwarded, engine not answered yet
         self._user: str | None = None
 
@@ -133,14 +134,25 @@ class Inspector:
         kind = type(event)
         if kind is Query or kind is Prepare:
             return self._statement(event, prepare=kind is Prepare)
-        self.cleared = False
         if kind is Command:
             code = event.command
             if code == CommandCode.COM_INIT_DB:
                 name = charsets.decode(event.payload[1:], self.session.relay.client.charset)  # type: ignore[union-attr]
                 self.facts = use_database(self.facts, name)
             elif code == CommandCode.COM_STMT_EXECUTE and self.prepared_trigger:
+                if not self.cleared and self.ctx.mysql_routines is not None:
+                    self.busy = True
+                    self.held_refusal = None
+                    self._spawn_hygiene("before", "COM_STMT_EXECUTE", "COM_STMT_EXECUTE", None, hygiene=False,
+                                        routines=True)
+                    return HOLD
+                self.cleared = False
+                refusal, self.held_refusal = self.held_refusal, None
+                if refusal is not None:
+                    self._refused(refusal, "COM_STMT_EXECUTE of a prepared statement", prepare=False)
+                    return ErrPacket(refusal.errno, refusal.message, refusal.sqlstate)
                 self._after("COM_STMT_EXECUTE of a checked statement", "COM_STMT_EXECUTE")
+                return None
         elif kind is ResetConnection:
             self.facts = replace(self.facts, triggers=frozenset(), sql_mode=None)
             self.prepared_trigger = False
@@ -153,13 +165,12 @@ class Inspector:
         text = event.sql
         verdict = judge(text, self.facts)
         self.judged += 1
-        if verdict.refusal is not None:
+        refusal = verdict.refusal
+        if refusal is None and self.cleared and self.held_refusal is not None and not prepare:
+            refusal, self.held_refusal = self.held_refusal, None
+        if refusal is not None:
             self.cleared = False
-            refusal = verdict.refusal
-            self.ctx.audit.event("gateway.statement_refused", verdict="deny", cluster=session.identifier,
-                                 source_ip=session.peer_host, user=session.user, mysql_errno=refusal.errno,
-                                 sqlstate=refusal.sqlstate, reason=refusal.message, rule=refusal.rule,
-                                 statement=mask_literals(text), prepare=prepare or None)
+            self._refused(refusal, text, prepare=prepare)
             return ErrPacket(refusal.errno, refusal.message, refusal.sqlstate)
         if any(word in text.upper() for word in _PRIVILEGE_WORDS) and session.target is not None:
             forget_facts(self.ctx, session.target.resource_id)
@@ -168,15 +179,25 @@ class Inspector:
             if verdict.hygiene_after:
                 self.prepared_trigger = True
             return None
-        if verdict.hygiene_before and not self.cleared:
+        routines = verdict.check_routines and self.ctx.mysql_routines is not None
+        if (verdict.hygiene_before or routines) and not self.cleared:
             self.busy = True
-            self._spawn_hygiene("before", "; ".join(verdict.rules), text, None)
+            self.held_refusal = None
+            self._spawn_hygiene("before", "; ".join(verdict.rules), text, None, hygiene=verdict.hygiene_before,
+                                routines=routines)
             return HOLD
         self.cleared = False
         self.facts = verdict.facts
         if verdict.hygiene_after:
             self._after("; ".join(verdict.rules), text)
         return None
+
+    def _refused(self, refusal: Refusal, statement: str, *, prepare: bool) -> None:
+        session = self.session
+        self.ctx.audit.event("gateway.statement_refused", verdict="deny", cluster=session.identifier,
+                             source_ip=session.peer_host, user=session.user, mysql_errno=refusal.errno,
+                             sqlstate=refusal.sqlstate, reason=refusal.message, rule=refusal.rule,
+                             statement=mask_literals(statement), prepare=prepare or None)
 
     def _after(self, rule: str, statement: str) -> None:
         """A trigger is forwarded now: hold what follows until the engine answered and the
@@ -203,19 +224,36 @@ class Inspector:
     def _spawn(self, coro: Any) -> None:
         self.session._spawn(coro)
 
-    def _spawn_hygiene(self, phase: str, rule: str, statement: str, thread: int | None) -> None:
+    def _spawn_hygiene(self, phase: str, rule: str, statement: str, thread: int | None, *, hygiene: bool = True,
+                       routines: bool = False) -> None:
         tasks = _tasks(self.ctx)
-        task = asyncio.get_running_loop().create_task(self._hygiene(phase, rule, statement, thread))
+        task = asyncio.get_running_loop().create_task(
+            self._hygiene(phase, rule, statement, thread, hygiene=hygiene, routines=routines))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    async def _hygiene(self, phase: str, rule: str, statement: str, thread: int | None) -> None:
+    async def _routines(self, resource_id: str) -> Refusal | None:
+        """The first stored routine a session must not run (see ``routine_refusal``)."""
+        fetch = self.ctx.mysql_routines
+        assert fetch is not None
+        for db, name, kind, definer, body in await fetch(resource_id):
+            refusal = routine_refusal(db, name, kind, definer, body)
+            if refusal is not None:
+                return refusal
+        return None
+
+    async def _hygiene(self, phase: str, rule: str, statement: str, thread: int | None, *, hygiene: bool = True,
+                       routines: bool = False) -> None:
         session = self.session
         target = session.target
         run = self.ctx.mysql_hygiene
         assert target is not None and run is not None
+        report = None
         try:
-            report = await run(target.resource_id, thread)
+            if routines:
+                self.held_refusal = await self._routines(target.resource_id)
+            if hygiene and self.held_refusal is None:
+                report = await run(target.resource_id, thread)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - fail closed: the session ends
@@ -226,7 +264,8 @@ class Inspector:
             forget_facts(self.ctx, target.resource_id)
             session._hygiene_failed()
             return
-        forget_facts(self.ctx, target.resource_id)
+        if report is not None:
+            forget_facts(self.ctx, target.resource_id)
         repairs, ended = list(getattr(report, "repairs", [])), list(getattr(report, "ended", []))
         if repairs or ended:
             log.warning("mysql session %s (cluster %s): took back privileges after %s: %s; ended %s", session.id,
