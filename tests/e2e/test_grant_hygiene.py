@@ -403,3 +403,30 @@ def test_an_application_accounts_session_is_not_inspected(dbkeep, hy):
     assert loop > relay, (relay, loop)
     with master(dbkeep, hy) as conn:
         run(conn, "DROP USER 'reader'@'%'")
+
+
+def test_a_live_session_whose_account_is_given_the_mysql_schema_is_ended(dbkeep, hy):
+    """MariaDB applies a database-level grant to live sessions at once: a session that went to
+    the native relay as read-only cannot keep running once its account may write ``mysql``."""
+    with master(dbkeep, hy) as conn:
+        run(conn, "CREATE USER IF NOT EXISTS 'later'@'%' IDENTIFIED BY 'Later-Pass-1'")
+        run(conn, "GRANT SELECT ON appdb.* TO 'later'@'%'")
+    try:
+        later = mysql(dbkeep, hy, "later", "Later-Pass-1", "appdb")
+        time.sleep(0.5)  # not inspected: handed to the native relay
+        assert run(later, "SELECT 1") == ((1,),)
+        mark = audit_mark(dbkeep)
+        with master(dbkeep, hy) as conn:
+            run(conn, "GRANT INSERT ON mysql.* TO 'later'@'%'")
+            time.sleep(0.5)
+            assert run(conn, "SELECT 2") == ((2,),)  # the master's own session goes on
+        with pytest.raises(pymysql.err.MySQLError):
+            run(later, "SELECT 1")
+        later.close()
+        [event] = audit_events(dbkeep, "gateway.session_ended", hy["DBClusterIdentifier"], since=mark)
+        assert event["user"] == "later" and "reconnect" in event["reason"]
+        with mysql(dbkeep, hy, "later", "Later-Pass-1", "appdb") as again:  # a new session is inspected
+            assert error_of(again, "UPDATE mysql.global_priv SET Priv = '{}' WHERE User = 'later'")[0] == 1227
+    finally:
+        with master(dbkeep, hy) as conn:
+            run(conn, "DROP USER IF EXISTS 'later'@'%'")

@@ -61,6 +61,11 @@ def _tasks(ctx: Any) -> set[asyncio.Task[None]]:
     return ctx.extra.setdefault("mysql.hygiene_tasks", set())
 
 
+def live_sessions(ctx: Any, resource_id: str) -> set[MySQLSession]:
+    """The logged-in sessions of a cluster whose grant-table checks are configured."""
+    return ctx.extra.setdefault("mysql.sessions", {}).setdefault(resource_id, set())
+
+
 def forget_facts(ctx: Any, resource_id: str) -> None:
     cache = _facts_cache(ctx)
     for key in [k for k in cache if k[0] == resource_id]:
@@ -88,6 +93,8 @@ class Inspector:
 
     def logged_in(self, user: str, database: str | None, *, change: bool) -> None:
         self._user = user
+        if self.session.target is not None:
+            live_sessions(self.ctx, self.session.target.resource_id).add(self.session)
         if change:
             self.facts = use_database(replace(self.facts, triggers=frozenset(), sql_mode=None), database)
             self.prepared_trigger = False
@@ -215,6 +222,8 @@ class Inspector:
 
     def session_closed(self) -> None:
         """The session ends: a trigger forwarded but not yet answered still gets its hygiene."""
+        if self.session.target is not None:
+            live_sessions(self.ctx, self.session.target.resource_id).discard(self.session)
         post, self.post = self.post, None
         if post is not None:
             self._spawn_hygiene("after", post[0], post[1], self.session._engine_thread())
@@ -277,3 +286,33 @@ class Inspector:
         if phase == "before":
             self.cleared = True
         session._hygiene_done()
+        if report is not None and phase == "after":
+            await self._recheck_others(target.resource_id)
+
+    async def _recheck_others(self, resource_id: str) -> None:
+        """After a statement that may have changed privileges: the cluster's sessions that are
+        not inspected (their accounts held read-only privileges at login) are asked about
+        again, and ended if their account may now write the mysql schema (MariaDB applies
+        database-level grants to live sessions at once, and SET ROLE recomputes the rest)."""
+        probe = self.ctx.mysql_account_facts
+        others = [s for s in live_sessions(self.ctx, resource_id)
+                  if s is not self.session and s._inspector is not None and not s._inspector.active and not s._closed]
+        if probe is None or not others:
+            return
+        verdicts: dict[str, bool] = {}
+        for user in {u for s in others for u in s.users}:
+            try:
+                verdicts[user] = (await probe(resource_id, user))[0]
+            except Exception as exc:  # noqa: BLE001 - unknown: treat as privileged (fail closed)
+                log.warning("cannot read the account facts of %s: %s", user, exc)
+                verdicts[user] = True
+        for other in others:
+            changed = [u for u in other.users if verdicts.get(u)]
+            if changed and not other._closed:
+                log.warning("mysql session %s (cluster %s): account %s now holds privileges that need inspection; "
+                            "session ended", other.id, other.identifier, changed[0])
+                self.ctx.audit.event("gateway.session_ended", verdict="deny", cluster=other.identifier,
+                                     source_ip=other.peer_host, user=other.user,
+                                     reason=f"account {changed[0]} was given privileges whose sessions dbkeep inspects; "
+                                            "reconnect")
+                other._end_for_inspection()

@@ -602,6 +602,16 @@ class MySQLSession(GatewaySession):
         except Exception as exc:  # noqa: BLE001
             self._internal_error(exc)
 
+    def _end_for_inspection(self) -> None:
+        """End this (uninspected) session: its account now needs inspection. A session in the
+        native relay is ended there (its on_done closes the transports)."""
+        if self._closed:
+            return
+        if self._offloaded is not None:
+            self._finish()  # closes the relay's handle
+            return
+        self._close()
+
     def _hygiene_failed(self) -> None:
         """dbkeep could not check the grant tables around this session's statement (rdsadmin
         cannot log in, the engine went away): fail closed. A held statement is answered with an
