@@ -335,3 +335,16 @@ def test_routine_refusal():
     assert routine_refusal("sys", "execute_prepared_stmt", "PROCEDURE", "mariadb.sys@localhost", dangerous) is None
     # a body in an ANSI_QUOTES routine is read in every mode
     assert routine_refusal("appdb", "q", "PROCEDURE", "devel@%", 'UPDATE "mysql"."global_priv" SET Priv = 1')
+
+
+@pytest.mark.parametrize("sql", [
+    "CREATE SQL SECURITY INVOKER VIEW appdb.v AS SELECT * FROM mysql.global_priv",
+    "CREATE OR REPLACE ALGORITHM=MERGE SQL SECURITY INVOKER VIEW v AS SELECT * FROM mysql.db",
+    "ALTER VIEW v AS SELECT * FROM `mysql`.`roles_mapping`",
+    "ALTER EVENT e DO BEGIN EXECUTE IMMEDIATE @s; END",
+    # a body may not load stored privileges either: a write through a view, GRANT, SET ROLE in one CALL
+    "CREATE PROCEDURE p() BEGIN UPDATE appdb.v SET x=1; GRANT SELECT ON appdb.* TO admin; SET ROLE NONE; END",
+    "CREATE PROCEDURE p() ALTER USER admin ACCOUNT UNLOCK",
+])
+def test_views_over_grant_tables_and_bodies_that_load_privileges_are_refused(sql):
+    assert refused(sql).errno == 1227, sql

@@ -66,6 +66,7 @@ class Classified:
     prepare_name: str | None = None
     execute_name: str | None = None
     dynamic: str | None = None  # the literal text of PREPARE … FROM '…' / EXECUTE IMMEDIATE '…'
+    view_sources: set[TableRef] = field(default_factory=set)  # CREATE/ALTER VIEW: every name after AS
     call: TableRef | None = None  # CALL: the routine (schema UNKNOWN_DB when not known)
     call_args: list[str | None] | None = None  # CALL: each argument's string value, None if not a literal
     body: list[Token] | None = None  # the inside of a compound statement
@@ -268,6 +269,16 @@ def classify(stmt: Statement, db: str | None) -> Classified:
                 if ref is not None:
                     out.ddl_tables.add(ref)
             _ddl(tokens, db, out)
+            view = next((j for j, t in enumerate(tokens[:16]) if t.upper == "VIEW"), None)
+            if view is not None:
+                after_as = next((j for j, t in enumerate(tokens) if t.upper == "AS" and j > view), None)
+                if after_as is not None:
+                    j = after_as + 1
+                    while j < len(tokens):
+                        ref, nxt = _name_at(tokens, j, db)
+                        if ref is not None:
+                            out.view_sources.add(ref)
+                        j = max(nxt, j + 1)
     elif first in ("GRANT", "REVOKE"):
         out.kind = Kind.ACCOUNT
         out.refresh = True

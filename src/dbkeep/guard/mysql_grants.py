@@ -183,6 +183,10 @@ def _judge_one(c: Classified, facts: SessionFacts, depth: int) -> _Judged:
             return _Judged(_access_denied("SUPER", f"DDL on mysql.{ref.name}"))
     if SYSTEM_DB in c.ddl_databases or (UNKNOWN_DB in c.ddl_databases):
         return _Judged(_access_denied("SUPER", "DDL on the mysql database"))
+    if c.kind is Kind.DDL and c.verb in ("CREATE", "ALTER") and c.view_sources:
+        protected = sorted(r.name for r in c.view_sources if _in_system(r, PROTECTED_TABLES))
+        if protected:  # an SQL SECURITY INVOKER view would let DML reach them unseen
+            return _Judged(_access_denied("SUPER", f"a view over mysql.{protected[0]}"))
     if c.kind is Kind.COMPOUND:
         inner = _judge_body(c, facts, depth)
         if inner.refusal is not None:
@@ -242,6 +246,8 @@ def _judge_body(c: Classified, facts: SessionFacts, depth: int) -> _Judged:
             if sub.kind is Kind.EXECUTE:
                 return _Judged(_access_denied("SUPER", "dynamic SQL in a routine, trigger or event body"))
             if judged.after and (sub.dml_writes or sub.deletes or (sub.kind is Kind.FLUSH and sub.flush_privileges)):
+                return _Judged(_access_denied("SUPER", f"{judged.rule} in a routine, trigger or event body"))
+            if judged.before:  # GRANT/REVOKE/ALTER USER load stored privileges: not inside a body
                 return _Judged(_access_denied("SUPER", f"{judged.rule} in a routine, trigger or event body"))
             if judged.after:
                 after, rule = True, judged.rule

@@ -237,6 +237,8 @@ def opens_compound(tokens: list[Token]) -> bool:
     if not tokens:
         return False
     first = tokens[0].upper
+    if first == "ALTER":  # ALTER EVENT … DO <body> replaces the body
+        return any(t.upper == "EVENT" for t in tokens[1:4]) and any(t.upper == "DO" for t in tokens)
     if first == "CREATE":
         for tok in tokens[1:12]:
             if tok.upper in _BODY_OBJECTS:
