@@ -430,3 +430,27 @@ def test_a_live_session_whose_account_is_given_the_mysql_schema_is_ended(dbkeep,
     finally:
         with master(dbkeep, hy) as conn:
             run(conn, "DROP USER IF EXISTS 'later'@'%'")
+
+
+def test_an_applications_own_definer_routines_with_dynamic_sql_stay_callable(dbkeep, hy):
+    """A routine that runs as an application account (SQL SECURITY DEFINER, the definer's
+    sessions not inspected) cannot reach the grant tables whatever SQL it builds: the master
+    may call it, and what it runs is taken back if needed after the CALL."""
+    with master(dbkeep, hy) as conn:
+        run(conn, "CREATE USER IF NOT EXISTS 'devel2'@'%' IDENTIFIED BY 'Devel-Pass-2'")
+        run(conn, "GRANT SELECT, INSERT, CREATE, DROP, CREATE ROUTINE, ALTER ROUTINE, EXECUTE ON appdb.* TO 'devel2'@'%'")
+    try:
+        with mysql(dbkeep, hy, "devel2", "Devel-Pass-2", "appdb") as dev:
+            time.sleep(0.5)
+            run(dev, "CREATE OR REPLACE PROCEDURE appdb.partition_job(IN t VARCHAR(64)) SQL SECURITY DEFINER BEGIN "
+                     "EXECUTE IMMEDIATE CONCAT('CREATE TABLE IF NOT EXISTS appdb.', t, ' (i INT)'); END")
+        mark = audit_mark(dbkeep)
+        with master(dbkeep, hy) as conn:
+            run(conn, "CALL appdb.partition_job('made_by_job')")
+            assert run(conn, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_NAME = 'made_by_job'") == ((1,),)
+        assert refusals(dbkeep, hy, mark) == []
+    finally:
+        with master(dbkeep, hy) as conn:
+            run(conn, "DROP PROCEDURE IF EXISTS appdb.partition_job")
+            run(conn, "DROP TABLE IF EXISTS appdb.made_by_job")
+            run(conn, "DROP USER IF EXISTS 'devel2'@'%'")

@@ -120,7 +120,7 @@ class MariaDB(LocalEngine):
         super().__init__(state_dir, supervisor, **kw)
         self.binaries = binaries or MariaDBBinaries()
         self._hygiene_locks: dict[str, asyncio.Lock] = {}
-        self._routines: dict[str, tuple[tuple, list[tuple[str, str, str, str, str]]]] = {}
+        self._routines: dict[str, tuple[tuple, list[tuple[str, str, str, str, str, str]]]] = {}
 
     def socket_path(self, cluster_id: str) -> str:
         return str(self.layout(cluster_id).run / SOCKET_NAME)
@@ -324,8 +324,8 @@ class MariaDB(LocalEngine):
             self._repaired(cluster_id, what)
         return report
 
-    async def routines(self, cluster_id: str) -> list[tuple[str, str, str, str, str]]:
-        """Every stored routine of the cluster as (db, name, type, definer, body), for the
+    async def routines(self, cluster_id: str) -> list[tuple[str, str, str, str, str, str]]:
+        """Every stored routine of the cluster as (db, name, type, definer, security type, body), for the
         gateway to judge before a session runs routines it has not read (cached until
         mysql.proc changes)."""
         fingerprint, rows = await self._session(self.layout(cluster_id), reset.mysql_routines)

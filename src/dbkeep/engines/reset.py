@@ -377,12 +377,14 @@ def mysql_account_facts(cur, user: str) -> tuple[bool, str]:
     return privileged, str(cur.fetchone()[0] or "")
 
 
-def mysql_routines(cur) -> tuple[tuple, list[tuple[str, str, str, str, str]]]:
-    """(a fingerprint, every stored routine as (db, name, type, definer, body))."""
-    cur.execute("SELECT COUNT(*), MAX(modified), SUM(CRC32(body)) FROM mysql.proc")
+def mysql_routines(cur) -> tuple[tuple, list[tuple[str, str, str, str, str, str]]]:
+    """(a fingerprint, every stored routine as (db, name, type, definer, security type, body))."""
+    cur.execute("SELECT COUNT(*), MAX(modified), SUM(CRC32(body)), SUM(CRC32(definer)), "
+                "SUM(security_type = 'INVOKER') FROM mysql.proc")
     fingerprint = tuple(str(v) for v in cur.fetchone())
-    cur.execute("SELECT db, name, type, definer, CONVERT(body USING utf8mb4) FROM mysql.proc")
-    return fingerprint, [(db, name, kind, definer, body or "") for db, name, kind, definer, body in cur.fetchall()]
+    cur.execute("SELECT db, name, type, definer, security_type, CONVERT(body USING utf8mb4) FROM mysql.proc")
+    return fingerprint, [(db, name, kind, definer, security, body or "")
+                         for db, name, kind, definer, security, body in cur.fetchall()]
 
 
 def mysql_hygiene(cur) -> list[str]:

@@ -62,8 +62,8 @@ class GatewayContext:
     # whether the account's sessions must be inspected, and the server's global sql_mode.
     mysql_hygiene: Callable[[str, int | None], Awaitable[Any]] | None = None
     mysql_account_facts: Callable[[str, str], Awaitable[tuple[bool, str]]] | None = None
-    # ``mysql_routines(resource_id)``: every stored routine as (db, name, type, definer, body)
-    mysql_routines: Callable[[str], Awaitable[list[tuple[str, str, str, str, str]]]] | None = None
+    # ``mysql_routines(resource_id)``: every stored routine as (db, name, type, definer, security, body)
+    mysql_routines: Callable[[str], Awaitable[list[tuple[str, str, str, str, str, str]]]] | None = None
 
     def admit(self, identifier: str, port: int, peer: tuple[str, int] | None) -> ClusterTarget | None:
         """The cluster target when the security groups admit the peer; None (and an audit event) otherwise."""

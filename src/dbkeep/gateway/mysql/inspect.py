@@ -242,13 +242,27 @@ class Inspector:
         task.add_done_callback(tasks.discard)
 
     async def _routines(self, resource_id: str) -> Refusal | None:
-        """The first stored routine a session must not run (see ``routine_refusal``)."""
-        fetch = self.ctx.mysql_routines
+        """The first stored routine this session must not run (``routine_refusal``). A routine
+        runs with the caller's privileges (SQL SECURITY INVOKER) or its definer's: one whose
+        definer's sessions would not be inspected cannot use what it might write, and is
+        left alone (so an application's own routines with dynamic SQL stay callable)."""
+        fetch, probe = self.ctx.mysql_routines, self.ctx.mysql_account_facts
         assert fetch is not None
-        for db, name, kind, definer, body in await fetch(resource_id):
+        definers: dict[str, bool] = {}
+        for db, name, kind, definer, security, body in await fetch(resource_id):
             refusal = routine_refusal(db, name, kind, definer, body)
-            if refusal is not None:
-                return refusal
+            if refusal is None:
+                continue
+            user = definer.rsplit("@", 1)[0]
+            if security.upper() == "DEFINER" and user != "rdsadmin" and probe is not None:
+                if user not in definers:
+                    try:
+                        definers[user] = (await probe(resource_id, user))[0]
+                    except Exception:  # noqa: BLE001 - unknown: as privileged (fail closed)
+                        definers[user] = True
+                if not definers[user]:
+                    continue
+            return refusal
         return None
 
     async def _hygiene(self, phase: str, rule: str, statement: str, thread: int | None, *, hygiene: bool = True,
