@@ -46,6 +46,10 @@ session hands the socket to two small protocols of its own and drives a sans-I/O
    else (pipelined or split packets, COM_CHANGE_USER, COM_QUIT ...) takes the full path.
    Engine bytes are written to the client as they arrive whenever the sans-I/O engine leg
    says they would pass through unparsed (``EngineFacing.passthrough``).
+   **Inspection.** With ``ctx.mysql_hygiene`` (``dbkeep up``), every session starts
+   *inspected* and stays here until its account's facts show it cannot reach the grant
+   tables; an inspected session's statements are judged by the grant-table rules and may be
+   held while dbkeep checks the engine (:mod:`.inspect`).
    **Native relay.** With ``ctx.offload`` (``dbkeep up``, ``--relay-threads`` > 0) and no
    guard, a logged-in session at a command boundary with nothing buffered is handed to the
    native relay threads (``gateway/_relay.c``), both legs' TLS included. They frame the
@@ -635,7 +639,7 @@ class MySQLSession(GatewaySession):
     def _try_offload(self) -> None:
         """Hand the session to the native relay (``ctx.offload``) if it is at a command
         boundary with nothing buffered anywhere; otherwise it is tried again after the next
-        engine bytes. Only unguarded sessions go: a guard must see every statement."""
+        engine bytes. Only unguarded, uninspected sessions go: a guard must see every statement."""
         relay, offload = self.relay, self.ctx.offload
         if self._inspector is not None and self._inspector.active:
             return  # inspected: every statement is read here
