@@ -454,3 +454,21 @@ def test_an_applications_own_definer_routines_with_dynamic_sql_stay_callable(dbk
             run(conn, "DROP PROCEDURE IF EXISTS appdb.partition_job")
             run(conn, "DROP TABLE IF EXISTS appdb.made_by_job")
             run(conn, "DROP USER IF EXISTS 'devel2'@'%'")
+
+
+def test_a_character_set_change_cannot_hide_a_statement_from_the_guard(dbkeep, hy):
+    """After ``SET NAMES gbk`` the engine reads 0x81 0x60 as one character, while text decoded
+    in the login's utf8mb4 would see a backtick opening a quoted name that hides what follows.
+    The gateway reads such a statement in every candidate character set."""
+    from pymysql.constants import COMMAND
+
+    with master(dbkeep, hy) as conn:
+        run(conn, "SET NAMES gbk")
+        sql = (b"SELECT 1 \x81\x60 ; UPDATE mysql.global_priv SET Priv = JSON_SET(Priv, '$.access', 32768) "
+               b"WHERE User = 'nobody-at-all' ; SELECT 2 -- \x81\x60")
+        conn._execute_command(COMMAND.COM_QUERY, sql)
+        with pytest.raises(pymysql.err.MySQLError) as exc:
+            conn._read_query_result()
+        assert exc.value.args[0] == 1227
+        run(conn, "SET NAMES utf8mb4")
+        assert run(conn, "SELECT 3") == ((3,),)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dbkeep.gateway.mysql")
 
+# A statement that may change the client character set (SET NAMES, SET CHARACTER SET,
+# character_set_client): from then on the gateway no longer knows how the engine decodes the
+# bytes, and a multi-byte character whose second byte is ASCII (0x5C backslash, 0x60 backtick
+# … in big5/cp932/gbk/sjis) would make the guard and the engine read different statements.
+_CHARSET_CHANGE = re.compile(r"\b(names|character|charset|character_set_client)\b", re.IGNORECASE)
+# the collations (ids) whose character sets have such bytes, and a few common others
+_READINGS = (45, 28, 1, 13, 95, 8)  # utf8mb4, gbk, big5, sjis, cp932, latin1
 FACTS_TTL = 5.0  # seconds an account's facts are reused for new sessions of the same cluster
 _PRIVILEGE_WORDS = ("GRANT", "REVOKE", "ROLE", "USER", "MYSQL", "CALL", "EXECUTE")
 
@@ -88,6 +96,7 @@ class Inspector:
         self.held_refusal: Refusal | None = None  # what those checks found
         self.post: tuple[str, str] | None = None  # (rule, statement) forwarded, engine not answered yet
         self._user: str | None = None
+        self.charset_unknown = False  # the client may have changed its character set
 
     # --- who ------------------------------------------------------------------------------
 
@@ -171,6 +180,8 @@ class Inspector:
         session = self.session
         text = event.sql
         verdict = judge(text, self.facts)
+        if self.charset_unknown and any(b >= 0x80 for b in bytes(event.payload[1:])):
+            verdict = self._judge_readings(bytes(event.payload[1:]), verdict)
         self.judged += 1
         refusal = verdict.refusal
         if refusal is None and self.cleared and self.held_refusal is not None and not prepare:
@@ -195,9 +206,25 @@ class Inspector:
             return HOLD
         self.cleared = False
         self.facts = verdict.facts
+        if _CHARSET_CHANGE.search(text):
+            self.charset_unknown = True
+            self.facts = replace(self.facts, sql_mode=None)
         if verdict.hygiene_after:
             self._after("; ".join(verdict.rules), text)
         return None
+
+    def _judge_readings(self, raw: bytes, verdict: Any) -> Any:
+        """The strictest verdict over the statement read in each candidate character set."""
+        for collation in _READINGS:
+            other = judge(charsets.decode(raw, collation), self.facts)
+            if other.refusal is not None:
+                return other
+            verdict.hygiene_before |= other.hygiene_before
+            verdict.hygiene_after |= other.hygiene_after
+            verdict.check_routines |= other.check_routines
+            if other.rules and not verdict.rules:
+                verdict.rules = other.rules
+        return verdict
 
     def _refused(self, refusal: Refusal, statement: str, *, prepare: bool) -> None:
         session = self.session
