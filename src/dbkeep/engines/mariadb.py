@@ -260,12 +260,20 @@ class MariaDB(LocalEngine):
             return await asyncio.to_thread(self._session_sync, layout, fn, quiet, bootstrap, repair)
 
     # --- rdsadmin's own repair ------------------------------------------------------------------
+    def _hygiene_lock(self, cluster_id: str) -> asyncio.Lock:
+        """One grant-table repair at a time per cluster (start, reset, the gateway's live
+        hygiene): they share a probe role and read each other's half-done work otherwise.
+        Never held while taking the cluster's lifecycle lock."""
+        return self._hygiene_locks.setdefault(cluster_id, asyncio.Lock())
+
     async def _after_start(self, layout: ClusterLayout, spec: EngineSpec) -> None:
         try:
-            repairs = await self._session(layout, reset.mysql_hygiene, quiet=True)
+            async with self._hygiene_lock(layout.cluster_id):
+                repairs = await self._session(layout, reset.mysql_hygiene, quiet=True)
         except RdsadminRefused as exc:
             await self._repair_rdsadmin(layout, spec, str(exc))
-            repairs = await self._session(layout, reset.mysql_hygiene, quiet=True)
+            async with self._hygiene_lock(layout.cluster_id):
+                repairs = await self._session(layout, reset.mysql_hygiene, quiet=True)
         for what in repairs:
             self._repaired(layout.cluster_id, what)
 
@@ -317,8 +325,7 @@ class MariaDB(LocalEngine):
                     cur, wait_thread, time.monotonic() + min(30.0, self.query_timeout / 2))):
                 pass
         secret_hash = mysql_native_hash(layout.read_secret())
-        lock = self._hygiene_locks.setdefault(cluster_id, asyncio.Lock())
-        async with lock:
+        async with self._hygiene_lock(cluster_id):
             report = await self._session(layout, lambda cur: reset.mysql_live_hygiene(cur, secret_hash), quiet=True)
         for what in report.repairs:
             self._repaired(cluster_id, what)
@@ -409,8 +416,9 @@ class MariaDB(LocalEngine):
         password_hash = mysql_native_hash(password)
 
         async def reset_once() -> None:
-            repairs = await self._session(
-                layout, lambda cur: reset.mysql_reset_master(cur, spec.master_username, password_hash), quiet=True)
+            async with self._hygiene_lock(spec.cluster_id):
+                repairs = await self._session(
+                    layout, lambda cur: reset.mysql_reset_master(cur, spec.master_username, password_hash), quiet=True)
             for what in repairs:
                 self._repaired(layout.cluster_id, what)
 
