@@ -472,3 +472,12 @@ def test_a_character_set_change_cannot_hide_a_statement_from_the_guard(dbkeep, h
         assert exc.value.args[0] == 1227
         run(conn, "SET NAMES utf8mb4")
         assert run(conn, "SELECT 3") == ((3,),)
+
+
+def test_com_init_db_to_mysql_is_tracked(dbkeep, hy):
+    with master(dbkeep, hy) as conn:
+        conn.select_db("mysql")  # COM_INIT_DB, not a statement
+        assert error_of(conn, "UPDATE global_priv SET Priv = " + ADD_FILE_SUPER + " WHERE User = 'admin'")[0] == 1227
+        conn.select_db("appdb")  # leaving mysql may fail unseen: unqualified names stay suspect
+        assert error_of(conn, "UPDATE global_priv SET Priv = " + ADD_FILE_SUPER + " WHERE User = 'admin'")[0] == 1227
+    assert_clean(dbkeep, hy)

@@ -428,8 +428,7 @@ class MySQLSession(GatewaySession):
                 if self.ctx.mysql_hygiene is not None and self.ctx.mysql_account_facts is not None:
                     if self._inspector is None:
                         self._inspector = Inspector(self)
-                    self._inspector.logged_in(user, database if what == "login" else database,
-                                              change=what != "login")
+                    self._inspector.logged_in(user, database, change=what != "login")
                 if what == "login":
                     self.database = database
                     self._logged_in = True
