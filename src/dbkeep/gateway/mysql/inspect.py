@@ -74,10 +74,18 @@ def live_sessions(ctx: Any, resource_id: str) -> set[MySQLSession]:
     return ctx.extra.setdefault("mysql.sessions", {}).setdefault(resource_id, set())
 
 
+def _generation(ctx: Any, resource_id: str) -> int:
+    return ctx.extra.setdefault("mysql.facts_generation", {}).get(resource_id, 0)
+
+
 def forget_facts(ctx: Any, resource_id: str) -> None:
+    """Privileges may have changed on the cluster: no cached account facts are used again,
+    nor stored from a probe that started before now."""
     cache = _facts_cache(ctx)
     for key in [k for k in cache if k[0] == resource_id]:
         del cache[key]
+    generations = ctx.extra.setdefault("mysql.facts_generation", {})
+    generations[resource_id] = generations.get(resource_id, 0) + 1
 
 
 class Inspector:
@@ -126,16 +134,22 @@ class Inspector:
         if cached is not None and now - cached[0] < FACTS_TTL:
             privileged, mode = cached[1]
         else:
-            try:
-                privileged, mode = await probe(target.resource_id, user)
-            except Exception as exc:  # noqa: BLE001 - the session stays inspected
-                log.warning("mysql session %s (cluster %s): cannot read the account facts of %s: %s", session.id,
-                            session.identifier, user, exc)
-                return
+            for _attempt in range(3):
+                generation = _generation(self.ctx, target.resource_id)
+                try:
+                    privileged, mode = await probe(target.resource_id, user)
+                except Exception as exc:  # noqa: BLE001 - the session stays inspected
+                    log.warning("mysql session %s (cluster %s): cannot read the account facts of %s: %s", session.id,
+                                session.identifier, user, exc)
+                    return
+                if generation == _generation(self.ctx, target.resource_id):
+                    break
+            else:
+                return  # privileges kept changing meanwhile: the answer may be stale; stay inspected
             cache[key] = (time.monotonic(), (privileged, mode))
         if session._closed or user != self._user:
             return
-        if self.judged == 0 and self.facts.sql_mode is None:
+        if self.judged == 0 and self.facts.sql_mode is None and not self.charset_unknown:
             self.facts = replace(self.facts, sql_mode=SqlMode.parse(mode))
         self.privileged = self.privileged or privileged
         if not self.privileged and not self.busy and self.active:
