@@ -48,6 +48,10 @@ session hands the socket to two small protocols of its own and drives a sans-I/O
    else (pipelined or split packets, COM_CHANGE_USER, COM_QUIT ...) takes the full path.
    Engine bytes are written to the client as they arrive whenever the sans-I/O engine leg
    says they would pass through unparsed (``EngineFacing.passthrough``).
+   **Inspection.** With ``ctx.mysql_hygiene`` (``dbkeep up``), every session starts
+   *inspected* and stays here until its account's facts show it cannot reach the grant
+   tables; an inspected session's statements are judged by the grant-table rules and may be
+   held while dbkeep checks the engine (:mod:`.inspect`).
    **Native relay.** With ``ctx.offload`` (``dbkeep up``, ``--relay-threads`` > 0) and no
    guard, a logged-in session at a command boundary with nothing buffered is handed to the
    native relay threads (``gateway/_relay.c``), both legs' TLS included. They frame the
@@ -87,8 +91,9 @@ from dbkeep.gateway.offload import HandedBack, resume_tls_session, stop_set
 
 from . import charsets
 from .connection import ChangeUser, ClientState, LoginRequested, Prepare, Query
+from .inspect import Inspector
 from .messages import CommandCode, ErrPacket, OkPacket
-from .relay import Decidable, Output, Relay
+from .relay import HOLD, Decidable, Output, Relay
 from .wire import frame
 
 log = logging.getLogger("dbkeep.gateway.mysql")
@@ -118,6 +123,11 @@ _LOGIN_STATES = frozenset({
 # session -- COM_CHANGE_USER, COM_QUIT ... -- on the slow path in any case).
 _ALL_COMMANDS = frozenset(range(256))
 _GUARDED_COMMANDS = _ALL_COMMANDS - {CommandCode.COM_QUERY, CommandCode.COM_STMT_PREPARE}
+# Inspected sessions (gateway/mysql/inspect.py) also decide on these; while a hygiene is due,
+# on every command.
+_INSPECTED_COMMANDS = _GUARDED_COMMANDS - {CommandCode.COM_STMT_EXECUTE, CommandCode.COM_INIT_DB,
+                                           CommandCode.COM_RESET_CONNECTION, CommandCode.COM_PROCESS_KILL}
+_NO_COMMANDS: frozenset[int] = frozenset()
 # The native relay gives an unguarded session back before these (COM_CHANGE_USER is a new
 # login; the others change what the sans-I/O layer tracks); it forwards COM_QUIT itself.
 _NATIVE_STOP = stop_set({CommandCode.COM_CHANGE_USER, CommandCode.COM_RESET_CONNECTION,
@@ -294,6 +304,7 @@ class MySQLSession(GatewaySession):
         self.statement: Query | Prepare | None = None
         self._guard = ctx.guard
         self._unseen = _ALL_COMMANDS if ctx.guard is None else _GUARDED_COMMANDS
+        self._inspector: Inspector | None = None  # grant-table checks (ctx.mysql_hygiene)
         self._client: asyncio.Transport | None = None  # the raw transport, then the TLS one
         self._client_raw: asyncio.Transport | None = None  # the TCP transport (under TLS)
         self._engine: asyncio.Transport | None = None
@@ -385,6 +396,8 @@ class MySQLSession(GatewaySession):
 
     def _finish(self) -> None:
         self._audit_failed_login("the connection closed before the engine answered")
+        if self._inspector is not None and not self._closed:
+            self._inspector.session_closed()
         self._closed = True
         self._offload_wanted = False
         if self._offloaded is not None:  # the relay owns the sockets: it ends the session
@@ -435,6 +448,10 @@ class MySQLSession(GatewaySession):
                 self._pending = None
                 self.user = user
                 self.users.append(user)
+                if self.ctx.mysql_hygiene is not None and self.ctx.mysql_account_facts is not None:
+                    if self._inspector is None:
+                        self._inspector = Inspector(self)
+                    self._inspector.logged_in(user, database, change=what != "login")
                 if what == "login":
                     self.database = database
                     self._logged_in = True
@@ -458,8 +475,13 @@ class MySQLSession(GatewaySession):
 
     # --- decisions --------------------------------------------------------------------------
 
-    def _decide(self, event: Decidable) -> ErrPacket | None:
+    def _decide(self, event: Decidable) -> ErrPacket | object | None:
         kind = type(event)
+        inspector = self._inspector
+        if inspector is not None and inspector.active and kind is not LoginRequested:
+            verdict = inspector.decide(event)
+            if verdict is not None:
+                return verdict
         if kind is Query or kind is Prepare:
             return None if self._guard is None else self._judge(event)  # type: ignore[arg-type]
         if kind is LoginRequested:
@@ -552,6 +574,8 @@ class MySQLSession(GatewaySession):
         if out.close:
             self._close()
             return
+        if out.held:
+            self._pause_client("hold")  # nothing more is read until the hygiene has run
         if out.start_client_tls:
             self._start_client_tls()
         if out.start_engine_tls:
@@ -572,17 +596,79 @@ class MySQLSession(GatewaySession):
             self._want_offload()
             self._try_offload()
 
+    # --- grant-table checks (inspect.py) -------------------------------------------------------
+
+    def _inspection_changed(self) -> None:
+        """Which commands the hot path may forward unseen, and whether the native relay may
+        take the session, after the inspector changed its mind."""
+        inspector = self._inspector
+        if inspector is not None and inspector.active:
+            self._unseen = _NO_COMMANDS if inspector.busy else _INSPECTED_COMMANDS
+            self._offload_wanted = False
+            return
+        self._unseen = _ALL_COMMANDS if self._guard is None else _GUARDED_COMMANDS
+        if self._logged_in and not self._closed and self._offloaded is None:
+            self._want_offload()
+            self._try_offload()
+
+    def _engine_thread(self) -> int | None:
+        relay = self.relay
+        greeting = relay.engine.greeting if relay is not None else None
+        return greeting.connection_id if greeting is not None else None
+
+    def _hygiene_done(self) -> None:
+        """The hygiene ran: forward what was held, read the client again."""
+        self._inspection_changed()
+        relay = self.relay
+        if self._closed or relay is None:
+            return
+        try:
+            if relay.held:
+                self._apply(relay.release())
+            if not self._closed and not relay.held:
+                self._resume_client("hold")
+        except ProtocolError as exc:
+            self._client_protocol_error(str(exc))
+        except Exception as exc:  # noqa: BLE001
+            self._internal_error(exc)
+
+    def _end_for_inspection(self) -> None:
+        """End this (uninspected) session: its account now needs inspection. A session in the
+        native relay is ended there (its on_done closes the transports)."""
+        if self._closed:
+            return
+        if self._offloaded is not None:
+            self._finish()  # closes the relay's handle
+            return
+        self._close()
+
+    def _hygiene_failed(self) -> None:
+        """dbkeep could not check the grant tables around this session's statement (rdsadmin
+        cannot log in, the engine went away): fail closed. A held statement is answered with an
+        error and never runs; then the session ends."""
+        relay = self.relay
+        if self._closed or relay is None:
+            return
+        if relay.held:
+            self._write_client(relay.client_error(ErrPacket(
+                1105, "dbkeep could not check the grant tables (rdsadmin is unavailable): the statement was not run "
+                "and the session ends; resetting the master password repairs rdsadmin", "HY000")))
+        self._close()
+
     # --- native relay -----------------------------------------------------------------------
 
     def _want_offload(self) -> None:
-        self._offload_wanted = self.ctx.offload is not None and self._guard is None and not self._closed
+        inspected = self._inspector is not None and self._inspector.active
+        self._offload_wanted = self.ctx.offload is not None and self._guard is None and not inspected and not self._closed
         self._offload_attempts = _OFFLOAD_ATTEMPTS
 
     def _try_offload(self) -> None:
         """Hand the session to the native relay (``ctx.offload``) if it is at a command
         boundary with nothing buffered anywhere; otherwise it is tried again after the next
-        engine bytes. Only unguarded sessions go: a guard must see every statement."""
+        engine bytes. Only unguarded, uninspected sessions go: a guard must see every statement."""
         relay, offload = self.relay, self.ctx.offload
+        if self._inspector is not None and self._inspector.active:
+            return  # inspected: every statement is read here
         if (self._closed or offload is None or relay is None or self._offloaded is not None or not self._logged_in
                 or self._pending is not None or self._client_hold is not None or self._engine_hold is not None
                 or self._client_pauses or self._engine_paused):
@@ -848,6 +934,9 @@ class MySQLSession(GatewaySession):
     def _engine_data(self, data: bytes) -> None:
         relay = self.relay
         assert relay is not None  # set before the engine is connected
+        inspector = self._inspector
+        if inspector is not None and inspector.post is not None:
+            inspector.engine_answered()
         try:
             if relay.engine.passthrough and not self._closed:
                 self._client.write(data)  # type: ignore[union-attr]  # the hot path
