@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     ca = sub.add_parser("ca", help="print dbkeep's CA certificate (PEM)")
     ca.add_argument("--state-dir", help=STATE_HELP)
 
-    status = sub.add_parser("status", help="say whether dbkeep runs on a state dir, and list its clusters")
+    status = sub.add_parser("status", help="say whether dbkeep runs on a state dir, and list its clusters and instances")
     status.add_argument("--state-dir", help=STATE_HELP)
     return parser
 

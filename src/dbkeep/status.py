@@ -37,22 +37,35 @@ def _running_pid(state_dir: Path) -> int | None:
         os.close(fd)
 
 
+# what a person does next about a cluster in each state that needs them
+_NEXT_STEP = {
+    "failed": "delete it (aws rds delete-db-cluster --db-cluster-identifier {id} --skip-final-snapshot) and create it again",
+    "incompatible-parameters": "fix its parameter group (aws rds describe-db-cluster-parameters), then "
+                               "aws rds reboot-db-instance --db-instance-identifier INSTANCE",
+}
+
+
 def describe(state_dir: Path) -> tuple[str, bool]:
     if not (state_dir / "credentials").exists():
-        return f"no dbkeep state in {state_dir}", False
+        return f"no dbkeep state in {state_dir}; start one with: dbkeep up --state-dir {state_dir}", False
     pid = _running_pid(state_dir)
     config = configparser.ConfigParser()
     config.read(state_dir / "config")
     endpoint = config.get("default", "endpoint_url", fallback="?")
     lines = [f"dbkeep {'running (pid ' + str(pid) + ')' if pid else 'stopped'}; API {endpoint}; state dir {state_dir}"]
+    if not pid:
+        lines.append(f"  start it with: dbkeep up --state-dir {state_dir}  (clusters start with it)")
     catalog = state_dir / "catalog.sqlite3"
     if catalog.exists():
         uri = f"file:{quote(str(catalog))}?mode=ro"   # read-only: status never writes the catalog
         engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True))
+        c, i = schema.clusters.c, schema.instances.c
         try:
             with engine.connect() as conn:
-                rows = conn.execute(select(schema.clusters.c.identifier, schema.clusters.c.engine, schema.clusters.c.status,
-                                           schema.clusters.c.port).order_by(schema.clusters.c.identifier)).all()
+                rows = conn.execute(select(c.identifier, c.engine, c.status, c.port, c.iam_auth, c.status_message)
+                                    .order_by(c.identifier)).all()
+                members = conn.execute(select(i.cluster_identifier, i.identifier, i.instance_class, i.status,
+                                              i.parameter_status).order_by(i.identifier)).all()
                 confinement = conn.execute(select(schema.meta.c.value).where(
                     schema.meta.c.key == confine.META_KEY)).scalar()
         finally:
@@ -63,8 +76,17 @@ def describe(state_dir: Path) -> tuple[str, bool]:
                 lines.append(f"WARNING: engine processes are {confinement}{when}")
             else:
                 lines.append(f"engine processes are {confinement}{when}")
-        for ident, engine_name, status, port in rows:
-            lines.append(f"  {ident:30} {engine_name:18} {status:28} port {port}")
+        if rows:
+            lines.append(f"  {'CLUSTER':30} {'ENGINE':18} {'STATUS':28} {'PORT':>5}  {'IAM DB AUTH':11}  INSTANCES")
+        for ident, engine_name, status, port, iam_auth, message in rows:
+            own = [m for m in members if m[0] == ident]
+            listed = ", ".join(f"{m[1]} ({m[2]}, {m[3]}{', pending-reboot' if m[4] == 'pending-reboot' else ''})"
+                               for m in own) or "none (no endpoint until one is created)"
+            lines.append(f"  {ident:30} {engine_name:18} {status:28} {port:>5}  {'on' if iam_auth else 'off':11}  {listed}")
+            if message and status in _NEXT_STEP:
+                lines.append(f"      last error: {message}")
+            if status in _NEXT_STEP:
+                lines.append("      what to do: " + _NEXT_STEP[status].format(id=ident))
         if not rows:
-            lines.append("  no clusters")
+            lines.append("  no clusters; create one with: aws rds create-db-cluster … (see README)")
     return "\n".join(lines), pid is not None

@@ -91,6 +91,15 @@ def rdsadmin_refused(dbkeep, cluster) -> bool:
     return exc.value.args[0] in (1045, 4151)
 
 
+def rdsadmin_refused_or_not(dbkeep, cluster) -> bool:
+    secret = dbkeep.state_dir / "clusters" / cluster["DbClusterResourceId"] / "rdsadmin.secret"
+    try:
+        mysql(dbkeep, cluster, "rdsadmin", secret.read_text().strip(), via="socket").close()
+    except pymysql.err.MySQLError as exc:
+        return exc.args[0] in (1045, 4151)
+    return False
+
+
 MYSQL_CASES = {
     "account_lock": (["ALTER USER 'admin'@'%' ACCOUNT LOCK"], None, lambda d, c: my_login_error(d, c) == 4151),
     "password_expire": (["ALTER USER 'admin'@'%' PASSWORD EXPIRE"], None, lambda d, c: my_statement_error(d, c, "SELECT 1") == 1820),
@@ -107,8 +116,10 @@ MYSQL_CASES = {
     "host_narrowed": (["RENAME USER 'admin'@'%' TO 'admin'@'10.0.0.1'"], None, lambda d, c: my_login_error(d, c) == 1045),
     # dbkeep's own hand: without repair, the reset itself would fail
     "rdsadmin_locked": (["ALTER USER 'rdsadmin'@'localhost' ACCOUNT LOCK"], None, rdsadmin_refused),
+    # the grant-table hygiene after the DELETE puts rdsadmin back before the FLUSH (issue 15):
+    # no lockout any more, and the repair is audited as one
     "rdsadmin_dropped_by_dml": (["DELETE FROM mysql.global_priv WHERE User = 'rdsadmin'", "FLUSH PRIVILEGES"], None,
-                                rdsadmin_refused),
+                                lambda d, c: not rdsadmin_refused_or_not(d, c)),
 }
 
 

@@ -245,6 +245,58 @@ def test_mysql_start_repairs_rdsadmin_and_strips_self_granted_privileges(my_data
     _my_verify(c, c.password)
 
 
+def test_mysql_live_hygiene_takes_back_unloads_ends_sessions_and_restores_rdsadmin(my_data):
+    """What the gateway runs after a statement that may have written the grant tables
+    (``MariaDB.live_hygiene``), on a running engine: privileges only rdsadmin may hold are taken
+    from the tables *and* from what the server has loaded, the sessions of the accounts (and of
+    the role's holders) that held them are ended, rdsadmin's own rows are put back while it can
+    still log in, and nothing else changes."""
+    c = my_data
+    driver = c.engines.driver.mariadb
+    escalate = ("UPDATE mysql.global_priv SET Priv = JSON_SET(Priv, '$.access', "
+                "CAST(JSON_VALUE(Priv, '$.access') AS UNSIGNED) | 512 | 32768) WHERE User = %s")
+    try:
+        with closing_all(_my_master(c), _my_master(c)) as (m, bystander):
+            assert c.run(driver.account_facts(c.spec.cluster_id, "admin"))[0] is True
+            my_rows(m, escalate, ("admin",))
+            my_rows(m, escalate, ("rds_superuser_role",))
+            my_rows(m, "FLUSH PRIVILEGES")
+            my_rows(m, "DELETE FROM mysql.global_priv WHERE User = 'rdsadmin'")  # not flushed: it still logs in
+            my_rows(m, "DELETE FROM mysql.roles_mapping WHERE User = 'rdsadmin'")
+            thread = my_rows(m, "SELECT CONNECTION_ID()")[0][0]
+            report = c.run(driver.live_hygiene(c.spec.cluster_id, thread))
+            assert any(r.startswith("rdsadmin restored") for r in report.repairs), report
+            assert any("admin@%" in r and "rds_superuser_role" in r for r in report.repairs), report
+            assert len(report.ended) == 2 and all(e.startswith("admin ") for e in report.ended), report
+            for conn in (m, bystander):  # both master sessions were ended
+                with pytest.raises(Exception):
+                    my_rows(conn, "SELECT 1")
+        assert c.rdsadmin("SELECT CURRENT_USER()") == [("rdsadmin@localhost",)]
+        assert c.rdsadmin("SELECT Admin_option FROM mysql.roles_mapping WHERE User = 'rdsadmin'") == [("Y",)]
+        with closing_all(_my_master(c)) as (m,):
+            privs, _ = global_privileges(my_rows(m, "SHOW GRANTS FOR 'admin'@'%'"))
+            assert privs == SPEC_V2_MARIADB
+            assert my_error(my_rows, m, "SET GLOBAL general_log = 1")[0] == 1227
+            my_rows(m, "SET ROLE rds_superuser_role")
+            assert my_error(my_rows, m, "SET GLOBAL general_log = 1")[0] == 1227
+        assert c.rdsadmin("SELECT GRANTEE FROM information_schema.USER_PRIVILEGES WHERE PRIVILEGE_TYPE IN "
+                          "('SUPER', 'FILE') AND GRANTEE <> \"'rdsadmin'@'localhost'\"") == []
+        again = c.run(driver.live_hygiene(c.spec.cluster_id))
+        assert again.repairs == [] and again.ended == []  # idempotent: nothing left to do
+        with closing_all(my_connect(c, user="admin")) as (m,):
+            my_rows(m, "CREATE USER IF NOT EXISTS 'reader'@'%' IDENTIFIED BY 'Reader-pass-1'")
+            my_rows(m, "GRANT SELECT ON *.* TO 'reader'@'%'")
+        assert c.run(driver.account_facts(c.spec.cluster_id, "reader"))[0] is False
+        with closing_all(my_connect(c, user="admin")) as (m,):
+            my_rows(m, "GRANT INSERT ON mysql.* TO 'reader'@'%'")
+        assert c.run(driver.account_facts(c.spec.cluster_id, "reader"))[0] is True
+    finally:
+        with closing_all(my_connect(c, user="admin")) as (m,):
+            my_rows(m, "DROP USER IF EXISTS 'reader'@'%'")
+        _my_cleanup(c)
+    _my_verify(c, c.password)
+
+
 def test_mysql_reset_never_logs_the_password(my_data):
     c = my_data
     c.run(c.engines.driver.apply_dynamic_settings(c.spec, {"general_log": "1", "slow_query_log": "1",

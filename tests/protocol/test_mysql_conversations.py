@@ -44,6 +44,7 @@ from dbkeep.gateway.mysql import (
     SslRequested,
 )
 from dbkeep.gateway.mysql.wire import PacketBuffer
+from dbkeep.gateway.mysql.relay import HOLD
 
 # fmt: off
 # ruff: noqa: E501
@@ -680,3 +681,48 @@ def test_clear_password_switch_with_real_clients(name: str) -> None:
     login = gateway.logins[0]
     assert login.user == "iamuser"
     assert login.tls is (name != "mariadb_cli_cleartext")  # policy must refuse the other one
+
+
+class HoldingReplay(Replay):
+    """Holds every statement and change of user once (``HOLD``), releasing it only after more
+    input has arrived (the gateway holds commands while dbkeep checks the grant tables)."""
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.seen: set[int] = set()
+        self.holds = 0
+
+    def decide(self, event: object):
+        if isinstance(event, (Query, ChangeUser)) and len(self.decisions) not in self.seen:
+            self.seen.add(len(self.decisions))
+            self.holds += 1
+            return HOLD
+        return super().decide(event)
+
+    def _take(self, out: object) -> None:
+        super()._take(out)
+        if out.held:  # type: ignore[attr-defined]
+            assert self.relay.held and self.relay.client_passthrough(b"\x01\x00\x00\x00\x0e", frozenset({0x0e})) is False
+
+    def run(self) -> HoldingReplay:
+        def engine_data(data, _feed=self.relay.engine_data):
+            if self.relay.held:
+                self._take(self.relay.release())
+            return _feed(data)
+
+        self.relay.engine_data = engine_data  # type: ignore[method-assign]
+        super().run()
+        while self.relay.held:
+            self._take(self.relay.release())
+        return self
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(sorted(n for n in CONVERSATIONS if "denied" not in n)),
+       split=st.lists(st.integers(1, 64), max_size=100))
+def test_held_commands_reach_the_engine_unchanged_once_released(name: str, split: list[int]) -> None:
+    held = HoldingReplay(CONVERSATIONS[name], split=split).run()
+    plain = Replay(CONVERSATIONS[name]).run()
+    assert held.holds > 0
+    assert bytes(held.to_engine) == bytes(plain.to_engine)
+    assert bytes(held.to_client) == bytes(plain.to_client)

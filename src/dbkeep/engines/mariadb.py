@@ -38,6 +38,7 @@ import logging
 import os
 import shutil
 import signal
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +125,8 @@ class MariaDB(LocalEngine):
     def __init__(self, state_dir, supervisor, *, binaries: MariaDBBinaries | None = None, **kw) -> None:
         super().__init__(state_dir, supervisor, **kw)
         self.binaries = binaries or MariaDBBinaries()
+        self._hygiene_locks: dict[str, asyncio.Lock] = {}
+        self._routines: dict[str, tuple[tuple, list[tuple[str, str, str, str, str, str]]]] = {}
 
     def socket_path(self, cluster_id: str) -> str:
         return str(self.layout(cluster_id).run / SOCKET_NAME)
@@ -277,12 +280,20 @@ class MariaDB(LocalEngine):
             return await asyncio.to_thread(self._session_sync, layout, fn, quiet, bootstrap, repair)
 
     # --- rdsadmin's own repair ------------------------------------------------------------------
+    def _hygiene_lock(self, cluster_id: str) -> asyncio.Lock:
+        """One grant-table repair at a time per cluster (start, reset, the gateway's live
+        hygiene): they share a probe role and read each other's half-done work otherwise.
+        Never held while taking the cluster's lifecycle lock."""
+        return self._hygiene_locks.setdefault(cluster_id, asyncio.Lock())
+
     async def _after_start(self, layout: ClusterLayout, spec: EngineSpec) -> None:
         try:
-            repairs = await self._session(layout, reset.mysql_hygiene, quiet=True)
+            async with self._hygiene_lock(layout.cluster_id):
+                repairs = await self._session(layout, reset.mysql_hygiene, quiet=True)
         except RdsadminRefused as exc:
             await self._repair_rdsadmin(layout, spec, exc)
-            repairs = await self._session(layout, reset.mysql_hygiene, quiet=True)
+            async with self._hygiene_lock(layout.cluster_id):
+                repairs = await self._session(layout, reset.mysql_hygiene, quiet=True)
         for what in repairs:
             self._repaired(layout.cluster_id, what)
 
@@ -320,6 +331,40 @@ class MariaDB(LocalEngine):
             cur.execute(sql, tuple(params) if params else None)
             return [tuple(r) for r in cur.fetchall()] if cur.description else []
         return await self._session(self.layout(cluster_id), work)
+
+    # --- the gateway's live checks (injected into it by app.py) ----------------------------------
+    async def live_hygiene(self, cluster_id: str, wait_thread: int | None = None) -> reset.LiveHygiene:
+        """Take back, now, what a session may have written into the grant tables (see
+        :func:`reset.mysql_live_hygiene`); first wait until engine thread ``wait_thread`` (the
+        session's own) has finished its statement. Each repair is an ``engine.repaired`` event.
+        One at a time per cluster."""
+        layout = self.layout(cluster_id)
+        self._bootstrapped(layout)
+        if wait_thread is not None:
+            while not await self._session(layout, lambda cur: reset.mysql_wait_idle(
+                    cur, wait_thread, time.monotonic() + min(30.0, self.query_timeout / 2))):
+                pass
+        secret_hash = mysql_native_hash(layout.read_secret())
+        async with self._hygiene_lock(cluster_id):
+            report = await self._session(layout, lambda cur: reset.mysql_live_hygiene(cur, secret_hash), quiet=True)
+        for what in report.repairs:
+            self._repaired(cluster_id, what)
+        return report
+
+    async def routines(self, cluster_id: str) -> list[tuple[str, str, str, str, str, str]]:
+        """Every stored routine of the cluster as (db, name, type, definer, security type, body), for the
+        gateway to judge before a session runs routines it has not read (cached until
+        mysql.proc changes)."""
+        fingerprint, rows = await self._session(self.layout(cluster_id), reset.mysql_routines)
+        cached = self._routines.get(cluster_id)
+        if cached is not None and cached[0] == fingerprint:
+            return cached[1]
+        self._routines[cluster_id] = (fingerprint, rows)
+        return rows
+
+    async def account_facts(self, cluster_id: str, user: str) -> tuple[bool, str]:
+        """(whether ``user``'s gateway sessions must be inspected, the global sql_mode)."""
+        return await self._session(self.layout(cluster_id), lambda cur: reset.mysql_account_facts(cur, user))
 
     # --- bootstrap ----------------------------------------------------------------------------
     async def _bootstrap(self, layout: ClusterLayout, spec: EngineSpec, master_password: str) -> dict | None:
@@ -394,8 +439,9 @@ class MariaDB(LocalEngine):
         password_hash = mysql_native_hash(password)
 
         async def reset_once() -> None:
-            repairs = await self._session(
-                layout, lambda cur: reset.mysql_reset_master(cur, spec.master_username, password_hash), quiet=True)
+            async with self._hygiene_lock(spec.cluster_id):
+                repairs = await self._session(
+                    layout, lambda cur: reset.mysql_reset_master(cur, spec.master_username, password_hash), quiet=True)
             for what in repairs:
                 self._repaired(layout.cluster_id, what)
 

@@ -48,7 +48,10 @@ PostgreSQL — the master is the role named ``<master>``:
 
 from __future__ import annotations
 
+import json
 import re
+import time
+from dataclasses import dataclass
 
 from psycopg import AsyncConnection, sql
 
@@ -151,6 +154,237 @@ def mysql_remove_forged_definers(cur) -> list[str]:
         cur.execute(f"DROP {kind} IF EXISTS {b.mysql_ident(db)}.{b.mysql_ident(name)}")
     mysql_ensure_procedures(cur)
     return [f"{kind.lower()} {db}.{name}" for db, name, kind in forged]
+
+
+_RDSADMIN_EXPECTED_ZERO = ("ssl_type", "max_questions", "max_updates", "max_connections", "max_user_connections",
+                           "max_statement_time", "password_lifetime")
+
+
+def _all_access_mask(cur) -> int:
+    """The ``access`` bits of ALL PRIVILEGES WITH GRANT OPTION on this server (as rdsadmin holds)."""
+    role = b.mysql_ident(_MASK_PROBE)
+    cur.execute(f"DROP ROLE IF EXISTS {role}")
+    cur.execute(f"CREATE ROLE {role}")
+    try:
+        cur.execute(f"GRANT ALL PRIVILEGES ON *.* TO {role} WITH GRANT OPTION")
+        cur.execute("SELECT CAST(JSON_VALUE(Priv, '$.access') AS UNSIGNED) FROM mysql.global_priv "
+                    "WHERE User = %s AND Host = ''", (_MASK_PROBE,))
+        return int(cur.fetchone()[0])
+    finally:
+        cur.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def mysql_check_rdsadmin(cur, secret_hash: str) -> list[str]:
+    """rdsadmin's stored rows as bootstrap made them, put back live (the session is rdsadmin's
+    own, logged in while the engine's memory still knows it): its ``global_priv`` row (all
+    privileges, dbkeep's secret, unlocked, no expiry, no limits) and its ADMIN OPTION on
+    ``rds_superuser_role``. Written with DML, since the account statements consult the
+    in-memory copy, which a master's unflushed DML leaves behind; the caller flushes.
+    Returns what was wrong."""
+    user, host = b.RDSADMIN_MYSQL
+    cur.execute("SELECT Priv FROM mysql.global_priv WHERE User = %s AND Host = %s", (user, host))
+    row = cur.fetchone()
+    wrong: list[str] = []
+    full = _all_access_mask(cur)
+    if row is None:
+        wrong.append("its account row was missing")
+    else:
+        try:
+            priv = json.loads(row[0])
+        except (TypeError, ValueError):
+            priv = {}
+            wrong.append("its account row was unreadable")
+        if priv:
+            if int(priv.get("access", 0)) != full:
+                wrong.append("its privileges were changed")
+            if priv.get("plugin") != "mysql_native_password" or priv.get("authentication_string") != secret_hash:
+                wrong.append("its authentication was changed")
+            if priv.get("account_locked") or priv.get("password_last_changed", 1) == 0:
+                wrong.append("it was locked or expired")
+            if any(float(priv.get(key, 0) or 0) != 0 for key in _RDSADMIN_EXPECTED_ZERO):
+                wrong.append("limits or TLS requirements were set on it")
+    if wrong:
+        cur.execute("SELECT VERSION()")
+        major, minor, patch = (int(x) for x in re.match(r"(\d+)\.(\d+)\.(\d+)", cur.fetchone()[0]).groups())
+        cur.execute(
+            "REPLACE INTO mysql.global_priv (Host, User, Priv) VALUES (%s, %s, JSON_OBJECT("
+            f"'access', %s, 'version_id', {major * 10000 + minor * 100 + patch}, 'plugin', 'mysql_native_password', "
+            "'authentication_string', %s, 'password_last_changed', UNIX_TIMESTAMP(), 'ssl_type', 0, "
+            "'ssl_cipher', '', 'x509_issuer', '', 'x509_subject', '', 'max_questions', 0, 'max_updates', 0, "
+            "'max_connections', 0, 'max_user_connections', 0, 'max_statement_time', 0.0, "
+            "'account_locked', false, 'password_lifetime', 0))", (host, user, full, secret_hash))
+    cur.execute("SELECT 1 FROM mysql.global_priv WHERE User = %s AND Host = ''", (b.MYSQL_ROLE,))
+    if cur.fetchone():
+        cur.execute("SELECT Admin_option FROM mysql.roles_mapping WHERE Host = %s AND User = %s AND Role = %s",
+                    (host, user, b.MYSQL_ROLE))
+        mapping = cur.fetchone()
+        if mapping is None or mapping[0] != "Y":
+            wrong.append(f"its ADMIN OPTION on {b.MYSQL_ROLE} was taken")
+            cur.execute("INSERT INTO mysql.roles_mapping (Host, User, Role, Admin_option) VALUES (%s, %s, %s, 'Y') "
+                        "ON DUPLICATE KEY UPDATE Admin_option = 'Y'", (host, user, b.MYSQL_ROLE))
+    return wrong
+
+
+_ADMIN_ONLY_PRIVILEGE_TYPES_SQL = (
+    "SELECT DISTINCT GRANTEE FROM information_schema.USER_PRIVILEGES WHERE PRIVILEGE_TYPE NOT IN ({}) "
+    "AND GRANTEE <> %s")
+
+
+def _holders_in_memory(cur) -> set[str]:
+    """Accounts whose *loaded* privileges (what the server enforces now, whatever the tables
+    say) go beyond the master's list; as user names."""
+    allowed = (*b.MYSQL_MASTER_PRIVILEGES, "USAGE", "GRANT OPTION")
+    cur.execute(_ADMIN_ONLY_PRIVILEGE_TYPES_SQL.format(", ".join(["%s"] * len(allowed))),
+                (*allowed, "'{}'@'{}'".format(*b.RDSADMIN_MYSQL)))
+    holders = set()
+    for (grantee,) in cur.fetchall():
+        name = grantee.rsplit("@", 1)[0].strip("'")
+        holders.add(name)
+    return holders
+
+
+def _users_holding_roles(cur, roles: set[str]) -> set[str]:
+    """Every account that holds one of ``roles``, directly or through other roles."""
+    found, frontier, seen = set(), set(roles), set(roles)
+    while frontier:
+        cur.execute("SELECT User, Host FROM mysql.roles_mapping WHERE Role IN ({})".format(", ".join(["%s"] * len(frontier))),
+                    tuple(frontier))
+        frontier = set()
+        for user, host in cur.fetchall():
+            if host == "":  # a role granted to a role
+                if user not in seen:
+                    seen.add(user)
+                    frontier.add(user)
+            else:
+                found.add(user)
+    return found
+
+
+def mysql_end_sessions(cur, users: set[str]) -> list[str]:
+    """KILL CONNECTION of every live session of ``users`` but this one; returns what was ended."""
+    users = {u for u in users if u and u != b.RDSADMIN_MYSQL[0]}
+    if not users:
+        return []
+    cur.execute("SELECT ID, USER FROM information_schema.PROCESSLIST WHERE USER IN ({}) AND ID <> CONNECTION_ID()"
+                .format(", ".join(["%s"] * len(users))), tuple(sorted(users)))
+    ended = []
+    for thread_id, user in cur.fetchall():
+        try:
+            cur.execute(f"KILL CONNECTION {int(thread_id)}")
+        except Exception as exc:  # noqa: BLE001 - it may have ended meanwhile (1094)
+            if not (getattr(exc, "args", None) and exc.args[0] == 1094):
+                raise
+            continue
+        ended.append(f"{user} (thread {int(thread_id)})")
+    return ended
+
+
+@dataclass
+class LiveHygiene:
+    """What :func:`mysql_live_hygiene` did: ``repairs`` as :func:`mysql_hygiene` returns them,
+    ``ended`` the sessions it ended."""
+
+    repairs: list[str]
+    ended: list[str]
+
+
+def mysql_live_hygiene(cur, secret_hash: str) -> LiveHygiene:
+    """:func:`mysql_hygiene` on a running engine, right after a session may have written the
+    grant tables: rdsadmin's rows are checked first (and put back while rdsadmin can still log
+    in), then privileges only rdsadmin may hold are taken back from the tables *and* from what
+    the server has loaded (FLUSH PRIVILEGES, always: a flush or GRANT may already have loaded
+    them), and every live session of an account that held one is ended — a session keeps the
+    global privileges it had at login or at its last SET ROLE. The session must be quiet."""
+    repairs = []
+    wrong = mysql_check_rdsadmin(cur, secret_hash)
+    if wrong:
+        repairs.append(f"rdsadmin restored ({'; '.join(wrong)})")
+    in_memory = _holders_in_memory(cur)
+    stripped = mysql_strip_beyond_master(cur)
+    if stripped:
+        repairs.append(f"privileges only rdsadmin can grant taken from {', '.join(stripped)}")
+    forged = mysql_remove_forged_definers(cur)
+    if forged:
+        repairs.append(f"routines and events running as rdsadmin dropped: {', '.join(forged)}")
+    cur.execute("FLUSH PRIVILEGES")
+    if in_memory - {s.split("@", 1)[0] for s in stripped}:
+        repairs.append(f"privileges only rdsadmin can grant unloaded from {', '.join(sorted(in_memory))}")
+    accounts = {s.split("@", 1)[0] for s in stripped if "@" in s}
+    roles = {s for s in stripped if "@" not in s}
+    users = accounts | in_memory | _users_holding_roles(cur, roles)
+    ended = mysql_end_sessions(cur, users) if (stripped or in_memory) else []
+    return LiveHygiene(repairs, ended)
+
+
+def mysql_wait_idle(cur, thread_id: int, deadline: float) -> bool:
+    """Wait until engine thread ``thread_id`` has finished its command (or is gone): True, or
+    False when ``deadline`` (``time.monotonic()``) passed first."""
+    pause = 0.002
+    while True:
+        cur.execute("SELECT COMMAND FROM information_schema.PROCESSLIST WHERE ID = %s", (thread_id,))
+        row = cur.fetchone()
+        if row is None or row[0] in ("Sleep", "Killed"):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
+# Global privileges that never reach the grant tables or run code (MariaDB 10.11's bits:
+# SELECT, PROCESS, REFERENCES, SHOW DATABASES, CREATE TEMPORARY TABLES, LOCK TABLES, EXECUTE,
+# REPLICATION SLAVE, BINLOG MONITOR, SHOW VIEW, SLAVE MONITOR). An account with any other, or
+# with any privilege on the mysql schema, is one whose sessions the gateway inspects.
+_READ_ONLY_ACCESS = sum(1 << bit for bit in (0, 8, 11, 14, 16, 17, 18, 19, 20, 22, 38))
+
+
+def mysql_account_facts(cur, user: str) -> tuple[bool, str]:
+    """(whether a gateway login as ``user`` may write the ``mysql`` schema or hold more than
+    read-only global privileges, directly or through any role it may SET; the server's global
+    sql_mode). A gateway login reaches the engine as host ``localhost``: every account of that
+    name (or anonymous) whose host pattern matches it counts."""
+    cur.execute("SELECT User, Host, CAST(IFNULL(JSON_VALUE(Priv, '$.access'), 0) AS UNSIGNED) FROM mysql.global_priv "
+                "WHERE User IN (%s, '') AND Host <> ''", (user,))
+    accounts = [(u, h, int(a)) for u, h, a in cur.fetchall() if _host_matches_localhost(h)]
+    access = 0
+    grantees = set()
+    for u, h, a in accounts:
+        access |= a
+        grantees.add((u, h))
+    frontier = set(grantees)
+    while frontier:
+        clause = " OR ".join(["(User = %s AND Host = %s)"] * len(frontier))
+        cur.execute(f"SELECT Role FROM mysql.roles_mapping WHERE {clause}", tuple(x for pair in frontier for x in pair))
+        frontier = {(role, "") for (role,) in cur.fetchall()} - grantees
+        grantees |= frontier
+    roles = [u for u, h in grantees if h == ""]
+    if roles:
+        cur.execute("SELECT CAST(IFNULL(JSON_VALUE(Priv, '$.access'), 0) AS UNSIGNED) FROM mysql.global_priv "
+                    "WHERE Host = '' AND User IN ({})".format(", ".join(["%s"] * len(roles))), tuple(roles))
+        for (a,) in cur.fetchall():
+            access |= int(a)
+    privileged = bool(access & ~_READ_ONLY_ACCESS)
+    if not privileged and grantees:
+        clause = " OR ".join(["(User = %s AND Host = %s)"] * len(grantees))
+        params = tuple(x for pair in grantees for x in pair)
+        cur.execute(f"SELECT 1 FROM mysql.db WHERE 'mysql' LIKE Db AND ({clause}) LIMIT 1", params)
+        privileged = cur.fetchone() is not None
+        for table in ("tables_priv", "columns_priv", "procs_priv"):
+            if not privileged:
+                cur.execute(f"SELECT 1 FROM mysql.{table} WHERE Db = 'mysql' AND ({clause}) LIMIT 1", params)
+                privileged = cur.fetchone() is not None
+    cur.execute("SELECT @@GLOBAL.sql_mode")
+    return privileged, str(cur.fetchone()[0] or "")
+
+
+def mysql_routines(cur) -> tuple[tuple, list[tuple[str, str, str, str, str, str]]]:
+    """(a fingerprint, every stored routine as (db, name, type, definer, security type, body))."""
+    cur.execute("SELECT COUNT(*), MAX(modified), SUM(CRC32(body)), SUM(CRC32(definer)), "
+                "SUM(security_type = 'INVOKER') FROM mysql.proc")
+    fingerprint = tuple(str(v) for v in cur.fetchone())
+    cur.execute("SELECT db, name, type, definer, security_type, CONVERT(body USING utf8mb4) FROM mysql.proc")
+    return fingerprint, [(db, name, kind, definer, security, body or "")
+                         for db, name, kind, definer, security, body in cur.fetchall()]
 
 
 def mysql_hygiene(cur) -> list[str]:

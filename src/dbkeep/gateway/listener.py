@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +75,15 @@ class GatewayContext:
     offload: Offload | None = None
     pending: dict[tuple[str, str], int] = field(default_factory=dict)  # (cluster, source) -> not yet logged in
     _refusals: RefusalLog | None = None
+    # MariaDB grant-table checks (app.py injects the engine driver's; None: MySQL sessions are
+    # not inspected). ``mysql_hygiene(resource_id, engine_thread_or_None)`` takes back every
+    # privilege only rdsadmin may hold, once that engine thread is idle; it returns a report with
+    # ``repairs`` and ``ended`` (lists of str). ``mysql_account_facts(resource_id, user)`` says
+    # whether the account's sessions must be inspected, and the server's global sql_mode.
+    mysql_hygiene: Callable[[str, int | None], Awaitable[Any]] | None = None
+    mysql_account_facts: Callable[[str, str], Awaitable[tuple[bool, str]]] | None = None
+    # ``mysql_routines(resource_id)``: every stored routine as (db, name, type, definer, security, body)
+    mysql_routines: Callable[[str], Awaitable[list[tuple[str, str, str, str, str, str]]]] | None = None
 
     @property
     def refusals(self) -> RefusalLog:

@@ -51,6 +51,10 @@ comes from :mod:`dbkeep.gateway.mysql.errors`.
    else (pipelined or split packets, COM_CHANGE_USER, COM_QUIT ...) takes the full path.
    Engine bytes are written to the client as they arrive whenever the sans-I/O engine leg
    says they would pass through unparsed (``EngineFacing.passthrough``).
+   **Inspection.** With ``ctx.mysql_hygiene`` (``dbkeep up``), every session starts
+   *inspected* and stays here until its account's facts show it cannot reach the grant
+   tables; an inspected session's statements are judged by the grant-table rules and may be
+   held while dbkeep checks the engine (:mod:`.mysql_inspect`).
    **Native relay.** With ``ctx.offload`` (``dbkeep up``, ``--relay-threads`` > 0) and no
    guard, a logged-in session at a command boundary with nothing buffered is handed to the
    native relay threads (``gateway/relay/``), both legs' TLS included. They frame the
@@ -96,6 +100,8 @@ from dbkeep.gateway.mysql.relay import Decidable, Output, Relay
 from dbkeep.gateway.offload import HandedBack, stop_set
 
 from .leg import LIMIT
+from .mysql_inspect import Inspector
+from .mysql_protocols import _ClientLeg, _ClientStream, _EngineLeg
 from .mysql_tls import EngineTlsContext, engine_tls_context
 from .session import RDSADMIN, Phase, Session
 
@@ -103,7 +109,6 @@ log = logging.getLogger("dbkeep.gateway.mysql")
 
 __all__ = ["EngineTlsContext", "MySQLSession"]
 
-LOGIN_READ_SIZE = 16 * 1024  # the client leg's read buffer until the login is done
 LOGIN_MAX_BYTES = 1024 * 1024  # what a client may send before its login is answered
 
 _CLOSED = Phase.CLOSED
@@ -118,6 +123,12 @@ _LOGIN_STATES = frozenset({
 # session -- COM_CHANGE_USER, COM_QUIT ... -- on the slow path in any case).
 _ALL_COMMANDS = frozenset(range(256))
 _GUARDED_COMMANDS = _ALL_COMMANDS - {CommandCode.COM_QUERY, CommandCode.COM_STMT_PREPARE}
+# Inspected sessions (drivers/mysql_inspect.py) also decide on these; while a hygiene is due,
+# on every command.
+_INSPECTED_COMMANDS = _GUARDED_COMMANDS - {CommandCode.COM_STMT_EXECUTE, CommandCode.COM_INIT_DB,
+                                           CommandCode.COM_RESET_CONNECTION, CommandCode.COM_PROCESS_KILL}
+_NO_COMMANDS: frozenset[int] = frozenset()
+_HELD = "hold"  # the client leg's pause reason while a command is held
 # The native relay gives an unguarded session back before these (COM_CHANGE_USER is a new
 # login; the others change what the sans-I/O layer tracks); it forwards COM_QUIT itself.
 _NATIVE_STOP = stop_set({CommandCode.COM_CHANGE_USER, CommandCode.COM_RESET_CONNECTION,
@@ -126,85 +137,6 @@ _NATIVE_STOP = stop_set({CommandCode.COM_CHANGE_USER, CommandCode.COM_RESET_CONN
 # busy session), so a few suffice; a session that is never quiescent, or a TLS object the
 # relay refuses, then stays in Python without a check on every engine chunk.
 _OFFLOAD_ATTEMPTS = 16
-
-
-class _ClientCallbacks:
-    """What both client protocols hand to their session besides data."""
-
-    session: MySQLSession
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # pragma: no cover - set_protocol/start_tls
-        pass
-
-    def eof_received(self) -> bool:
-        return self.session._client_eof()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.session.connection_lost(exc)
-
-    def pause_writing(self) -> None:  # the client is not keeping up with the engine
-        self.session.pause_writing()
-
-    def resume_writing(self) -> None:
-        self.session.resume_writing()
-
-
-class _ClientLeg(_ClientCallbacks, asyncio.BufferedProtocol):
-    """The client socket's protocol until the login is done (raw, then TLS): reads into one
-    buffer, at most what the sans-I/O layer allows (never past an SSLRequest)."""
-
-    def __init__(self, session: MySQLSession) -> None:
-        self.session = session
-        self._view = memoryview(bytearray(LOGIN_READ_SIZE))
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        limit = self.session._receive_limit()
-        if limit is None or limit >= LOGIN_READ_SIZE:
-            return self._view
-        # 0 never happens while reading runs (reading pauses at the SSLRequest); an empty
-        # buffer would make the transport fail, which ends only this session
-        return self._view[:limit]
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.session._client_data(bytes(self._view[:nbytes]))
-
-
-class _ClientStream(_ClientCallbacks, asyncio.Protocol):
-    """The client socket's protocol after the login: plain ``data_received`` (the hot path)."""
-
-    def __init__(self, session: MySQLSession) -> None:
-        self.session = session
-        self.data_received = session._client_stream  # type: ignore[method-assign]  # one frame less per chunk
-
-    def data_received(self, data: bytes) -> None:  # pragma: no cover - replaced per instance
-        self.session._client_stream(data)
-
-
-class _EngineLeg(asyncio.Protocol):
-    """The engine socket's protocol: hands everything to its session (plain callbacks)."""
-
-    def __init__(self, session: MySQLSession) -> None:
-        self.session = session
-        self.data_received = session._engine_data  # type: ignore[method-assign]  # one frame less per chunk
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.session._engine_made(transport)  # type: ignore[arg-type]
-
-    def data_received(self, data: bytes) -> None:  # pragma: no cover - replaced per instance
-        self.session._engine_data(data)
-
-    def eof_received(self) -> bool:
-        self.session._engine_eof()
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.session._engine_lost(exc)
-
-    def pause_writing(self) -> None:  # the engine is not keeping up with the client
-        self.session._engine_pause_writing()
-
-    def resume_writing(self) -> None:
-        self.session._engine_resume_writing()
 
 
 class MySQLSession(Session):
@@ -229,6 +161,7 @@ class MySQLSession(Session):
         self.statement: Query | Prepare | None = None
         self._guard = ctx.guard
         self._unseen = _ALL_COMMANDS if ctx.guard is None else _GUARDED_COMMANDS
+        self._inspector: Inspector | None = None  # grant-table checks (ctx.mysql_hygiene)
         self._offload_wanted = False  # try to hand the session to the native relay when quiescent
         self._offload_attempts = 0
         self._engine_protocol: _EngineLeg | None = None
@@ -271,6 +204,11 @@ class MySQLSession(Session):
             self._write_client(relay.client_error(wire_errors.engine_unavailable(self.identifier)))
         self._close()
 
+    def _finish(self) -> None:
+        if self._inspector is not None and self.phase is not _CLOSED:
+            self._inspector.session_closed()
+        super()._finish()
+
     def _release(self) -> None:
         self._offload_wanted = False
         self._first_byte_due = False
@@ -285,6 +223,10 @@ class MySQLSession(Session):
                 what, user, database = self._pending
                 self.user = user
                 self.users.append(user)  # type: ignore[arg-type]
+                if self.ctx.mysql_hygiene is not None and self.ctx.mysql_account_facts is not None:
+                    if self._inspector is None:
+                        self._inspector = Inspector(self)
+                    self._inspector.logged_in(user, database, change=what != "login")  # type: ignore[arg-type]
                 if what == "login":
                     self.database = database
                     self._enter(Phase.RELAYING)
@@ -303,8 +245,13 @@ class MySQLSession(Session):
 
     # --- decisions --------------------------------------------------------------------------
 
-    def _decide(self, event: Decidable) -> ErrPacket | None:
+    def _decide(self, event: Decidable) -> ErrPacket | object | None:
         kind = type(event)
+        inspector = self._inspector
+        if inspector is not None and inspector.active and kind is not LoginRequested:
+            verdict = inspector.decide(event)
+            if verdict is not None:
+                return verdict
         if kind is Query or kind is Prepare:
             return None if self._guard is None else self._judge(event)  # type: ignore[arg-type]
         if kind is LoginRequested:
@@ -384,6 +331,8 @@ class MySQLSession(Session):
         if out.close:
             self._close()
             return
+        if out.held:
+            self.client_leg.pause(_HELD)  # nothing more is read until the hygiene has run
         if out.start_client_tls:
             self._start_client_tls()
         if out.start_engine_tls:
@@ -404,17 +353,78 @@ class MySQLSession(Session):
             self._want_offload()
             self._try_offload()
 
+    # --- grant-table checks (mysql_inspect.py) -------------------------------------------------
+
+    def _inspection_changed(self) -> None:
+        """Which commands the hot path may forward unseen, and whether the native relay may
+        take the session, after the inspector changed its mind."""
+        inspector = self._inspector
+        if inspector is not None and inspector.active:
+            self._unseen = _NO_COMMANDS if inspector.busy else _INSPECTED_COMMANDS
+            self._offload_wanted = False
+            return
+        self._unseen = _ALL_COMMANDS if self._guard is None else _GUARDED_COMMANDS
+        if self.phase is _RELAYING:
+            self._want_offload()
+            self._try_offload()
+
+    def _engine_thread(self) -> int | None:
+        relay = self.relay
+        greeting = relay.engine.greeting if relay is not None else None
+        return greeting.connection_id if greeting is not None else None
+
+    def _hygiene_done(self) -> None:
+        """The hygiene ran: forward what was held, read the client again."""
+        self._inspection_changed()
+        relay = self.relay
+        if self.phase is _CLOSED or relay is None:
+            return
+        try:
+            if relay.held:
+                self._apply(relay.release())
+            if self.phase is not _CLOSED and not relay.held:
+                self.client_leg.resume(_HELD)
+        except ProtocolError as exc:
+            self._client_protocol_error(exc)
+        except Exception as exc:  # noqa: BLE001
+            self._internal_error(exc)
+
+    def _end_for_inspection(self) -> None:
+        """End this (uninspected) session: its account now needs inspection. A session in the
+        native relay is ended there (its on_done closes the transports)."""
+        if self.phase is _CLOSED:
+            return
+        if self._offloaded is not None:
+            self._finish()  # closes the relay's handle
+            return
+        self._close()
+
+    def _hygiene_failed(self) -> None:
+        """dbkeep could not check the grant tables around this session's statement (rdsadmin
+        cannot log in, the engine went away): fail closed. A held statement is answered with an
+        error and never runs; then the session ends."""
+        relay = self.relay
+        if self.phase is _CLOSED or relay is None:
+            return
+        if relay.held:
+            self._write_client(relay.client_error(wire_errors.HYGIENE_FAILED))
+        self._close()
+
     # --- native relay -----------------------------------------------------------------------
 
     def _want_offload(self) -> None:
-        self._offload_wanted = self.ctx.offload is not None and self._guard is None and self.phase is not _CLOSED
+        inspected = self._inspector is not None and self._inspector.active
+        self._offload_wanted = (self.ctx.offload is not None and self._guard is None and not inspected
+                                and self.phase is not _CLOSED)
         self._offload_attempts = _OFFLOAD_ATTEMPTS
 
     def _try_offload(self) -> None:
         """Hand the session to the native relay (``ctx.offload``) if it is at a command
         boundary with nothing buffered anywhere; otherwise it is tried again after the next
-        engine bytes. Only unguarded sessions go: a guard must see every statement."""
+        engine bytes. Only unguarded, uninspected sessions go: a guard must see every statement."""
         relay, client, engine = self.relay, self.client_leg, self.engine_leg
+        if self._inspector is not None and self._inspector.active:
+            return  # inspected: every statement is read here
         if (self.phase is not _RELAYING or self.ctx.offload is None or relay is None or self._pending is not None
                 or client.hold is not None or engine.hold is not None or client.paused or engine.paused):
             return
@@ -597,6 +607,9 @@ class MySQLSession(Session):
     def _engine_data(self, data: bytes) -> None:
         relay = self.relay
         assert relay is not None  # set before the engine is connected
+        inspector = self._inspector
+        if inspector is not None and inspector.post is not None:
+            inspector.engine_answered()
         try:
             if relay.engine.passthrough and self.phase is not _CLOSED:
                 self.client_leg.transport.write(data)  # type: ignore[union-attr]  # the hot path

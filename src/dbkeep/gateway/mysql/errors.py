@@ -28,6 +28,7 @@ from .codes import (
 from .messages import ErrPacket
 
 __all__ = [
+    "HYGIENE_FAILED",
     "INSECURE_TRANSPORT",
     "TOO_MANY_CONNECTIONS",
     "access_denied",
@@ -107,3 +108,13 @@ def protocol_error(exc: ProtocolError, *, logged_in: bool) -> ErrPacket:
 def guard_internal_error(error_id: str) -> DbError:
     """A guard that failed refuses (fail closed) with an internal error and its id."""
     return DbError(f"internal error {error_id}", mysql_errno=ER_UNKNOWN_ERROR, sqlstate=GENERAL_ERROR)
+
+
+# dbkeep could not check the grant tables around an inspected statement (drivers/mysql_inspect.py):
+# the held statement is answered with this and never runs, then the session ends
+HYGIENE_FAILED = ErrPacket(
+    ER_UNKNOWN_ERROR,
+    "dbkeep could not check the grant tables (rdsadmin is unavailable): the statement was not run "
+    "and the session ends; resetting the master password repairs rdsadmin",
+    GENERAL_ERROR,
+)

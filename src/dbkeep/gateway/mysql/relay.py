@@ -54,12 +54,16 @@ forwards ``SIGNAL SQLSTATE ... SET MYSQL_ERRNO = ..., MESSAGE_TEXT = ...`` in it
 client that pipelines commands still receives the error after the responses to the commands
 before it, with the sequence id it expects (the text is sent as a ``_utf8mb4 X'..'`` literal,
 immune to sql_mode and quoting). A refused COM_STMT_SEND_LONG_DATA or COM_STMT_CLOSE, which the
-server never answers, is dropped. IAM logins, which end at the gateway, use the two legs
+server never answers, is dropped. ``decide`` may also return :data:`HOLD` for a command or a
+change of user: the relay keeps that event (a copy of its bytes), reads no further command, and
+says so (``Output.held``); :meth:`Relay.release` asks ``decide`` again and carries on (the
+gateway holds a statement while dbkeep checks the grant tables). IAM logins, which end at the gateway, use the two legs
 directly rather than this class.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -103,10 +107,18 @@ from .wire import DEFAULT_MAX_MESSAGE_SIZE, frame
 # Commands the server never answers: a refusal must not produce a reply either.
 _NO_RESPONSE = frozenset({CommandCode.COM_STMT_SEND_LONG_DATA, CommandCode.COM_STMT_CLOSE})
 
-__all__ = ["Decidable", "Output", "Relay", "signal_statement"]
+__all__ = ["HOLD", "Decidable", "Output", "Relay", "signal_statement"]
+
+
+class _Hold:
+    def __repr__(self) -> str:
+        return "HOLD"
+
+
+HOLD = _Hold()  # what ``decide`` returns to keep a command until Relay.release()
 
 Decidable = LoginRequested | Query | Prepare | ChangeUser | ProcessKill | ResetConnection | Command
-Decide = Callable[[Decidable], ErrPacket | None]
+Decide = Callable[[Decidable], "ErrPacket | _Hold | None"]
 
 
 @dataclass
@@ -117,6 +129,7 @@ class Output:
     start_client_tls: bool = False
     start_engine_tls: bool = False
     close: bool = False
+    held: bool = False  # decide said HOLD: nothing more is read until release()
 
 
 def signal_statement(err: ErrPacket) -> bytes:
@@ -155,6 +168,7 @@ class Relay:
         self._engine_tls = engine_tls
         self._refuse_in_order = refuse_in_order
         self._pending_login: HandshakeResponse41 | None = None
+        self._held: ClientCommand | None = None
         self.closed = False  # once an Output said close, the relay ignores further input
 
     def _finish(self, out: Output) -> Output:
@@ -231,7 +245,7 @@ class Relay:
         command whose code is in ``commands`` (those ``decide`` lets through unseen) -- and
         both legs advanced as :meth:`client_data` would have; the caller writes ``data`` to
         the engine. False: nothing changed, feed ``data`` to :meth:`client_data`."""
-        if self.closed or self.engine.state is not EngineState.COMMAND:
+        if self.closed or self._held is not None or self.engine.state is not EngineState.COMMAND:
             return False
         kind = self.client.passthrough(data, commands)
         if kind is None:
@@ -239,10 +253,26 @@ class Relay:
         self.engine.passed_through(kind)
         return True
 
+    @property
+    def held(self) -> bool:
+        return self._held is not None
+
+    def release(self) -> Output:
+        """Decide the held command again (forward it, refuse it, or keep holding it) and go on
+        with what the client sent after it."""
+        out = Output()
+        event, self._held = self._held, None
+        if self.closed or event is None:
+            return out
+        self._handle_command(event, out)
+        if not out.held and not out.close:
+            self._drain_client(out)
+        return self._finish(out)
+
     def native_state(self) -> tuple[bool, bool] | None:
         """(LOAD DATA wrap flag, engine owes nothing) when a native relay may take the session
         over now -- both legs in the command phase with nothing buffered -- else None."""
-        if self.closed:
+        if self.closed or self._held is not None:
             return None
         wrap, quiet = self.client.native_state(), self.engine.native_state()
         if wrap is None or quiet is None:
@@ -271,7 +301,7 @@ class Relay:
             return b""
 
     def _drain_client(self, out: Output) -> None:
-        while True:
+        while self._held is None:
             event = self.client.next_event()
             if event is NEED_DATA:
                 return
@@ -300,24 +330,39 @@ class Relay:
                 out.to_engine.append(self.engine.send(event))
                 out.close = True
                 return
-            elif isinstance(event, ChangeUser):
-                refusal = self._decide(event)
-                if refusal is not None:
-                    out.to_client.append(self.client.send(refusal))
-                else:
-                    out.to_engine.append(self.engine.send(event))
             elif isinstance(event, ClientCommand):
-                assert isinstance(
-                    event, (Query, Prepare, ProcessKill, ResetConnection, Command)
-                )
-                refusal = self._decide(event)
-                if refusal is None:
-                    out.to_engine.append(self.engine.send(event))
-                elif isinstance(event, Command) and event.command in _NO_RESPONSE:
-                    pass  # the client expects no answer: dropping it is the refusal
-                elif self._refuse_in_order:
-                    payload = signal_statement(refusal)
-                    substitute = Query(memoryview(frame(payload, 0)), payload[1:].decode())
-                    out.to_engine.append(self.engine.send(substitute))
-                else:
-                    out.to_client.append(self.client.send(refusal))
+                self._handle_command(event, out)
+                if out.held:
+                    return
+
+    def _handle_command(self, event: ClientCommand, out: Output) -> None:
+        if isinstance(event, ChangeUser):
+            refusal = self._decide(event)
+            if refusal is HOLD:
+                self._hold(event, out)
+            elif refusal is not None:
+                out.to_client.append(self.client.send(refusal))  # type: ignore[arg-type]
+            else:
+                out.to_engine.append(self.engine.send(event))
+            return
+        assert isinstance(
+            event, (Query, Prepare, ProcessKill, ResetConnection, Command)
+        )
+        refusal = self._decide(event)
+        if refusal is HOLD:
+            self._hold(event, out)
+        elif refusal is None:
+            out.to_engine.append(self.engine.send(event))
+        elif isinstance(event, Command) and event.command in _NO_RESPONSE:
+            pass  # the client expects no answer: dropping it is the refusal
+        elif self._refuse_in_order:
+            payload = signal_statement(refusal)  # type: ignore[arg-type]
+            substitute = Query(memoryview(frame(payload, 0)), payload[1:].decode())
+            out.to_engine.append(self.engine.send(substitute))
+        else:
+            out.to_client.append(self.client.send(refusal))  # type: ignore[arg-type]
+
+    def _hold(self, event: ClientCommand, out: Output) -> None:
+        # a copy: the view may point into the reader's buffer, which later input reuses
+        self._held = dataclasses.replace(event, raw=memoryview(bytes(event.raw)))
+        out.held = True

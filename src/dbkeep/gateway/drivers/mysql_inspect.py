@@ -1,0 +1,373 @@
+"""Grant-table checks of privileged MySQL sessions (the driver side of ``guard/mysql_grants``).
+
+Theory of operation. No account but rdsadmin may ever hold a privilege outside the master's
+list, but the master (and any account given write access to the ``mysql`` schema, CREATE USER,
+GRANT OPTION, RELOAD …) can write the grant tables. So once the engine has accepted a login
+and the gateway has injected the engine driver's checks (``ctx.mysql_hygiene``):
+
+1. **Which sessions.** Every session starts *inspected* (fail closed): it stays in the event
+   loop and every COM_QUERY and COM_STMT_PREPARE goes through :func:`~dbkeep.guard.mysql_grants.judge`.
+   The account's facts are asked of the engine through rdsadmin off the event loop
+   (``ctx.mysql_account_facts``, cached a few seconds per cluster and account, dropped after
+   any statement that may change privileges); an account without write access to ``mysql``
+   and with only read-only global privileges (directly or through any role) is then no longer
+   inspected and goes to the native relay. A session that ever had a privileged user (login or
+   COM_CHANGE_USER) stays inspected.
+2. **Refusals** are ERR packets answered in order (``mysql/relay.py``'s ``signal_statement``); the statement
+   never reaches the engine. Each is a ``gateway.statement_refused`` audit event with the rule
+   and the statement, string literals masked.
+3. **Hygiene.** A statement after which privileges may have been written (a hygiene trigger)
+   is forwarded; every command after it is *held* (:data:`~dbkeep.gateway.mysql.relay.HOLD`, the client's reading
+   paused) until the engine has answered it — its thread seen idle through rdsadmin — and
+   ``ctx.mysql_hygiene`` has taken back what only rdsadmin may hold and ended the sessions of
+   the accounts that held it. A statement that loads stored privileges into memory (FLUSH
+   PRIVILEGES, GRANT, REVOKE, ALTER USER) is held until a hygiene has run *before* it too. A
+   prepared statement whose text is a trigger makes every COM_STMT_EXECUTE of the session a
+   trigger. What was taken back is a ``gateway.privileges_taken_back`` event (the driver's
+   own ``engine.repaired`` events name each repair). A hygiene that fails ends the session.
+   Hygiene runs even when the client has gone: it is not one of the session's tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from dbkeep.guard.mysql_grants import Refusal, SessionFacts, judge, mask_literals, routine_refusal, use_database
+from dbkeep.guard.mysql_lexer import SqlMode
+
+from dbkeep.gateway.mysql import charsets
+from dbkeep.gateway.mysql.events import ChangeUser, Command, Prepare, Query, ResetConnection
+from dbkeep.gateway.mysql.messages import CommandCode, ErrPacket
+from dbkeep.gateway.mysql.relay import HOLD
+
+if TYPE_CHECKING:
+    from .mysql import MySQLSession
+
+log = logging.getLogger("dbkeep.gateway.mysql")
+
+# A statement that may change the client character set (SET NAMES, SET CHARACTER SET,
+# character_set_client): from then on the gateway no longer knows how the engine decodes the
+# bytes, and a multi-byte character whose second byte is ASCII (0x5C backslash, 0x60 backtick
+# … in big5/cp932/gbk/sjis) would make the guard and the engine read different statements.
+_CHARSET_CHANGE = re.compile(r"\b(names|character|charset|character_set_client)\b", re.IGNORECASE)
+# the collations (ids) whose character sets have such bytes, and a few common others
+_READINGS = (45, 28, 1, 13, 95, 8)  # utf8mb4, gbk, big5, sjis, cp932, latin1
+FACTS_TTL = 5.0  # seconds an account's facts are reused for new sessions of the same cluster
+_PRIVILEGE_WORDS = ("GRANT", "REVOKE", "ROLE", "USER", "MYSQL", "CALL", "EXECUTE")
+
+
+def _facts_cache(ctx: Any) -> dict[tuple[str, str], tuple[float, tuple[bool, str]]]:
+    return ctx.extra.setdefault("mysql.account_facts", {})
+
+
+def _tasks(ctx: Any) -> set[asyncio.Task[None]]:
+    return ctx.extra.setdefault("mysql.hygiene_tasks", set())
+
+
+def live_sessions(ctx: Any, resource_id: str) -> set[MySQLSession]:
+    """The logged-in sessions of a cluster whose grant-table checks are configured."""
+    return ctx.extra.setdefault("mysql.sessions", {}).setdefault(resource_id, set())
+
+
+def _generation(ctx: Any, resource_id: str) -> int:
+    return ctx.extra.setdefault("mysql.facts_generation", {}).get(resource_id, 0)
+
+
+def forget_facts(ctx: Any, resource_id: str) -> None:
+    """Privileges may have changed on the cluster: no cached account facts are used again,
+    nor stored from a probe that started before now."""
+    cache = _facts_cache(ctx)
+    for key in [k for k in cache if k[0] == resource_id]:
+        del cache[key]
+    generations = ctx.extra.setdefault("mysql.facts_generation", {})
+    generations[resource_id] = generations.get(resource_id, 0) + 1
+
+
+class Inspector:
+    """The grant-table checks of one session (see the module docstring)."""
+
+    def __init__(self, session: MySQLSession) -> None:
+        self.session = session
+        self.ctx = session.ctx
+        self.active = True  # inspected
+        self.privileged = False  # a user of this session was privileged (sticky)
+        self.facts = SessionFacts(database=None, sql_mode=None)
+        self.judged = 0
+        self.prepared_trigger = False
+        self.busy = False  # a hygiene is due or running: every command is held
+        self.cleared = False  # the held statement's checks before it have run
+        self.held_refusal: Refusal | None = None  # what those checks found
+        self.post: tuple[str, str] | None = None  # (rule, statement) forwarded, engine not answered yet
+        self._user: str | None = None
+        self.charset_unknown = False  # the client may have changed its character set
+
+    # --- who ------------------------------------------------------------------------------
+
+    def logged_in(self, user: str, database: str | None, *, change: bool) -> None:
+        self._user = user
+        if self.session.target is not None:
+            live_sessions(self.ctx, self.session.target.resource_id).add(self.session)
+        if change:
+            self.facts = use_database(replace(self.facts, triggers=frozenset(), sql_mode=None), database)
+            self.prepared_trigger = False
+        else:
+            self.facts = SessionFacts(database=database, sql_mode=None)
+        self.active = True
+        self.session._inspection_changed()
+        self._spawn(self._learn(user))
+
+    async def _learn(self, user: str) -> None:
+        session = self.session
+        target = session.target
+        probe = self.ctx.mysql_account_facts
+        if target is None or probe is None:
+            return
+        key = (target.resource_id, user)
+        cache = _facts_cache(self.ctx)
+        cached = cache.get(key)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < FACTS_TTL:
+            privileged, mode = cached[1]
+        else:
+            for _attempt in range(3):
+                generation = _generation(self.ctx, target.resource_id)
+                try:
+                    privileged, mode = await probe(target.resource_id, user)
+                except Exception as exc:  # noqa: BLE001 - the session stays inspected
+                    log.warning("mysql session %s (cluster %s): cannot read the account facts of %s: %s", session.id,
+                                session.identifier, user, exc)
+                    return
+                if generation == _generation(self.ctx, target.resource_id):
+                    break
+            else:
+                return  # privileges kept changing meanwhile: the answer may be stale; stay inspected
+            cache[key] = (time.monotonic(), (privileged, mode))
+        if session.closed or user != self._user:
+            return
+        if self.judged == 0 and self.facts.sql_mode is None and not self.charset_unknown:
+            self.facts = replace(self.facts, sql_mode=SqlMode.parse(mode))
+        self.privileged = self.privileged or privileged
+        if not self.privileged and not self.busy and self.active:
+            self.active = False
+            session._inspection_changed()
+
+    # --- decisions ------------------------------------------------------------------------
+
+    def decide(self, event: Any) -> ErrPacket | object | None:
+        if self.busy:
+            return HOLD
+        kind = type(event)
+        if kind is Query or kind is Prepare:
+            return self._statement(event, prepare=kind is Prepare)
+        if kind is Command:
+            code = event.command
+            if code == CommandCode.COM_INIT_DB:
+                name = charsets.decode(event.payload[1:], self.session.relay.client.charset)  # type: ignore[union-attr]
+                self.facts = use_database(self.facts, name)
+            elif code == CommandCode.COM_STMT_EXECUTE and self.prepared_trigger:
+                if not self.cleared and self.ctx.mysql_routines is not None:
+                    self.busy = True
+                    self.held_refusal = None
+                    self._spawn_hygiene("before", "COM_STMT_EXECUTE", "COM_STMT_EXECUTE", None, hygiene=False,
+                                        routines=True)
+                    return HOLD
+                self.cleared = False
+                refusal, self.held_refusal = self.held_refusal, None
+                if refusal is not None:
+                    self._refused(refusal, "COM_STMT_EXECUTE of a prepared statement", prepare=False)
+                    return ErrPacket(refusal.errno, refusal.message, refusal.sqlstate)
+                self._after("COM_STMT_EXECUTE of a checked statement", "COM_STMT_EXECUTE")
+                return None
+        elif kind is ResetConnection:
+            self.facts = replace(self.facts, triggers=frozenset(), sql_mode=None)
+            self.prepared_trigger = False
+        elif kind is ChangeUser:
+            self.prepared_trigger = False
+        return None
+
+    def _statement(self, event: Query | Prepare, *, prepare: bool) -> ErrPacket | object | None:
+        session = self.session
+        text = event.sql
+        verdict = judge(text, self.facts)
+        if self.charset_unknown and any(b >= 0x80 for b in bytes(event.payload[1:])):
+            verdict = self._judge_readings(bytes(event.payload[1:]), verdict)
+        self.judged += 1
+        refusal = verdict.refusal
+        if refusal is None and self.cleared and self.held_refusal is not None and not prepare:
+            refusal, self.held_refusal = self.held_refusal, None
+        if refusal is not None:
+            self.cleared = False
+            self._refused(refusal, text, prepare=prepare)
+            return ErrPacket(refusal.errno, refusal.message, refusal.sqlstate)
+        if any(word in text.upper() for word in _PRIVILEGE_WORDS) and session.target is not None:
+            forget_facts(self.ctx, session.target.resource_id)
+        if prepare:
+            self.cleared = False
+            if verdict.hygiene_after:
+                self.prepared_trigger = True
+            return None
+        routines = verdict.check_routines and self.ctx.mysql_routines is not None
+        if (verdict.hygiene_before or routines) and not self.cleared:
+            self.busy = True
+            self.held_refusal = None
+            self._spawn_hygiene("before", "; ".join(verdict.rules), text, None, hygiene=verdict.hygiene_before,
+                                routines=routines)
+            return HOLD
+        self.cleared = False
+        self.facts = verdict.facts
+        if _CHARSET_CHANGE.search(text):
+            self.charset_unknown = True
+            self.facts = replace(self.facts, sql_mode=None)
+        if verdict.hygiene_after:
+            self._after("; ".join(verdict.rules), text)
+        return None
+
+    def _judge_readings(self, raw: bytes, verdict: Any) -> Any:
+        """The strictest verdict over the statement read in each candidate character set."""
+        for collation in _READINGS:
+            other = judge(charsets.decode(raw, collation), self.facts)
+            if other.refusal is not None:
+                return other
+            verdict.hygiene_before |= other.hygiene_before
+            verdict.hygiene_after |= other.hygiene_after
+            verdict.check_routines |= other.check_routines
+            if other.rules and not verdict.rules:
+                verdict.rules = other.rules
+        return verdict
+
+    def _refused(self, refusal: Refusal, statement: str, *, prepare: bool) -> None:
+        session = self.session
+        self.ctx.audit.event("gateway.statement_refused", verdict="deny", cluster=session.identifier,
+                             source_ip=session.peer_host, user=session.user, mysql_errno=refusal.errno,
+                             sqlstate=refusal.sqlstate, reason=refusal.message, rule=refusal.rule,
+                             statement=mask_literals(statement), prepare=prepare or None)
+
+    def _after(self, rule: str, statement: str) -> None:
+        """A trigger is forwarded now: hold what follows until the engine answered and the
+        hygiene ran (started by :meth:`engine_answered`)."""
+        self.busy = True
+        self.post = (rule, statement)
+        self.session._inspection_changed()
+
+    def engine_answered(self) -> None:
+        """Engine bytes arrived after a trigger was forwarded: its statement began; the hygiene
+        waits (through rdsadmin) until the session's engine thread is idle, then runs."""
+        post, self.post = self.post, None
+        if post is not None:
+            self._spawn_hygiene("after", post[0], post[1], self.session._engine_thread())
+
+    def session_closed(self) -> None:
+        """The session ends: a trigger forwarded but not yet answered still gets its hygiene."""
+        if self.session.target is not None:
+            live_sessions(self.ctx, self.session.target.resource_id).discard(self.session)
+        post, self.post = self.post, None
+        if post is not None:
+            self._spawn_hygiene("after", post[0], post[1], self.session._engine_thread())
+
+    # --- hygiene --------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        self.session._spawn(coro)
+
+    def _spawn_hygiene(self, phase: str, rule: str, statement: str, thread: int | None, *, hygiene: bool = True,
+                       routines: bool = False) -> None:
+        tasks = _tasks(self.ctx)
+        task = asyncio.get_running_loop().create_task(
+            self._hygiene(phase, rule, statement, thread, hygiene=hygiene, routines=routines))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def _routines(self, resource_id: str) -> Refusal | None:
+        """The first stored routine this session must not run (``routine_refusal``). A routine
+        runs with the caller's privileges (SQL SECURITY INVOKER) or its definer's: one whose
+        definer's sessions would not be inspected cannot use what it might write, and is
+        left alone (so an application's own routines with dynamic SQL stay callable)."""
+        fetch, probe = self.ctx.mysql_routines, self.ctx.mysql_account_facts
+        assert fetch is not None
+        definers: dict[str, bool] = {}
+        for db, name, kind, definer, security, body in await fetch(resource_id):
+            refusal = routine_refusal(db, name, kind, definer, body)
+            if refusal is None:
+                continue
+            user = definer.rsplit("@", 1)[0]
+            if security.upper() == "DEFINER" and user != "rdsadmin" and probe is not None:
+                if user not in definers:
+                    try:
+                        definers[user] = (await probe(resource_id, user))[0]
+                    except Exception:  # noqa: BLE001 - unknown: as privileged (fail closed)
+                        definers[user] = True
+                if not definers[user]:
+                    continue
+            return refusal
+        return None
+
+    async def _hygiene(self, phase: str, rule: str, statement: str, thread: int | None, *, hygiene: bool = True,
+                       routines: bool = False) -> None:
+        session = self.session
+        target = session.target
+        run = self.ctx.mysql_hygiene
+        assert target is not None and run is not None
+        report = None
+        try:
+            if routines:
+                self.held_refusal = await self._routines(target.resource_id)
+            if hygiene and self.held_refusal is None:
+                report = await run(target.resource_id, thread)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - fail closed: the session ends
+            log.error("mysql session %s (cluster %s): grant-table hygiene failed: %s", session.id, session.identifier, exc)
+            self.ctx.audit.event("gateway.hygiene_failed", verdict="deny", cluster=session.identifier,
+                                 source_ip=session.peer_host, user=session.user, rule=rule,
+                                 statement=mask_literals(statement), reason=str(exc)[:200])
+            forget_facts(self.ctx, target.resource_id)
+            session._hygiene_failed()
+            return
+        if report is not None:
+            forget_facts(self.ctx, target.resource_id)
+        repairs, ended = list(getattr(report, "repairs", [])), list(getattr(report, "ended", []))
+        if repairs or ended:
+            log.warning("mysql session %s (cluster %s): took back privileges after %s: %s; ended %s", session.id,
+                        session.identifier, rule, "; ".join(repairs), ", ".join(ended) or "no session")
+            self.ctx.audit.event("gateway.privileges_taken_back", verdict="deny", cluster=session.identifier,
+                                 source_ip=session.peer_host, user=session.user, rule=rule, phase=phase,
+                                 statement=mask_literals(statement), repairs=repairs, ended_sessions=ended)
+        self.busy = False
+        if phase == "before":
+            self.cleared = True
+        session._hygiene_done()
+        if report is not None and phase == "after":
+            await self._recheck_others(target.resource_id)
+
+    async def _recheck_others(self, resource_id: str) -> None:
+        """After a statement that may have changed privileges: the cluster's sessions that are
+        not inspected (their accounts held read-only privileges at login) are asked about
+        again, and ended if their account may now write the mysql schema (MariaDB applies
+        database-level grants to live sessions at once, and SET ROLE recomputes the rest)."""
+        probe = self.ctx.mysql_account_facts
+        others = [s for s in live_sessions(self.ctx, resource_id)
+                  if s is not self.session and s._inspector is not None and not s._inspector.active and not s._closed]
+        if probe is None or not others:
+            return
+        verdicts: dict[str, bool] = {}
+        for user in {u for s in others for u in s.users}:
+            try:
+                verdicts[user] = (await probe(resource_id, user))[0]
+            except Exception as exc:  # noqa: BLE001 - unknown: treat as privileged (fail closed)
+                log.warning("cannot read the account facts of %s: %s", user, exc)
+                verdicts[user] = True
+        for other in others:
+            changed = [u for u in other.users if verdicts.get(u)]
+            if changed and not other._closed:
+                log.warning("mysql session %s (cluster %s): account %s now holds privileges that need inspection; "
+                            "session ended", other.id, other.identifier, changed[0])
+                self.ctx.audit.event("gateway.session_ended", verdict="deny", cluster=other.identifier,
+                                     source_ip=other.peer_host, user=other.user,
+                                     reason=f"account {changed[0]} was given privileges whose sessions dbkeep inspects; "
+                                            "reconnect")
+                other._end_for_inspection()

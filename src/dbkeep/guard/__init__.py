@@ -1,0 +1,10 @@
+"""The statement guard: pure functions from (statement text, session facts) to a verdict.
+
+Nothing here does I/O: the gateway asks, the guard answers, the gateway acts (DESIGN.md).
+
+- :mod:`.mysql_lexer`: MariaDB's lexical rules (quotes, escapes, comments, executable
+  comments, statement splitting, compound-statement bodies).
+- :mod:`.mysql_classify`: what a MariaDB statement does (kind, tables written, opacity).
+- :mod:`.mysql_grants`: the grant-table rules (privileges only rdsadmin may hold) and the
+  hygiene triggers.
+"""
