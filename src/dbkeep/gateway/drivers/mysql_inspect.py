@@ -351,7 +351,7 @@ class Inspector:
         database-level grants to live sessions at once, and SET ROLE recomputes the rest)."""
         probe = self.ctx.mysql_account_facts
         others = [s for s in live_sessions(self.ctx, resource_id)
-                  if s is not self.session and s._inspector is not None and not s._inspector.active and not s._closed]
+                  if s is not self.session and s._inspector is not None and not s._inspector.active and not s.closed]
         if probe is None or not others:
             return
         verdicts: dict[str, bool] = {}
@@ -363,7 +363,7 @@ class Inspector:
                 verdicts[user] = True
         for other in others:
             changed = [u for u in other.users if verdicts.get(u)]
-            if changed and not other._closed:
+            if changed and not other.closed:
                 log.warning("mysql session %s (cluster %s): account %s now holds privileges that need inspection; "
                             "session ended", other.id, other.identifier, changed[0])
                 self.ctx.audit.event("gateway.session_ended", verdict="deny", cluster=other.identifier,
