@@ -9,7 +9,12 @@ at 1, 8 and 32 threads against:
   its default threading);
 - ``gateway``: the cluster endpoint, cleartext;
 - ``gateway-tls``: the cluster endpoint over TLS (``--mysql-ssl=on``; libmariadb's TLS, the
-  server certificate from dbkeep's CA).
+  server certificate from dbkeep's CA);
+- ``gateway-master`` and ``gateway-tls-master``: the same as the master user, whose statements
+  the gateway inspects (gateway/mysql/inspect.py); the other rows log in as ``bench_app``, an
+  application account with DML on ``appdb`` only, whose sessions the native relay carries.
+  The ``inspected/uninspected`` lines compare them (issue 12's target: at least 0.9x with
+  prepared statements, 0.7x with ``--ps-mode disable``).
 
 Then new connections per second (connect, log in, quit) with a small sysbench Lua loop, directly
 and through the gateway (cleartext and TLS), and new TLS logins per second with
@@ -21,7 +26,8 @@ with each process's CPU per login. Everything runs on the same machine in one ru
 are ratios against ``direct``. Targets (issue 4): gateway >= HAProxy at 8 and 32 clients and >= 500
 new TLS logins per second. Not a test: it asserts nothing.
 
-    .venv/bin/python bench/mysql_gateway.py [--time 10] [--threads 1,8,32] [--rounds 2] [--modes direct,haproxy,gateway,gateway-tls]
+    .venv/bin/python bench/mysql_gateway.py [--time 10] [--threads 1,8,32] [--rounds 2] [--ps-mode auto]
+        [--modes direct,haproxy,gateway,gateway-tls,gateway-master,gateway-tls-master]
 """
 
 from __future__ import annotations
@@ -99,18 +105,27 @@ def client_files(workdir: Path, ca: Path) -> None:
     shutil.copy(ca, workdir / "cacert.pem")
 
 
+APP_USER = "bench_app"
+
+
+def as_user(user: str) -> list[str]:
+    return [f"--mysql-user={user}", f"--mysql-password={PASSWORD}"]
+
+
 def sysbench(workdir: Path, target: list[str], args: list[str], timeout: float) -> str:
-    cmd = ["sysbench", *args[:1], "--mysql-user=admin", f"--mysql-password={PASSWORD}", "--mysql-db=appdb",
-           "--db-driver=mysql", *target, *args[1:]]
+    if not any(a.startswith("--mysql-user=") for a in target):
+        target = [*target, *as_user("admin")]
+    cmd = ["sysbench", *args[:1], "--mysql-db=appdb", "--db-driver=mysql", *target, *args[1:]]
     done = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     return done.stdout
 
 
-def point_select(workdir: Path, target: list[str], threads: int, seconds: int) -> float:
+def point_select(workdir: Path, target: list[str], threads: int, seconds: int, ps_mode: str = "auto") -> float:
     out = sysbench(workdir, target, ["oltp_point_select", f"--tables={TABLES}", f"--table_size={TABLE_SIZE}",
-                                     f"--threads={threads}", f"--time={seconds}", "--report-interval=0", "run"],
+                                     f"--threads={threads}", f"--time={seconds}", "--report-interval=0",
+                                     f"--db-ps-mode={ps_mode}", "run"],
                    timeout=seconds + 60)
     m = _TPS.search(out)
     if not m:
@@ -183,6 +198,14 @@ backend engine
     raise RuntimeError(f"haproxy did not start: {err.decode(errors='replace')[-2000:]}")
 
 
+def create_app_user(engine_socket: str) -> None:
+    """``bench_app``: DML on appdb only, so the gateway does not inspect its sessions."""
+    sql = (f"CREATE USER IF NOT EXISTS {APP_USER}@'%' IDENTIFIED BY '{PASSWORD}'; "
+           f"GRANT SELECT, INSERT, UPDATE, DELETE ON appdb.* TO {APP_USER}@'%'")
+    subprocess.run(["mariadb", f"--socket={engine_socket}", "--user=admin", "--skip-ssl", "appdb", "-e", sql],
+                   env={**os.environ, "MYSQL_PWD": PASSWORD}, check=True, capture_output=True, timeout=60)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--time", type=int, default=10, help="seconds per sysbench run (default 10)")
@@ -190,7 +213,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2,
                         help="runs per mode and thread count, in mirrored order (A..D, D..A) so that background "
                              "load on a shared machine falls on every mode alike; the mean is reported (default 2)")
-    parser.add_argument("--modes", default="direct,haproxy,gateway,gateway-tls")
+    parser.add_argument("--modes", default="direct,haproxy,gateway,gateway-tls,gateway-master,gateway-tls-master")
+    parser.add_argument("--ps-mode", default="auto", choices=["auto", "disable"],
+                        help="sysbench --db-ps-mode: auto (prepared statements, the default) or disable (text protocol)")
     parser.add_argument("--connect-time", type=int, default=5, help="seconds per connection-rate run (default 5)")
     parser.add_argument("--connect-threads", type=int, default=8)
     args = parser.parse_args()
@@ -208,17 +233,22 @@ def main() -> int:
         client_files(workdir, proc.state_dir / "ca.pem")
         direct = [f"--mysql-socket={engine_socket}"]
         gateway = ["--mysql-host=127.0.0.1", f"--mysql-port={cluster['Port']}"]
-        targets = {"direct": direct, "gateway": gateway, "gateway-tls": [*gateway, "--mysql-ssl=on"]}
+        app = as_user(APP_USER)
+        sysbench(workdir, direct, ["oltp_point_select", f"--tables={TABLES}", f"--table_size={TABLE_SIZE}",
+                                   "--threads=4", "prepare"], timeout=300)
+        create_app_user(engine_socket)
+        targets = {"direct": [*direct, *app], "gateway": [*gateway, *app], "gateway-tls": [*gateway, "--mysql-ssl=on", *app],
+                   "gateway-master": gateway, "gateway-tls-master": [*gateway, "--mysql-ssl=on"]}
         if "haproxy" in modes:
             port = free_port()
             haproxy = start_haproxy(workdir, engine_socket, port)
-            targets["haproxy"] = ["--mysql-host=127.0.0.1", f"--mysql-port={port}"]
-        sysbench(workdir, direct, ["oltp_point_select", f"--tables={TABLES}", f"--table_size={TABLE_SIZE}",
-                                   "--threads=4", "prepare"], timeout=300)
+            targets["haproxy"] = ["--mysql-host=127.0.0.1", f"--mysql-port={port}", *app]
 
-        print(f"sysbench oltp_point_select, {TABLES} tables x {TABLE_SIZE} rows, {args.time} s per run, mean of "
-              f"{args.rounds} mirrored rounds, {os.cpu_count()} CPUs", flush=True)
-        relay_pid = {"haproxy": haproxy.pid if haproxy else None, "gateway": proc.proc.pid, "gateway-tls": proc.proc.pid}
+        print(f"sysbench oltp_point_select (--db-ps-mode={args.ps_mode}), {TABLES} tables x {TABLE_SIZE} rows, {args.time} s "
+              f"per run, mean of {args.rounds} mirrored rounds, {os.cpu_count()} CPUs; as {APP_USER} unless -master",
+              flush=True)
+        relay_pid = {"haproxy": haproxy.pid if haproxy else None, "gateway": proc.proc.pid, "gateway-tls": proc.proc.pid,
+                     "gateway-master": proc.proc.pid, "gateway-tls-master": proc.proc.pid}
         results: dict[tuple[str, int], float] = {}
         for n in threads:
             runs: dict[str, list[float]] = {mode: [] for mode in modes}
@@ -226,7 +256,7 @@ def main() -> int:
             for round_ in range(args.rounds):
                 for mode in modes if round_ % 2 == 0 else modes[::-1]:
                     before = cpu_seconds(relay_pid.get(mode))
-                    runs[mode].append(point_select(workdir, targets[mode], n, args.time))
+                    runs[mode].append(point_select(workdir, targets[mode], n, args.time, args.ps_mode))
                     used[mode] += cpu_seconds(relay_pid.get(mode)) - before
             for mode in modes:
                 results[mode, n] = sum(runs[mode]) / len(runs[mode])
@@ -235,6 +265,11 @@ def main() -> int:
                 each = " ".join(f"{tps:.0f}" for tps in runs[mode])
                 print(f"  {mode:12} {n:3} threads: {results[mode, n]:9.0f} tps{cost}  runs {each}", flush=True)
         print()
+        for n in threads:
+            for plain, inspected in (("gateway", "gateway-master"), ("gateway-tls", "gateway-tls-master")):
+                if plain in modes and inspected in modes:
+                    print(f"  inspected/uninspected at {n:2} threads ({inspected} / {plain}): "
+                          f"{results[inspected, n] / results[plain, n]:.2f}x")
         header = f"{'threads':>7} " + " ".join(f"{m:>20}" for m in modes)
         print(header)
         for n in threads:

@@ -88,6 +88,38 @@ def forget_facts(ctx: Any, resource_id: str) -> None:
     generations[resource_id] = generations.get(resource_id, 0) + 1
 
 
+async def account_facts(ctx: Any, resource_id: str, user: str) -> tuple[bool, str] | None:
+    """The account's facts from the cache, else from one probe shared by every session of that
+    account that asks meanwhile. The probe is not the session's: a client that logs in and quits
+    at once (connection churn) must not cancel it, or no answer is ever cached and every login
+    pays for an rdsadmin round trip."""
+    key = (resource_id, user)
+    cached = _facts_cache(ctx).get(key)
+    if cached is not None and time.monotonic() - cached[0] < FACTS_TTL:
+        return cached[1]
+    inflight: dict[tuple[str, str], asyncio.Task[tuple[bool, str] | None]] = ctx.extra.setdefault("mysql.facts_inflight", {})
+    task = inflight.get(key)
+    if task is None:
+        task = asyncio.get_running_loop().create_task(_probe_facts(ctx, resource_id, user))
+        inflight[key] = task
+        task.add_done_callback(lambda _t: inflight.pop(key, None))
+    return await asyncio.shield(task)
+
+
+async def _probe_facts(ctx: Any, resource_id: str, user: str) -> tuple[bool, str] | None:
+    for _attempt in range(3):
+        generation = _generation(ctx, resource_id)
+        try:
+            facts = await ctx.mysql_account_facts(resource_id, user)
+        except Exception as exc:  # noqa: BLE001 - the sessions stay inspected
+            log.warning("cluster %s: cannot read the account facts of %s: %s", resource_id, user, exc)
+            return None
+        if generation == _generation(ctx, resource_id):
+            _facts_cache(ctx)[(resource_id, user)] = (time.monotonic(), facts)
+            return facts
+    return None  # privileges kept changing meanwhile: the answer may be stale
+
+
 class Inspector:
     """The grant-table checks of one session (see the module docstring)."""
 
@@ -124,29 +156,12 @@ class Inspector:
     async def _learn(self, user: str) -> None:
         session = self.session
         target = session.target
-        probe = self.ctx.mysql_account_facts
-        if target is None or probe is None:
+        if target is None or self.ctx.mysql_account_facts is None:
             return
-        key = (target.resource_id, user)
-        cache = _facts_cache(self.ctx)
-        cached = cache.get(key)
-        now = time.monotonic()
-        if cached is not None and now - cached[0] < FACTS_TTL:
-            privileged, mode = cached[1]
-        else:
-            for _attempt in range(3):
-                generation = _generation(self.ctx, target.resource_id)
-                try:
-                    privileged, mode = await probe(target.resource_id, user)
-                except Exception as exc:  # noqa: BLE001 - the session stays inspected
-                    log.warning("mysql session %s (cluster %s): cannot read the account facts of %s: %s", session.id,
-                                session.identifier, user, exc)
-                    return
-                if generation == _generation(self.ctx, target.resource_id):
-                    break
-            else:
-                return  # privileges kept changing meanwhile: the answer may be stale; stay inspected
-            cache[key] = (time.monotonic(), (privileged, mode))
+        facts = await account_facts(self.ctx, target.resource_id, user)
+        if facts is None:
+            return  # unknown (the probe failed, or privileges kept changing): the session stays inspected
+        privileged, mode = facts
         if session.closed or user != self._user:
             return
         if self.judged == 0 and self.facts.sql_mode is None and not self.charset_unknown:
