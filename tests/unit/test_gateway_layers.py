@@ -65,3 +65,18 @@ def test_the_drivers_are_the_ones_with_sockets() -> None:
 @pytest.mark.parametrize("path", sorted(GATEWAY.rglob("*.py")), ids=lambda p: str(p.relative_to(GATEWAY)))
 def test_gateway_modules_stay_small(path: Path) -> None:
     assert len(path.read_text().splitlines()) <= 700
+
+
+def test_both_protocols_spell_the_contract_alike() -> None:
+    """The same names for the same ideas (gateway/sansio.py): signals, tables, machines."""
+    from dbkeep.gateway import mysql, postgres, sansio
+
+    for package in (mysql, postgres):
+        assert package.NEED_DATA is sansio.NEED_DATA and package.PAUSED is sansio.PAUSED
+        assert isinstance(package.CLIENT_TRANSITIONS, sansio.Transitions)
+        assert isinstance(package.ENGINE_TRANSITIONS, sansio.Transitions)
+        assert {d for (_, d, _) in package.CLIENT_TRANSITIONS} == {sansio.RECV, sansio.SEND}
+        for machine in (package.ClientFacing, package.EngineFacing):
+            for name in ("receive_data", "next_event", "send", "trailing_data"):
+                assert hasattr(machine, name), (machine, name)
+        assert hasattr(package.ClientFacing, "tls") and hasattr(package.ClientFacing, "tls_established")

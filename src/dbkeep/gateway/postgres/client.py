@@ -110,6 +110,12 @@ class ClientFacing:
     # --- state helpers --------------------------------------------------------------------
 
     @property
+    def tls(self) -> bool:
+        """Whether the client's connection runs TLS (MySQL's ``ClientFacing.tls``; also
+        ``tls_in_use``, the name a statement guard reads)."""
+        return self.tls_in_use
+
+    @property
     def client_encoding(self) -> str:
         """The encoding the client's SQL is in, as last reported by the engine."""
         return self.parameters.get("client_encoding", "UTF8")
