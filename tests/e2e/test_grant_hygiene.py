@@ -20,7 +20,7 @@ import pymysql
 import pytest
 from pymysql.constants import CLIENT
 
-from clusters import create_cluster, mysql, socket_of, unique
+from clusters import create_cluster, mysql, socket_of, unique, wait_cluster
 from gateway_checks import assert_no_exception_escaped_a_session, audit_events, audit_mark
 from process_stats import relay_and_loop_ticks
 
@@ -403,6 +403,38 @@ def test_an_application_accounts_session_is_not_inspected(dbkeep, hy):
     assert loop > relay, (relay, loop)
     with master(dbkeep, hy) as conn:
         run(conn, "DROP USER 'reader'@'%'")
+
+
+def test_facts_read_before_a_master_reset_are_not_used_after_it(dbkeep, hy):
+    """A master stripped of its privileges is an unprivileged account, and its sessions are
+    released; the master reset gives the privileges back through rdsadmin, so the master's next
+    session must be inspected again at once, not on facts cached before the reset."""
+    rds = dbkeep.client("rds")
+
+    def reset(password: str) -> None:
+        rds.modify_db_cluster(DBClusterIdentifier=hy["DBClusterIdentifier"], MasterUserPassword=password,
+                              ApplyImmediately=True)
+        wait_cluster(dbkeep, hy["DBClusterIdentifier"])
+
+    with master(dbkeep, hy) as conn:
+        run(conn, "REVOKE `rds_superuser_role` FROM 'admin'@'%'")
+        run(conn, "REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'admin'@'%'")
+    time.sleep(1)  # the hygiene after the REVOKEs is done
+    with mysql(dbkeep, hy, "admin", PASSWORD) as conn:  # its facts are read now: unprivileged
+        time.sleep(0.5)
+        run(conn, "SELECT 1")
+    try:
+        reset("Hygiene-Reset-2")
+        conn = mysql(dbkeep, hy, "admin", "Hygiene-Reset-2", "appdb")
+        try:
+            time.sleep(0.5)  # the account's facts arrive (stale ones would hand the session to the native relay)
+            errno, message = error_of(conn, REPRO)
+        finally:
+            conn.close()
+        assert errno == 1227 and "SUPER" in message, (errno, message)
+    finally:
+        reset(PASSWORD)
+    assert_clean(dbkeep, hy)
 
 
 def test_a_live_session_whose_account_is_given_the_mysql_schema_is_ended(dbkeep, hy):

@@ -99,6 +99,11 @@ class TargetResolver:
     def _catalog_committed(self, *_: Any) -> None:
         self._generation += 1
 
+    @property
+    def generation(self) -> int:
+        """Catalog commits seen in this process: what was read before one may be stale."""
+        return self._generation
+
     def resolve(self, identifier: str) -> ClusterTarget | None:
         now = time.monotonic()
         hit = self._cache.get(identifier)

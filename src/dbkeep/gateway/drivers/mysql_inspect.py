@@ -61,7 +61,7 @@ FACTS_TTL = 5.0  # seconds an account's facts are reused for new sessions of the
 _PRIVILEGE_WORDS = ("GRANT", "REVOKE", "ROLE", "USER", "MYSQL", "CALL", "EXECUTE")
 
 
-def _facts_cache(ctx: Any) -> dict[tuple[str, str], tuple[float, tuple[bool, str]]]:
+def _facts_cache(ctx: Any) -> dict[tuple[str, str], tuple[float, tuple[int, int], tuple[bool, str]]]:
     return ctx.extra.setdefault("mysql.account_facts", {})
 
 
@@ -74,8 +74,12 @@ def live_sessions(ctx: Any, resource_id: str) -> set[MySQLSession]:
     return ctx.extra.setdefault("mysql.sessions", {}).setdefault(resource_id, set())
 
 
-def _generation(ctx: Any, resource_id: str) -> int:
-    return ctx.extra.setdefault("mysql.facts_generation", {}).get(resource_id, 0)
+def _generation(ctx: Any, resource_id: str) -> tuple[int, int]:
+    """What cached facts were read under: privilege changes seen in this cluster's inspected
+    sessions, and catalog commits (a master reset, a restart or a repair changes privileges
+    through rdsadmin and ends with one)."""
+    return (ctx.extra.setdefault("mysql.facts_generation", {}).get(resource_id, 0),
+            getattr(ctx.resolver, "generation", 0))
 
 
 def forget_facts(ctx: Any, resource_id: str) -> None:
@@ -95,8 +99,8 @@ async def account_facts(ctx: Any, resource_id: str, user: str) -> tuple[bool, st
     pays for an rdsadmin round trip."""
     key = (resource_id, user)
     cached = _facts_cache(ctx).get(key)
-    if cached is not None and time.monotonic() - cached[0] < FACTS_TTL:
-        return cached[1]
+    if cached is not None and time.monotonic() - cached[0] < FACTS_TTL and cached[1] == _generation(ctx, resource_id):
+        return cached[2]
     inflight: dict[tuple[str, str], asyncio.Task[tuple[bool, str] | None]] = ctx.extra.setdefault("mysql.facts_inflight", {})
     task = inflight.get(key)
     if task is None:
@@ -115,7 +119,7 @@ async def _probe_facts(ctx: Any, resource_id: str, user: str) -> tuple[bool, str
             log.warning("cluster %s: cannot read the account facts of %s: %s", resource_id, user, exc)
             return None
         if generation == _generation(ctx, resource_id):
-            _facts_cache(ctx)[(resource_id, user)] = (time.monotonic(), facts)
+            _facts_cache(ctx)[(resource_id, user)] = (time.monotonic(), generation, facts)
             return facts
     return None  # privileges kept changing meanwhile: the answer may be stale
 
