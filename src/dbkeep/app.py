@@ -120,6 +120,7 @@ class App:
                     cluster = store.cluster_by_resource_id(resource_id)
                     audit.event("engine.repaired", verdict="allow", cluster=cluster.identifier if cluster else None,
                                 cluster_resource_id=resource_id, reason=what)
+                    clusters.engine_repaired(resource_id, what)  # and an RDS event (DescribeEvents)
 
                 driver = LocalDriver(state_dir, supervisor, on_repair=engine_repaired)
                 record_confinement(driver.confinement, catalog, audit)
@@ -127,6 +128,7 @@ class App:
                 clusters = ClusterManager(store, driver, audit, self.clock, lambda coro: self._spawn(tasks, coro), config.host,
                                           max_connections=config.max_connections)
                 services.clusters = clusters
+                supervisor.on_restart = clusters.engine_restarted
 
                 def socket_path(resource_id: str, engine: str) -> str:
                     return driver.for_engine(engine).socket_path(resource_id)
