@@ -22,9 +22,11 @@ from dbkeep.api.services import ec2, iam, rds, sts
 from dbkeep.catalog.models import ParameterGroup
 from dbkeep.catalog.rds import RdsStore
 from dbkeep.engines import confine
+from dbkeep.engines.driver import EngineState
 from dbkeep.engines.local import LocalDriver
 from dbkeep.engines.supervisor import Supervisor
 from dbkeep.gateway.iam import IamLogin
+from dbkeep.metrics import Metrics
 from dbkeep.gateway.listener import Gateway, GatewayContext, Limits
 from dbkeep.gateway.offload import Offload
 from dbkeep.gateway.offload import available as offload_available
@@ -160,7 +162,18 @@ class App:
                 )
                 await clusters.recover()
                 await gateway.sync()
-                api = ApiServer(dispatcher, config.host, config.api_port)
+                metrics = Metrics()
+                audit.observers.append(metrics.observe)
+
+                def live_state():  # read when /metrics is scraped
+                    for cluster in store.list_clusters():
+                        status = driver.status(cluster.resource_id)
+                        yield (cluster.identifier, status.state is EngineState.RUNNING, status.restart_count,
+                               gateway.ctx.connections.get(cluster.identifier, 0))
+
+                metrics.watch(live_state)
+                token = config.metrics_token_file.read_text().strip() if config.metrics_token_file else None
+                api = ApiServer(dispatcher, config.host, config.api_port, metrics=metrics, metrics_token=token)
                 port = await api.start()
                 host = f"[{config.host}]" if ":" in config.host else config.host
                 endpoint = f"http://{host}:{port}"
