@@ -37,6 +37,8 @@ $(VENV)/.installed: pyproject.toml setup.py $(RELAY_SOURCES) $(wildcard src/dbke
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	@# the venv's own `aws` undoes AWS CLI v1's us-east-1 endpoint override for rds (awscli_plugin.py)
+	$(BIN)/python -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()["purelib"], "dbkeep-awscli.pth").write_text("import dbkeep.awscli_plugin as _dbkeep_awscli; _dbkeep_awscli.autoload()\n")'
 	touch $@
 
 run: setup

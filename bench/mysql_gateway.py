@@ -10,6 +10,8 @@ at 1, 8 and 32 threads against:
 - ``gateway``: the cluster endpoint, cleartext;
 - ``gateway-tls``: the cluster endpoint over TLS (``--mysql-ssl=on``; libmariadb's TLS, the
   server certificate from dbkeep's CA);
+- ``gateway+metrics``: the ``gateway`` row while ``/metrics`` is scraped every second (issue 13:
+  metrics must not move the gateway's throughput);
 - ``gateway-master`` and ``gateway-tls-master``: the same as the master user, whose statements
   the gateway inspects (gateway/mysql/inspect.py); the other rows log in as ``bench_app``, an
   application account with DML on ``appdb`` only, whose sessions the native relay carries.
@@ -33,6 +35,7 @@ new TLS logins per second. Not a test: it asserts nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -40,7 +43,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,6 +203,27 @@ backend engine
     raise RuntimeError(f"haproxy did not start: {err.decode(errors='replace')[-2000:]}")
 
 
+@contextlib.contextmanager
+def scraping(url: str | None):
+    """Scrape ``url``/metrics every second meanwhile (a Prometheus server's load), if a url is given."""
+    if url is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(1.0):
+            urllib.request.urlopen(f"{url}/metrics", timeout=5).read()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def create_app_user(engine_socket: str) -> None:
     """``bench_app``: DML on appdb only, so the gateway does not inspect its sessions."""
     sql = (f"CREATE USER IF NOT EXISTS {APP_USER}@'%' IDENTIFIED BY '{PASSWORD}'; "
@@ -213,7 +239,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2,
                         help="runs per mode and thread count, in mirrored order (A..D, D..A) so that background "
                              "load on a shared machine falls on every mode alike; the mean is reported (default 2)")
-    parser.add_argument("--modes", default="direct,haproxy,gateway,gateway-tls,gateway-master,gateway-tls-master")
+    parser.add_argument("--modes", default="direct,haproxy,gateway,gateway+metrics,gateway-tls,gateway-master,gateway-tls-master")
     parser.add_argument("--ps-mode", default="auto", choices=["auto", "disable"],
                         help="sysbench --db-ps-mode: auto (prepared statements, the default) or disable (text protocol)")
     parser.add_argument("--connect-time", type=int, default=5, help="seconds per connection-rate run (default 5)")
@@ -237,7 +263,8 @@ def main() -> int:
         sysbench(workdir, direct, ["oltp_point_select", f"--tables={TABLES}", f"--table_size={TABLE_SIZE}",
                                    "--threads=4", "prepare"], timeout=300)
         create_app_user(engine_socket)
-        targets = {"direct": [*direct, *app], "gateway": [*gateway, *app], "gateway-tls": [*gateway, "--mysql-ssl=on", *app],
+        targets = {"direct": [*direct, *app], "gateway": [*gateway, *app], "gateway+metrics": [*gateway, *app],
+                   "gateway-tls": [*gateway, "--mysql-ssl=on", *app],
                    "gateway-master": gateway, "gateway-tls-master": [*gateway, "--mysql-ssl=on"]}
         if "haproxy" in modes:
             port = free_port()
@@ -247,7 +274,8 @@ def main() -> int:
         print(f"sysbench oltp_point_select (--db-ps-mode={args.ps_mode}), {TABLES} tables x {TABLE_SIZE} rows, {args.time} s "
               f"per run, mean of {args.rounds} mirrored rounds, {os.cpu_count()} CPUs; as {APP_USER} unless -master",
               flush=True)
-        relay_pid = {"haproxy": haproxy.pid if haproxy else None, "gateway": proc.proc.pid, "gateway-tls": proc.proc.pid,
+        relay_pid = {"haproxy": haproxy.pid if haproxy else None, "gateway": proc.proc.pid, "gateway+metrics": proc.proc.pid,
+                     "gateway-tls": proc.proc.pid,
                      "gateway-master": proc.proc.pid, "gateway-tls-master": proc.proc.pid}
         results: dict[tuple[str, int], float] = {}
         for n in threads:
@@ -256,7 +284,8 @@ def main() -> int:
             for round_ in range(args.rounds):
                 for mode in modes if round_ % 2 == 0 else modes[::-1]:
                     before = cpu_seconds(relay_pid.get(mode))
-                    runs[mode].append(point_select(workdir, targets[mode], n, args.time, args.ps_mode))
+                    with scraping(proc.url if mode.endswith("+metrics") else None):
+                        runs[mode].append(point_select(workdir, targets[mode], n, args.time, args.ps_mode))
                     used[mode] += cpu_seconds(relay_pid.get(mode)) - before
             for mode in modes:
                 results[mode, n] = sum(runs[mode]) / len(runs[mode])
@@ -266,6 +295,9 @@ def main() -> int:
                 print(f"  {mode:12} {n:3} threads: {results[mode, n]:9.0f} tps{cost}  runs {each}", flush=True)
         print()
         for n in threads:
+            if "gateway" in modes and "gateway+metrics" in modes:
+                print(f"  scraped/unscraped at {n:2} threads (gateway+metrics / gateway): "
+                      f"{results['gateway+metrics', n] / results['gateway', n]:.2f}x")
             for plain, inspected in (("gateway", "gateway-master"), ("gateway-tls", "gateway-tls-master")):
                 if plain in modes and inspected in modes:
                     print(f"  inspected/uninspected at {n:2} threads ({inspected} / {plain}): "

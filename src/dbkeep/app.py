@@ -22,9 +22,11 @@ from dbkeep.api.services import ec2, iam, rds, sts
 from dbkeep.catalog.models import ParameterGroup
 from dbkeep.catalog.rds import RdsStore
 from dbkeep.engines import confine
+from dbkeep.engines.driver import EngineState
 from dbkeep.engines.local import LocalDriver
 from dbkeep.engines.supervisor import Supervisor
 from dbkeep.gateway.iam import IamLogin
+from dbkeep.metrics import Metrics
 from dbkeep.gateway.listener import Gateway, GatewayContext, Limits
 from dbkeep.gateway.offload import Offload
 from dbkeep.gateway.offload import available as offload_available
@@ -120,6 +122,7 @@ class App:
                     cluster = store.cluster_by_resource_id(resource_id)
                     audit.event("engine.repaired", verdict="allow", cluster=cluster.identifier if cluster else None,
                                 cluster_resource_id=resource_id, reason=what)
+                    clusters.engine_repaired(resource_id, what)  # and an RDS event (DescribeEvents)
 
                 driver = LocalDriver(state_dir, supervisor, on_repair=engine_repaired)
                 record_confinement(driver.confinement, catalog, audit)
@@ -127,6 +130,7 @@ class App:
                 clusters = ClusterManager(store, driver, audit, self.clock, lambda coro: self._spawn(tasks, coro), config.host,
                                           max_connections=config.max_connections)
                 services.clusters = clusters
+                supervisor.on_restart = clusters.engine_restarted
 
                 def socket_path(resource_id: str, engine: str) -> str:
                     return driver.for_engine(engine).socket_path(resource_id)
@@ -158,7 +162,18 @@ class App:
                 )
                 await clusters.recover()
                 await gateway.sync()
-                api = ApiServer(dispatcher, config.host, config.api_port)
+                metrics = Metrics()
+                audit.observers.append(metrics.observe)
+
+                def live_state():  # read when /metrics is scraped
+                    for cluster in store.list_clusters():
+                        status = driver.status(cluster.resource_id)
+                        yield (cluster.identifier, status.state is EngineState.RUNNING, status.restart_count,
+                               gateway.ctx.connections.get(cluster.identifier, 0))
+
+                metrics.watch(live_state)
+                token = config.metrics_token_file.read_text().strip() if config.metrics_token_file else None
+                api = ApiServer(dispatcher, config.host, config.api_port, metrics=metrics, metrics_token=token)
                 port = await api.start()
                 host = f"[{config.host}]" if ":" in config.host else config.host
                 endpoint = f"http://{host}:{port}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from dbkeep import __version__
 from dbkeep.audit.log import DEFAULT_KEEP, DEFAULT_MAX_BYTES
@@ -66,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--audit-keep", type=int, default=DEFAULT_KEEP, metavar="N",
                     help=f"rotated audit files kept (audit.log.1 … .N; the oldest beyond is deleted; default {DEFAULT_KEEP})")
 
+    up.add_argument("--metrics-token-file", metavar="FILE",
+                    help="GET /metrics on the API port asks for 'Authorization: Bearer <the file's token>' "
+                         "(default: no credentials, loopback scrapers only)")
+
     audit = sub.add_parser("audit", help="search the audit trail (DIR/audit.log and its rotated files)",
                            description="Print the audit events that match every filter given, oldest first.")
     audit.add_argument("--state-dir", help=STATE_HELP)
@@ -115,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                 relay_threads=args.relay_threads,
                 audit_max_bytes=args.audit_max_bytes,
                 audit_keep=args.audit_keep,
+                metrics_token_file=Path(args.metrics_token_file) if args.metrics_token_file else None,
             )
             return run_foreground(config)
         if args.command == "env":

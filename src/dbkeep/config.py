@@ -54,6 +54,7 @@ class Config:
     relay_threads: int = field(default_factory=default_relay_threads)  # gateway: native relay threads (0: in the event loop)
     audit_max_bytes: int = 64 * 1024 * 1024  # audit.log is rotated at this size
     audit_keep: int = 10  # rotated audit files kept
+    metrics_token_file: Path | None = None  # /metrics asks for this bearer token (else: loopback only)
 
     def __post_init__(self) -> None:
         if not 1 <= self.handshake_timeout <= 600:
@@ -72,6 +73,13 @@ class Config:
             raise ConfigError(f"--audit-max-bytes must be between 1024 and 2**40, not {self.audit_max_bytes}")
         if not 1 <= self.audit_keep <= 10_000:
             raise ConfigError(f"--audit-keep must be between 1 and 10000, not {self.audit_keep}")
+        if self.metrics_token_file is not None:
+            try:
+                token = self.metrics_token_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"--metrics-token-file {self.metrics_token_file}: {exc.strerror}") from None
+            if len(token) < 16 or not token.isprintable() or " " in token:
+                raise ConfigError("--metrics-token-file must hold one token of at least 16 printable characters")
         try:
             ipaddress.ip_address(self.host)
         except ValueError:

@@ -155,7 +155,10 @@ def write_aws_files(state_dir: Path, access_key_id: str, secret: str, region: st
         credentials_path(state_dir),
         f"[default]\naws_access_key_id = {access_key_id}\naws_secret_access_key = {secret}\n".encode(),
     )
-    config = f"[default]\nregion = {region}\nendpoint_url = {endpoint}\n\n[plugins]\ndbkeep = dbkeep.awscli_plugin\n"
+    # No [plugins] section: AWS CLI v1 imports every plugin named there and fails on one it cannot
+    # import (any CLI outside dbkeep's venv); dbkeep's own CLI gets its plugin from the venv
+    # (awscli_plugin.autoload), the others need --endpoint-url for `aws rds` in us-east-1 (README).
+    config = f"[default]\nregion = {region}\nendpoint_url = {endpoint}\n"
     write_private_file(aws_config_path(state_dir), config.encode())
 
 

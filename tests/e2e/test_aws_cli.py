@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 
-# The CLI installed beside dbkeep (make setup), which can load the dbkeep plugin named in DIR/config.
+# The CLI installed beside dbkeep (make setup), whose venv undoes AWS CLI v1's rds endpoint override.
 AWS = str(Path(sys.executable).parent / "aws") if (Path(sys.executable).parent / "aws").exists() else shutil.which("aws")
 
 
@@ -24,7 +24,7 @@ def aws(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Compl
 
 def profile_files(tmp: Path, endpoint: str, key: str, secret: str) -> dict[str, str]:
     config, creds = tmp / "config", tmp / "credentials"
-    config.write_text(f"[default]\nregion = us-east-1\nendpoint_url = {endpoint}\n\n[plugins]\ndbkeep = dbkeep.awscli_plugin\n")
+    config.write_text(f"[default]\nregion = us-east-1\nendpoint_url = {endpoint}\n")
     creds.write_text(f"[default]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(AWS_CONFIG_FILE=str(config), AWS_SHARED_CREDENTIALS_FILE=str(creds))
@@ -101,3 +101,28 @@ def test_dbkeep_status(dbkeep):
     out = subprocess.run([sys.executable, "-m", "dbkeep", "status", "--state-dir", str(dbkeep.state_dir)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "running (pid" in out.stdout and dbkeep.url in out.stdout
+
+
+def test_an_aws_cli_of_the_users_own_works_with_dbkeeps_files(dbkeep, tmp_path):
+    """An AWS CLI v1 installed in a venv of its own (no dbkeep there), with only the two files:
+    every command works; `aws rds` in us-east-1 needs --endpoint-url there, as the README says
+    (AWS CLI v1 replaces that endpoint with AWS's own unless it is on the command line)."""
+    venv = tmp_path / "their-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "awscli"], check=True, timeout=600, capture_output=True)
+    theirs = str(venv / "bin" / "aws")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTHON", "VIRTUAL_ENV"))}
+    env.update(AWS_CONFIG_FILE=str(dbkeep.state_dir / "config"), AWS_SHARED_CREDENTIALS_FILE=str(dbkeep.state_dir / "credentials"))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([theirs, *args, "--output", "json"], env=env, capture_output=True, text=True, timeout=120)
+
+    assert subprocess.run([theirs, "--version"], capture_output=True, text=True, env=env).stdout.startswith("aws-cli/1.")
+    ident = run("sts", "get-caller-identity")
+    assert ident.returncode == 0, ident.stderr
+    assert json.loads(ident.stdout)["Arn"].endswith(":root")
+    users = run("iam", "list-users")
+    assert users.returncode == 0 and "Users" in json.loads(users.stdout), users.stderr
+    clusters = run("rds", "describe-db-clusters", "--endpoint-url", dbkeep.url)
+    assert clusters.returncode == 0 and "DBClusters" in json.loads(clusters.stdout), clusters.stderr
+    assert "ModuleNotFoundError" not in ident.stderr + users.stderr + clusters.stderr

@@ -41,6 +41,10 @@ class Response:
     status: int
     body: str
     request_id: str
+    # for metrics: the service and action when they name an operation of this endpoint, else
+    # "unknown" (a caller must not be able to mint label values)
+    service: str = "unknown"
+    action: str = "unknown"
 
 
 class Dispatcher:
@@ -66,6 +70,7 @@ class Dispatcher:
         request_id = str(uuid.uuid4())
         service = VERSIONS.get(params.get("Version", ""), "sts")
         action = params.get("Action", "")
+        known = ("unknown", "unknown")  # (service, action) once they name an operation here
         try:
             try:
                 principal, sig = self._auth.authenticate(request)
@@ -103,6 +108,7 @@ class Dispatcher:
                     400,
                 )
             operation = model.operation_model(action)
+            known = (service, action)
             args = query.parse_request(operation, params, ERROR_STYLE[service])
             ctx = CallContext(
                 catalog=self._catalog,
@@ -120,12 +126,12 @@ class Dispatcher:
             result = handler(ctx, args)
             if inspect.isawaitable(result):
                 result = await result
-            return Response(200, query.serialize_response(operation, result, request_id), request_id)
+            return Response(200, query.serialize_response(operation, result, request_id), request_id, *known)
         except ApiError as exc:
             model = query.service_model(service) if service in ERROR_STYLE else None
-            return Response(exc.status, query.serialize_error(model, exc, request_id), request_id)
+            return Response(exc.status, query.serialize_error(model, exc, request_id), request_id, *known)
         except Exception:
             log.exception("internal error in %s %s (request %s)", service, action, request_id)
             model = query.service_model(service) if service in ERROR_STYLE else None
             error = ApiError("InternalFailure", f"An internal error occurred (request {request_id}).", 500, sender=False)
-            return Response(500, query.serialize_error(model, error, request_id), request_id)
+            return Response(500, query.serialize_error(model, error, request_id), request_id, *known)

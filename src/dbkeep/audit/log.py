@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,8 @@ class AuditLog:
         self._keep = keep
         self._lock = threading.Lock()
         self._file, self._size = self._open()
+        # told (kind, verdict, fields) of every event once it is written (metrics.py counts them)
+        self.observers: list[Callable[[str, str, dict[str, Any]], None]] = []
 
     def _open(self) -> tuple[Any, int]:
         fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -61,6 +64,15 @@ class AuditLog:
         # The file is the record; echoing every login into the process log at INFO doubled the
         # cost of an event on the gateway's hot login path. --log-level debug shows them.
         log.debug("audit %s", line.rstrip("\n"))
+        for observe in self.observers:
+            observe(kind, verdict, record)
+
+    def tally(self, kind: str, **fields: Any) -> None:
+        """An occurrence of ``kind`` that gets no line of its own (a later summary counts it,
+        as ``gateway/refusals.py`` does in a flood): the observers only."""
+        record = {k: v for k, v in fields.items() if v is not None}
+        for observe in self.observers:
+            observe(kind, "deny", record)
 
     def _rotate(self) -> None:
         """Under the lock: the full file moves to ``.1`` and a new one is opened."""

@@ -50,6 +50,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
             schema.instances,
         ),
     ),
+    (3, "RDS events", _create(schema.events)),
 ]
 
 LATEST = MIGRATIONS[-1][0]

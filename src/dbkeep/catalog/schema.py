@@ -201,3 +201,16 @@ instances = Table(
     Column("created", DateTime(timezone=True), nullable=False),
     Column("tags", Text, nullable=False, default="[]"),
 )
+
+# RDS events (DescribeEvents): what happened to a cluster, an instance or a parameter group, kept
+# for 14 days as on RDS. The source's ARN is made when read (account and region are the API's).
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("time", DateTime(timezone=True), nullable=False, index=True),
+    Column("source_type", String(40), nullable=False),
+    Column("source_identifier", String(255), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("categories", Text, nullable=False, default="[]"),
+)

@@ -117,7 +117,8 @@ class Supervisor:
     def __init__(self, *, ready_timeout: float = 60.0, stop_grace: float = 30.0,
                  backoff_initial: float = 0.5, backoff_max: float = 30.0, stable_after: float = 60.0,
                  max_failed_restarts: int = 8, probe_interval: float = 0.1, probe_timeout: float = 5.0,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 on_restart: Callable[[str, str | None], None] | None = None) -> None:
         self.ready_timeout = ready_timeout
         self.stop_grace = stop_grace
         self.backoff_initial = backoff_initial
@@ -127,6 +128,8 @@ class Supervisor:
         self.probe_interval = probe_interval
         self.probe_timeout = probe_timeout
         self._monotonic = monotonic
+        # told (key, the engine's last log line) when a crashed engine is started again
+        self.on_restart = on_restart
         self._slots: dict[str, _Slot] = {}
         self._tg: asyncio.TaskGroup | None = None
         self._started = asyncio.Event()
@@ -297,6 +300,11 @@ class Supervisor:
                 proc = None
                 slot.state = EngineState.RESTARTING
                 slot.restart_count += 1
+                if self.on_restart is not None:
+                    try:
+                        self.on_restart(slot.key, slot.last_log_line)
+                    except Exception:  # a listener must never stop the supervision
+                        log.exception("%s: restart listener failed", engine.name)
                 if await _first_of(asyncio.sleep(backoff), slot.stop_event.wait()) == 1:
                     break
                 backoff = min(backoff * 2, self.backoff_max)

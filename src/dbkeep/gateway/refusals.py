@@ -99,6 +99,9 @@ class RefusalLog:
             entry.first = now
         entry.count += 1
         entry.last = now
+        tally = getattr(self._audit, "tally", None)  # counted now (metrics), written in the summary
+        if tally is not None:
+            tally("gateway.connection_refused", cluster=cluster, source_ip=source, reason=reason)
         self._arm()
 
     def _arm(self) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from dbkeep.audit.log import AuditLog
 from dbkeep.catalog.models import Cluster, Instance
+from dbkeep.catalog.events import EventStore
 from dbkeep.catalog.rds import RdsStore
 from dbkeep.clock import Clock
 from dbkeep.engines.driver import EngineSpec
@@ -49,6 +50,30 @@ class ClusterManager:
         # Before a cluster or instance turns ``available`` they are awaited first, so that an
         # ``available`` endpoint is always already listening.
         self.listeners: list[Callable[[str], Awaitable[None]]] = []
+        self.events = EventStore(store.catalog)
+
+    def event(self, source_type: str, ident: str, message: str, *categories: str) -> None:
+        """An RDS event (DescribeEvents); never breaks the lifecycle it reports on."""
+        try:
+            self.events.record(self.clock.now(), source_type, ident, message, categories)
+        except Exception:
+            log.exception("cannot record the event %r of %s %s", message, source_type, ident)
+
+    def engine_restarted(self, resource_id: str, last_log_line: str | None) -> None:
+        """The supervisor restarted a crashed engine."""
+        cluster = self.store.cluster_by_resource_id(resource_id)
+        if cluster is None:
+            return
+        why = f": {last_log_line}" if last_log_line else ""
+        self.event("db-cluster", cluster.identifier, f"The database engine stopped unexpectedly and was restarted{why}",
+                   "failure")
+        for inst in self.store.list_instances(cluster.identifier):
+            self.event("db-instance", inst.identifier, "DB instance restarted", "availability")
+
+    def engine_repaired(self, resource_id: str, what: str) -> None:
+        cluster = self.store.cluster_by_resource_id(resource_id)
+        if cluster is not None:
+            self.event("db-cluster", cluster.identifier, f"dbkeep repaired the database engine: {what}", "recovery")
 
     def _lock(self, ident: str) -> asyncio.Lock:
         return self._locks.setdefault(ident, asyncio.Lock())
@@ -170,13 +195,16 @@ class ClusterManager:
                 log.error("cluster %s failed to provision: %s", ident, message)
                 self.store.update_cluster(ident, status="failed", status_message=str(message)[:1000])
                 self.store.set_instances_status(ident, "failed")
+                self.event("db-cluster", ident, f"DB cluster could not be created: {str(message)[:500]}", "failure")
                 return
             values = await self._follow_instances(ident, restart=True, applied=values) or values  # an instance added meanwhile
             await self._notify(ident)
             self.store.update_cluster(ident, status="available", status_message=None, applied_parameters=values)
+            self.event("db-cluster", ident, "DB cluster created", "creation")
             for inst in self.store.list_instances(ident):
                 if inst.status in ("creating", "failed"):
                     self.store.update_instance(inst.identifier, status="available")
+                    self.event("db-instance", inst.identifier, "DB instance created", "creation")
 
     def add_instance(self, instance: Instance) -> None:
         self.store.add_instance(instance)
@@ -193,15 +221,18 @@ class ClusterManager:
             await self._follow_instances(inst.cluster_identifier, restart=first)
             await self._notify(inst.cluster_identifier)
             self.store.update_instance(ident, status="available")
+            self.event("db-instance", ident, "DB instance created", "creation")
 
     def modify_instance(self, instance: Instance, instance_class: str) -> None:
         """A new instance class: the engine's max_connections follows (``_follow_instances``)."""
         self.store.update_instance(instance.identifier, instance_class=instance_class)
-        self._spawn(self._modified_instance(instance.cluster_identifier))
+        self._spawn(self._modified_instance(instance.cluster_identifier, instance.identifier, instance_class))
 
-    async def _modified_instance(self, cluster_ident: str) -> None:
+    async def _modified_instance(self, cluster_ident: str, ident: str, instance_class: str) -> None:
         async with self._lock(cluster_ident):
             await self._follow_instances(cluster_ident, restart=False)
+        self.event("db-instance", ident, f"Finished applying modification to DB instance class: {instance_class}",
+                   "configuration change")
 
     def reset_master(self, cluster: Cluster, password: str, caller: str, request_id: str) -> Cluster:
         self.store.update_cluster(cluster.identifier, status="resetting-master-credentials")
@@ -220,10 +251,12 @@ class ClusterManager:
                 self.audit.event("rds.master_reset", verdict="error", principal=caller, cluster=ident, request_id=request_id,
                                  reason=getattr(exc, "message", "timeout"))
                 self.store.update_cluster(ident, status="available", status_message="master credentials reset failed; retry ModifyDBCluster")
+                self.event("db-cluster", ident, "Resetting the master credentials failed; retry ModifyDBCluster", "failure")
                 return
             self.audit.event("rds.master_reset", verdict="allow", principal=caller, cluster=ident, request_id=request_id,
                              master_user=cluster.master_username)
             self.store.update_cluster(ident, status="available", status_message=None)
+            self.event("db-cluster", ident, "Reset master credentials.", "configuration change")
 
     async def apply_dynamic(self, cluster: Cluster, changed: dict[str, str | None]) -> None:
         """Push changed dynamic engine settings to a running engine (gateway ones are read live).
@@ -259,12 +292,14 @@ class ClusterManager:
                                  reason=reason)
                 return
             self.audit.event("rds.iam_auth_applied", verdict="allow", cluster=ident, enabled=cluster.iam_auth)
+            self.event("db-cluster", ident, f"IAM database authentication {'enabled' if cluster.iam_auth else 'disabled'}",
+                       "configuration change")
 
     def reboot(self, instance: Instance) -> None:
         self.store.update_instance(instance.identifier, status="rebooting")
-        self._spawn(self._restart(instance.cluster_identifier, "available"))
+        self._spawn(self._restart(instance.cluster_identifier, "available", rebooted=instance.identifier))
 
-    async def _restart(self, ident: str, final_status: str) -> None:
+    async def _restart(self, ident: str, final_status: str, *, rebooted: str | None = None) -> None:
         async with self._lock(ident):
             cluster = self.store.get_cluster(ident)
             if cluster is None:
@@ -278,10 +313,20 @@ class ClusterManager:
                 message = getattr(exc, "log_line", None) or getattr(exc, "message", None) or "engine did not become ready in time"
                 self.store.update_cluster(ident, status="incompatible-parameters", status_message=str(message)[:1000])
                 self.store.set_instances_status(ident, "incompatible-parameters")
+                self.event("db-cluster", ident, "The database engine could not start with the cluster's parameters: "
+                           f"{str(message)[:500]}", "failure")
                 return
             await self._notify(ident)
+            pending = cluster.applied_parameters != values
             self.store.update_cluster(ident, status=final_status, status_message=None, applied_parameters=values)
             self.store.set_instances_status(ident, final_status)
+            if rebooted is None:
+                self.event("db-cluster", ident, "DB cluster started", "notification")
+            else:
+                self.event("db-instance", rebooted, "DB instance restarted", "availability")
+            if pending:
+                self.event("db-cluster", ident, f"Finished applying the parameter group {cluster.parameter_group} "
+                           "(pending-reboot changes)", "configuration change")
 
     def stop(self, cluster: Cluster) -> None:
         self.store.update_cluster(cluster.identifier, status="stopping")
@@ -296,6 +341,7 @@ class ClusterManager:
             await self.driver.stop(cluster.resource_id)
             self.store.update_cluster(ident, status="stopped")
             self.store.set_instances_status(ident, "stopped")
+            self.event("db-cluster", ident, "DB cluster stopped", "notification")
         await self._notify(ident)
 
     def start(self, cluster: Cluster) -> None:
@@ -317,6 +363,7 @@ class ClusterManager:
             except EngineError as exc:
                 log.error("cluster %s: engine removal failed: %s", ident, exc.message)
             self.store.delete_cluster(ident)
+            self.event("db-cluster", ident, "DB cluster deleted", "deletion")
         self._locks.pop(ident, None)
         await self._notify(ident)
 
@@ -327,6 +374,7 @@ class ClusterManager:
     async def _delete_instance(self, ident: str, cluster_ident: str) -> None:
         async with self._lock(cluster_ident):
             self.store.delete_instance(ident)
+            self.event("db-instance", ident, "DB instance deleted", "deletion")
             remaining = self.store.list_instances(cluster_ident)
             if remaining and not any(i.is_writer for i in remaining):
                 self.store.update_instance(remaining[0].identifier, is_writer=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 from dbkeep.api.context import CallContext, request_tag_keys, tag_keys_only
 from dbkeep.api.services import rds_common as common
-from dbkeep.api.services import rds_parameters
+from dbkeep.api.services import rds_events, rds_parameters
 from dbkeep.catalog.models import Cluster, Instance
 from dbkeep.catalog.store import Conflict
 from dbkeep.errors import ApiError
@@ -484,3 +484,4 @@ HANDLERS = {
     "RemoveTagsFromResource": remove_tags_from_resource,
 }
 HANDLERS.update(rds_parameters.HANDLERS)
+HANDLERS.update(rds_events.HANDLERS)

@@ -139,6 +139,9 @@ async def modify_db_cluster_parameter_group(ctx: CallContext, args: dict[str, An
             raise ApiError("InvalidParameterValue", f"Value: {p['ParameterValue']} is not a valid value for parameter {name}: {exc}", 400) from None
         changes[name] = (value, method)
     common.store(ctx).set_parameter_values(group.name, changes)
+    for name, (value, method) in changes.items():  # RDS-EVENT-0037
+        common.mgr(ctx).event("db-parameter-group", group.name, f"Updated parameter {name} to {value} with apply method {method}",
+                              "configuration change")
     immediate = {n: v for n, (v, m) in changes.items() if m == "immediate" and defs[n].apply_type == "dynamic"}
     for cluster in common.store(ctx).clusters_using_group(group.name):
         await common.mgr(ctx).apply_dynamic(cluster, immediate)
@@ -165,6 +168,8 @@ async def reset_db_cluster_parameter_group(ctx: CallContext, args: dict[str, Any
                 raise ApiError("InvalidParameterValue", f"Could not find parameter with name: {name}", 400)
         names_to_reset = reset
     common.store(ctx).reset_parameter_values(group.name, names_to_reset)
+    for name in reset:
+        common.mgr(ctx).event("db-parameter-group", group.name, f"Reset parameter {name} to its default", "configuration change")
     dynamic_defaults = {n: defs[n].default for n in reset if n in defs and defs[n].apply_type == "dynamic"}
     for cluster in common.store(ctx).clusters_using_group(group.name):
         await common.mgr(ctx).apply_dynamic(cluster, dynamic_defaults)
