@@ -143,7 +143,7 @@ class App:
                     limits = Limits(handshake_timeout=config.handshake_timeout, first_byte_timeout=config.first_byte_timeout,
                                     max_connections=config.max_connections, max_pending_logins=config.max_pending_logins,
                                     refusal_log_interval=config.refusal_log_interval)
-                    # the grant-table checks of privileged MariaDB sessions (gateway/mysql/inspect.py)
+                    # the grant-table checks of privileged MariaDB sessions (gateway/drivers/mysql_inspect.py)
                     mariadb = driver.mariadb
                     return GatewayContext(resolver=resolver, audit=audit, clock=self.clock, limits=limits,
                                           offload=start_offload(config.relay_threads), extra={"iam": iam_login},
