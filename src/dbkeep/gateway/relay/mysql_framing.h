@@ -1,7 +1,7 @@
 /* MySQL command framing of the client's stream (docs/DESIGN-NOTES.md, "Native relay").
  *
  * For a MySQL session the worker frames the client's packets (frame_mysql, ClientFacing's
- * rules: gateway/mysql/connection.py, "Command phase") and clears for the engine only what it
+ * rules: gateway/mysql/__init__.py, "Command phase") and clears for the engine only what it
  * has framed: the pump sends at most up_ready() bytes of `up` and reports them with
  * up_consumed(). Framing stops before a command Python must see (COM_CHANGE_USER ...). Once
  * everything before it reached the engine, the session is handed back (hand_back, in
@@ -30,7 +30,7 @@ void hand_back(worker_t *w, session_t *s);
 /* Plaintext in `up` that may go to the engine now (MySQL: whole cleared packets only). */
 static inline size_t up_ready(session_t *s) { return s->mysql ? s->up_ok : buf_used(&s->up); }
 
-/* Clear the client's packets in `up` for the engine, with ClientFacing's rules (connection.py,
+/* Clear the client's packets in `up` for the engine, with ClientFacing's rules (mysql/client.py,
  * "Command phase"): a packet with sequence id 0 starts a command unless it continues a
  * maximum-length packet or follows a non-empty packet with id 255 (LOAD DATA's id wrap);
  * anything else is a continuation and passes. A command whose code is in the stop set is not
