@@ -27,25 +27,15 @@ from typing import Any
 from dbkeep.audit.log import AuditLog
 from dbkeep.catalog.store import Catalog
 from dbkeep.errors import ApiError, PolicyDocumentError
-from dbkeep.identity.credentials import Principal
+from dbkeep.identity.credentials import Principal, identity_policy_texts
 from dbkeep.policy.document import PolicyDocument, parse_policy
 from dbkeep.policy.evaluate import RequestContext, access_denied_message, evaluate
 
 
 def identity_policies(catalog: Catalog, principal: Principal) -> list[PolicyDocument]:
     """Every identity-based policy that applies to the principal, parsed."""
-    texts: list[str] = []
-    if principal.kind == "user":
-        texts += [doc for _, doc in catalog.list_inline_policies("user", principal.name)]
-        texts += [p.document for p in catalog.attached_policies("user", principal.name)]
-        for group in catalog.groups_for_user(principal.name):
-            texts += [doc for _, doc in catalog.list_inline_policies("group", group)]
-            texts += [p.document for p in catalog.attached_policies("group", group)]
-    elif principal.kind == "assumed-role":
-        texts += [doc for _, doc in catalog.list_inline_policies("role", principal.name)]
-        texts += [p.document for p in catalog.attached_policies("role", principal.name)]
     docs = []
-    for text in texts:
+    for text in identity_policy_texts(catalog, principal):
         try:
             docs.append(parse_policy(text))
         except PolicyDocumentError:

@@ -65,6 +65,22 @@ class Principal:
         return self.kind == "root"
 
 
+def identity_policy_texts(catalog: Catalog, principal: Principal) -> list[str]:
+    """The stored documents of every identity-based policy that applies to the principal: a
+    user's inline and attached ones and its groups'; an assumed role's; none for the root."""
+    texts: list[str] = []
+    if principal.kind == "user":
+        texts += [doc for _, doc in catalog.list_inline_policies("user", principal.name)]
+        texts += [p.document for p in catalog.attached_policies("user", principal.name)]
+        for group in catalog.groups_for_user(principal.name):
+            texts += [doc for _, doc in catalog.list_inline_policies("group", group)]
+            texts += [p.document for p in catalog.attached_policies("group", group)]
+    elif principal.kind == "assumed-role":
+        texts += [doc for _, doc in catalog.list_inline_policies("role", principal.name)]
+        texts += [p.document for p in catalog.attached_policies("role", principal.name)]
+    return texts
+
+
 def expired_token() -> ApiError:
     return ApiError("ExpiredToken", "The security token included in the request is expired", 403)
 

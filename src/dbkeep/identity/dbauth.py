@@ -56,7 +56,7 @@ from sqlalchemy import event
 from dbkeep.catalog.store import Catalog, token_hash
 from dbkeep.clock import Clock
 from dbkeep.errors import ApiError, PolicyDocumentError
-from dbkeep.identity.credentials import Authenticator, Principal
+from dbkeep.identity.credentials import Authenticator, Principal, identity_policy_texts
 from dbkeep.policy.document import PolicyDocument, parse_policy
 from dbkeep.policy.evaluate import RequestContext, evaluate
 
@@ -274,18 +274,7 @@ class TokenVerifier:
         return self._parsed[text]
 
     def _policies(self, p: Principal) -> list[PolicyDocument]:
-        c = self._catalog
-        texts: list[str] = []
-        if p.kind == "user":
-            texts += [doc for _, doc in c.list_inline_policies("user", p.name)]
-            texts += [m.document for m in c.attached_policies("user", p.name)]
-            for group in c.groups_for_user(p.name):
-                texts += [doc for _, doc in c.list_inline_policies("group", group)]
-                texts += [m.document for m in c.attached_policies("group", group)]
-        elif p.kind == "assumed-role":
-            texts += [doc for _, doc in c.list_inline_policies("role", p.name)]
-            texts += [m.document for m in c.attached_policies("role", p.name)]
-        return [d for d in map(self._parse, texts) if d is not None]
+        return [d for d in map(self._parse, identity_policy_texts(self._catalog, p)) if d is not None]
 
     def _base_keys(self, p: Principal) -> dict[str, Any]:
         keys: dict[str, Any] = {
