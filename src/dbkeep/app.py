@@ -31,6 +31,7 @@ from dbkeep.gateway.listener import Gateway, GatewayContext, Limits
 from dbkeep.gateway.offload import Offload
 from dbkeep.gateway.offload import available as offload_available
 from dbkeep.gateway.drivers import SESSIONS
+from dbkeep.gateway.drivers.postgres_inspect import PgChecks
 from dbkeep.gateway.target import TargetResolver
 from dbkeep.pki.store import PkiStore
 from dbkeep.rds import names
@@ -144,11 +145,14 @@ class App:
                                     max_connections=config.max_connections, max_pending_logins=config.max_pending_logins,
                                     refusal_log_interval=config.refusal_log_interval)
                     # the grant-table checks of privileged MariaDB sessions (gateway/drivers/mysql_inspect.py)
-                    mariadb = driver.mariadb
+                    mariadb, postgres = driver.mariadb, driver.postgres
+                    # the statement guard of privileged PostgreSQL sessions (gateway/drivers/postgres_inspect.py)
+                    pg_checks = PgChecks(facts=postgres.guard_facts, role_graph=postgres.guard_role_graph,
+                                         routines=postgres.guard_routines, protect=postgres.guard_protect)
                     return GatewayContext(resolver=resolver, audit=audit, clock=self.clock, limits=limits,
                                           offload=start_offload(config.relay_threads), extra={"iam": iam_login},
                                           mysql_hygiene=mariadb.live_hygiene, mysql_account_facts=mariadb.account_facts,
-                                          mysql_routines=mariadb.routines)
+                                          mysql_routines=mariadb.routines, postgres_checks=pg_checks)
 
                 gateway = Gateway(config.host, config.hostname, store, pki, gateway_context, SESSIONS)
                 clusters.listeners.append(lambda _ident: gateway.sync())

@@ -34,7 +34,7 @@ import psycopg
 from psycopg import sql as pgsql
 
 from dbkeep.engines import bootstrap as b
-from dbkeep.engines import iam
+from dbkeep.engines import iam, pg_protect
 from dbkeep.engines import reset
 from dbkeep.engines.base import LocalEngine
 from dbkeep.engines.driver import POSTGRES, EngineSpec
@@ -102,6 +102,7 @@ class Postgres(LocalEngine):
     def __init__(self, state_dir, supervisor, *, binaries: PostgresBinaries | None = None, **kw) -> None:
         super().__init__(state_dir, supervisor, **kw)
         self.binaries = binaries or PostgresBinaries()
+        self._protected_oids: dict[str, dict[str, int]] = {}  # cluster -> rds_* role -> OID (finds a renamed one)
 
     def socket_path(self, cluster_id: str) -> str:
         return str(self.layout(cluster_id).run / f".s.PGSQL.{PORT}")
@@ -225,6 +226,28 @@ class Postgres(LocalEngine):
     async def _after_start(self, layout: ClusterLayout, spec: EngineSpec) -> None:
         # clusters made before the lock existed get it too; a no-op once it holds
         await self._session(layout, reset.pg_lock_host_access)
+        repaired = await self._session(layout, lambda conn: pg_protect.restore_protected(conn, self._oids(layout)))
+        if repaired:
+            log.warning("%s: rdsadmin / rds_* roles repaired at start: %s", self._name(layout.cluster_id), "; ".join(repaired))
+
+    # --- what the statement guard asks (gateway/drivers/postgres_inspect.py) ------------------
+    def _oids(self, layout: ClusterLayout) -> dict[str, int]:
+        return self._protected_oids.setdefault(layout.cluster_id, {})
+
+    async def guard_facts(self, cluster_id: str, user: str) -> tuple[bool, bool]:
+        """(inspect the role's sessions, member of rds_password)."""
+        return await self._session(self.layout(cluster_id), lambda conn: pg_protect.session_facts(conn, user))
+
+    async def guard_role_graph(self, cluster_id: str) -> list[tuple[str, str]]:
+        return await self._session(self.layout(cluster_id), pg_protect.role_graph)
+
+    async def guard_routines(self, cluster_id: str, database: str) -> tuple[frozenset[str], frozenset[str]]:
+        return await self._session(self.layout(cluster_id), pg_protect.routine_names, dbname=database)
+
+    async def guard_protect(self, cluster_id: str) -> list[str]:
+        """Check rdsadmin and the rds_* roles; restore them if changed. What was wrong (empty: intact)."""
+        layout = self.layout(cluster_id)
+        return await self._session(layout, lambda conn: pg_protect.restore_protected(conn, self._oids(layout)), quiet=True)
 
     # --- settings and reset -----------------------------------------------------------------
     async def _apply_live(self, layout: ClusterLayout, checked: Mapping[str, tuple[EngineSetting, str]]) -> None:
@@ -261,6 +284,10 @@ class Postgres(LocalEngine):
             layout, lambda conn: reset.pg_reset_master(conn, spec.master_username, verifier, spec.database_name,
                                                        meta.get("master_oid")),
             quiet=True)
+        repaired = await self._session(layout, lambda conn: pg_protect.restore_protected(conn, self._oids(layout)), quiet=True)
+        if repaired:
+            log.warning("%s: rdsadmin / rds_* roles repaired at the master reset: %s", self._name(spec.cluster_id),
+                        "; ".join(repaired))
         if oid != meta.get("master_oid"):
             layout.update_meta(master_oid=oid)
         log.info("%s: master user %s reset", self._name(spec.cluster_id), spec.master_username)

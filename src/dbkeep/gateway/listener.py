@@ -84,6 +84,9 @@ class GatewayContext:
     mysql_account_facts: Callable[[str, str], Awaitable[tuple[bool, str]]] | None = None
     # ``mysql_routines(resource_id)``: every stored routine as (db, name, type, definer, security, body)
     mysql_routines: Callable[[str], Awaitable[list[tuple[str, str, str, str, str, str]]]] | None = None
+    # The PostgreSQL statement guard's probes through rdsadmin (gateway/drivers/postgres_inspect.py,
+    # a PgChecks; app.py injects the engine driver's). None: PostgreSQL sessions are not inspected.
+    postgres_checks: Any = None
 
     @property
     def refusals(self) -> RefusalLog:

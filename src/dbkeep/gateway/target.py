@@ -4,7 +4,7 @@ Dynamic policy (``require_secure_transport``, ``rds.force_ssl``, PostgreSQL's TL
 ciphers, security-group rules) is read from the catalog for every new connection, so a change
 applies to new connections at once. Static policy (MySQL ``tls_version``, ``ssl_cipher``) is taken
 from the values the cluster was last started with (``applied_parameters``): it changes only at a
-reboot, as on RDS. SSLContexts are cached by their inputs; building one loads the key (~40 ms).
+reboot, as on RDS (PostgreSQL's ``rds.restrict_password_commands`` too). SSLContexts are cached by their inputs; building one loads the key (~40 ms).
 
 Resolving reads the catalog (about 1 ms), which would bound the rate of new connections, so
 resolved targets are cached per cluster until the next catalog commit in this process (an
@@ -49,6 +49,8 @@ class ClusterTarget:
     # the reserve (rds/capacity.py), the smaller of the value it runs with and the one it should
     # have now (PostgreSQL's changes at a reboot); None: only Limits.max_connections
     max_connections: int | None = None
+    # rds.restrict_password_commands (PostgreSQL, static: the value the cluster was last started with)
+    restrict_password_commands: bool = False
 
 
 @lru_cache(maxsize=256)
@@ -157,4 +159,5 @@ class TargetResolver:
             iam_auth=cluster.iam_auth,
             rules=tuple(self._store.rules(cluster.security_group_ids)),
             max_connections=capacity.gateway_limit((current.get("max_connections"), applied.get("max_connections"))),
+            restrict_password_commands=engine == "postgres" and str(applied.get("rds.restrict_password_commands") or "0") == "1",
         )

@@ -108,11 +108,12 @@ from dbkeep.gateway.postgres import (
     SSLResponse,
     StartupMessage,
 )
-from dbkeep.gateway.postgres.relay import HALF_CLOSED, client_to_engine, engine_to_client
+from dbkeep.gateway.postgres.relay import HALF_CLOSED, HELD, client_to_engine, engine_to_client
 from dbkeep.gateway.postgres.startup import FALSEY, as_set_statement, startup_settings
 from dbkeep.gateway.postgres.wire import Limits as WireLimits
 
 from .leg import LIMIT
+from .postgres_inspect import GUARD_PAUSE, InspectedSession, Inspector
 from .session import RDSADMIN, Phase, Session
 
 log = logging.getLogger("dbkeep.gateway.postgres")
@@ -183,7 +184,7 @@ class _CancelLeg(asyncio.Protocol):
             self.done.set_result(None)
 
 
-class PostgresSession(Session):
+class PostgresSession(InspectedSession, Session):
     """One PostgreSQL client connection at a cluster endpoint (see the module docstring).
 
     What a statement guard may read: ``user``, ``database``, ``startup`` (the StartupMessage),
@@ -208,6 +209,13 @@ class PostgresSession(Session):
         self._client_key: BackendKeyData | None = None
         self._guard = ctx.guard
         self._statement_judge = self._judge_statement if ctx.guard is not None else None
+        # the PostgreSQL statement guard (postgres_inspect.py): every session starts inspected
+        self._inspector = Inspector(self) if ctx.postgres_checks is not None else None
+        self._held: list[Query | Parse | FunctionCall] = []  # a statement waiting for its verdict
+        self._ready_seen = 0  # the engine's ReadyForQuery count last told to the inspector
+        self._startup_role: str | None = None  # a role the StartupMessage sets (options=-c role=…)
+        if self._inspector is not None:
+            self._statement_judge = self._inspect_statement
 
     # --- properties a guard may read --------------------------------------------------------
 
@@ -233,6 +241,8 @@ class PostgresSession(Session):
         return self.phase is Phase.ACCEPTED
 
     def _release(self) -> None:
+        if self._inspector is not None:
+            self._inspector.session_closed()
         if self._client_key is not None:
             cancel_keys(self.ctx).release(self._client_key)
             self._client_key = None
@@ -244,13 +254,17 @@ class PostgresSession(Session):
             phase = self.phase
             if phase is _RELAYING:  # the framed relay (guarded sessions): as _relay_client, one frame less
                 self.client.receive_data(data)
+                if self._held:
+                    return  # behind a statement that waits for its verdict
                 out: list[bytes] = []
                 try:
-                    done = client_to_engine(self.client, self.engine, self._statement_judge, out)  # type: ignore[arg-type]
+                    done = client_to_engine(self.client, self.engine, self._statement_judge, out, self._held)  # type: ignore[arg-type]
                 finally:
                     if out:
                         self.engine_leg.transport.write(out[0] if len(out) == 1 else b"".join(out))  # type: ignore[union-attr]
-                if done is not None:
+                if done is HELD:
+                    self.client_leg.pause(GUARD_PAUSE)
+                elif done is not None:
                     self._client_done(done)
             elif phase is not _CLOSED:
                 if self._first_byte is not None:
@@ -410,6 +424,8 @@ class PostgresSession(Session):
                                 "rds.force_ssl: cleartext connection")
         if self._guard is not None and not self._guard_startup(startup):
             return
+        if self._inspector is not None and not self._inspect_startup(startup):
+            return
         self._enter(Phase.CONNECTING)
         self._spawn(self._connect_engine(startup))
 
@@ -456,6 +472,9 @@ class PostgresSession(Session):
             if self.phase is _RELAYING:  # the framed relay (guarded sessions): the hot path
                 if engine_to_client(engine, self.client, self.client_leg.transport.write):  # type: ignore[union-attr]
                     self._close()  # flushes what was relayed (the engine's FATAL, if it sent one)
+                elif self._inspector is not None and engine.ready_count != self._ready_seen:
+                    self._ready_seen = engine.ready_count
+                    self._inspector.engine_progress()
             else:
                 self._drive_engine()
         except ProtocolError as exc:
@@ -548,7 +567,10 @@ class PostgresSession(Session):
             self._timer.cancel()
             self._timer = None
         self._audit_allowed()
-        if self._guard is None:
+        if self._inspector is not None:
+            assert self.startup is not None
+            self._inspector.logged_in(self.startup.user, self.startup.database, self._startup_role)
+        elif self._guard is None:
             assert self.engine is not None
             self.engine.stop_tracking()  # nothing to refuse: a plain byte copy
 
@@ -563,6 +585,15 @@ class PostgresSession(Session):
             return
         if client_transport is None or engine_transport is None or client_transport.is_closing():
             return
+        inspector, engine = self._inspector, self.engine
+        if inspector is not None:
+            if inspector.active or inspector.facts is None or self._held or engine is None:
+                return
+            if engine.tracking:
+                try:
+                    engine.stop_tracking()  # nothing more to refuse: a plain byte copy
+                except LocalProtocolError:
+                    return  # a refusal is still on its way: stay framed
         if self._hand_over():
             return
         leg = engine_transport.get_protocol()
@@ -577,21 +608,28 @@ class PostgresSession(Session):
         assert self.engine is not None and transport is not None
         if engine_to_client(self.engine, self.client, transport.write):
             self._close()  # flushes what was relayed (the engine's FATAL, if it sent one)
+        elif self._inspector is not None and self.engine.ready_count != self._ready_seen:
+            self._ready_seen = self.engine.ready_count
+            self._inspector.engine_progress()
 
     # --- client -> engine, query phase ------------------------------------------------------
 
     def _relay_client(self) -> None:
         """The query phase, client to engine: every message of the chunk in one write."""
         assert self.engine is not None
+        if self._held:
+            return  # behind a statement that waits for its verdict
         out: list[bytes] = []
         try:
-            done = client_to_engine(self.client, self.engine, self._statement_judge, out)
+            done = client_to_engine(self.client, self.engine, self._statement_judge, out, self._held)
         finally:
             if out:
                 transport = self.engine_leg.transport
                 if transport is not None:
                     transport.write(out[0] if len(out) == 1 else b"".join(out))
-        if done is not None:
+        if done is HELD:
+            self.client_leg.pause(GUARD_PAUSE)
+        elif done is not None:
             self._client_done(done)
 
     def _client_done(self, done: str) -> None:

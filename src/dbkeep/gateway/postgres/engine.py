@@ -46,6 +46,9 @@ _REFUSAL_ERROR_LIMIT = 8192  # the engine's error for a refusal token is far sho
 _MAX_PENDING_REFUSALS = 64
 
 
+_SYNC_POINTS = frozenset({"Query", "Sync", "FunctionCall"})
+
+
 class EngineFacing:
     """The gateway as a PostgreSQL client towards the engine.
 
@@ -66,6 +69,11 @@ class EngineFacing:
         self._track = track_messages
         self._skip = 0  # bytes of the current message already relayed without inspection
         self._refusals: OrderedDict[bytes, ErrorResponse] = OrderedDict()
+        # query phase, while tracking: messages sent that the engine answers with a ReadyForQuery
+        # (Query, Sync, FunctionCall), and ReadyForQuery messages received -- equal when the
+        # engine has answered everything (the statement guard's checks wait for that)
+        self.sync_points = 0
+        self.ready_count = 0
 
     @property
     def trailing_data(self) -> tuple[bytes, bool]:
@@ -205,6 +213,7 @@ class EngineFacing:
                     raw = data[pos:end]
                     if type_ == 0x5A:
                         self.transaction_status = ReadyForQuery.parse(raw).status
+                        self.ready_count += 1
                     elif type_ == 0x53:
                         change = ParameterStatus.parse(raw)
                         self.parameters[change.name] = change.value
@@ -254,6 +263,8 @@ class EngineFacing:
             self._refusals[event.token.encode("ascii")] = event.error
             while len(self._refusals) > _MAX_PENDING_REFUSALS:
                 self._refusals.popitem(last=False)  # long skipped by an earlier error
+            if event.sentinel[:1] == b"Q":
+                self.sync_points += 1
             return event.sentinel
         if isinstance(event, StartupMessage):
             self._transition(SEND, kind)
@@ -262,4 +273,6 @@ class EngineFacing:
         if build is None:
             raise LocalProtocolError(f"cannot send {kind} to the engine")
         self._transition(SEND, kind)
+        if kind in _SYNC_POINTS:
+            self.sync_points += 1
         return cast(bytes, build())

@@ -10,7 +10,9 @@ hold the received bytes:
   :class:`~.client.ClientFacing`; Query, Parse and FunctionCall go to ``judge`` (the statement
   guard, None when no guard watches the session), and a refusal goes to the engine as its
   sentinel (:meth:`~.client.ClientFacing.refuse`), so the client gets its replies in order
-  and the transaction state stays exact. Everything a chunk yields is appended to the
+  and the transaction state stays exact. A judge may also answer :data:`HOLD` (it must ask the
+  engine first): the statement is kept in ``held`` and draining stops (:data:`HELD`) until the
+  driver calls :func:`release` with the verdict. Everything a chunk yields is appended to the
   caller's ``out`` list (the caller writes it to the engine in one ``write``, also when an
   error ends the chunk); Terminate and the client's end of stream are reported.
 - :func:`engine_to_client`: the engine's output is relayed in the runs it arrives in
@@ -32,17 +34,37 @@ from .client import ClientFacing
 from .engine import EngineFacing
 from .events import BackendData, ConnectionClosed, FrontendMessage, FunctionCall, Parse, Query, Sync, Terminate
 
-__all__ = ["HALF_CLOSED", "TERMINATED", "client_to_engine", "engine_to_client"]
+__all__ = ["HALF_CLOSED", "HELD", "HOLD", "TERMINATED", "client_to_engine", "engine_to_client", "release"]
 
 TERMINATED = "terminated"  # the client sent Terminate: forward it, then close
 HALF_CLOSED = "half-closed"  # the client's end of stream at a message boundary: so does the engine side
+HELD = "held"  # a statement waits for its verdict (see release)
 
-Judge = Callable[[Query | Parse | FunctionCall], DbError | None]
+
+class _Hold:
+    def __repr__(self) -> str:
+        return "HOLD"
 
 
-def client_to_engine(client: ClientFacing, engine: EngineFacing, judge: Judge | None, out: list[bytes]) -> str | None:
+HOLD = _Hold()  # a judge's answer: no verdict yet
+
+Judge = Callable[[Query | Parse | FunctionCall], "DbError | None | _Hold"]
+
+
+def release(client: ClientFacing, engine: EngineFacing, event: Query | Parse | FunctionCall, error: DbError | None,
+            out: list[bytes]) -> None:
+    """The verdict on a held statement: forward it (``error`` None) or refuse it."""
+    if error is not None:
+        out.append(engine.send(client.refuse(event, error)))
+    else:
+        out.append(engine.send(event))
+
+
+def client_to_engine(client: ClientFacing, engine: EngineFacing, judge: Judge | None, out: list[bytes],
+                     held: list[Query | Parse | FunctionCall] | None = None) -> str | None:
     """Drain the client machine into ``out`` (bytes for the engine): None when it needs more
-    data, :data:`TERMINATED` or :data:`HALF_CLOSED` when the client is done."""
+    data, :data:`TERMINATED` or :data:`HALF_CLOSED` when the client is done, :data:`HELD` when
+    the judge held a statement (appended to ``held``; nothing after it is read)."""
     while True:
         event = client.next_event()
         kind = type(event)
@@ -53,6 +75,11 @@ def client_to_engine(client: ClientFacing, engine: EngineFacing, judge: Judge | 
         elif kind is Query or kind is Parse or kind is FunctionCall:
             if judge is not None:
                 error = judge(event)  # type: ignore[arg-type]
+                if error is HOLD:
+                    if held is None:
+                        raise LocalProtocolError("a judge held a statement the caller cannot hold")
+                    held.append(event)  # type: ignore[arg-type]
+                    return HELD
                 if error is not None:
                     out.append(engine.send(client.refuse(event, error)))  # type: ignore[arg-type]
                     continue
