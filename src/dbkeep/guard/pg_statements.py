@@ -11,8 +11,8 @@ further reading, which keeps ordinary traffic of inspected sessions cheap. The r
 from the decoded JSON (plain dicts and lists; enum values as strings), not from pglast's AST
 objects, which cost ten times as much to build.
 
-Literals are masked for the audit log with libpg_query's own normaliser (every constant becomes
-``$n``), so no password, in any spelling, reaches a log.
+Literals and comments are masked for the audit log with PostgreSQL's own scanner, so no
+password, in any spelling, reaches a log.
 """
 
 from __future__ import annotations
@@ -77,13 +77,28 @@ def interesting(raw_json: str) -> bool:
     return any(marker in raw_json for marker in INTERESTING)
 
 
+_LITERALS = frozenset({"SCONST", "USCONST", "ICONST", "FCONST", "BCONST", "XCONST"})
+_COMMENTS = frozenset({"C_COMMENT", "SQL_COMMENT"})
+
+
 def mask(sql: str) -> str:
-    """The statement with every constant replaced by ``$n`` (for the audit log); a text the
-    parser cannot read is not logged at all beyond its length."""
+    """The statement with every constant replaced by ``?`` and every comment dropped (for the
+    audit log), by PostgreSQL's own scanner: no password or comment text, in any spelling or
+    statement (``COMMENT ON``, ``SECURITY LABEL`` included), reaches a log. A text the scanner
+    cannot read is not logged beyond its length."""
     try:
-        return _parser.normalize(sql)
+        tokens = _parser.scan(sql)
     except Exception:  # noqa: BLE001
-        return f"<unparsed statement, {len(sql)} characters>"
+        return f"<unreadable statement, {len(sql)} characters>"
+    out: list[str] = []
+    pos = 0
+    for token in tokens:  # offsets are characters, ``end`` inclusive
+        if token.name in _LITERALS or token.name in _COMMENTS:
+            out.append(sql[pos:token.start])
+            out.append("?" if token.name in _LITERALS else "")
+            pos = token.end + 1
+    out.append(sql[pos:])
+    return "".join(out).strip()
 
 
 def walk(node: Any) -> Iterator[tuple[str, dict[str, Any]]]:

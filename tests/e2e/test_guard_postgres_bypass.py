@@ -1,0 +1,234 @@
+"""rdsadmin and the rds_* roles are untouchable through the gateway (issue 12, PostgreSQL).
+
+As the master user, through ``dbkeep up``'s gateway: every statement of the corpus is refused
+with SQLSTATE 42501 (naming rdsadmin where it is the target) before the engine sees it, in
+every spelling (case, quotes, Unicode escapes, comments, whitespace, multi-statement strings,
+the extended protocol); code the guard cannot see into (DO, a function or procedure made to do
+it, EXECUTE of a prepared statement) runs, and then dbkeep finds the damage, restores the roles,
+ends the session and audits it. After each case rdsadmin's and the protected roles' definition,
+attributes, password hash, memberships, settings and comment are what they were.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+
+from clusters import create_cluster, unique
+from gateway_checks import assert_no_exception_escaped_a_session, audit_events, audit_mark
+from pg_guard_helpers import PASSWORD, error_of, master, snapshot
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_exception_escaped_a_session(dbkeep):
+    yield
+    assert_no_exception_escaped_a_session(dbkeep, "postgres")
+
+
+@pytest.fixture(scope="module")
+def pg(dbkeep):
+    return create_cluster(dbkeep, "aurora-postgresql", unique("pgguard"), PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def baseline(dbkeep, pg):
+    with master(dbkeep, pg) as conn:
+        conn.execute("CREATE ROLE app_user LOGIN PASSWORD 'App-Pass-1'")
+    return snapshot(dbkeep, pg)
+
+
+REFUSED_RDSADMIN = [
+    "ALTER ROLE rdsadmin NOLOGIN",
+    "ALTER USER RDSADMIN WITH PASSWORD 'x'",
+    'ALTER USER "rdsadmin" VALID UNTIL \'2000-01-01\'',
+    'ALTER ROLE U&"\\0072dsadmin" CONNECTION LIMIT 0',
+    "ALTER ROLE rdsadmin RENAME TO gone",
+    "ALTER ROLE rdsadmin SET statement_timeout = 1",
+    "ALTER ROLE rdsadmin IN DATABASE appdb SET search_path = nowhere",
+    "ALTER ROLE rdsadmin RESET ALL",
+    "ALTER GROUP pg_monitor ADD USER rdsadmin",
+    "DROP ROLE rdsadmin",
+    "DROP USER IF EXISTS app_nobody, rdsadmin",
+    "GRANT pg_monitor TO rdsadmin",
+    "GRANT app_user TO rdsadmin",
+    "REVOKE pg_monitor FROM rdsadmin",
+    "COMMENT ON ROLE rdsadmin IS 'mine now'",
+    "SECURITY LABEL FOR selinux ON ROLE rdsadmin IS 'x'",
+    "SET ROLE rdsadmin",
+    "SET SESSION AUTHORIZATION rdsadmin",
+    "SET LOCAL role TO 'rdsadmin'",
+    "ALTER DEFAULT PRIVILEGES FOR ROLE rdsadmin GRANT SELECT ON TABLES TO master",
+    "REASSIGN OWNED BY rdsadmin TO master",
+    "CREATE ROLE sneaky ROLE rdsadmin",
+    "/* hello */ alter -- comment\n role\n\trdsadmin   nologin",
+    "SELECT 1; GRANT pg_monitor TO rdsadmin",
+    "ALTER ROLE app_user SET role = rdsadmin",
+    "CREATE FUNCTION bad_set() RETURNS int LANGUAGE sql SET role = rdsadmin AS $$ SELECT 1 $$",
+    "CREATE FUNCTION bad_body() RETURNS void LANGUAGE plpgsql AS $$ BEGIN GRANT pg_monitor TO rdsadmin; END $$",
+]
+
+REFUSED_PROTECTED = [
+    "DROP ROLE rds_superuser",
+    "DROP ROLE rds_iam",
+    "ALTER ROLE rds_superuser RENAME TO su",
+    "ALTER ROLE rds_password LOGIN PASSWORD 'x'",
+    "ALTER ROLE rds_iam VALID UNTIL 'infinity'",
+    "ALTER ROLE rds_ad SET work_mem = '1GB'",
+    "ALTER ROLE rds_replication CONNECTION LIMIT 1",
+    "REVOKE pg_monitor FROM rds_superuser",
+    "REVOKE rds_password FROM rds_superuser",
+    "REVOKE ADMIN OPTION FOR rds_password FROM rds_superuser",
+    "GRANT pg_read_all_data TO rds_iam",
+    "ALTER GROUP pg_signal_backend DROP USER rds_superuser",
+    "COMMENT ON ROLE rds_iam IS 'x'",
+    "SET ROLE rds_superuser; ALTER ROLE CURRENT_USER NOCREATEROLE",
+    "CREATE PROCEDURE bad_proc() LANGUAGE plpgsql AS $$ BEGIN DROP ROLE rds_ad; END $$",
+]
+
+
+def _refused(dbkeep, pg, sql: str, *, prepared: bool = False) -> psycopg.Error:
+    with master(dbkeep, pg) as conn:
+        error = error_of(conn, sql) if not prepared else _prepared_error(conn, sql)
+        assert error is not None, sql
+        # the session goes on: the refusal was a statement error
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    return error
+
+
+def _prepared_error(conn: psycopg.Connection, sql: str) -> psycopg.Error | None:
+    try:
+        conn.execute(sql, prepare=True)  # Parse/Bind/Execute
+    except psycopg.Error as exc:
+        return exc
+    return None
+
+
+@pytest.mark.parametrize("sql", REFUSED_RDSADMIN)
+def test_rdsadmin_cannot_be_touched(dbkeep, pg, baseline, sql):
+    mark = audit_mark(dbkeep)
+    error = _refused(dbkeep, pg, sql)
+    assert error.sqlstate == "42501" and "rdsadmin" in error.diag.message_primary, (sql, error)
+    assert snapshot(dbkeep, pg) == baseline
+    events = audit_events(dbkeep, "gateway.statement_refused", pg["DBClusterIdentifier"], since=mark)
+    assert events and events[-1]["user"] == "master" and events[-1]["rule"] and events[-1]["session"]
+    assert "'x'" not in events[-1]["statement"] and "mine now" not in events[-1]["statement"]  # literals masked
+
+
+@pytest.mark.parametrize("sql", REFUSED_PROTECTED)
+def test_protected_roles_cannot_be_changed(dbkeep, pg, baseline, sql):
+    error = _refused(dbkeep, pg, sql)
+    assert error.sqlstate == "42501", (sql, error)
+    assert snapshot(dbkeep, pg) == baseline
+
+
+@pytest.mark.parametrize("sql", ["ALTER ROLE rdsadmin NOLOGIN", "REVOKE pg_monitor FROM rds_superuser",
+                                 "SELECT 1 WHERE false; DROP ROLE rds_iam"])
+def test_the_extended_protocol_is_judged_too(dbkeep, pg, baseline, sql):
+    if ";" in sql:  # several statements cannot be prepared: the engine refuses, the guard first
+        sql = sql.split("; ")[1]
+    error = _refused(dbkeep, pg, sql, prepared=True)
+    assert error.sqlstate == "42501"
+    assert snapshot(dbkeep, pg) == baseline
+
+
+def test_an_unparsable_statement_is_refused_with_the_parsers_error(dbkeep, pg):
+    error = _refused(dbkeep, pg, "ALTER ROLE rdsadmin WITH WITH")
+    assert error.sqlstate == "42601" and "syntax error" in error.diag.message_primary
+
+
+OPAQUE = {
+    "do_block": ["DO $$ BEGIN EXECUTE 'GRANT pg_monitor TO ' || quote_ident('rds' || 'admin'); END $$"],
+    "do_protected": ["DO $$ BEGIN EXECUTE format('ALTER ROLE %I VALID UNTIL %L', 'rds_iam', 'infinity'); END $$"],
+    "function": [
+        "CREATE OR REPLACE FUNCTION f_{u}(r text) RETURNS void LANGUAGE plpgsql AS "
+        "$$ BEGIN EXECUTE 'REVOKE pg_monitor FROM ' || r; END $$",
+        "SELECT f_{u}('rds_superuser')",
+    ],
+    "procedure": [
+        "CREATE OR REPLACE PROCEDURE p_{u}(r text) LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'COMMENT ON ROLE ' || r || ' IS ''x'''; END $$",
+        "CALL p_{u}('rds_ad')",
+    ],
+    "prepared_execute": [
+        "CREATE OR REPLACE FUNCTION g_{u}(r text) RETURNS int LANGUAGE plpgsql AS "
+        "$$ BEGIN EXECUTE 'ALTER ROLE ' || r || ' SET work_mem = ''64kB'''; RETURN 1; END $$",
+        "PREPARE s_{u} AS SELECT g_{u}('rds_replication')",
+        "EXECUTE s_{u}",
+    ],
+    "in_a_transaction": [
+        "BEGIN",
+        "DO $$ BEGIN EXECUTE 'GRANT pg_read_all_data TO rds_password'; END $$",
+        "SELECT 1",
+        "COMMIT",
+    ],
+}
+
+
+@pytest.mark.parametrize("case", sorted(OPAQUE))
+def test_code_the_guard_cannot_see_into_is_undone_and_ends_the_session(dbkeep, pg, baseline, case):
+    u = uuid.uuid4().hex[:8]
+    mark = audit_mark(dbkeep)
+    conn = master(dbkeep, pg)
+    try:
+        for sql in OPAQUE[case]:
+            conn.execute(sql.format(u=u) if "{u}" in sql else sql)
+        # the next statement waits for the check; the check finds the damage and ends the session
+        with pytest.raises(psycopg.Error) as ended:
+            conn.execute("SELECT 1")
+        assert ended.value.sqlstate == "42501" and "undone" in str(ended.value)
+        assert conn.broken or conn.closed
+    finally:
+        conn.close()
+    assert snapshot(dbkeep, pg) == baseline
+    events = audit_events(dbkeep, "gateway.protected_roles_restored", pg["DBClusterIdentifier"], since=mark)
+    assert len(events) == 1 and events[0]["repairs"] and events[0]["restored"] is True
+    with master(dbkeep, pg) as again:  # the master carries on in a new session
+        assert again.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_opaque_code_that_does_no_harm_keeps_its_session(dbkeep, pg, baseline):
+    with master(dbkeep, pg) as conn:
+        conn.execute("DO $$ BEGIN PERFORM 1; END $$")
+        conn.execute("CREATE OR REPLACE FUNCTION harmless(i int) RETURNS int LANGUAGE sql AS $$ SELECT i + 1 $$")
+        assert conn.execute("SELECT harmless(1)").fetchone() == (2,)
+        assert conn.execute("SELECT harmless(%s)", (41,), prepare=True).fetchone() == (42,)
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert snapshot(dbkeep, pg) == baseline
+
+
+def test_a_session_that_leaves_right_after_opaque_code_is_still_checked(dbkeep, pg, baseline):
+    mark = audit_mark(dbkeep)
+    with master(dbkeep, pg) as conn:
+        conn.execute("DO $$ BEGIN EXECUTE 'ALTER ROLE rds_iam VALID UNTIL ''infinity'''; END $$")
+    ident = pg["DBClusterIdentifier"]
+    import time
+    deadline = time.monotonic() + 30
+    while not audit_events(dbkeep, "gateway.protected_roles_restored", ident, since=mark):
+        assert time.monotonic() < deadline, "no check after the session left"
+        time.sleep(0.1)
+    assert snapshot(dbkeep, pg) == baseline
+
+
+def test_startup_options_cannot_become_rdsadmin(dbkeep, pg):
+    with pytest.raises(psycopg.OperationalError) as refused:
+        master(dbkeep, pg, options="-c role=rdsadmin").close()
+    assert 'permission denied to set role "rdsadmin"' in str(refused.value)
+
+
+def test_pg_terminate_backend_of_rdsadmin_is_refused_but_others_may_be_ended(dbkeep, pg, baseline):
+    from pg_guard_helpers import rdsadmin
+    with rdsadmin(dbkeep, pg) as admin, master(dbkeep, pg) as conn:
+        admin_pid = admin.info.backend_pid
+        error = error_of(conn, "SELECT pg_terminate_backend(%s)", (admin_pid,))
+        assert error is not None and error.sqlstate == "42501"
+        assert error.diag.message_primary == "must be a superuser to terminate superuser process"
+        error = error_of(conn, "SELECT pg_cancel_backend(%s)", (admin_pid,))
+        assert error is not None and error.diag.message_primary == "must be a superuser to cancel superuser query"
+        assert admin.execute("SELECT 1").fetchone() == (1,)
+        with psycopg.connect(host="localhost", port=pg["Port"], user="app_user", password="App-Pass-1", dbname="appdb",
+                             sslmode="require") as victim:
+            victim_pid = victim.info.backend_pid
+            assert conn.execute("SELECT pg_terminate_backend(%s)", (victim_pid,)).fetchone() == (True,)
+            with pytest.raises(psycopg.OperationalError):
+                victim.execute("SELECT 1")
