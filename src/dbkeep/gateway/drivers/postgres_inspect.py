@@ -7,8 +7,10 @@ Theory of operation.
    engine through rdsadmin (``PgChecks.facts``; cached :data:`FACTS_TTL` seconds per cluster
    and role, dropped after any statement that may change roles): a role with CREATEROLE, a
    member of rds_superuser, or a role that can SET ROLE to such a role (every role it is a
-   member of counts: on PostgreSQL 15 membership is what SET ROLE needs) stays inspected; any
-   other goes to the native relay, as unguarded sessions always did. An inspected session stays
+   member of counts: on PostgreSQL 15 membership is what SET ROLE needs) stays inspected, and
+   with ``rds.restrict_password_commands`` = 1 so does every role outside rds_password (any
+   role may change its own password); any other goes to the native relay, as unguarded
+   sessions always did. An inspected session stays
    inspected (a SET ROLE to a lesser role can be undone). When an inspected session changes
    roles or runs code the guard cannot see into, the cluster's uninspected sessions are asked
    about again once the engine has answered, and those whose role has become privileged are
@@ -181,7 +183,9 @@ class Inspector:
             return
         if session.closed:
             return
-        if not privileged:
+        # with rds.restrict_password_commands, a non-member of rds_password is inspected too: a
+        # plain role may change its own password (ALTER USER CURRENT_USER PASSWORD …, \password)
+        if not privileged and (member or not target.restrict_password_commands):
             self.active = False
         self.facts = PgFacts(session_user=user, current_role=startup_role,
                              restrict_password_commands=target.restrict_password_commands,
