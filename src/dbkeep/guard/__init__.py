@@ -7,4 +7,7 @@ Nothing here does I/O: the gateway asks, the guard answers, the gateway acts (DE
 - :mod:`.mysql_classify`: what a MariaDB statement does (kind, tables written, opacity).
 - :mod:`.mysql_grants`: the grant-table rules (privileges only rdsadmin may hold) and the
   hygiene triggers.
+- :mod:`.pg_statements`: PostgreSQL statements through pglast (PostgreSQL's own parser), masking.
+- :mod:`.pg_rules`: the PostgreSQL rules (rdsadmin and the rds_* roles, restricted password
+  commands, rds_iam/rds_ad, opaque code); :mod:`.pg_roles`: the membership graph.
 """
