@@ -8,7 +8,8 @@ from dbkeep.guard.pg_roles import RoleGraph
 from dbkeep.guard.pg_rules import PASSWORD_MESSAGE, UNKNOWN_ROLE, PgFacts, judge
 from dbkeep.guard.pg_statements import mask
 
-BUILTINS = frozenset({"now", "lower", "count", "pg_terminate_backend", "set_config", "format", "current_setting"})
+BUILTINS = frozenset({"now", "lower", "count", "pg_terminate_backend", "set_config", "format", "current_setting",
+                      "query_to_xml"})
 FACTS = PgFacts(session_user="master", builtins=BUILTINS, routines=frozenset({"myfunc"}), graph=RoleGraph())
 
 RDSADMIN_FORMS = [
@@ -198,7 +199,8 @@ def test_grants_need_the_role_graph() -> None:
 
 @pytest.mark.parametrize("sql", ["DO $$ BEGIN NULL; END $$", "CALL p()", "EXECUTE s(1)", "SELECT myfunc()",
                                  "SELECT unknown_function(1)", "SELECT lower(x) FROM t",  # lower: a user overload exists?
-                                 "SELECT public.now()", "INSERT INTO t VALUES (myfunc())"])
+                                 "SELECT public.now()", "INSERT INTO t VALUES (myfunc())",
+                                 "SELECT query_to_xml('SELECT myfunc()', true, true, '')"])
 def test_opaque_code_is_checked_after(sql: str) -> None:
     facts = PgFacts(session_user="master", builtins=BUILTINS, routines=frozenset({"myfunc", "lower"}), graph=RoleGraph())
     verdict = judge(sql, facts)
@@ -239,3 +241,54 @@ def test_masking_hides_passwords() -> None:
     masked = mask("ALTER USER x PASSWORD 'secret' VALID UNTIL '2030-01-01'")
     assert "secret" not in masked and "2030" not in masked
     assert "secret" not in mask("CREATE ROLE y PASSWORD $q$secret$q$")
+
+
+# --- spelling variants (property test) ---------------------------------------------------------
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+_SEPARATORS = st.sampled_from([" ", "  ", "\t", "\n", " /* x */ ", " -- c\n", "/**/", " /* /* nested */ */ "])
+
+
+@st.composite
+def _rdsadmin_spelling(draw) -> str:
+    kind = draw(st.sampled_from(["plain", "quoted", "unicode"]))
+    if kind == "plain":
+        return "".join(c.upper() if draw(st.booleans()) else c for c in "rdsadmin")
+    if kind == "quoted":
+        return '"rdsadmin"'
+    escaped = "".join(f"\\{ord(c):04x}" if draw(st.booleans()) else c for c in "rdsadmin")
+    return f'U&"{escaped}"'
+
+
+@st.composite
+def _statement(draw) -> str:
+    template = draw(st.sampled_from([
+        "ALTER {sep}ROLE{sep}{r}{sep}NOLOGIN", "alter user {r} with password 'x'", "DROP{sep}USER {r}",
+        "ALTER ROLE {r} RENAME TO x", "GRANT pg_monitor TO{sep}{r}", "REVOKE pg_monitor FROM {r}",
+        "COMMENT ON ROLE {r} IS 'x'", "SET ROLE{sep}{r}", "SET SESSION AUTHORIZATION {r}",
+        "ALTER ROLE {r} SET work_mem = 1", "ALTER GROUP {r} ADD USER x",
+    ]))
+    words = template.split(" ")
+    text = " ".join("".join(c.swapcase() if draw(st.booleans()) else c for c in w) if "{" not in w and "'" not in w else w
+                    for w in words)
+    return text.format(sep=draw(_SEPARATORS), r=draw(_rdsadmin_spelling()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_statement())
+def test_every_spelling_of_rdsadmin_is_refused(sql: str) -> None:
+    verdict = judge(sql, FACTS)
+    assert verdict.refusal is not None, sql
+    assert verdict.refusal.sqlstate == "42501" and "rdsadmin" in verdict.refusal.message
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789", min_size=1, max_size=12))
+def test_other_role_names_pass(name: str) -> None:
+    quoted = '"' + name + '"'
+    if quoted.strip('"') in ("rdsadmin",) or quoted.strip('"') in {"rds_superuser", "rds_password", "rds_iam", "rds_ad",
+                                                                      "rds_replication"}:
+        return
+    assert judge(f"ALTER ROLE {quoted} NOLOGIN", FACTS).refusal is None

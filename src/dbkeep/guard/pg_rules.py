@@ -57,6 +57,9 @@ SYNTAX_ERROR = "42601"
 PASSWORD_MESSAGE = "must be a member of rds_password to alter passwords"
 # Built-ins that run no user code whatever their arguments but change the session's role
 _ROLE_SETTERS = frozenset({"set_config"})
+# Built-ins that run a query given as text (which may call user code): opaque like any call
+_RUNS_SQL = frozenset({"query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema", "cursor_to_xml",
+                       "cursor_to_xmlschema", "ts_stat", "ts_rewrite"})
 _MAX_DEPTH = 3  # routine bodies within routine bodies
 
 
@@ -370,7 +373,7 @@ def _calls(statement: Statement, facts: PgFacts, verdict: Verdict) -> PgFacts:
             verdict.role = UNKNOWN_ROLE
             facts = replace(facts, current_role=UNKNOWN_ROLE)
             continue
-        builtin = facts.builtins is not None and name in facts.builtins
+        builtin = facts.builtins is not None and name in facts.builtins and name not in _RUNS_SQL
         if len(names) > 1:  # schema-qualified: only pg_catalog's are built-ins
             if builtin and names[-2] == "pg_catalog":
                 continue
