@@ -31,7 +31,8 @@ def snapshot(dbkeep, cluster) -> list[tuple]:
     """rdsadmin and the protected roles as the engine holds them (definition, attributes,
     password hash, memberships, settings, comment)."""
     with rdsadmin(dbkeep, cluster) as conn:
-        return [tuple(r) for r in conn.execute(_SNAPSHOT, (list(PROTECTED),)).fetchall()]
+        # by name, without the OID: a dropped role comes back as a new one
+        return sorted(tuple(r)[1:] for r in conn.execute(_SNAPSHOT, (list(PROTECTED),)).fetchall())
 
 
 def login(dbkeep, cluster, user: str, password: str, database: str = "appdb", **kw) -> psycopg.Connection:
