@@ -29,6 +29,9 @@ for the master user (SCRAM with PostgreSQL's 4096 iterations, computed by client
 on every login) and for a user whose SCRAM verifier has 1 iteration (the cost of the
 connection path itself), plus the gateway's CPU per login and the rate one core could sustain.
 
+The throughput rows log in as an application role (``bench_app``), whose sessions the
+statement guard does not inspect; ``bench/pg_guard.py`` measures the master's (inspected) ones.
+
 Not a test: it asserts nothing. Targets (issue 4): at 8 and 32 clients the gateway at least
 equals PgBouncer and HAProxy in the same run; at least 500 new TLS logins per second.
 
@@ -61,6 +64,9 @@ from dbkeep.engines.passwords import scram_sha256_verifier  # noqa: E402
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PASSWORD = "Bench-Pass-123"
 FAST_USER, FAST_PASSWORD = "bench_fast", "Bench-Fast-123"
+# the throughput rows run as an application role: the master's sessions are inspected by the
+# statement guard (bench/pg_guard.py compares the two)
+APP_USER = "bench_app"
 ENGINE_OS_USER = "dbkeep"  # dbkeep runs engines as this OS user; PgBouncer refuses to run as root
 TPS = re.compile(r"^tps = ([0-9.]+)", re.M)
 DONE = re.compile(r"^number of transactions actually processed: (\d+)", re.M)
@@ -142,7 +148,7 @@ class Peers:
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
                         "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")], check=True, capture_output=True)
         (self.work / "haproxy.pem").write_bytes((d / "cert.pem").read_bytes() + (d / "key.pem").read_bytes())
-        (d / "userlist.txt").write_text(f'"master" "{PASSWORD}"\n"{FAST_USER}" "{FAST_PASSWORD}"\n')
+        (d / "userlist.txt").write_text(f'"master" "{PASSWORD}"\n"{FAST_USER}" "{FAST_PASSWORD}"\n"{APP_USER}" "{PASSWORD}"\n')
         (d / "pgbouncer.ini").write_text(f"""[databases]
 appdb = host={self.engine_dir} port=5432 dbname=appdb
 [pgbouncer]
@@ -236,21 +242,23 @@ def main() -> int:
             raise RuntimeError(init.stderr)
         verifier = scram_sha256_verifier(FAST_PASSWORD, iterations=1)
         subprocess.run([str(PG_BIN / "psql"), direct, "-q", "-c", f"CREATE ROLE {FAST_USER} LOGIN PASSWORD '{verifier}'",
-                        "-c", f"GRANT SELECT ON pgbench_accounts, pgbench_branches TO {FAST_USER}"],
+                        "-c", f"GRANT SELECT ON pgbench_accounts, pgbench_branches TO {FAST_USER}",
+                        "-c", f"CREATE ROLE {APP_USER} LOGIN PASSWORD '{PASSWORD}'",
+                        "-c", f"GRANT SELECT ON pgbench_accounts, pgbench_branches TO {APP_USER}"],
                        check=True, capture_output=True, env={**os.environ, "PGPASSWORD": PASSWORD})
         peers = Peers(work, engine_dir)
         peers.start()
         gateway_pid = proc.proc.pid  # type: ignore[union-attr]
         targets: dict[str, tuple[str, int | None, dict[str, str] | None]] = {
-            "direct": (direct, None, None),
-            "gateway": (f"host=localhost port={port} user=master dbname=appdb sslmode=disable", gateway_pid, None),
-            "gateway-tls": (f"host=localhost port={port} user=master dbname=appdb sslmode=verify-full sslrootcert={ca}",
+            "direct": (direct.replace("user=master", f"user={APP_USER}"), None, None),
+            "gateway": (f"host=localhost port={port} user={APP_USER} dbname=appdb sslmode=disable", gateway_pid, None),
+            "gateway-tls": (f"host=localhost port={port} user={APP_USER} dbname=appdb sslmode=verify-full sslrootcert={ca}",
                             gateway_pid, None),
-            "pgbouncer": (f"host=127.0.0.1 port={peers.pgbouncer_port} user=master dbname=appdb sslmode=disable",
+            "pgbouncer": (f"host=127.0.0.1 port={peers.pgbouncer_port} user={APP_USER} dbname=appdb sslmode=disable",
                           peers.pgbouncer_pid, None),
-            "pgbouncer-tls": (f"host=127.0.0.1 port={peers.pgbouncer_port} user=master dbname=appdb sslmode=require",
+            "pgbouncer-tls": (f"host=127.0.0.1 port={peers.pgbouncer_port} user={APP_USER} dbname=appdb sslmode=require",
                               peers.pgbouncer_pid, None),
-            "haproxy": (f"host=127.0.0.1 port={peers.haproxy_port} user=master dbname=appdb sslmode=disable",
+            "haproxy": (f"host=127.0.0.1 port={peers.haproxy_port} user={APP_USER} dbname=appdb sslmode=disable",
                         peers.haproxy_pid, None),
         }
         direct_tls = direct_tls_libpq(work)
@@ -258,10 +266,10 @@ def main() -> int:
             print(f"no direct-TLS rows (gateway-tls-direct, haproxy-tls): {direct_tls}")
         else:
             targets["gateway-tls-direct"] = (
-                f"host=localhost port={port} user=master dbname=appdb sslmode=verify-full sslrootcert={ca} "
+                f"host=localhost port={port} user={APP_USER} dbname=appdb sslmode=verify-full sslrootcert={ca} "
                 "sslnegotiation=direct", gateway_pid, direct_tls)
             targets["haproxy-tls"] = (
-                f"host=127.0.0.1 port={peers.haproxy_tls_port} user=master dbname=appdb sslmode=require "
+                f"host=127.0.0.1 port={peers.haproxy_tls_port} user={APP_USER} dbname=appdb sslmode=require "
                 "sslnegotiation=direct", peers.haproxy_pid, direct_tls)
         if args.targets:
             wanted = set(args.targets.split(",")) | {"direct"}
@@ -322,7 +330,7 @@ def main() -> int:
             base = None
             for name in ("direct", "gateway-tls", "gateway"):
                 conninfo, pid, _ = targets[name]
-                conninfo = conninfo.replace("user=master", f"user={user}")
+                conninfo = conninfo.replace(f"user={APP_USER}", f"user={user}")
                 before = cpu_seconds(pid) if pid else 0.0
                 run = pgbench(conninfo, "-C", "-S", "-T", str(args.connect_duration), "-c", "8", "-j", "2", "-n", password=password)
                 used = cpu_seconds(pid) - before if pid else 0.0
