@@ -219,6 +219,8 @@ def _judge_statement(statement: Statement, facts: PgFacts, verdict: Verdict, *, 
         facts = _calls(statement, facts, verdict)
         for setting in nodes_of(node, "VariableSetStmt"):  # SET clauses nested in other statements
             _setting(statement, setting, facts, nested=True)
+        if isinstance(node.get("setstmt"), dict):  # ALTER DATABASE|ROLE … SET (an unwrapped field)
+            _setting(statement, node["setstmt"], facts, nested=True)
     return facts
 
 

@@ -32,7 +32,7 @@ INTERESTING = (
     '"CreateRoleStmt":', '"CommentStmt":', '"SecLabelStmt":', '"VariableSetStmt":',
     '"AlterDefaultPrivilegesStmt":', '"DoStmt":', '"CallStmt":', '"ExecuteStmt":', '"FuncCall":',
     '"CreateFunctionStmt":', '"DiscardStmt":', '"AlterFunctionStmt":', '"ReassignOwnedStmt":',
-    '"DropOwnedStmt":', '"AlterOwnerStmt":',
+    '"DropOwnedStmt":', '"AlterOwnerStmt":', '"setstmt":',
 )
 
 
