@@ -24,7 +24,7 @@ from typing import Any
 
 from pglast import parser as _parser
 
-__all__ = ["ParseFailure", "Statement", "INTERESTING", "parse", "mask", "walk", "nodes_of"]
+__all__ = ["ParseFailure", "Statement", "INTERESTING", "parse", "plain", "mask", "walk", "nodes_of"]
 
 # Node types at least one rule reads (pg_rules.py); a statement with none of them passes as it is.
 INTERESTING = (
@@ -71,6 +71,18 @@ def parse(sql: str) -> list[Statement]:
         text = encoded[start:start + length].decode("utf-8", "replace").strip()
         out.append(Statement(kind, node, text))
     return out
+
+
+def plain(sql: str) -> bool:
+    """True when the text parses and holds no node any rule reads: it passes whatever the
+    session's facts (the hot path of inspected sessions: one C call and a few substring tests)."""
+    if "\x00" in sql:
+        return False
+    try:
+        raw = _parser.parse_sql_json(sql)
+    except Exception:  # noqa: BLE001 - judge() says why
+        return False
+    return not interesting(raw)
 
 
 def interesting(raw_json: str) -> bool:

@@ -3,7 +3,8 @@
 Theory of operation.
 
 1. **Which sessions.** Every session starts *inspected* (fail closed): it stays in Python and
-   its statements are held until the role's facts are known. The facts are asked of the
+   its statements are held until the role's facts are known (a statement with nothing any rule
+   reads passes at once: its verdict does not depend on them). The facts are asked of the
    engine through rdsadmin (``PgChecks.facts``; cached :data:`FACTS_TTL` seconds per cluster
    and role, dropped after any statement that may change roles): a role with CREATEROLE, a
    member of rds_superuser, or a role that can SET ROLE to such a role (every role it is a
@@ -46,7 +47,7 @@ from dbkeep.errors import DbError
 from dbkeep.guard.pg_roles import RoleGraph
 from dbkeep.guard.pg_rules import UNKNOWN_ROLE, PgFacts, Verdict, judge
 from dbkeep.guard.pg_rules import judge as judge_statement
-from dbkeep.guard.pg_statements import mask
+from dbkeep.guard.pg_statements import mask, plain
 
 from dbkeep.gateway.postgres import FunctionCall, Parse, Query, StartupMessage
 from dbkeep.gateway.postgres import errors as wire_errors
@@ -206,15 +207,19 @@ class Inspector:
     # --- the entry point --------------------------------------------------------------------
 
     def decide(self, event: Query | Parse | FunctionCall) -> Decision:
-        facts = self.facts
-        if facts is None or self.checking or self.graph_wanted:
+        if self.checking or self.graph_wanted:
             return HOLD
         if not self.active:
             return FORWARD
+        sql = None if type(event) is FunctionCall else event.sql  # type: ignore[union-attr]
+        if sql is not None and plain(sql):
+            return FORWARD  # nothing any rule reads: passes whatever the facts (the hot path)
+        facts = self.facts
+        if facts is None:
+            return HOLD
         if isinstance(event, FunctionCall):  # the fast-path function call: opaque
             self._opaque("FunctionCall message", parse=False)
             return FORWARD_THEN_CHECK
-        sql = event.sql
         if sql is None:
             return self._refused(Refuse(DbError("invalid byte sequence in the statement's encoding", sqlstate="22021")),
                                  "undecodable statement", "")
