@@ -113,7 +113,7 @@ async def _cached(ctx: Any, name: str, key: Any, ttl: float, probe: Callable[[],
     that quits at once must not cancel it for the others."""
     cache = _cache(ctx, name)
     resource_id = key[0]
-    generation = _cache(ctx, "generation").get(resource_id, 0)
+    generation = _generation(ctx, resource_id)
     hit = cache.get(key)
     if hit is not None and time.monotonic() - hit[0] < ttl and hit[1] == generation:
         return hit[2]
@@ -124,9 +124,15 @@ async def _cached(ctx: Any, name: str, key: Any, ttl: float, probe: Callable[[],
         inflight[key] = task
         task.add_done_callback(lambda _t: inflight.pop(key, None))
     value = await asyncio.shield(task)
-    if _cache(ctx, "generation").get(resource_id, 0) == generation:
+    if _generation(ctx, resource_id) == generation:
         cache[key] = (time.monotonic(), generation, value)
     return value
+
+
+def _generation(ctx: Any, resource_id: str) -> tuple[int, int]:
+    """What cached facts were read under: role changes seen in this cluster's inspected sessions,
+    and catalog commits (a master reset or a repair changes roles through rdsadmin and ends with one)."""
+    return _cache(ctx, "generation").get(resource_id, 0), getattr(ctx.resolver, "generation", 0)
 
 
 class Inspector:
