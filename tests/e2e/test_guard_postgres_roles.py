@@ -189,3 +189,31 @@ def test_rds_iam_and_rds_ad_are_exclusive_directly_and_nested(dbkeep, unrestrict
             "AND r.rolname NOT IN ('rds_iam', 'rds_ad')").fetchall()
         assert both == []
     assert snapshot(dbkeep, unrestricted) == before
+
+
+def test_a_session_whose_role_becomes_privileged_is_ended(dbkeep, unrestricted):
+    import time
+
+    from gateway_checks import audit_events, audit_mark
+
+    with master(dbkeep, unrestricted) as conn:
+        conn.execute("CREATE ROLE promoted LOGIN PASSWORD 'Promoted-Pass-1'")
+    app = login(dbkeep, unrestricted, "promoted", "Promoted-Pass-1")
+    try:
+        assert app.execute("SELECT 1").fetchone() == (1,)  # not inspected: the native relay
+        mark = audit_mark(dbkeep)
+        with master(dbkeep, unrestricted) as conn:
+            conn.execute("GRANT rds_superuser TO promoted")
+            conn.execute("SELECT 1")  # after the grant's ReadyForQuery the others are asked about
+        deadline = time.monotonic() + 30
+        while not audit_events(dbkeep, "gateway.session_ended", unrestricted["DBClusterIdentifier"], since=mark):
+            assert time.monotonic() < deadline, "the promoted role's session was not ended"
+            time.sleep(0.1)
+        with pytest.raises(psycopg.OperationalError):
+            app.execute("SELECT 1")
+    finally:
+        app.close()
+    # its new sessions are inspected
+    with login(dbkeep, unrestricted, "promoted", "Promoted-Pass-1") as again:
+        error = error_of(again, "ALTER ROLE rdsadmin NOLOGIN")
+        assert error is not None and error.diag.message_primary == 'permission denied to alter role "rdsadmin"'
