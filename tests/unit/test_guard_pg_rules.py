@@ -212,6 +212,11 @@ def test_opaque_code_is_checked_after(sql: str) -> None:
 def test_role_setting_builtins_make_the_role_unknown() -> None:
     verdict = judge("SELECT set_config('role', 'rds_superuser', false)", FACTS)
     assert verdict.refusal is None and verdict.role == UNKNOWN_ROLE and not verdict.check_after
+    verdict = judge("SELECT set_config(x, 'y', false) FROM t", FACTS)
+    assert verdict.role == UNKNOWN_ROLE
+    verdict = judge("SELECT pg_catalog.set_config('search_path', '', false)", FACTS)
+    assert verdict.refusal is None and verdict.role is None and not verdict.roles_changed
+    assert judge("SELECT set_config('role', 'rdsadmin', false)", FACTS).refusal is not None
 
 
 @pytest.mark.parametrize("body", [

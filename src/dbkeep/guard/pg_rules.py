@@ -371,6 +371,12 @@ def _calls(statement: Statement, facts: PgFacts, verdict: Verdict) -> PgFacts:
         names = [part.get("String", {}).get("sval") for part in call.get("funcname", ())]
         name = names[-1] if names else None
         if name in _ROLE_SETTERS:
+            setting = _const_string(call.get("args", [])[:1])
+            if setting is not None and setting.lower() not in ("role", "session_authorization"):
+                continue  # set_config('search_path', …) as pg_dump writes it: no role changes
+            if (setting or "").lower() in ("role", "session_authorization") and \
+                    _const_string(call.get("args", [])[1:2]) == RDSADMIN:
+                _refuse(statement, "rdsadmin is untouchable", 'permission denied to set role "rdsadmin"')
             verdict.roles_changed = True
             verdict.role = UNKNOWN_ROLE
             facts = replace(facts, current_role=UNKNOWN_ROLE)
