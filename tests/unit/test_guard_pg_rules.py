@@ -301,3 +301,9 @@ def test_other_role_names_pass(name: str) -> None:
     refusal = judge(f"ALTER ROLE {quoted} NOLOGIN", FACTS).refusal
     # names the grammar itself reserves ("none", "public" …) get the parser's (and the engine's) error
     assert refusal is None or refusal.rule == "unparsable statement"
+
+
+def test_deeply_nested_statements_are_refused_not_crashed() -> None:
+    sql = "SELECT " + "f(" * 3000 + "1" + ")" * 3000
+    verdict = judge(sql, FACTS)
+    assert verdict.refusal is not None and verdict.refusal.sqlstate == "42601"

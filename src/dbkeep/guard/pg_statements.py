@@ -60,7 +60,10 @@ def parse(sql: str) -> list[Statement]:
         raise ParseFailure(f"cannot read the statement: {type(exc).__name__}") from None
     if not interesting(raw):
         return []
-    tree = json.loads(raw)
+    try:
+        tree = json.loads(raw)
+    except RecursionError:  # nesting deeper than Python's decoder goes: refused, never passed
+        raise ParseFailure("statement nested too deeply for the gateway to read") from None
     out: list[Statement] = []
     encoded = sql.encode("utf-8")  # libpg_query's locations are byte offsets
     for entry in tree.get("stmts", ()):
