@@ -67,8 +67,9 @@ class GatewayContext:
     clock: Clock
     limits: Limits = field(default_factory=Limits)
     connections: dict[str, int] = field(default_factory=dict)  # live sessions per cluster
-    # The statement guard (a later issue): called with (session, statement text); returns a
-    # DbError to refuse the statement, None to let it pass. None here: every statement passes.
+    # A generic statement hook: called with (session, statement text); returns a DbError to
+    # refuse the statement, None to let it pass. Installed by nothing: the MariaDB and PostgreSQL
+    # statement guards have their own inspectors (mysql_hygiene…, postgres_checks below).
     guard: Callable[[Any, str], DbError | None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # protocol-specific shared state (e.g. cancel keys)
     # The native relay for logged-in, unguarded sessions (gateway/offload.py); None: Python relays all.
