@@ -1,0 +1,5 @@
+from aiohttp import web
+
+
+def routes(router: web.UrlDispatcher, console) -> None:
+    pass
