@@ -1,0 +1,288 @@
+"""The web console in a real headless browser: Debian's chromium driven by Playwright (no browser
+download: ``executable_path=/usr/bin/chromium``), against a real ``dbkeep up`` and real engines.
+
+- sign in as an IAM user with a console password, create a cluster with the form, lock the
+  master user out through the gateway (``ALTER USER admin ACCOUNT LOCK``), reset the master
+  password with the cluster page's one form and log in again through the gateway;
+- a read-only user sees the pages and no button that would fail, and a forged POST (with a
+  valid CSRF token) is refused by the API's own authorisation;
+- cookie flags, a POST without the CSRF token or from another origin, sign-in failures: refused
+  and audited.
+
+With ``DBKEEP_CONSOLE_SCREENSHOTS=DIR`` the tests save screenshots of the main pages in DIR
+(``docs/console/`` holds the ones in the README).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pymysql
+import pytest
+
+from clusters import create_cluster, mysql, unique, wait_cluster
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (make setup)")
+
+ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+READ_ONLY_POLICY = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": ["rds:Describe*", "ec2:Describe*", "iam:Get*", "iam:List*", "cloudtrail:LookupEvents"], "Resource": "*"}]}
+WAIT_MS = 240_000  # an upper bound for an engine to come up on a loaded machine, not an expectation
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    yield page
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    target = os.environ.get("DBKEEP_CONSOLE_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(target) / f"{name}.png"), full_page=True)
+
+
+def account_of(dbkeep) -> str:
+    return dbkeep.client("sts").get_caller_identity()["Account"]
+
+
+def console_user(dbkeep, policy: dict, password: str) -> str:
+    iam = dbkeep.client("iam")
+    name = f"web{uuid.uuid4().hex[:8]}"
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(policy))
+    iam.create_login_profile(UserName=name, Password=password)
+    return name
+
+
+def sign_in(page, dbkeep, user: str, password: str, account: str | None = None) -> None:
+    page.goto(f"{dbkeep.url}/console/")
+    page.get_by_label("Account ID (12 digits) or alias").fill(account or account_of(dbkeep))
+    page.get_by_label("IAM user name").fill(user)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+
+
+def sign_in_root(page, dbkeep, secret: str | None = None) -> None:
+    key, real_secret = dbkeep.root_credentials()
+    page.goto(f"{dbkeep.url}/console/signin")
+    page.get_by_label("Access key ID").fill(key)
+    page.get_by_label("Secret access key").fill(secret or real_secret)
+    page.get_by_role("button", name="Sign in as root").click()
+
+
+def audit_events(dbkeep) -> list[dict]:
+    return [json.loads(line) for line in (dbkeep.state_dir / "audit.log").read_text().splitlines() if line.strip()]
+
+
+def wait_for_status(page, status: str) -> None:
+    """The cluster page refreshes itself while the cluster changes state; wait for ``status``."""
+    page.locator(".heading .status", has_text=status).wait_for(timeout=WAIT_MS)
+
+
+def test_signin_cookies_csrf_and_audit(dbkeep, page):
+    # a page before signing in leads to the sign-in form, which says nothing about why a sign-in failed
+    page.goto(f"{dbkeep.url}/console/clusters")
+    assert "/console/signin" in page.url
+    sign_in_root(page, dbkeep, secret="not-the-secret")
+    assert page.get_by_role("alert").inner_text() == "Your authentication information is incorrect. Please try again."
+    failed = [e for e in audit_events(dbkeep) if e["event"] == "console.signin" and e["verdict"] == "deny"]
+    assert failed and failed[-1]["reason"] == "wrong root access key or secret"
+    assert "not-the-secret" not in (dbkeep.state_dir / "audit.log").read_text()
+
+    sign_in_root(page, dbkeep)
+    assert page.url.endswith("/console/clusters")
+    shot(page, "clusters")
+    cookies = {c["name"]: c for c in page.context.cookies()}
+    session = cookies["dbkeep_console"]  # plain HTTP: no Secure, so no __Host- prefix (sessions.py)
+    assert session["httpOnly"] is True and session["sameSite"] == "Strict" and session["secure"] is False
+    assert session["path"] == "/console"
+    headers = page.request.get(f"{dbkeep.url}/console/clusters").headers
+    assert "frame-ancestors 'none'" in headers["content-security-policy"] and headers["x-frame-options"] == "DENY"
+    assert headers["cache-control"] == "no-store"
+
+    # a POST without the session's CSRF token, or with a wrong one, or from another origin, is refused
+    target = f"{dbkeep.url}/console/parameter-groups"
+    for form, extra in (({"name": "forged-1", "family": "aurora-mysql8.0"}, {}),
+                        ({"name": "forged-2", "family": "aurora-mysql8.0", "csrf_token": "wrong"}, {}),
+                        ({"name": "forged-3", "family": "aurora-mysql8.0", "csrf_token": csrf_token(page, dbkeep)},
+                         {"Origin": "http://evil.example"})):
+        answer = page.request.post(target, form=form, headers=extra)
+        assert answer.status == 403, form
+    groups = [g["DBClusterParameterGroupName"] for g in dbkeep.client("rds").describe_db_cluster_parameter_groups()["DBClusterParameterGroups"]]
+    assert not any(g.startswith("forged-") for g in groups)
+    refused = [e for e in audit_events(dbkeep) if e["event"] == "console.request_refused"]
+    assert {e["reason"] for e in refused[-3:]} >= {"the CSRF token is missing or wrong", "the form came from another origin"}
+
+    # signing out ends the session on the server: the old cookie no longer works
+    old = page.context.cookies()
+    page.get_by_role("button", name="Sign out").click()
+    assert "/console/signin" in page.url
+    page.context.add_cookies(old)
+    page.goto(f"{dbkeep.url}/console/clusters")
+    assert "/console/signin" in page.url
+    assert any(e["event"] == "console.signout" for e in audit_events(dbkeep))
+
+
+def csrf_token(page, dbkeep) -> str:
+    page.goto(f"{dbkeep.url}/console/clusters")
+    return page.locator("input[name=csrf_token]").first.get_attribute("value")
+
+
+def test_lockout_fixed_from_the_console(dbkeep, page):
+    """The founding story: a locked-out admin clicks "reset master password" and is back in."""
+    user = console_user(dbkeep, ADMIN_POLICY, "Console-Admin-1")
+    sign_in(page, dbkeep, user, "Console-Admin-1")
+    assert page.url.endswith("/console/clusters")
+    ident = unique("web")
+
+    page.get_by_role("link", name="Create cluster").click()
+    page.get_by_label("Cluster identifier").fill(ident)
+    page.get_by_label("Engine", exact=True).select_option("aurora-mysql")
+    page.get_by_label("Master user name").fill("admin")
+    page.get_by_label("Master password", exact=True).fill("First-Pass-1")
+    page.get_by_label("Master password again").fill("First-Pass-1")
+    page.get_by_label("Initial database (optional)").fill("appdb")
+    page.get_by_label("Instance identifier (empty: none yet)").fill(f"{ident}-1")
+    shot(page, "create-cluster")
+    page.get_by_role("button", name="Create cluster").click()
+    assert page.url.endswith(f"/console/clusters/{ident}")
+    wait_for_status(page, "available")
+    cluster = wait_cluster(dbkeep, ident)
+    page.locator("td .status", has_text="available").wait_for(timeout=WAIT_MS)  # the instance too
+    shot(page, "cluster")
+
+    conn = mysql(dbkeep, cluster, "admin", "First-Pass-1", "appdb")
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE kept (id INT PRIMARY KEY)")
+        cur.execute("INSERT INTO kept VALUES (7)")
+        cur.execute("ALTER USER 'admin'@'%' ACCOUNT LOCK")
+    conn.close()
+    with pytest.raises(pymysql.err.OperationalError) as locked:
+        mysql(dbkeep, cluster, "admin", "First-Pass-1").close()
+    assert locked.value.args[0] == 4151  # "Access denied, this account is locked"
+
+    reset = page.locator("#reset")
+    reset.get_by_label("New master password", exact=True).fill("Second-Pass-2")
+    reset.get_by_label("New master password again").fill("Second-Pass-2")
+    reset.get_by_role("button", name="Reset master password").click()
+    assert page.url.endswith(f"/console/clusters/{ident}")
+    wait_for_status(page, "available")
+    wait_cluster(dbkeep, ident)
+    conn = mysql(dbkeep, cluster, "admin", "Second-Pass-2", "appdb")
+    with conn.cursor() as cur:
+        cur.execute("SELECT id FROM kept")
+        assert cur.fetchall() == ((7,),)
+    conn.close()
+    seen = {e["event"] for e in audit_events(dbkeep) if e.get("principal", "").endswith(f":user/{user}")}
+    assert {"console.signin", "console.change"} <= seen
+    changes = [e for e in audit_events(dbkeep) if e["event"] == "console.change" and e.get("target") == ident]
+    assert [e["action"] for e in changes] == ["rds:CreateDBCluster", "rds:ModifyDBCluster"]
+    assert "Second-Pass-2" not in (dbkeep.state_dir / "audit.log").read_text()
+
+    # the audit page finds the reset by cluster
+    page.goto(f"{dbkeep.url}/console/audit?cluster={ident}")
+    assert page.locator("tbody tr").count() >= 1
+    shot(page, "audit")
+
+
+@pytest.fixture(scope="module")
+def quiet_cluster(dbkeep):
+    """A cluster without instances (no engine wait) for the read-only checks."""
+    ident = unique("webro")
+    create_cluster(dbkeep, "aurora-postgresql", ident, "Read-Only-1", instance=False)
+    return ident
+
+
+def test_read_only_user_sees_no_button_and_cannot_change(dbkeep, page, quiet_cluster):
+    user = console_user(dbkeep, READ_ONLY_POLICY, "Console-Reader-1")
+    sign_in(page, dbkeep, user, "Console-Reader-1")
+    pages = ["/console/clusters", f"/console/clusters/{quiet_cluster}", "/console/parameter-groups",
+             "/console/parameter-groups/default.aurora-postgresql15", "/console/security-groups", "/console/iam/users",
+             f"/console/iam/users/{user}", "/console/iam/roles", "/console/iam/policies", "/console/audit"]
+    for path in pages:
+        answer = page.goto(f"{dbkeep.url}{path}")
+        assert answer.status == 200, path
+        # the only form that changes anything is the sign-out button (and a GET search form)
+        posts = page.locator("form[method=post]")
+        assert [posts.nth(i).get_attribute("action") for i in range(posts.count())] == ["/console/signout"], path
+        assert page.get_by_role("alert").count() == 0, (path, page.content()[:2000])
+    page.goto(f"{dbkeep.url}/console/clusters/{quiet_cluster}")
+    assert page.get_by_text(quiet_cluster).first.is_visible()
+    assert page.get_by_role("button", name="Reset master password").count() == 0
+    shot(page, "read-only-cluster")
+
+    # a forged POST with the session's own valid CSRF token: the API's authorisation refuses it
+    token = page.locator("input[name=csrf_token]").first.get_attribute("value")
+    answer = page.request.post(f"{dbkeep.url}/console/clusters/{quiet_cluster}/reset-password",
+                               form={"csrf_token": token, "password": "Forged-Pass-1", "again": "Forged-Pass-1"})
+    assert answer.status == 403
+    assert "AccessDenied" in answer.text() and "rds:ModifyDBCluster" in answer.text()
+    answer = page.request.post(f"{dbkeep.url}/console/clusters/{quiet_cluster}/delete",
+                               form={"csrf_token": token, "confirm": quiet_cluster})
+    assert answer.status == 403
+    assert dbkeep.client("rds").describe_db_clusters(DBClusterIdentifier=quiet_cluster)["DBClusters"][0]["Status"] == "available"
+    denied = [e for e in audit_events(dbkeep) if e["event"] == "console.change" and e.get("target") == quiet_cluster]
+    assert [(e["action"], e["verdict"], e["code"]) for e in denied] == [
+        ("rds:ModifyDBCluster", "deny", "AccessDenied"), ("rds:DeleteDBCluster", "deny", "AccessDenied")]
+    assert any(e["event"] == "api.access_denied" and e.get("principal", "").endswith(f":user/{user}") for e in audit_events(dbkeep))
+
+
+def test_password_reset_required_and_deleted_profile(dbkeep, page):
+    iam = dbkeep.client("iam")
+    iam.update_account_password_policy(AllowUsersToChangePassword=True, MinimumPasswordLength=8)
+    try:
+        user = console_user(dbkeep, READ_ONLY_POLICY, "Temporary-1")
+        iam.update_login_profile(UserName=user, PasswordResetRequired=True)
+        sign_in(page, dbkeep, user, "Temporary-1")
+        assert page.url.endswith("/console/password")
+        page.goto(f"{dbkeep.url}/console/clusters")  # nothing else until the password is changed
+        assert page.url.endswith("/console/password")
+        page.get_by_label("Current password").fill("Temporary-1")
+        page.get_by_label("New password", exact=True).fill("Permanent-2")
+        page.get_by_label("New password again").fill("Permanent-2")
+        page.get_by_role("button", name="Change password").click()
+        assert page.url.endswith("/console/clusters")
+        assert iam.get_login_profile(UserName=user)["LoginProfile"]["PasswordResetRequired"] is False
+        # deleting the login profile ends the console session at the next request
+        iam.delete_login_profile(UserName=user)
+        page.goto(f"{dbkeep.url}/console/clusters")
+        assert "/console/signin" in page.url
+    finally:
+        iam.delete_account_password_policy()
+
+
+def test_access_key_shown_once_and_ca_download(dbkeep, page):
+    user = console_user(dbkeep, READ_ONLY_POLICY, "Key-Owner-1")
+    sign_in_root(page, dbkeep)
+    page.goto(f"{dbkeep.url}/console/iam/users/{user}")
+    page.get_by_role("button", name="Create access key").click()
+    secret = page.locator("#new-key-secret").inner_text()
+    key_id = page.locator("#new-key-id").inner_text()
+    shot(page, "access-key")
+    assert len(secret) == 40
+    user_sts = dbkeep.client("sts", key_id, secret)
+    assert user_sts.get_caller_identity()["Arn"].endswith(f":user/{user}")
+    page.goto(f"{dbkeep.url}/console/iam/users/{user}")
+    assert secret not in page.content() and key_id in page.content()
+    ca = page.request.get(f"{dbkeep.url}/console/ca.pem")
+    assert ca.status == 200 and ca.body() == (dbkeep.state_dir / "ca.pem").read_bytes()
+    assert "attachment" in ca.headers["content-disposition"]
