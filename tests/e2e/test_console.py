@@ -110,7 +110,6 @@ def test_signin_cookies_csrf_and_audit(dbkeep, page):
 
     sign_in_root(page, dbkeep)
     assert page.url.endswith("/console/clusters")
-    shot(page, "clusters")
     cookies = {c["name"]: c for c in page.context.cookies()}
     session = cookies["dbkeep_console"]  # plain HTTP: no Secure, so no __Host- prefix (sessions.py)
     assert session["httpOnly"] is True and session["sameSite"] == "Strict" and session["secure"] is False
@@ -194,13 +193,15 @@ def test_lockout_fixed_from_the_console(dbkeep, page):
     conn.close()
     seen = {e["event"] for e in audit_events(dbkeep) if e.get("principal", "").endswith(f":user/{user}")}
     assert {"console.signin", "console.change"} <= seen
-    changes = [e for e in audit_events(dbkeep) if e["event"] == "console.change" and e.get("target") == ident]
-    assert [e["action"] for e in changes] == ["rds:CreateDBCluster", "rds:ModifyDBCluster"]
+    changes = [e for e in audit_events(dbkeep) if e["event"] == "console.change" and e.get("cluster") == ident]
+    assert [(e["action"], e["target"]) for e in changes] == [
+        ("rds:CreateDBCluster", ident), ("rds:CreateDBInstance", f"{ident}-1"), ("rds:ModifyDBCluster", ident)]
     assert "Second-Pass-2" not in (dbkeep.state_dir / "audit.log").read_text()
 
     # the audit page finds the reset by cluster
+    page.goto(f"{dbkeep.url}/console/audit?cluster={ident}&event=console.*")
+    assert page.locator("tbody tr").count() == 3
     page.goto(f"{dbkeep.url}/console/audit?cluster={ident}")
-    assert page.locator("tbody tr").count() >= 1
     shot(page, "audit")
 
 
@@ -286,3 +287,26 @@ def test_access_key_shown_once_and_ca_download(dbkeep, page):
     ca = page.request.get(f"{dbkeep.url}/console/ca.pem")
     assert ca.status == 200 and ca.body() == (dbkeep.state_dir / "ca.pem").read_bytes()
     assert "attachment" in ca.headers["content-disposition"]
+
+
+def test_every_page_renders_for_the_root(dbkeep, page, quiet_cluster):
+    sign_in_root(page, dbkeep)
+    group_id = dbkeep.client("ec2").describe_security_groups(GroupNames=["default"])["SecurityGroups"][0]["GroupId"]
+    dbkeep.client("rds").create_db_cluster_parameter_group(DBClusterParameterGroupName=unique("webpg"),
+                                                           DBParameterGroupFamily="aurora-postgresql15", Description="console test")
+    for path, name in (("/console/clusters", "clusters"), (f"/console/clusters/{quiet_cluster}", "cluster-actions"), ("/console/parameter-groups", "parameter-groups"),
+                       ("/console/parameter-groups/default.aurora-mysql8.0", "parameter-group"),
+                       ("/console/security-groups", "security-groups"), (f"/console/security-groups/{group_id}", "security-group"),
+                       ("/console/iam/users", "iam-users"), ("/console/iam/roles", None), ("/console/iam/policies", "iam-policies"),
+                       ("/console/audit?since=1h", None), ("/console/password", None)):
+        answer = page.goto(f"{dbkeep.url}{path}")
+        assert answer.status == 200, path
+        assert page.get_by_role("alert").count() == 0, path
+        if name:
+            shot(page, name)
+    page.goto(f"{dbkeep.url}/console/clusters/{quiet_cluster}")
+    assert page.get_by_role("button", name="Reset master password").is_visible()
+    page.goto(f"{dbkeep.url}/console/signin")
+    page.context.clear_cookies()
+    page.goto(f"{dbkeep.url}/console/signin")
+    shot(page, "signin")

@@ -52,18 +52,19 @@ class Caller:
         except ApiError as exc:
             return None, exc
 
-    async def change(self, service: str, action: str, target: str, **params: Any) -> dict[str, Any]:
+    async def change(self, service: str, action: str, target: str, *, cluster: str | None = None, **params: Any) -> dict[str, Any]:
         """A change, audited as ``console.change`` with its outcome (never its parameters:
-        they may hold a password)."""
+        they may hold a password); ``cluster`` names the cluster it touches, for the audit
+        log's cluster filter."""
         try:
             result, request_id = await self._dispatcher.call(self.principal, service, action, flat_params(service, action, params),
                                                              source_ip=self._source_ip, secure=self._secure)
         except ApiError as exc:
             self._audit.event("console.change", verdict="deny", principal=self.principal.arn, source_ip=self._source_ip,
-                              action=f"{service}:{action}", target=target, code=exc.code)
+                              action=f"{service}:{action}", target=target, cluster=cluster, code=exc.code)
             raise
         self._audit.event("console.change", verdict="allow", principal=self.principal.arn, source_ip=self._source_ip,
-                          action=f"{service}:{action}", target=target, request_id=request_id)
+                          action=f"{service}:{action}", target=target, cluster=cluster, request_id=request_id)
         return result
 
     def may(self, action: str, resource: str, extra: dict[str, Any] | None = None) -> bool:

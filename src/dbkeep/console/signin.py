@@ -4,7 +4,8 @@ An IAM user signs in with the account (its 12-digit id or its alias), the user n
 console password of its login profile; the account root with its access key pair (dbkeep's
 root has no password: whoever holds ``DIR/credentials`` is root). Failures say only that the
 details are wrong (AWS's text); the audit event says why. An unknown user costs the same hash
-verification as a wrong password. A password older than the policy's ``MaxPasswordAge``, or a
+verification as a wrong password, and a source address with 20 failures in 5 minutes must wait.
+A password older than the policy's ``MaxPasswordAge``, or a
 profile with ``PasswordResetRequired``, signs in to the change-password page only; with
 ``HardExpiry`` an expired password does not sign in at all.
 """
@@ -12,6 +13,7 @@ profile with ``PasswordResetRequired``, signs in to the change-password page onl
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hmac
 import secrets
 
@@ -19,11 +21,39 @@ from aiohttp import web
 
 from dbkeep.console import csrf
 from dbkeep.console.sessions import cookie_attributes, cookie_name
-from dbkeep.console.web import Console, api_error_text, form_value, stamp_of
+from dbkeep.console.web import Console, api_error_text, stamp_of
 from dbkeep.errors import ApiError
 from dbkeep.identity import passwords
 
 WRONG = "Your authentication information is incorrect. Please try again."
+TOO_MANY = "Too many failed sign-ins from your address: wait a few minutes, then try again."
+# failed sign-ins a source address may have within WINDOW before it must wait (password guessing)
+MAX_FAILURES = 20
+WINDOW = dt.timedelta(minutes=5)
+
+
+class Throttle:
+    """Failed sign-ins per source address in a sliding window, in a bounded table."""
+
+    def __init__(self, limit: int = MAX_FAILURES, window: dt.timedelta = WINDOW, max_sources: int = 10_000) -> None:
+        self._limit, self._window, self._max = limit, window, max_sources
+        self._failures: dict[str, list[dt.datetime]] = {}
+
+    def _recent(self, source: str, now: dt.datetime) -> list[dt.datetime]:
+        kept = [t for t in self._failures.get(source, []) if now - t < self._window]
+        if kept:
+            self._failures[source] = kept
+        else:
+            self._failures.pop(source, None)
+        return kept
+
+    def blocked(self, source: str, now: dt.datetime) -> bool:
+        return len(self._recent(source, now)) >= self._limit
+
+    def failed(self, source: str, now: dt.datetime) -> None:
+        if source not in self._failures and len(self._failures) >= self._max:
+            self._failures.pop(next(iter(self._failures)))
+        self._failures.setdefault(source, []).append(now)
 
 
 def _safe_next(value: str | None) -> str:
@@ -34,6 +64,7 @@ def _safe_next(value: str | None) -> str:
 
 def routes(router: web.UrlDispatcher, console: Console) -> None:
     audit = console.config.audit
+    throttle = Throttle()
 
     def signin_page(request: web.Request, *, status: int = 200, error: str | None = None, token: str | None = None,
                     form: dict | None = None) -> web.Response:
@@ -59,8 +90,13 @@ def routes(router: web.UrlDispatcher, console: Console) -> None:
         now = console.config.clock.now()
 
         def failed(reason: str, principal: str | None = None, **fields) -> web.Response:
+            throttle.failed(source_ip, now)
             audit.event("console.signin", verdict="deny", principal=principal, source_ip=source_ip, reason=reason, **fields)
             return signin_page(request, status=401, error=WRONG, form=values)
+
+        if throttle.blocked(source_ip, now):
+            audit.event("console.signin", verdict="deny", source_ip=source_ip, reason="too many failed sign-ins from this address")
+            return signin_page(request, status=429, error=TOO_MANY, form=values)
 
         if form.get("mode") == "root":
             key_id, secret = values.get("access_key_id", ""), form.get("secret_access_key", "")
@@ -78,7 +114,7 @@ def routes(router: web.UrlDispatcher, console: Console) -> None:
             profile = console.logins.get(user) if user else None
             good = await asyncio.to_thread(passwords.verify_password, profile.password_hash if profile else passwords.DECOY_HASH, password)
             attempted = f"arn:aws:iam::{console.config.account_id}:user/{user}" if user else None
-            if account not in (console.config.account_id, alias) or not alias and not account:
+            if not account or account not in (console.config.account_id, alias):
                 return failed("unknown account", attempted, account=account[:64] or None)
             if profile is None:
                 return failed("no such user or no console password", attempted)

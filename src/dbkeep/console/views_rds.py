@@ -63,19 +63,16 @@ def routes(router: web.UrlDispatcher, console: Console) -> None:
     async def show_cluster(request: web.Request) -> web.Response:
         return await cluster_page(request)
 
-    def back(ident: str, text: str) -> web.HTTPSeeOther:
-        return web.HTTPSeeOther(f"/console/clusters/{ident}")
-
     async def act(request: web.Request, form_name: str, action: str, success: str, **params: Any) -> web.StreamResponse:
         """One RDS change for the cluster page: back to it with a message, or the page again
         with the API's error at the form that caused it."""
         ident = request.match_info["ident"]
         try:
-            await request["caller"].change("rds", action, ident, **params)
+            await request["caller"].change("rds", action, params.get("DBInstanceIdentifier", ident), cluster=ident, **params)
         except ApiError as exc:
             return await cluster_page(request, status=exc.status, error=api_error_text(exc), form=form_name)
         console.flash(request, success)
-        raise back(ident, success)
+        raise web.HTTPSeeOther(f"/console/clusters/{ident}")
 
     async def modify(request: web.Request) -> web.StreamResponse:
         ident = request.match_info["ident"]
@@ -112,7 +109,7 @@ def routes(router: web.UrlDispatcher, console: Console) -> None:
         if form_value(request, "confirm") != ident:
             return await cluster_page(request, status=400, error=f"Type the cluster's identifier, {ident}, to confirm the deletion.", form="delete")
         try:
-            await request["caller"].change("rds", "DeleteDBCluster", ident, DBClusterIdentifier=ident, SkipFinalSnapshot=True)
+            await request["caller"].change("rds", "DeleteDBCluster", ident, cluster=ident, DBClusterIdentifier=ident, SkipFinalSnapshot=True)
         except ApiError as exc:
             return await cluster_page(request, status=exc.status, error=api_error_text(exc), form="delete")
         console.flash(request, f"Cluster {ident} is being deleted.")
@@ -166,10 +163,10 @@ def routes(router: web.UrlDispatcher, console: Console) -> None:
         if groups:
             params["VpcSecurityGroupIds"] = groups
         try:
-            created = await caller.change("rds", "CreateDBCluster", ident, **params)
+            created = await caller.change("rds", "CreateDBCluster", ident, cluster=ident, **params)
             ident = created["DBCluster"]["DBClusterIdentifier"]
             if form_value(request, "instance"):
-                await caller.change("rds", "CreateDBInstance", form_value(request, "instance"), DBInstanceIdentifier=form_value(request, "instance"),
+                await caller.change("rds", "CreateDBInstance", form_value(request, "instance"), cluster=ident, DBInstanceIdentifier=form_value(request, "instance"),
                                     DBClusterIdentifier=ident, Engine=engine, DBInstanceClass=form_value(request, "instance_class", "db.r6g.large"))
         except ApiError as exc:
             return await new_cluster_page(request, status=exc.status, error=api_error_text(exc))
