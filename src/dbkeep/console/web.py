@@ -108,8 +108,10 @@ class Console:
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             response = await self._guarded(request, handler)
-        except web.HTTPException as exc:
-            response = exc
+        except web.HTTPException as exc:  # redirects: raised, as aiohttp wants them
+            for key, value in SECURITY_HEADERS.items():
+                exc.headers.setdefault(key, value)
+            raise
         for key, value in SECURITY_HEADERS.items():
             response.headers.setdefault(key, value)
         return response
