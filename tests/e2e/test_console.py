@@ -347,3 +347,43 @@ def test_parameter_group_and_security_group_edits(dbkeep, page):
     assert [(r["IpProtocol"], r["FromPort"], r["IpRanges"][0]["CidrIp"]) for r in rules] == [("tcp", 3306, "10.1.0.0/16")]
     page.get_by_role("button", name="Remove rule tcp 3306 10.1.0.0/16").click()
     assert ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]["IpPermissions"] == []
+
+
+def test_modify_stop_start_and_delete_with_confirmation(dbkeep, page):
+    ident = unique("webops")
+    create_cluster(dbkeep, "aurora-mysql", ident, "Ops-Pass-1", instance=False)
+    rds = dbkeep.client("rds")
+    sign_in_root(page, dbkeep)
+    page.goto(f"{dbkeep.url}/console/clusters/{ident}")
+    page.locator("summary", has_text="Modify").click()
+    page.get_by_label("Deletion protection").check()
+    page.get_by_label("IAM database authentication").check()
+    page.get_by_role("button", name="Apply now").click()
+    cluster = rds.describe_db_clusters(DBClusterIdentifier=ident)["DBClusters"][0]
+    assert cluster["DeletionProtection"] is True and cluster["IAMDatabaseAuthenticationEnabled"] is True
+    wait_for_status(page, "available")
+
+    # deletion: refused without the identifier typed, then by the API while protected
+    page.locator("summary", has_text="Delete cluster").click()
+    page.get_by_label(f"Type {ident} to confirm").fill("not-it")
+    page.get_by_role("button", name="Delete cluster").click()
+    assert "to confirm the deletion" in page.get_by_role("alert").first.inner_text()
+    page.get_by_label(f"Type {ident} to confirm").fill(ident)
+    page.get_by_role("button", name="Delete cluster").click()
+    assert page.get_by_role("alert").first.inner_text().startswith("InvalidParameterCombination: Cannot delete protected Cluster")
+
+    page.goto(f"{dbkeep.url}/console/clusters/{ident}")
+    page.locator("summary", has_text="Modify").click()
+    page.get_by_label("Deletion protection").uncheck()
+    page.get_by_role("button", name="Apply now").click()
+    wait_for_status(page, "available")
+    page.get_by_role("button", name="Stop cluster").click()
+    wait_for_status(page, "stopped")
+    page.get_by_role("button", name="Start cluster").click()
+    wait_for_status(page, "available")
+    page.locator("summary", has_text="Delete cluster").click()
+    page.get_by_label(f"Type {ident} to confirm").fill(ident)
+    page.get_by_role("button", name="Delete cluster").click()
+    assert page.url.endswith("/console/clusters")
+    actions = [e["action"] for e in audit_events(dbkeep) if e["event"] == "console.change" and e.get("cluster") == ident and e["verdict"] == "allow"]
+    assert actions == ["rds:ModifyDBCluster", "rds:ModifyDBCluster", "rds:StopDBCluster", "rds:StartDBCluster", "rds:DeleteDBCluster"]
