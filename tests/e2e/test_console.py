@@ -304,6 +304,8 @@ def test_every_page_renders_for_the_root(dbkeep, page, quiet_cluster):
         assert page.get_by_role("alert").count() == 0, path
         if name:
             shot(page, name)
+    page.goto(f"{dbkeep.url}/console")
+    assert page.url == f"{dbkeep.url}/console/clusters"
     page.goto(f"{dbkeep.url}/console/clusters/{quiet_cluster}")
     assert page.get_by_role("button", name="Reset master password").is_visible()
     page.goto(f"{dbkeep.url}/console/signin")

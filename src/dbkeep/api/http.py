@@ -120,8 +120,8 @@ class ApiServer:
         if self._metrics is not None:
             app.router.add_route("GET", "/metrics", self._metrics_page)
         if self._console is not None:
+            app.router.add_route("GET", "/console", self._to_console)  # before the sub-application, which would take it
             app.add_subapp("/console", self._console)
-            app.router.add_route("GET", "/console", self._to_console)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)

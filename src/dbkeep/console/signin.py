@@ -135,6 +135,9 @@ def routes(router: web.UrlDispatcher, console: Console) -> None:
                 console.sessions.end(session)
                 return failed("the user is gone", attempted)
             principal_arn = principal.arn
+        previous = console.sessions.get(request.cookies.get(cookie_name(request.secure)), now)
+        if previous is not None:  # a sign-in replaces the browser's session, never joins it
+            console.sessions.end(previous)
         audit.event("console.signin", verdict="allow", principal=principal_arn, source_ip=source_ip,
                     password_change_required=session.must_change_password or None)
         target = "/console/password" if session.must_change_password else _safe_next(form.get("next") if isinstance(form.get("next"), str) else None)
