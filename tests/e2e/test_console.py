@@ -191,16 +191,23 @@ def test_lockout_fixed_from_the_console(dbkeep, page):
         cur.execute("SELECT id FROM kept")
         assert cur.fetchall() == ((7,),)
     conn.close()
+    # reboot the writer from its row: the instance goes back to available
+    page.get_by_role("row", name=f"{ident}-1").get_by_role("button", name="Reboot").click()
+    assert page.url.endswith(f"/console/clusters/{ident}")
+    page.locator("td .status", has_text="available").wait_for(timeout=WAIT_MS)
+    dbkeep.client("rds").get_waiter("db_instance_available").wait(DBInstanceIdentifier=f"{ident}-1", WaiterConfig={"Delay": 1, "MaxAttempts": 240})
+    mysql(dbkeep, cluster, "admin", "Second-Pass-2", "appdb").close()
     seen = {e["event"] for e in audit_events(dbkeep) if e.get("principal", "").endswith(f":user/{user}")}
     assert {"console.signin", "console.change"} <= seen
     changes = [e for e in audit_events(dbkeep) if e["event"] == "console.change" and e.get("cluster") == ident]
     assert [(e["action"], e["target"]) for e in changes] == [
-        ("rds:CreateDBCluster", ident), ("rds:CreateDBInstance", f"{ident}-1"), ("rds:ModifyDBCluster", ident)]
+        ("rds:CreateDBCluster", ident), ("rds:CreateDBInstance", f"{ident}-1"), ("rds:ModifyDBCluster", ident),
+        ("rds:RebootDBInstance", f"{ident}-1")]
     assert "Second-Pass-2" not in (dbkeep.state_dir / "audit.log").read_text()
 
     # the audit page finds the reset by cluster
     page.goto(f"{dbkeep.url}/console/audit?cluster={ident}&event=console.*")
-    assert page.locator("tbody tr").count() == 3
+    assert page.locator("tbody tr").count() == 4
     page.goto(f"{dbkeep.url}/console/audit?cluster={ident}")
     shot(page, "audit")
 
