@@ -174,7 +174,8 @@ class App:
 
                 metrics.watch(live_state)
                 token = config.metrics_token_file.read_text().strip() if config.metrics_token_file else None
-                console = Console(ConsoleConfig(dispatcher, catalog, audit, self.clock, account_id, state_dir, pki.ca_paths.cert_path))
+                console = Console(ConsoleConfig(dispatcher, catalog, audit, self.clock, account_id, state_dir, pki.ca_paths.cert_path,
+                                                metrics))
                 api = ApiServer(dispatcher, config.host, config.api_port, metrics=metrics, metrics_token=token, console=console.build())
                 port = await api.start()
                 host = f"[{config.host}]" if ":" in config.host else config.host

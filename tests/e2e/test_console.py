@@ -235,6 +235,7 @@ def test_read_only_user_sees_no_button_and_cannot_change(dbkeep, page, quiet_clu
         assert page.get_by_role("alert").count() == 0, (path, page.content()[:2000])
     page.goto(f"{dbkeep.url}/console/clusters/{quiet_cluster}")
     assert page.get_by_text(quiet_cluster).first.is_visible()
+    assert page.get_by_text("Your permissions let you view this cluster, not change it.").is_visible()
     assert page.get_by_role("button", name="Reset master password").count() == 0
     shot(page, "read-only-cluster")
 
@@ -248,6 +249,9 @@ def test_read_only_user_sees_no_button_and_cannot_change(dbkeep, page, quiet_clu
                                form={"csrf_token": token, "confirm": quiet_cluster})
     assert answer.status == 403
     assert dbkeep.client("rds").describe_db_clusters(DBClusterIdentifier=quiet_cluster)["DBClusters"][0]["Status"] == "available"
+    # the console's calls are API calls in the metrics, refusals included
+    metrics = page.request.get(f"{dbkeep.url}/metrics").text()
+    assert 'dbkeep_api_requests_total{action="ModifyDBCluster",service="rds",status="403"}' in metrics
     denied = [e for e in audit_events(dbkeep) if e["event"] == "console.change" and e.get("target") == quiet_cluster]
     assert [(e["action"], e["verdict"], e["code"]) for e in denied] == [
         ("rds:ModifyDBCluster", "deny", "AccessDenied"), ("rds:DeleteDBCluster", "deny", "AccessDenied")]

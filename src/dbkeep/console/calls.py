@@ -9,6 +9,7 @@ own serializer, then parsed back by ``api/query.py`` like any request.
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -19,6 +20,7 @@ from dbkeep.api.dispatch import Dispatcher
 from dbkeep.audit.log import AuditLog
 from dbkeep.errors import ApiError
 from dbkeep.identity.credentials import Principal
+from dbkeep.metrics import Metrics
 
 
 @lru_cache(maxsize=None)
@@ -33,16 +35,29 @@ def flat_params(service: str, action: str, params: dict[str, Any]) -> dict[str, 
 
 
 class Caller:
-    def __init__(self, dispatcher: Dispatcher, audit: AuditLog, principal: Principal, source_ip: str, secure: bool) -> None:
+    def __init__(self, dispatcher: Dispatcher, audit: AuditLog, principal: Principal, source_ip: str, secure: bool,
+                 metrics: Metrics | None = None) -> None:
         self._dispatcher = dispatcher
+        self._metrics = metrics
         self._audit = audit
         self.principal = principal
         self._source_ip = source_ip
         self._secure = secure
 
+    async def _call(self, service: str, action: str, params: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        started, status = time.perf_counter(), 200
+        try:
+            return await self._dispatcher.call(self.principal, service, action, flat_params(service, action, params),
+                                               source_ip=self._source_ip, secure=self._secure)
+        except ApiError as exc:
+            status = exc.status
+            raise
+        finally:
+            if self._metrics is not None:  # API calls by service, action and status, whichever door they came by
+                self._metrics.api_call(service, action, status, started)
+
     async def read(self, service: str, action: str, **params: Any) -> dict[str, Any]:
-        result, _ = await self._dispatcher.call(self.principal, service, action, flat_params(service, action, params),
-                                                source_ip=self._source_ip, secure=self._secure)
+        result, _ = await self._call(service, action, params)
         return result
 
     async def try_read(self, service: str, action: str, **params: Any) -> tuple[dict[str, Any] | None, ApiError | None]:
@@ -57,8 +72,7 @@ class Caller:
         they may hold a password); ``cluster`` names the cluster it touches, for the audit
         log's cluster filter."""
         try:
-            result, request_id = await self._dispatcher.call(self.principal, service, action, flat_params(service, action, params),
-                                                             source_ip=self._source_ip, secure=self._secure)
+            result, request_id = await self._call(service, action, params)
         except ApiError as exc:
             self._audit.event("console.change", verdict="deny", principal=self.principal.arn, source_ip=self._source_ip,
                               action=f"{service}:{action}", target=target, cluster=cluster, code=exc.code)

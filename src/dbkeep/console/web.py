@@ -11,7 +11,6 @@ render Jinja2 templates (autoescaped) with :func:`render`.
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +30,7 @@ from dbkeep.console.calls import Caller
 from dbkeep.console.sessions import Session, SessionStore, cookie_name
 from dbkeep.errors import ApiError
 from dbkeep.identity.credentials import Principal
-
-log = logging.getLogger("dbkeep.console")
+from dbkeep.metrics import Metrics
 
 HERE = Path(__file__).parent
 PUBLIC = ("/console/signin", "/console/static/")  # reachable without a session
@@ -59,6 +57,7 @@ class ConsoleConfig:
     account_id: str
     state_dir: Path
     ca_path: Path
+    metrics: Metrics | None = None  # the console's API calls count as API calls
 
 
 def stamp_of(text: str) -> str:
@@ -145,7 +144,8 @@ class Console:
                 return web.Response(status=403, text="Forbidden: the form's security token is missing or out of date; reload the page.\n")
         request["session"] = session
         request["principal"] = principal
-        request["caller"] = Caller(self.config.dispatcher, self.config.audit, principal, self.source_ip(request), request.secure)
+        request["caller"] = Caller(self.config.dispatcher, self.config.audit, principal, self.source_ip(request), request.secure,
+                                   self.config.metrics)
         return await handler(request)
 
     def _refused(self, request: web.Request, principal: Principal | None, reason: str) -> None:
