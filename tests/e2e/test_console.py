@@ -400,3 +400,24 @@ def test_modify_stop_start_and_delete_with_confirmation(dbkeep, page):
     assert page.url.endswith("/console/clusters")
     actions = [e["action"] for e in audit_events(dbkeep) if e["event"] == "console.change" and e.get("cluster") == ident and e["verdict"] == "allow"]
     assert actions == ["rds:ModifyDBCluster", "rds:ModifyDBCluster", "rds:StopDBCluster", "rds:StartDBCluster", "rds:DeleteDBCluster"]
+
+
+def test_expired_password(dbkeep, page, move_clock):
+    iam = dbkeep.client("iam")
+    user = console_user(dbkeep, READ_ONLY_POLICY, "Ageing-Pass-1")
+    account = account_of(dbkeep)  # asked before the server's clock moves (boto3 signs with the real one)
+    iam.update_account_password_policy(MaxPasswordAge=1, AllowUsersToChangePassword=True)
+    try:
+        move_clock(2 * 86400)  # the password is two days old now
+        sign_in(page, dbkeep, user, "Ageing-Pass-1", account)
+        assert page.url.endswith("/console/password")  # an expired password: a new one first
+        page.context.clear_cookies()
+        move_clock(0)
+        iam.update_account_password_policy(MaxPasswordAge=1, AllowUsersToChangePassword=True, HardExpiry=True)
+        move_clock(2 * 86400)
+        sign_in(page, dbkeep, user, "Ageing-Pass-1", account)
+        assert page.get_by_role("alert").inner_text() == "Your password has expired: ask your administrator to set a new one."
+        assert "/console/signin" in page.url
+    finally:
+        move_clock(0)
+        iam.delete_account_password_policy()

@@ -26,6 +26,7 @@ from dbkeep.errors import ApiError
 from dbkeep.identity import passwords
 
 WRONG = "Your authentication information is incorrect. Please try again."
+EXPIRED = "Your password has expired: ask your administrator to set a new one."
 TOO_MANY = "Too many failed sign-ins from your address: wait a few minutes, then try again."
 # failed sign-ins a source address may have within WINDOW before it must wait (password guessing)
 MAX_FAILURES = 20
@@ -107,7 +108,7 @@ def routes(router: web.UrlDispatcher, console: Console) -> None:
             sid, session = console.sessions.create("root", key.access_key_id, stamp_of(key.secret), now)
             principal_arn = f"arn:aws:iam::{console.config.account_id}:root"
         else:
-            account, user, password = values.get("account", ""), values.get("user", ""), form.get("password", "")
+            account, user, password = values.get("account", "")[:64], values.get("user", "")[:128], form.get("password", "")
             if not isinstance(password, str):
                 password = ""
             alias = console.config.catalog.get_meta("account_alias")
@@ -123,7 +124,8 @@ def routes(router: web.UrlDispatcher, console: Console) -> None:
             policy = console.logins.password_policy()
             expired = passwords.expired(policy, profile.password_set, now)
             if expired and (policy or {}).get("HardExpiry"):
-                return failed("password expired (HardExpiry)", attempted)
+                failed("password expired (HardExpiry)", attempted)
+                return signin_page(request, status=401, error=EXPIRED, form=values)
             if passwords.needs_rehash(profile.password_hash):
                 console.logins.set_hash(profile.user_name, await asyncio.to_thread(passwords.hash_password, password))
                 profile = console.logins.get(profile.user_name) or profile
