@@ -160,9 +160,10 @@ class Console:
         flash = []
         if session is not None:
             flash, session.flash = session.flash, []
+        form_token = context.pop("csrf_token", "")  # the sign-in form's own, before any session
         page = self.templates.get_template(template).render(
             principal=request.get("principal"),
-            csrf_token=session.csrf if session else context.pop("csrf_token", ""),
+            csrf_token=session.csrf if session else form_token,
             flash=flash,
             may=caller.may if caller else (lambda *a, **k: False),
             arn=caller.arn if caller else (lambda *a: ""),
