@@ -236,6 +236,7 @@ def test_read_only_user_sees_no_button_and_cannot_change(dbkeep, page, quiet_clu
     page.goto(f"{dbkeep.url}/console/clusters/{quiet_cluster}")
     assert page.get_by_text(quiet_cluster).first.is_visible()
     assert page.get_by_text("Your permissions let you view this cluster, not change it.").is_visible()
+    assert page.get_by_role("link", name="Change password").count() == 0  # no iam:ChangePassword, no policy allowing it
     assert page.get_by_role("button", name="Reset master password").count() == 0
     shot(page, "read-only-cluster")
 
@@ -273,6 +274,7 @@ def test_password_reset_required_and_deleted_profile(dbkeep, page):
         page.get_by_label("New password again").fill("Permanent-2")
         page.get_by_role("button", name="Change password").click()
         assert page.url.endswith("/console/clusters")
+        assert page.get_by_role("link", name="Change password").is_visible()  # AllowUsersToChangePassword
         assert iam.get_login_profile(UserName=user)["LoginProfile"]["PasswordResetRequired"] is False
         # deleting the login profile ends the console session at the next request
         iam.delete_login_profile(UserName=user)

@@ -169,9 +169,20 @@ class Console:
             arn=caller.arn if caller else (lambda *a: ""),
             path=request.path,
             account_id=self.config.account_id,
+            may_change_password=self._may_change_password(request),
             **context,
         )
         return web.Response(status=status, text=page, content_type="text/html", charset="utf-8")
+
+    def _may_change_password(self, request: web.Request) -> bool:
+        """IAM's rule for ChangePassword: the account's AllowUsersToChangePassword or
+        ``iam:ChangePassword`` on the user itself."""
+        principal, caller = request.get("principal"), request.get("caller")
+        if principal is None or caller is None or principal.kind != "user":
+            return False
+        if (self.logins.password_policy() or {}).get("AllowUsersToChangePassword"):
+            return True
+        return caller.may("iam:ChangePassword", caller.arn("iam", "user", principal.path + principal.name))
 
     @staticmethod
     def flash(request: web.Request, text: str, kind: str = "info") -> None:
@@ -181,7 +192,6 @@ class Console:
         from dbkeep.console import signin, views_audit, views_ec2, views_iam, views_params, views_rds
 
         app = web.Application(middlewares=[self.middleware])
-        app["console"] = self
         for module in (signin, views_rds, views_params, views_ec2, views_iam, views_audit):
             module.routes(app.router, self)
         app.router.add_static("/static/", HERE / "static", append_version=False)
