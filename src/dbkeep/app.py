@@ -20,6 +20,7 @@ from dbkeep.api.dispatch import Dispatcher
 from dbkeep.api.http import ApiServer
 from dbkeep.api.services import ec2, iam, rds, sts
 from dbkeep.catalog.models import ParameterGroup
+from dbkeep.console.web import Console, ConsoleConfig
 from dbkeep.catalog.rds import RdsStore
 from dbkeep.engines import confine
 from dbkeep.engines.driver import EngineState
@@ -177,7 +178,9 @@ class App:
 
                 metrics.watch(live_state)
                 token = config.metrics_token_file.read_text().strip() if config.metrics_token_file else None
-                api = ApiServer(dispatcher, config.host, config.api_port, metrics=metrics, metrics_token=token)
+                console = Console(ConsoleConfig(dispatcher, catalog, audit, self.clock, account_id, state_dir, pki.ca_paths.cert_path,
+                                                metrics))
+                api = ApiServer(dispatcher, config.host, config.api_port, metrics=metrics, metrics_token=token, console=console.build())
                 port = await api.start()
                 host = f"[{config.host}]" if ":" in config.host else config.host
                 endpoint = f"http://{host}:{port}"

@@ -35,10 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dbkeep {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    up = sub.add_parser("up", help="run dbkeep in the foreground (API, gateway, engines)")
+    up = sub.add_parser("up", help="run dbkeep in the foreground (API, web console, gateway, engines)")
     up.add_argument("--state-dir", help=STATE_HELP)
     up.add_argument("--host", default=DEFAULT_HOST, help=f"IP address to listen on (default {DEFAULT_HOST})")
-    up.add_argument("--api-port", type=int, default=DEFAULT_API_PORT, help=f"management API port (default {DEFAULT_API_PORT}; 0 picks a free port)")
+    up.add_argument("--api-port", type=int, default=DEFAULT_API_PORT, help=f"management API port, also serving the web console at /console (default {DEFAULT_API_PORT}; 0 picks a free port)")
     up.add_argument("--hostname", default=DEFAULT_HOSTNAME, help=f"name written into endpoints and certificates (default {DEFAULT_HOSTNAME})")
     up.add_argument("--region", default=DEFAULT_REGION, help=f"region reported in ARNs and the AWS config file (default {DEFAULT_REGION})")
     up.add_argument("--catalog-url", help="catalog database URL (default: SQLite file in the state dir; postgresql://… to share one)")

@@ -24,7 +24,7 @@ from dbkeep.catalog.store import Catalog
 from dbkeep.clock import Clock
 from dbkeep.errors import ApiError
 from dbkeep.identity import sigv4
-from dbkeep.identity.credentials import Authenticator
+from dbkeep.identity.credentials import Authenticator, Principal
 
 log = logging.getLogger("dbkeep.api")
 
@@ -90,42 +90,9 @@ class Dispatcher:
                 )
                 raise
             service = sig.service
-            if service not in self._handlers:
-                raise ApiError("InvalidAction", f"The service '{service}' is not offered by this endpoint.", 400)
-            model = query.service_model(service)
-            if not action:
-                raise ApiError("MissingAction", "Missing Action", 400)
-            version = params.get("Version")
-            if version is None:
-                raise ApiError("MissingParameter", "The request must contain the parameter Version", 400)
-            if version != model.api_version:
-                raise ApiError("InvalidAction", f"Could not find operation {action} for version {version}", 400)
-            handler = self._handlers[service].get(action)
-            if handler is None or action not in model.operation_names:
-                raise ApiError(
-                    "InvalidAction",
-                    "The action or operation requested is invalid. Verify that the action is typed correctly.",
-                    400,
-                )
-            operation = model.operation_model(action)
+            operation = self._operation(service, action, params)
             known = (service, action)
-            args = query.parse_request(operation, params, ERROR_STYLE[service])
-            ctx = CallContext(
-                catalog=self._catalog,
-                audit=self._audit,
-                principal=principal,
-                request_id=request_id,
-                source_ip=source_ip,
-                secure_transport=secure,
-                region=sig.region,
-                now=self._clock.now(),
-                service=service,
-                action=action,
-                services=self._services,
-            )
-            result = handler(ctx, args)
-            if inspect.isawaitable(result):
-                result = await result
+            result = await self._run(principal, service, action, operation, params, request_id, source_ip, secure, sig.region)
             return Response(200, query.serialize_response(operation, result, request_id), request_id, *known)
         except ApiError as exc:
             model = query.service_model(service) if service in ERROR_STYLE else None
@@ -135,3 +102,76 @@ class Dispatcher:
             model = query.service_model(service) if service in ERROR_STYLE else None
             error = ApiError("InternalFailure", f"An internal error occurred (request {request_id}).", 500, sender=False)
             return Response(500, query.serialize_error(model, error, request_id), request_id, *known)
+
+    def _operation(self, service: str, action: str, params: Mapping[str, str]) -> Any:
+        """The operation model ``action`` names in ``service``, or the error AWS gives."""
+        if service not in self._handlers:
+            raise ApiError("InvalidAction", f"The service '{service}' is not offered by this endpoint.", 400)
+        model = query.service_model(service)
+        if not action:
+            raise ApiError("MissingAction", "Missing Action", 400)
+        version = params.get("Version")
+        if version is None:
+            raise ApiError("MissingParameter", "The request must contain the parameter Version", 400)
+        if version != model.api_version:
+            raise ApiError("InvalidAction", f"Could not find operation {action} for version {version}", 400)
+        handler = self._handlers[service].get(action)
+        if handler is None or action not in model.operation_names:
+            raise ApiError(
+                "InvalidAction",
+                "The action or operation requested is invalid. Verify that the action is typed correctly.",
+                400,
+            )
+        return model.operation_model(action)
+
+    async def _run(self, principal: Principal, service: str, action: str, operation: Any, params: Mapping[str, str],
+                   request_id: str, source_ip: str, secure: bool, region: str) -> dict[str, Any] | None:
+        args = query.parse_request(operation, params, ERROR_STYLE[service])
+        ctx = self.context(principal, service, action, request_id=request_id, source_ip=source_ip, secure=secure, region=region)
+        result = self._handlers[service][action](ctx, args)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    def context(self, principal: Principal, service: str, action: str, *, request_id: str, source_ip: str, secure: bool,
+                region: str | None = None) -> CallContext:
+        return CallContext(
+            catalog=self._catalog,
+            audit=self._audit,
+            principal=principal,
+            request_id=request_id,
+            source_ip=source_ip,
+            secure_transport=secure,
+            region=region or self.region,
+            now=self._clock.now(),
+            service=service,
+            action=action,
+            services=self._services,
+        )
+
+    @property
+    def region(self) -> str:
+        return getattr(getattr(self._services, "config", None), "region", None) or "us-east-1"
+
+    @property
+    def authenticator(self) -> Authenticator:
+        return self._auth
+
+    async def call(self, principal: Principal, service: str, action: str, params: Mapping[str, str], *,
+                   source_ip: str, secure: bool) -> tuple[dict[str, Any], str]:
+        """One operation as ``principal``, already authenticated by another door (the web
+        console): the same parsing, authorisation, handler and errors as a signed request.
+        ``params`` is the flat Query form (botocore's serializer makes it from a structure).
+        Returns (the output structure, the request id); raises ``ApiError`` as the API answers,
+        ``InternalFailure`` for anything unexpected (logged with the request id)."""
+        request_id = str(uuid.uuid4())
+        params = {**params, "Action": action, "Version": query.service_model(service).api_version}
+        try:
+            operation = self._operation(service, action, params)
+            result = await self._run(principal, service, action, operation, params, request_id, source_ip, secure, self.region)
+        except ApiError:
+            raise
+        except Exception:
+            log.exception("internal error in %s %s (request %s)", service, action, request_id)
+            raise ApiError("InternalFailure", f"An internal error occurred (request {request_id}).", 500, sender=False) from None
+        return result or {}, request_id

@@ -1,7 +1,7 @@
 """The HTTP edge of the management API (aiohttp).
 
 Accepts ``POST /`` with a form body and ``GET /?Action=…`` with a query string, bounds the body
-size, hands the raw request to the dispatcher (the SigV4 verifier needs the exact bytes and
+size (``/metrics`` and the web console under ``/console`` are routes of their own), hands the raw request to the dispatcher (the SigV4 verifier needs the exact bytes and
 headers) and writes the XML answer. No parsing of AWS semantics happens here.
 """
 
@@ -38,13 +38,14 @@ def _form(text: str) -> dict[str, str]:
 
 class ApiServer:
     def __init__(self, dispatcher: Dispatcher, host: str, port: int, *, metrics: Metrics | None = None,
-                 metrics_token: str | None = None) -> None:
+                 metrics_token: str | None = None, console: web.Application | None = None) -> None:
         self._dispatcher = dispatcher
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
         self._metrics = metrics
         self._metrics_token = metrics_token  # None: loopback scrapers need no credentials, others are refused
+        self._console = console  # the web console's sub-application (dbkeep/console), mounted at /console
         self.port: int | None = None
 
     async def _metrics_page(self, request: web.Request) -> web.Response:
@@ -61,6 +62,10 @@ class ApiServer:
                 return web.Response(status=403, text="metrics are served to loopback addresses only "
                                                      "(start dbkeep with --metrics-token-file to allow others)\n")
         return web.Response(body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    @staticmethod
+    async def _to_console(request: web.Request) -> web.Response:
+        raise web.HTTPMovedPermanently("/console/")
 
     async def _handle(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
@@ -114,6 +119,9 @@ class ApiServer:
         app.router.add_route("GET", "/", self._handle)
         if self._metrics is not None:
             app.router.add_route("GET", "/metrics", self._metrics_page)
+        if self._console is not None:
+            app.router.add_route("GET", "/console", self._to_console)  # before the sub-application, which would take it
+            app.add_subapp("/console", self._console)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)

@@ -205,7 +205,8 @@ class _Reader:
 
     def check_string(self, value: str, shape: Shape, path: str) -> None:
         lo, hi = shape.metadata.get("min"), shape.metadata.get("max")
-        shown = value if len(value) <= 256 else value[:256] + "..."
+        # a sensitive member (a password) is never echoed back in an error
+        shown = "***" if shape.metadata.get("sensitive") else value if len(value) <= 256 else value[:256] + "..."
         if lo is not None and len(value) < lo:
             raise self.bad(path, shown, f"Member must have length greater than or equal to {lo}")
         if hi is not None and len(value) > hi:

@@ -51,6 +51,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
         ),
     ),
     (3, "RDS events", _create(schema.events)),
+    (4, "IAM login profiles (console passwords)", _create(schema.iam_login_profiles)),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -214,3 +214,20 @@ events = Table(
     Column("message", Text, nullable=False),
     Column("categories", Text, nullable=False, default="[]"),
 )
+
+# --- console sign-in (migration 4) ----------------------------------------------------------------
+
+# An IAM user's console password (IAM "login profile"): only its hash (argon2id, PHC string), the
+# hashes of the passwords before it for the account's PasswordReusePrevention, and when it was set
+# for MaxPasswordAge. The account's password policy is a JSON document in ``meta``.
+iam_login_profiles = Table(
+    "iam_login_profiles",
+    metadata,
+    Column("user_name", String(64), ForeignKey("iam_users.name"), primary_key=True),
+    Column("password_hash", Text, nullable=False),
+    Column("previous_hashes", Text, nullable=False, default="[]"),
+    Column("created", DateTime(timezone=True), nullable=False),
+    Column("password_set", DateTime(timezone=True), nullable=False),
+    Column("reset_required", Boolean, nullable=False, default=False),
+    Column("last_used", DateTime(timezone=True), nullable=True),
+)

@@ -218,6 +218,7 @@ class Catalog:
                 ("inline policies", schema.iam_inline_policies, and_(schema.iam_inline_policies.c.owner_kind == "user", schema.iam_inline_policies.c.owner_name == name)),
                 ("attached policies", schema.iam_policy_attachments, and_(schema.iam_policy_attachments.c.owner_kind == "user", schema.iam_policy_attachments.c.owner_name == name)),
                 ("group memberships", schema.iam_group_members, schema.iam_group_members.c.user_name == name),
+                ("login profile", schema.iam_login_profiles, schema.iam_login_profiles.c.user_name == name),
             ]
             for label, table, cond in checks:
                 if conn.execute(select(func.count()).select_from(table).where(cond)).scalar_one():

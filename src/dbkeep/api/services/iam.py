@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from dbkeep.api.context import CallContext, request_tag_keys
-from dbkeep.api.services import iam_tags
+from dbkeep.api.services import iam_logins, iam_tags
 from dbkeep.api.services.iam_common import (
     arn,
     authorized,
@@ -452,4 +452,5 @@ for _kind, (_param, _title) in _OWNER.items():
     for _verb in ("Attach", "Detach", "ListAttached"):
         HANDLERS[f"{_verb}{_title}Polic{'ies' if _verb == 'ListAttached' else 'y'}"] = _attach(_kind, _verb)
 HANDLERS.update(iam_tags.HANDLERS)
+HANDLERS.update(iam_logins.HANDLERS)
 
