@@ -18,11 +18,13 @@ from urllib.parse import quote
 
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from dbkeep.catalog import schema
 from dbkeep.catalog.hosts import DEAD_AFTER_SECONDS
 from dbkeep.catalog.store import _utc
 from dbkeep.engines import confine
+from dbkeep.errors import DbkeepError
 
 
 def _running_pid(state_dir: Path) -> int | None:
@@ -107,6 +109,9 @@ def describe(state_dir: Path, catalog_url: str | None = None) -> tuple[str, bool
                                               i.parameter_status).order_by(i.identifier)).all()
                 confinement = conn.execute(select(schema.meta.c.value).where(
                     schema.meta.c.key == confine.META_KEY)).scalar()
+        except OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "unreachable"
+            raise DbkeepError(f"cannot read the catalog: {reason}") from None
         finally:
             engine.dispose()
         if confinement:
