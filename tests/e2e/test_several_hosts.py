@@ -126,6 +126,14 @@ def _stored_status(fleet: Fleet, ident: str) -> str:
         engine.dispose()
 
 
+def _status_lines(fleet: Fleet, via: str) -> dict[str, str]:
+    """`dbkeep status`'s host lines, by node name."""
+    out = subprocess.run([sys.executable, "-m", "dbkeep", "status", "--state-dir", str(fleet.hosts[via].state_dir)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return {line.split()[0]: line for line in out.stdout.splitlines() if line.strip().startswith("host-")}
+
+
 def _error(exc) -> tuple[str, str]:
     err = exc.value.response["Error"]
     return err["Code"], err["Message"]
@@ -159,12 +167,10 @@ def test_a_host_without_the_cluster_key_refuses(fleet):
 
 
 def test_hosts_are_listed(fleet):
-    out = subprocess.run([sys.executable, "-m", "dbkeep", "status", "--state-dir", str(fleet.hosts["a"].state_dir)],
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
+    lines = _status_lines(fleet, "a")
     for name in "abc":
-        line = next(line for line in out.stdout.splitlines() if line.strip().startswith(f"host-{name} "))
-        assert ZONES[name] in line and ADDRESSES[name] in line and " yes " in line
+        assert ZONES[name] in lines[f"host-{name}"] and ADDRESSES[name] in lines[f"host-{name}"]
+        assert " yes " in lines[f"host-{name}"]
 
 
 def test_clusters_land_on_the_zone_asked_for(fleet, clusters):
@@ -305,6 +311,15 @@ def test_a_host_that_goes_away(fleet, clusters):
         assert code == "InvalidDBClusterStateFault" and "host-b" in message
         # nobody took it over, and no host wrote its status: the catalog still says what B wrote
         assert _stored_status(fleet, on_b) == "available"
+        if stop == "sigterm":  # a host's recovery at start leaves the others' clusters alone
+            assert fleet.hosts["a"].stop() == 0
+            fleet.start("a")
+            rds_a = fleet.hosts["a"].client("rds")
+            _wait(fleet, "a", on_a, "available")
+            assert _stored_status(fleet, on_b) == "available"
+            assert not (fleet.hosts["a"].state_dir / "clusters" / clusters["on_b"]["DbClusterResourceId"]).exists()
+        status = _status_lines(fleet, "c")
+        assert " NO " in status["host-b"] and " yes " in status["host-a"]
         assert rds_a.describe_db_clusters(DBClusterIdentifier=on_a)["DBClusters"][0]["Status"] == "available"
         with _connect(fleet, clusters["on_a"], ADDRESSES["a"]) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
