@@ -8,6 +8,7 @@ created through C and lands on A (zone a).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -234,7 +235,15 @@ def test_engine_work_asked_of_a_is_done_by_b(fleet, clusters):
     assert NEW_PASSWORD not in b_logs and NEW_PASSWORD not in fleet.hosts["a"].logs()
 
 
-def test_a_key_deactivated_on_a_is_refused_at_b(fleet, clusters):
+@pytest.fixture
+def verifier_like_b(fleet):
+    verifier = _verifier_like_b(fleet)
+    yield verifier
+    verifier.close()
+    verifier._catalog.close()  # the throwaway PostgreSQL stops only when no client is left
+
+
+def test_a_key_deactivated_on_a_is_refused_at_b(fleet, clusters, verifier_like_b):
     iam_a = fleet.hosts["a"].client("iam")
     user = unique("hosts-user")
     iam_a.create_user(UserName=user)
@@ -245,7 +254,7 @@ def test_a_key_deactivated_on_a_is_refused_at_b(fleet, clusters):
     assert as_user_b.describe_db_clusters()["DBClusters"]
 
     # B's IAM token verifier, as its gateway holds it: warm its cache with a valid token first
-    verifier, on_b = _verifier_like_b(fleet), clusters["on_b"]
+    verifier, on_b = verifier_like_b, clusters["on_b"]
     token = _token(on_b, key)
     verdict = lambda: verifier.verify(token, cluster_resource_id=on_b["DbClusterResourceId"], port=on_b["Port"],  # noqa: E731
                                       iam_enabled=True, db_user="jane", hosts=[ADDRESSES["b"]], source_ip="127.0.0.9")
@@ -330,3 +339,44 @@ def test_a_host_that_goes_away(fleet, clusters):
         with _connect(fleet, clusters["on_b"], ADDRESSES["b"], NEW_PASSWORD) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
 
+
+
+def test_work_and_iam_changes_are_woken_by_notify(fleet, verifier_like_b):
+    """With the safety-net poll out of reach, a queued work row and an IAM change through a
+    host's API still reach a listener: the catalog's NOTIFY wakes it."""
+    import asyncio
+
+    from dbkeep.catalog.work import WorkQueue
+    from dbkeep.rds.remote import WorkListener
+
+    catalog = verifier_like_b._catalog  # a host's view of the catalog (its key unsealed)
+    listening, claimed, iam_changes = asyncio.Event(), [], []
+
+    class Owner:  # the listener's consumer: records what it is handed
+        def run_work(self, cluster_identifier, kind, args, asked_by):
+            claimed.append((cluster_identifier, kind, args, asked_by))
+
+    def iam_changed():
+        iam_changes.append(1)
+        listening.set()
+
+    async def scenario():
+        listener = WorkListener(fleet.catalog, "probe", WorkQueue(catalog), Owner(), iam_changed, poll=3600)
+        task = asyncio.create_task(listener.run())
+        try:
+            async with asyncio.timeout(60):
+                await listening.wait()  # LISTEN is in place (it drops the IAM caches once then)
+                WorkQueue(catalog).submit("probe", "some-cluster", "reset_master", {"password": "Sealed-Pass-1"},
+                                          asked_by="host-x", now=dt.datetime.now(dt.timezone.utc))
+                while not claimed:
+                    await asyncio.sleep(0.05)
+                before = len(iam_changes)
+                await asyncio.to_thread(fleet.hosts["c"].client("iam").create_user, UserName=unique("notified"))
+                while len(iam_changes) == before:
+                    await asyncio.sleep(0.05)
+        finally:
+            task.cancel()
+
+    asyncio.run(scenario())
+    assert claimed == [("some-cluster", "reset_master", {"password": "Sealed-Pass-1"}, "host-x")]
+    assert WorkQueue(catalog).pending("some-cluster") == 0

@@ -35,8 +35,9 @@ def libpq_url(catalog_url: str) -> str:
 
 
 class WorkListener:
-    def __init__(self, catalog_url: str, node: str, work: WorkQueue, clusters: ClusterManager,
-                 on_iam_change: Callable[[], None]) -> None:
+    def __init__(self, catalog_url: str, node: str, work: WorkQueue, clusters: "ClusterManager",
+                 on_iam_change: Callable[[], None], *, poll: float = POLL_SECONDS) -> None:
+        self._poll = poll
         self._url = libpq_url(catalog_url)
         self._node = node
         self._work = work
@@ -59,7 +60,7 @@ class WorkListener:
                     self._on_iam_change()  # anything may have changed while not listening
                     self.claim()
                     while True:
-                        async for note in conn.notifies(timeout=POLL_SECONDS):
+                        async for note in conn.notifies(timeout=self._poll):
                             if note.channel == IAM_CHANNEL:
                                 self._on_iam_change()
                             elif note.payload == self._node:
@@ -69,7 +70,7 @@ class WorkListener:
                 raise
             except (psycopg.Error, OSError) as exc:
                 log.warning("lost the catalog's notifications (%s); polling until they are back", exc)
-                await asyncio.sleep(POLL_SECONDS)
+                await asyncio.sleep(self._poll)
                 self.claim()
 
 
