@@ -211,6 +211,9 @@ class App:
                     {"iam": iam.HANDLERS, "sts": sts.HANDLERS, "rds": rds.HANDLERS, "ec2": ec2.HANDLERS},
                     services,
                 )
+                if fleet is not None:  # before recovery: a node name held by another live state dir is refused
+                    fleet.hosts.register(config.node_name, hostname=config.hostname, api_address="(starting)",
+                                         zone=config.zone, state=state_id(state_dir))
                 await clusters.recover(has_local_data=lambda rid: (state_dir / "clusters" / rid).is_dir())
                 await gateway.sync()
                 metrics = Metrics()
@@ -232,8 +235,7 @@ class App:
                 endpoint = f"http://{host}:{port}"
                 write_aws_files(state_dir, root_key_id, root_secret, config.region, endpoint)
                 if fleet is not None:
-                    fleet.hosts.register(config.node_name, hostname=config.hostname, api_address=endpoint,
-                                         zone=config.zone, state=state_id(state_dir))
+                    fleet.hosts.set_api_address(config.node_name, endpoint)
                     self._spawn(tasks, heartbeat(fleet.hosts, config.node_name))
                     listener = WorkListener(config.resolved_catalog_url, config.node_name, fleet.work, clusters,
                                             verifier.invalidate)

@@ -150,7 +150,8 @@ def test_one_trust_root(fleet):
         assert key not in p.logs()
 
 
-def test_a_host_without_the_cluster_key_refuses(fleet):
+def test_hosts_that_are_refused(fleet):
+    """Without the cluster key, with another key, or under a live host's node name."""
     lone = DbkeepProcess(fleet.base / "keyless", extra_args=["--catalog-url", fleet.catalog, "--node-name", "keyless",
                                                              "--host", "127.0.0.4", "--hostname", "127.0.0.4"])
     with pytest.raises(RuntimeError) as exc:
@@ -165,6 +166,11 @@ def test_a_host_without_the_cluster_key_refuses(fleet):
     with pytest.raises(RuntimeError) as exc:
         other.start(timeout=60)
     assert "does not open this catalog's trust root" in str(exc.value)
+    twin = DbkeepProcess(fleet.base / "twin", extra_args=["--catalog-url", fleet.catalog, "--node-name", "host-a",
+                                                          "--cluster-key-file", str(fleet.key_file), "--host", "127.0.0.4"])
+    with pytest.raises(RuntimeError) as exc:
+        twin.start(timeout=60)
+    assert "--node-name host-a is in use by a live dbkeep host" in str(exc.value)
 
 
 def test_hosts_are_listed(fleet):

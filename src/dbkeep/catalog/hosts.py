@@ -72,6 +72,11 @@ class HostDirectory:
                                   "another state dir); give this host another --node-name")
             conn.execute(update(t).where(t.c.node_name == node_name).values(**values))
 
+    def set_api_address(self, node_name: str, api_address: str) -> None:
+        t = schema.hosts
+        with self.catalog.tx() as conn:
+            conn.execute(update(t).where(t.c.node_name == node_name).values(api_address=api_address, heartbeat=func.now()))
+
     def beat(self, node_name: str) -> None:
         t = schema.hosts
         with self.catalog.tx() as conn:
