@@ -23,9 +23,10 @@ from pathlib import Path
 import botocore.exceptions
 import psycopg
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from clusters import WAITER, unique
+from dbkeep.catalog import schema
 from dbkeep_process import DbkeepProcess
 from test_catalog_postgres import catalog_postgres  # noqa: F401 - the module's throwaway catalog
 
@@ -104,7 +105,8 @@ def clusters(fleet):
     group = unique("hosts-pg")
     fleet.hosts["a"].client("rds").create_db_cluster_parameter_group(
         DBClusterParameterGroupName=group, DBParameterGroupFamily="aurora-postgresql15", Description="several hosts")
-    return {"on_b": _create(fleet, "a", ZONES["b"], group), "on_a": _create(fleet, "c", ZONES["a"]), "group": group}
+    return {"on_b": _create(fleet, "a", ZONES["b"], group), "on_a": _create(fleet, "c", ZONES["a"]), "group": group,
+            "on_b_password": PASSWORD}  # the master password of on_b as the tests leave it
 
 
 def _connect(fleet: Fleet, cluster: dict, address: str, password: str = PASSWORD, ca_of: str = "a"):
@@ -113,16 +115,35 @@ def _connect(fleet: Fleet, cluster: dict, address: str, password: str = PASSWORD
                            connect_timeout=10, autocommit=True)
 
 
-def _stored_status(fleet: Fleet, ident: str) -> str:
-    """The status row in the shared catalog itself (what a host wrote), not what Describe computes."""
+def _catalog_engine(fleet: Fleet):
     from sqlalchemy import create_engine
 
-    from dbkeep.catalog import schema
+    return create_engine("postgresql+psycopg://" + fleet.catalog.split("://", 1)[1])
 
-    engine = create_engine("postgresql+psycopg://" + fleet.catalog.split("://", 1)[1])
+
+def _stored(fleet: Fleet, ident: str, column: str) -> str | None:
+    """A column of the cluster's row in the shared catalog itself (what a host wrote), not what Describe computes."""
+    engine = _catalog_engine(fleet)
     try:
         with engine.connect() as conn:
-            return conn.execute(select(schema.clusters.c.status).where(schema.clusters.c.identifier == ident)).scalar_one()
+            return conn.execute(select(schema.clusters.c[column]).where(schema.clusters.c.identifier == ident)).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def _stored_status(fleet: Fleet, ident: str) -> str:
+    return _stored(fleet, ident, "status")
+
+
+def schema_update_owner(ident: str, owner: str | None):
+    return update(schema.clusters).where(schema.clusters.c.identifier == ident).values(owner=owner)
+
+
+def _catalog_write(fleet: Fleet, statement) -> None:
+    engine = _catalog_engine(fleet)
+    try:
+        with engine.begin() as conn:
+            conn.execute(statement)
     finally:
         engine.dispose()
 
@@ -226,6 +247,7 @@ def test_engine_work_asked_of_a_is_done_by_b(fleet, clusters):
     out = rds_a.modify_db_cluster(DBClusterIdentifier=ident, MasterUserPassword=NEW_PASSWORD, ApplyImmediately=True)
     assert out["DBCluster"]["Status"] == "resetting-master-credentials"
     _wait(fleet, "a", ident, "available")
+    clusters["on_b_password"] = NEW_PASSWORD
     with _connect(fleet, on_b, ADDRESSES["b"], NEW_PASSWORD) as conn:
         started = conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]
     # a reboot
@@ -340,9 +362,15 @@ def test_a_host_that_goes_away(fleet, clusters):
             assert conn.execute("SELECT 1").fetchone() == (1,)
         with pytest.raises(OSError):
             socket.create_connection((ADDRESSES["b"], clusters["on_b"]["Port"]), timeout=5).close()
+        if stop == "sigterm":  # as if made before the catalog was shared: the host with its data adopts it
+            _catalog_write(fleet, schema_update_owner(on_b, None))
+            with pytest.raises(botocore.exceptions.ClientError) as exc:
+                rds_a.reboot_db_instance(DBInstanceIdentifier=f"{on_b}-1")
+            assert _error(exc)[0] == "InvalidDBClusterStateFault" and "has no host" in _error(exc)[1]
         fleet.start("b")
         _wait(fleet, "a", on_b, "available")
-        with _connect(fleet, clusters["on_b"], ADDRESSES["b"], NEW_PASSWORD) as conn:
+        assert _stored(fleet, on_b, "owner") == "host-b"
+        with _connect(fleet, clusters["on_b"], ADDRESSES["b"], clusters["on_b_password"]) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
 
 

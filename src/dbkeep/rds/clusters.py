@@ -42,6 +42,12 @@ def cluster_state_error(ident: str, status: str) -> ApiError:
     return ApiError("InvalidDBClusterStateFault", f"DbCluster {ident} is not in available state (current status: {status}).", 400)
 
 
+def _ownerless(cluster: Cluster) -> ApiError:
+    return ApiError("InvalidDBClusterStateFault", f"DbCluster {cluster.identifier} has no host: it was created before "
+                    "the catalog was shared and no host has found its data yet. Start dbkeep on the state dir that "
+                    "holds it (with this catalog); that host takes it over.", 400)
+
+
 class ClusterManager:
     def __init__(self, store: RdsStore, driver: Any, audit: AuditLog, clock: Clock, spawn: Callable[[Coroutine[Any, Any, None]], None], host: str,
                  *, max_connections: int = 1000, fleet: Fleet | None = None) -> None:
@@ -90,6 +96,8 @@ class ClusterManager:
 
     def require_reachable(self, cluster: Cluster) -> None:
         """A call that needs the engine fails at once while the cluster's host is gone."""
+        if self.fleet is not None and cluster.owner is None:
+            raise _ownerless(cluster)
         if self.fleet is not None and (host := self.fleet.unreachable(cluster)) is not None:
             raise unreachable_error(cluster, host)
 
@@ -126,7 +134,9 @@ class ClusterManager:
         if self.owns(cluster):
             self._spawn(getattr(self, self._WORK[kind])(**args))
             return
-        assert self.fleet is not None and cluster.owner is not None
+        assert self.fleet is not None
+        if cluster.owner is None:
+            raise _ownerless(cluster)
         self.fleet.work.submit(cluster.owner, cluster.identifier, kind, args, asked_by=self.fleet.node, now=self.clock.now())
         log.info("cluster %s: %s handed to its host %s", cluster.identifier, kind, cluster.owner)
 
