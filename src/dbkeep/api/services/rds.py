@@ -33,8 +33,9 @@ def _endpoint(ctx: CallContext, c: Cluster) -> tuple[str, str]:
 
 
 def instance_status(ctx: CallContext, cluster: Cluster | None, inst: Instance) -> str:
-    if cluster is not None and common.mgr(ctx).reported_status(cluster)[0] != cluster.status:
-        return common.mgr(ctx).reported_status(cluster)[0]  # its host is gone (rds/fleet.py)
+    reported = common.mgr(ctx).reported_status(cluster)[0] if cluster is not None else None
+    if cluster is not None and reported != cluster.status:
+        return reported  # its host is gone (rds/fleet.py)
     if cluster is None or inst.status != "available" or cluster.status != "available":
         return inst.status
     state, _ = common.mgr(ctx).engine_state(cluster)
