@@ -261,6 +261,7 @@ def test_engine_work_asked_of_a_is_done_by_b(fleet, clusters):
     for kind in ("apply_dynamic", "reset_master", "restart"):
         assert f"{kind} asked by host host-a" in b_logs, kind
     assert NEW_PASSWORD not in b_logs and NEW_PASSWORD not in fleet.hosts["a"].logs()
+    assert "lost the catalog's notifications" not in b_logs  # woken by NOTIFY, not only by the poll
 
 
 @pytest.fixture
