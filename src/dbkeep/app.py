@@ -39,7 +39,13 @@ from dbkeep.rds import names
 from dbkeep.rds.clusters import ClusterManager
 from dbkeep.audit.log import AuditLog
 from dbkeep.catalog.secrets import SecretBox
-from dbkeep.catalog.store import Catalog
+from dbkeep.catalog import migrations, trust
+from dbkeep.catalog.hosts import HostDirectory, change_counter, state_id
+from dbkeep.catalog.store import Catalog, make_engine
+from dbkeep.catalog.secrets import write_private_file
+from dbkeep.catalog.work import WorkQueue
+from dbkeep.rds.fleet import Fleet
+from dbkeep.rds.remote import WorkListener, heartbeat
 from dbkeep.clock import Clock, default_clock
 from dbkeep.config import Config
 from dbkeep.identity.credentials import Authenticator, new_access_key_id, new_account_id, new_secret_access_key
@@ -68,11 +74,46 @@ def ensure_defaults(store: RdsStore) -> None:
     ec2.ensure_default_group(store)
 
 
-def open_catalog(config: Config) -> Catalog:
-    box = SecretBox.load_or_create(config.state_dir / "catalog.key")
-    if config.catalog_url is None:  # the SQLite file in the state dir: 0600 before SQLite makes it
-        prepare_catalog_file(Path(config.resolved_catalog_url.removeprefix("sqlite:///")))
-    return Catalog.open(config.resolved_catalog_url, box)
+def open_catalog(config: Config, cluster_key: trust.ClusterKey | None = None) -> Catalog:
+    if not config.shared_catalog:
+        box = SecretBox.load_or_create(config.state_dir / "catalog.key")
+        if config.catalog_url is None:  # the SQLite file in the state dir: 0600 before SQLite makes it
+            prepare_catalog_file(Path(config.resolved_catalog_url.removeprefix("sqlite:///")))
+        return Catalog.open(config.resolved_catalog_url, box)
+    # a shared catalog: its sealing key may be the hosts' shared one (catalog/trust.py)
+    engine = make_engine(config.resolved_catalog_url)
+    try:
+        migrations.migrate(engine)
+        return Catalog(engine, trust.catalog_box(engine, config.state_dir, cluster_key))
+    except BaseException:
+        engine.dispose()
+        raise
+
+
+def ensure_ca(catalog: Catalog, pki: PkiStore, cluster_key: trust.ClusterKey | None) -> None:
+    """This state dir's CA, or with a cluster key the one CA of every host on the catalog: the
+    first host publishes its own, the others take it (catalog/trust.py)."""
+    if cluster_key is None:
+        pki.ensure_ca()
+        return
+    local = pki.local_ca()
+    fresh = local is None
+    if fresh and not trust.catalog_has_ca(catalog.engine):
+        pki.ensure_ca()
+        local = pki.local_ca()
+    shared = trust.shared_ca(catalog.engine, cluster_key, local)
+    if shared is None:
+        return  # this host's CA is the shared one
+    if fresh and local is not None and local[0] != shared[0]:
+        pki.forget_ca()  # made a moment ago by this host, which lost the race to publish it
+    pki.install_ca(*shared)
+
+
+def start_fleet(config: Config, catalog: Catalog) -> Fleet | None:
+    """This host among the hosts of a shared catalog (rds/fleet.py); None on one host."""
+    if not config.shared_catalog:
+        return None
+    return Fleet(config.node_name, config.zone, config.hostname, HostDirectory(catalog), WorkQueue(catalog))
 
 
 def ensure_account(catalog: Catalog, clock: Clock) -> tuple[str, str, str]:
@@ -111,14 +152,22 @@ class App:
         state_dir = ensure_state_dir(config.state_dir)
         lock = StateLock(state_dir)
         lock.acquire()
-        catalog = open_catalog(config)
+        try:
+            cluster_key = trust.load_cluster_key(config.cluster_key_file) if config.shared_catalog else None
+            catalog = open_catalog(config, cluster_key)
+        except BaseException:
+            lock.release()
+            raise
         audit = AuditLog(state_dir / "audit.log", self.clock, max_bytes=config.audit_max_bytes, keep=config.audit_keep)
         try:
             account_id, root_key_id, root_secret = ensure_account(catalog, self.clock)
             store = RdsStore(catalog)
             ensure_defaults(store)
             pki = PkiStore(state_dir, self.clock)
-            await asyncio.to_thread(pki.ensure_ca)
+            await asyncio.to_thread(ensure_ca, catalog, pki, cluster_key)
+            fleet = start_fleet(config, catalog)
+            if fleet is not None:  # `dbkeep status` lists the hosts from it
+                write_private_file(state_dir / "catalog-url", config.resolved_catalog_url.encode())
             async with Supervisor() as supervisor, asyncio.TaskGroup() as tasks:
                 def engine_repaired(resource_id: str, what: str) -> None:
                     cluster = store.cluster_by_resource_id(resource_id)
@@ -130,7 +179,7 @@ class App:
                 record_confinement(driver.confinement, catalog, audit)
                 services = Services(config=config, clock=self.clock)
                 clusters = ClusterManager(store, driver, audit, self.clock, lambda coro: self._spawn(tasks, coro), config.host,
-                                          max_connections=config.max_connections)
+                                          max_connections=config.max_connections, fleet=fleet)
                 services.clusters = clusters
                 supervisor.on_restart = clusters.engine_restarted
 
@@ -138,7 +187,9 @@ class App:
                     return driver.for_engine(engine).socket_path(resource_id)
 
                 # IAM database logins (gateway/iam.py): the sessions find it in ctx.extra["iam"]
-                iam_login = IamLogin(TokenVerifier(catalog, self.clock, account_id, config.region), state_dir)
+                verifier = TokenVerifier(catalog, self.clock, account_id, config.region,
+                                         iam_version=change_counter(catalog, "iam") if fleet is not None else None)
+                iam_login = IamLogin(verifier, state_dir)
 
                 def gateway_context(gw: Gateway) -> GatewayContext:
                     resolver = TargetResolver(store, gw.cert_paths, clusters.effective_parameters, socket_path, config.hostname)
@@ -155,7 +206,7 @@ class App:
                                           mysql_hygiene=mariadb.live_hygiene, mysql_account_facts=mariadb.account_facts,
                                           mysql_routines=mariadb.routines, postgres_checks=pg_checks)
 
-                gateway = Gateway(config.host, config.hostname, store, pki, gateway_context, SESSIONS)
+                gateway = Gateway(config.host, config.hostname, store, pki, gateway_context, SESSIONS, serves=clusters.owns)
                 clusters.listeners.append(lambda _ident: gateway.sync())
                 dispatcher = Dispatcher(
                     catalog,
@@ -165,13 +216,18 @@ class App:
                     {"iam": iam.HANDLERS, "sts": sts.HANDLERS, "rds": rds.HANDLERS, "ec2": ec2.HANDLERS},
                     services,
                 )
-                await clusters.recover()
+                if fleet is not None:  # before recovery: a node name held by another live state dir is refused
+                    fleet.hosts.register(config.node_name, hostname=config.hostname, api_address="(starting)",
+                                         zone=config.zone, state=state_id(state_dir))
+                await clusters.recover(has_local_data=lambda rid: (state_dir / "clusters" / rid).is_dir())
                 await gateway.sync()
                 metrics = Metrics()
                 audit.observers.append(metrics.observe)
 
                 def live_state():  # read when /metrics is scraped
                     for cluster in store.list_clusters():
+                        if not clusters.owns(cluster):
+                            continue  # another host's
                         status = driver.status(cluster.resource_id)
                         yield (cluster.identifier, status.state is EngineState.RUNNING, status.restart_count,
                                gateway.ctx.connections.get(cluster.identifier, 0))
@@ -185,6 +241,13 @@ class App:
                 host = f"[{config.host}]" if ":" in config.host else config.host
                 endpoint = f"http://{host}:{port}"
                 write_aws_files(state_dir, root_key_id, root_secret, config.region, endpoint)
+                if fleet is not None:
+                    fleet.hosts.set_api_address(config.node_name, endpoint)
+                    self._spawn(tasks, heartbeat(fleet.hosts, config.node_name))
+                    listener = WorkListener(config.resolved_catalog_url, config.node_name, fleet.work, clusters,
+                                            verifier.invalidate)
+                    self._spawn(tasks, listener.run())
+                    log.info("host %s (zone %s) on a shared catalog", config.node_name, config.zone)
                 # everything loaded so far (botocore models, SQLAlchemy metadata, the catalog's
                 # caches) lives as long as the process: keep it out of every garbage collection
                 gc.collect()
@@ -196,6 +259,11 @@ class App:
                     await self._stop.wait()
                 finally:
                     log.info("shutting down")
+                    if fleet is not None:
+                        try:
+                            fleet.hosts.leave(config.node_name)  # the other hosts know at once
+                        except Exception:  # noqa: BLE001 - the catalog may be gone first
+                            log.warning("could not tell the other hosts that this one stops")
                     await api.stop()
                     await gateway.close()
                     for task in list(self._tasks):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dbkeep import __version__
 from dbkeep.audit.log import DEFAULT_KEEP, DEFAULT_MAX_BYTES
-from dbkeep.config import DEFAULT_API_PORT, DEFAULT_HOST, DEFAULT_HOSTNAME, DEFAULT_REGION, Config, default_relay_threads, default_state_dir
+from dbkeep.config import CLUSTER_KEY_ENV, DEFAULT_API_PORT, DEFAULT_HOST, DEFAULT_HOSTNAME, DEFAULT_REGION, Config, default_relay_threads, default_state_dir
 from dbkeep.errors import DbkeepError
 
 LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warning": "WARNING", "warn": "WARNING", "error": "ERROR", "critical": "CRITICAL"}
@@ -42,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--hostname", default=DEFAULT_HOSTNAME, help=f"name written into endpoints and certificates (default {DEFAULT_HOSTNAME})")
     up.add_argument("--region", default=DEFAULT_REGION, help=f"region reported in ARNs and the AWS config file (default {DEFAULT_REGION})")
     up.add_argument("--catalog-url", help="catalog database URL (default: SQLite file in the state dir; postgresql://… to share one)")
+    up.add_argument("--node-name", default=None,
+                    help="this host's name among the hosts sharing a PostgreSQL catalog (default: the machine's host name)")
+    up.add_argument("--availability-zone", default=None, metavar="ZONE",
+                    help="the availability zone this host stands for: clusters created with AvailabilityZones=[ZONE] "
+                         "run here (default: REGION + 'a')")
+    up.add_argument("--cluster-key-file", metavar="FILE",
+                    help=f"the key (0600) every host sharing a PostgreSQL catalog is given: it seals the CA key and the "
+                         f"catalog's secrets in the catalog (default: the {CLUSTER_KEY_ENV} environment variable)")
     up.add_argument("--handshake-timeout", type=float, default=10.0,
                     help="seconds a database client has from connect to a finished login (default 10)")
     up.add_argument("--first-byte-timeout", type=float, default=3.0,
@@ -93,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="say whether dbkeep runs on a state dir, and list its clusters and instances")
     status.add_argument("--state-dir", help=STATE_HELP)
+    status.add_argument("--catalog-url", help="the shared PostgreSQL catalog to list hosts from (default: the one "
+                                              "`dbkeep up` last used on this state dir)")
     return parser
 
 
@@ -121,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
                 audit_max_bytes=args.audit_max_bytes,
                 audit_keep=args.audit_keep,
                 metrics_token_file=Path(args.metrics_token_file) if args.metrics_token_file else None,
+                availability_zone=args.availability_zone,
+                cluster_key_file=Path(args.cluster_key_file).expanduser().absolute() if args.cluster_key_file else None,
+                **({"node_name": args.node_name} if args.node_name else {}),
             )
             return run_foreground(config)
         if args.command == "env":
@@ -134,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "status":
             from dbkeep.status import describe
 
-            text, running = describe(state_dir)
+            text, running = describe(state_dir, args.catalog_url)
             print(text)
             return 0 if running else 3
         if args.command == "ca":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,13 @@ DEFAULT_REGION = "us-east-1"
 
 _HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+CLUSTER_KEY_ENV = "DBKEEP_CLUSTER_KEY"
+
+
+def default_node_name() -> str:
+    """The machine's host name, up to its first dot (as ``hostname -s``)."""
+    return socket.gethostname().split(".")[0] or "dbkeep"
 
 
 def default_relay_threads() -> int:
@@ -55,6 +63,10 @@ class Config:
     audit_max_bytes: int = 64 * 1024 * 1024  # audit.log is rotated at this size
     audit_keep: int = 10  # rotated audit files kept
     metrics_token_file: Path | None = None  # /metrics asks for this bearer token (else: loopback only)
+    # several hosts on one PostgreSQL catalog (catalog/hosts.py, docs/DESIGN-NOTES.md)
+    node_name: str = field(default_factory=default_node_name)
+    availability_zone: str | None = None  # None: REGION + "a"
+    cluster_key_file: Path | None = None  # seals the shared trust root (else the DBKEEP_CLUSTER_KEY variable)
 
     def __post_init__(self) -> None:
         if not 1 <= self.handshake_timeout <= 600:
@@ -93,8 +105,24 @@ class Config:
                 raise ConfigError(f"--hostname {self.hostname!r} is not a valid DNS name or IP address") from None
         if not _REGION_RE.match(self.region):
             raise ConfigError(f"--region {self.region!r} is not a region name such as us-east-1")
+        if not _NODE_RE.match(self.node_name):
+            raise ConfigError(f"--node-name {self.node_name!r} must be 1 to 63 letters, digits, '.', '_' or '-'")
+        zone = self.zone
+        if not (zone.startswith(self.region) and re.fullmatch(r"[a-z]", zone[len(self.region):])):
+            raise ConfigError(f"--availability-zone {zone!r} is not a zone of region {self.region} "
+                              f"(one letter after the region: {self.region}a, {self.region}b …)")
         if self.catalog_url is not None and not re.match(r"^(sqlite|postgresql)(\+\w+)?://", self.catalog_url):
             raise ConfigError("--catalog-url must be a sqlite:// or postgresql:// URL")
+
+    @property
+    def zone(self) -> str:
+        return self.availability_zone or self.region + "a"
+
+    @property
+    def shared_catalog(self) -> bool:
+        """A PostgreSQL catalog may be shared by several hosts: they register, own clusters and
+        pass work to each other through it. SQLite is one host's alone."""
+        return self.catalog_url is not None and self.catalog_url.startswith("postgresql")
 
     @property
     def resolved_catalog_url(self) -> str:

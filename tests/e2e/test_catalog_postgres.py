@@ -41,10 +41,12 @@ def catalog_postgres():
                    check=True, capture_output=True, timeout=120)
     proc = subprocess.Popen([*prefix, str(PG_BIN / "postgres"), "-D", str(data), "-c", "listen_addresses=", "-c", f"unix_socket_directories={base}",
                              "-c", "fsync=off"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        if (base / ".s.PGSQL.5432").exists():
+    # ready when it accepts connections (the socket file comes first); a loaded machine may take a while
+    for _ in range(600):
+        if (base / ".s.PGSQL.5432").exists() and subprocess.run(
+                [str(PG_BIN / "pg_isready"), "-q", "-h", str(base), "-U", "catalog"], timeout=30).returncode == 0:
             break
-        subprocess.run(["sleep", "0.05"])
+        subprocess.run(["sleep", "0.1"])
     subprocess.run([*prefix, str(PG_BIN / "psql"), "-h", str(base), "-U", "catalog", "-d", "postgres", "-c", "CREATE DATABASE dbkeep"],
                    check=True, capture_output=True, timeout=60)
     yield f"postgresql://catalog@/dbkeep?host={base}"

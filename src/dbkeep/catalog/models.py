@@ -79,6 +79,7 @@ class Cluster:
     status_message: str | None
     created: dt.datetime
     tags: tuple[tuple[str, str], ...] = ()
+    owner: str | None = None  # the node name of the host that runs it (a shared catalog); None: one host
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ def _cluster(r: Any) -> Cluster:
         status_message=r.status_message,
         created=_utc(r.created),
         tags=_tags(r.tags),
+        owner=r.owner,
     )
 
 
@@ -54,6 +55,7 @@ class RdsStore:
                     security_group_ids=json.dumps(list(c.security_group_ids)), iam_auth=c.iam_auth,
                     deletion_protection=c.deletion_protection, applied_parameters=json.dumps(c.applied_parameters),
                     status_message=c.status_message, created=c.created, tags=tags_json(c.tags),
+                    owner=c.owner,
                 )
             )
 

@@ -186,6 +186,8 @@ clusters = Table(
     Column("status_message", Text, nullable=True),
     Column("created", DateTime(timezone=True), nullable=False),
     Column("tags", Text, nullable=False, default="[]"),
+    # the node name of the host that runs the cluster's engine (migration 5; None: one host)
+    Column("owner", String(63), nullable=True),
 )
 
 instances = Table(
@@ -230,4 +232,43 @@ iam_login_profiles = Table(
     Column("password_set", DateTime(timezone=True), nullable=False),
     Column("reset_required", Boolean, nullable=False, default=False),
     Column("last_used", DateTime(timezone=True), nullable=True),
+)
+
+# --- several hosts on one PostgreSQL catalog (migration 5) --------------------------------------
+
+# Every ``dbkeep up`` on a shared catalog: what it stands for and its heartbeat, written with the
+# catalog's own clock (``now()``) so that hosts' clocks never need to agree.
+hosts = Table(
+    "hosts",
+    metadata,
+    Column("node_name", String(63), primary_key=True),
+    Column("hostname", String(253), nullable=False),  # written into its clusters' endpoints
+    Column("api_address", String(300), nullable=False),
+    Column("zone", String(40), nullable=False),
+    Column("state_id", String(64), nullable=False),  # the state dir it runs on (DIR/node-id)
+    Column("started", DateTime(timezone=True), nullable=False),
+    Column("heartbeat", DateTime(timezone=True), nullable=True),  # None: stopped cleanly
+)
+
+# Engine work for a cluster asked of one host and done by its owner (rds/remote.py). The
+# arguments are sealed (they may hold a master password).
+work = Table(
+    "work",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("owner", String(63), nullable=False, index=True),
+    Column("cluster_identifier", String(63), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("args_enc", LargeBinary, nullable=False),
+    Column("asked_by", String(63), nullable=False),
+    Column("created", DateTime(timezone=True), nullable=False),
+)
+
+# Counters bumped by triggers (PostgreSQL) when what a cache holds changes on any host: "iam"
+# (access keys, users, groups, roles, policies).
+catalog_changes = Table(
+    "catalog_changes",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("version", Integer, nullable=False),
 )

@@ -29,6 +29,7 @@ def write_private_file(path: Path, data: bytes) -> None:
 
 class SecretBox:
     def __init__(self, key: bytes) -> None:
+        self.key = key  # shared, sealed with the cluster key, by catalog/trust.py
         self._fernet = Fernet(key)
 
     @classmethod
@@ -46,4 +47,5 @@ class SecretBox:
         try:
             return self._fernet.decrypt(bytes(sealed)).decode()
         except InvalidToken:
-            raise CatalogError("a secret in the catalog cannot be decrypted with this state dir's key") from None
+            raise CatalogError("a secret in the catalog cannot be decrypted with this state dir's key (a catalog "
+                               "shared by several hosts needs the same --cluster-key-file on each)") from None

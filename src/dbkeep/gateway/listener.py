@@ -122,8 +122,9 @@ SessionFactory = Callable[[GatewayContext, str, int], asyncio.Protocol]
 
 class Gateway:
     def __init__(self, host: str, hostname: str, store: RdsStore, pki: PkiStore, ctx_factory: Callable[["Gateway"], GatewayContext],
-                 sessions: dict[str, SessionFactory]) -> None:
+                 sessions: dict[str, SessionFactory], *, serves: Callable[[Any], bool] = lambda _cluster: True) -> None:
         self._host = host
+        self._serves = serves  # on a shared catalog: the clusters this host owns (rds/fleet.py)
         self._hostname = hostname
         self._store = store
         self._pki = pki
@@ -144,7 +145,7 @@ class Gateway:
         async with self._lock:
             wanted: dict[str, Any] = {}
             for cluster in self._store.list_clusters():
-                if cluster.status in SERVING and self._store.list_instances(cluster.identifier):
+                if cluster.status in SERVING and self._serves(cluster) and self._store.list_instances(cluster.identifier):
                     wanted[cluster.identifier] = cluster
             for identifier in list(self._servers):
                 if identifier not in wanted or self._servers[identifier][0] != wanted[identifier].port:

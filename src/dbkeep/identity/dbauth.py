@@ -37,7 +37,10 @@ Caches: SigV4 signing keys per (secret, date, region, service) (pure, never stal
 principals and their parsed policies until the next catalog commit in this process (an
 SQLAlchemy ``commit`` event bumps a generation, as ``gateway/target.py`` does) or ``cache_ttl``
 seconds (writes by another process sharing the catalog). So a key deactivated or deleted, or a
-policy changed, through this process's API is seen by the very next verification.
+policy changed, through this process's API is seen by the very next verification. On a catalog
+shared by several hosts, ``iam_version`` reads the catalog's IAM change counter (bumped by a
+trigger in the writer's transaction: catalog/migrations.py) before the cache is trusted, so a
+change made through any host is seen by the next verification on every host.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ import datetime as dt
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote_plus
@@ -206,7 +209,9 @@ class TokenVerifier:
     call it from the event loop)."""
 
     def __init__(self, catalog: Catalog, clock: Clock, account_id: str, region: str, *, cache_ttl: float = 1.0,
-                 max_skew: dt.timedelta = MAX_SKEW) -> None:
+                 max_skew: dt.timedelta = MAX_SKEW, iam_version: Callable[[], int] | None = None) -> None:
+        self._iam_version = iam_version
+        self._seen_iam_version: int | None = None
         self._catalog = catalog
         self._clock = clock
         self._account_id = account_id
@@ -239,6 +244,11 @@ class TokenVerifier:
 
     def _fresh(self) -> None:
         now = self._clock.monotonic()
+        if self._iam_version is not None:
+            version = self._iam_version()
+            if version != self._seen_iam_version:
+                self._seen_iam_version = version
+                self._generation += 1
         if self._generation != self._seen_generation or now - self._loaded_at >= self._ttl:
             self._keys.clear()
             if len(self._parsed) > 4096:

@@ -141,6 +141,46 @@ class PkiStore:
             self._load_or_create_ca()
         return self.ca_paths
 
+    def local_ca(self) -> tuple[bytes, bytes] | None:
+        """(certificate PEM, key PEM) of the CA in this state dir, or None when it has none."""
+        paths = self.ca_paths
+        with self._locked():
+            if not (paths.cert_path.exists() and paths.key_path.exists()):
+                return None
+            return paths.cert_path.read_bytes(), _read_key(paths.key_path)
+
+    def forget_ca(self) -> None:
+        """Remove a CA made a moment ago that lost the race to be the shared one (no client
+        can trust it yet: it was never served)."""
+        with self._locked():
+            for path in (self.ca_paths.cert_path, self.ca_paths.key_path):
+                path.unlink(missing_ok=True)
+            self._ca = None
+
+    def install_ca(self, cert_pem: bytes, key_pem: bytes) -> None:
+        """Take the CA that the hosts sharing a catalog use (catalog/trust.py). A state dir
+        without a CA gets it; one with another CA is an error for the operator, as a CA is
+        never overwritten (its clients may trust it)."""
+        paths = self.ca_paths
+        with self._locked():
+            if paths.cert_path.exists() or paths.key_path.exists():
+                if paths.cert_path.exists() and paths.cert_path.read_bytes() == cert_pem:
+                    if not paths.key_path.exists():
+                        _write_file(paths.key_path, key_pem, KEY_MODE, replace=False)
+                    self._ca = None
+                    self._load_or_create_ca()
+                    return
+                raise PkiStoreError(
+                    f"{paths.cert_path} is another CA than the one the hosts sharing this catalog use; dbkeep will "
+                    "not replace a CA that clients may trust. Use a new --state-dir for this host, or move "
+                    f"{paths.cert_path.name} and {paths.key_path.name} away (their clients must then trust the shared CA).")
+            _remove_temp_files(self._dir, prefix=".ca")
+            _write_file(paths.key_path, key_pem, KEY_MODE, replace=False)
+            _write_file(paths.cert_path, cert_pem, CERT_MODE, replace=False)
+            self._ca = None
+            self._load_or_create_ca()
+        log.info("took the CA shared through the catalog: %s", paths.cert_path)
+
     def ca_pem(self) -> bytes:
         """The CA certificate in PEM, as users download it."""
         if self._ca is not None:

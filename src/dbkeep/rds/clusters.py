@@ -6,6 +6,12 @@ belongs to the app's TaskGroup (statuses move ``creating → available``, ``rebo
 ``resetting-master-credentials``, ``stopping → stopped``, ``starting``, ``deleting`` as on RDS).
 One lock per cluster serialises engine operations, so two API calls never drive one engine at
 once. On start, :meth:`recover` brings every cluster back to the state the catalog records.
+
+On a catalog shared by several hosts (rds/fleet.py) the manager acts only on the clusters its
+host owns: recovery, engine work and engine state skip the others. A call for a cluster owned
+elsewhere writes the call's own status transition, as on one host, and hands the engine work to
+the owner through the catalog (:meth:`_run`); the owner runs the very same coroutine
+(:meth:`run_work`), so every status after the call's first comes from the owner.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dbkeep.clock import Clock
 from dbkeep.engines.driver import EngineSpec
 from dbkeep.errors import ApiError, EngineError
 from dbkeep.rds import capacity, names, parameters
+from dbkeep.rds.fleet import UNREACHABLE, Fleet, unreachable_error, unreachable_message
 
 log = logging.getLogger("dbkeep.rds")
 
@@ -35,10 +42,17 @@ def cluster_state_error(ident: str, status: str) -> ApiError:
     return ApiError("InvalidDBClusterStateFault", f"DbCluster {ident} is not in available state (current status: {status}).", 400)
 
 
+def _ownerless(cluster: Cluster) -> ApiError:
+    return ApiError("InvalidDBClusterStateFault", f"DbCluster {cluster.identifier} has no host: it was created before "
+                    "the catalog was shared and no host has found its data yet. Start dbkeep on the state dir that "
+                    "holds it (with this catalog); that host takes it over.", 400)
+
+
 class ClusterManager:
     def __init__(self, store: RdsStore, driver: Any, audit: AuditLog, clock: Clock, spawn: Callable[[Coroutine[Any, Any, None]], None], host: str,
-                 *, max_connections: int = 1000) -> None:
+                 *, max_connections: int = 1000, fleet: Fleet | None = None) -> None:
         self.store = store
+        self.fleet = fleet  # None: one host, which owns every cluster
         self.max_connections = max_connections  # the gateway's --max-connections (rds/capacity.py)
         self.driver = driver
         self.audit = audit
@@ -74,6 +88,67 @@ class ClusterManager:
         cluster = self.store.cluster_by_resource_id(resource_id)
         if cluster is not None:
             self.event("db-cluster", cluster.identifier, f"dbkeep repaired the database engine: {what}", "recovery")
+
+    # --- ownership (several hosts) --------------------------------------------------------------
+
+    def owns(self, cluster: Cluster) -> bool:
+        return self.fleet is None or self.fleet.owns(cluster)
+
+    def require_reachable(self, cluster: Cluster) -> None:
+        """A call that needs the engine fails at once while the cluster's host is gone."""
+        if self.fleet is not None and cluster.owner is None:
+            raise _ownerless(cluster)
+        if self.fleet is not None and (host := self.fleet.unreachable(cluster)) is not None:
+            raise unreachable_error(cluster, host)
+
+    def reported_status(self, cluster: Cluster) -> tuple[str, str | None]:
+        """(status, message) as DescribeDBClusters shows them: computed, never written, while
+        the owner is gone (rds/fleet.py)."""
+        if self.fleet is not None and (host := self.fleet.unreachable(cluster)) is not None:
+            return UNREACHABLE, unreachable_message(cluster, host)
+        return cluster.status, cluster.status_message
+
+    def endpoint(self, cluster: Cluster, hostname: str, zone: str) -> tuple[str, str]:
+        """(host name, availability zone) of the host that serves the cluster."""
+        return self.fleet.endpoint(cluster) if self.fleet is not None else (hostname, zone)
+
+    def place(self, zones: list[str] | None, own_zone: str) -> str | None:
+        """The owner of a new cluster (None on one host, where a zone other than its own is unknown)."""
+        if self.fleet is not None:
+            return self.fleet.place(zones)
+        unknown = [z for z in zones or () if z != own_zone]
+        if unknown:
+            raise ApiError("InvalidParameterValue", f"Invalid availability zone: {unknown[0]}. This dbkeep host "
+                           f"stands for {own_zone}.", 400)
+        return None
+
+    # engine work by name: the coroutine the owner runs, with the arguments as keywords
+    _WORK = {
+        "provision": "_provision", "instance_ready": "_instance_ready", "modified_instance": "_modified_instance",
+        "reset_master": "_reset_master", "iam_auth": "_apply_iam_auth", "restart": "_restart", "stop": "_stop",
+        "delete": "_delete", "delete_instance": "_delete_instance", "apply_dynamic": "_apply_dynamic",
+    }
+
+    def _run(self, cluster: Cluster, kind: str, **args: Any) -> None:
+        """Run engine work here when this host owns the cluster, else queue it for the owner."""
+        if self.owns(cluster):
+            self._spawn(getattr(self, self._WORK[kind])(**args))
+            return
+        assert self.fleet is not None
+        if cluster.owner is None:
+            raise _ownerless(cluster)
+        self.fleet.work.submit(cluster.owner, cluster.identifier, kind, args, asked_by=self.fleet.node, now=self.clock.now())
+        log.info("cluster %s: %s handed to its host %s", cluster.identifier, kind, cluster.owner)
+
+    def run_work(self, cluster_identifier: str, kind: str, args: dict[str, Any], asked_by: str) -> None:
+        """Work another host queued for a cluster of this host's (rds/remote.py)."""
+        cluster = self.store.get_cluster(cluster_identifier)
+        method = self._WORK.get(kind)
+        if method is None or (cluster is not None and not self.owns(cluster)):
+            log.error("work %s for cluster %s from %s is not this host's to do; dropped", kind, cluster_identifier, asked_by)
+            return
+        log.info("cluster %s: %s asked by host %s", cluster_identifier, kind, asked_by)
+        self._spawn(getattr(self, method)(**args))
 
     def _lock(self, ident: str) -> asyncio.Lock:
         return self._locks.setdefault(ident, asyncio.Lock())
@@ -178,7 +253,7 @@ class ClusterManager:
 
     def create(self, cluster: Cluster, master_password: str) -> None:
         self.store.add_cluster(cluster)
-        self._spawn(self._provision(cluster.identifier, master_password))
+        self._run(cluster, "provision", ident=cluster.identifier, master_password=master_password)
 
     async def _provision(self, ident: str, master_password: str) -> None:
         async with self._lock(ident):
@@ -210,7 +285,7 @@ class ClusterManager:
         self.store.add_instance(instance)
         cluster = self.store.get_cluster(instance.cluster_identifier)
         if cluster is not None and cluster.status == "available":
-            self._spawn(self._instance_ready(instance.identifier))
+            self._run(cluster, "instance_ready", ident=instance.identifier)
 
     async def _instance_ready(self, ident: str) -> None:
         inst = self.store.get_instance(ident)
@@ -226,7 +301,10 @@ class ClusterManager:
     def modify_instance(self, instance: Instance, instance_class: str) -> None:
         """A new instance class: the engine's max_connections follows (``_follow_instances``)."""
         self.store.update_instance(instance.identifier, instance_class=instance_class)
-        self._spawn(self._modified_instance(instance.cluster_identifier, instance.identifier, instance_class))
+        cluster = self.store.get_cluster(instance.cluster_identifier)
+        if cluster is not None:
+            self._run(cluster, "modified_instance", cluster_ident=instance.cluster_identifier, ident=instance.identifier,
+                      instance_class=instance_class)
 
     async def _modified_instance(self, cluster_ident: str, ident: str, instance_class: str) -> None:
         async with self._lock(cluster_ident):
@@ -236,7 +314,7 @@ class ClusterManager:
 
     def reset_master(self, cluster: Cluster, password: str, caller: str, request_id: str) -> Cluster:
         self.store.update_cluster(cluster.identifier, status="resetting-master-credentials")
-        self._spawn(self._reset_master(cluster.identifier, password, caller, request_id))
+        self._run(cluster, "reset_master", ident=cluster.identifier, password=password, caller=caller, request_id=request_id)
         return replace(cluster, status="resetting-master-credentials")
 
     async def _reset_master(self, ident: str, password: str, caller: str, request_id: str) -> None:
@@ -261,6 +339,10 @@ class ClusterManager:
     async def apply_dynamic(self, cluster: Cluster, changed: dict[str, str | None]) -> None:
         """Push changed dynamic engine settings to a running engine (gateway ones are read live).
         max_connections goes as the number the engine gets (``effective_parameters``)."""
+        if not self.owns(cluster):
+            if parameters.engine_settings_of(cluster.engine, changed):
+                self._run(cluster, "apply_dynamic", ident=cluster.identifier, changed=changed)
+            return
         if "max_connections" in changed:
             changed = {**changed, "max_connections": self.effective_parameters(cluster)["max_connections"]}
         settings = parameters.engine_settings_of(cluster.engine, changed)
@@ -272,10 +354,18 @@ class ClusterManager:
         applied.update(changed)
         self.store.update_cluster(cluster.identifier, applied_parameters=applied)
 
+    async def _apply_dynamic(self, ident: str, changed: dict[str, str | None]) -> None:
+        """Queued by another host: the owner applies the change to its engine."""
+        cluster = self.store.get_cluster(ident)
+        if cluster is not None:
+            await self.apply_dynamic(cluster, changed)
+
     def apply_iam_auth(self, ident: str) -> None:
         """``EnableIAMDatabaseAuthentication`` changed in the catalog: apply it to the engine now
         (the gateway reads it from the catalog for each new connection already)."""
-        self._spawn(self._apply_iam_auth(ident))
+        cluster = self.store.get_cluster(ident)
+        if cluster is not None:
+            self._run(cluster, "iam_auth", ident=ident)
 
     async def _apply_iam_auth(self, ident: str) -> None:
         async with self._lock(ident):
@@ -297,7 +387,10 @@ class ClusterManager:
 
     def reboot(self, instance: Instance) -> None:
         self.store.update_instance(instance.identifier, status="rebooting")
-        self._spawn(self._restart(instance.cluster_identifier, "available", rebooted=instance.identifier))
+        cluster = self.store.get_cluster(instance.cluster_identifier)
+        if cluster is not None:
+            self._run(cluster, "restart", ident=instance.cluster_identifier, final_status="available",
+                      rebooted=instance.identifier)
 
     async def _restart(self, ident: str, final_status: str, *, rebooted: str | None = None) -> None:
         async with self._lock(ident):
@@ -331,7 +424,7 @@ class ClusterManager:
     def stop(self, cluster: Cluster) -> None:
         self.store.update_cluster(cluster.identifier, status="stopping")
         self.store.set_instances_status(cluster.identifier, "stopping")
-        self._spawn(self._stop(cluster.identifier))
+        self._run(cluster, "stop", ident=cluster.identifier)
 
     async def _stop(self, ident: str) -> None:
         async with self._lock(ident):
@@ -347,11 +440,11 @@ class ClusterManager:
     def start(self, cluster: Cluster) -> None:
         self.store.update_cluster(cluster.identifier, status="starting")
         self.store.set_instances_status(cluster.identifier, "starting")
-        self._spawn(self._restart(cluster.identifier, "available"))
+        self._run(cluster, "restart", ident=cluster.identifier, final_status="available")
 
     def delete(self, cluster: Cluster) -> None:
         self.store.update_cluster(cluster.identifier, status="deleting")
-        self._spawn(self._delete(cluster.identifier))
+        self._run(cluster, "delete", ident=cluster.identifier)
 
     async def _delete(self, ident: str) -> None:
         async with self._lock(ident):
@@ -369,7 +462,9 @@ class ClusterManager:
 
     def delete_instance(self, instance: Instance) -> None:
         self.store.update_instance(instance.identifier, status="deleting")
-        self._spawn(self._delete_instance(instance.identifier, instance.cluster_identifier))
+        cluster = self.store.get_cluster(instance.cluster_identifier)
+        if cluster is not None:
+            self._run(cluster, "delete_instance", ident=instance.identifier, cluster_ident=instance.cluster_identifier)
 
     async def _delete_instance(self, ident: str, cluster_ident: str) -> None:
         async with self._lock(cluster_ident):
@@ -384,20 +479,31 @@ class ClusterManager:
 
     def engine_state(self, cluster: Cluster) -> tuple[str | None, str | None]:
         """(state, last log line) of the cluster's engine as the supervisor sees it now."""
+        if not self.owns(cluster):
+            return None, None  # its engine runs on its own host
         try:
             status = self.driver.status(cluster.resource_id)
         except Exception:
             return None, None
         return getattr(status, "state", None), getattr(status, "last_log_line", None)
 
-    async def recover(self) -> None:
-        """Bring every cluster back as the catalog records it (called once at start)."""
+    async def recover(self, has_local_data: Callable[[str], bool] | None = None) -> None:
+        """Bring every cluster this host owns back as the catalog records it (called once at
+        start). On a shared catalog, a cluster without an owner (made before it was shared)
+        becomes this host's when its data is here (``has_local_data(resource_id)``)."""
         for cluster in self.store.list_clusters():
+            if self.fleet is not None and cluster.owner is None and has_local_data and has_local_data(cluster.resource_id):
+                self.store.update_cluster(cluster.identifier, owner=self.fleet.node)
+                cluster = replace(cluster, owner=self.fleet.node)
+            if not self.owns(cluster):
+                continue  # another host's: its data, its engine, its status
             if cluster.status == "deleting":
                 self._spawn(self._delete(cluster.identifier))
             elif cluster.status in ("stopped", "stopping"):
                 self.store.update_cluster(cluster.identifier, status="stopped")
                 self.store.set_instances_status(cluster.identifier, "stopped")
+            elif cluster.status == "creating" and self.fleet is not None and self.fleet.work.pending(cluster.identifier):
+                continue  # asked of another host while this one was away: its work row provisions it now
             elif cluster.status == "creating":
                 # Provisioning was interrupted: the master password is not kept, so the cluster
                 # cannot be bootstrapped again. Report it instead of guessing.

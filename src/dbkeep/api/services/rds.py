@@ -22,13 +22,20 @@ from dbkeep.rds import capacity, names
 from dbkeep.rds.clusters import cluster_state_error
 
 HOSTED_ZONE = "Z2R2ITUGPM61AM"
-AZ = "us-east-1a"
 
 
 # --- shapes ------------------------------------------------------------------------------------
 
 
+def _endpoint(ctx: CallContext, c: Cluster) -> tuple[str, str]:
+    """(host name, availability zone) of the host that runs the cluster (rds/fleet.py)."""
+    return common.mgr(ctx).endpoint(c, common.hostname(ctx), ctx.services.config.zone)
+
+
 def instance_status(ctx: CallContext, cluster: Cluster | None, inst: Instance) -> str:
+    reported = common.mgr(ctx).reported_status(cluster)[0] if cluster is not None else None
+    if cluster is not None and reported != cluster.status:
+        return reported  # its host is gone (rds/fleet.py)
     if cluster is None or inst.status != "available" or cluster.status != "available":
         return inst.status
     state, _ = common.mgr(ctx).engine_state(cluster)
@@ -47,15 +54,17 @@ def cluster_out(ctx: CallContext, c: Cluster) -> dict[str, Any]:
          "DBClusterParameterGroupStatus": "pending-reboot" if pending else "in-sync", "PromotionTier": 1}
         for i in mgr.store.list_instances(c.identifier)
     ]
+    host, zone = _endpoint(ctx, c)
+    status, message = mgr.reported_status(c)
     out: dict[str, Any] = {
         "AllocatedStorage": 1,
-        "AvailabilityZones": [AZ],
+        "AvailabilityZones": [zone],
         "BackupRetentionPeriod": 1,
         "DBClusterIdentifier": c.identifier,
         "DBClusterParameterGroup": c.parameter_group,
-        "Status": c.status,
-        "Endpoint": common.hostname(ctx),
-        "ReaderEndpoint": common.hostname(ctx),
+        "Status": status,
+        "Endpoint": host,
+        "ReaderEndpoint": host,
         "MultiAZ": False,
         "Engine": c.engine,
         "EngineVersion": c.engine_version,
@@ -85,14 +94,15 @@ def cluster_out(ctx: CallContext, c: Cluster) -> dict[str, Any]:
     }
     if c.database_name:
         out["DatabaseName"] = c.database_name
-    if c.status_message:
-        out["StatusInfos"] = [{"StatusType": "read replication", "Normal": False, "Status": c.status, "Message": c.status_message}]
+    if message:
+        out["StatusInfos"] = [{"StatusType": "read replication", "Normal": False, "Status": status, "Message": message}]
     return out
 
 
 def instance_out(ctx: CallContext, i: Instance, cluster: Cluster | None = None) -> dict[str, Any]:
     cluster = cluster or common.store(ctx).get_cluster(i.cluster_identifier)
     pending = cluster is not None and common.mgr(ctx).pending_reboot(cluster)
+    host, zone = _endpoint(ctx, cluster) if cluster is not None else (common.hostname(ctx), ctx.services.config.zone)
     out: dict[str, Any] = {
         "DBInstanceIdentifier": i.identifier,
         "DBInstanceClass": i.instance_class,
@@ -103,7 +113,7 @@ def instance_out(ctx: CallContext, i: Instance, cluster: Cluster | None = None) 
         "BackupRetentionPeriod": 1,
         "DBSecurityGroups": [],
         "DBParameterGroups": [{"DBParameterGroupName": "default." + (cluster.engine if cluster else "aurora"), "ParameterApplyStatus": "in-sync"}],
-        "AvailabilityZone": AZ,
+        "AvailabilityZone": zone,
         "PreferredMaintenanceWindow": "sun:05:00-sun:05:30",
         "PendingModifiedValues": {},
         "MultiAZ": False,
@@ -139,7 +149,7 @@ def instance_out(ctx: CallContext, i: Instance, cluster: Cluster | None = None) 
         if cluster.database_name:
             out["DBName"] = cluster.database_name
         if out["DBInstanceStatus"] not in ("creating",):
-            out["Endpoint"] = {"Address": common.hostname(ctx), "Port": cluster.port, "HostedZoneId": HOSTED_ZONE}
+            out["Endpoint"] = {"Address": host, "Port": cluster.port, "HostedZoneId": HOSTED_ZONE}
     return out
 
 
@@ -198,6 +208,7 @@ def create_db_cluster(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     if store.get_cluster(ident):
         raise ApiError("DBClusterAlreadyExistsFault", "DB Cluster already exists", 400)
     group = _parameter_group_for(ctx, args.get("DBClusterParameterGroupName"), engine, "rds:CreateDBCluster")
+    owner = common.mgr(ctx).place(args.get("AvailabilityZones"), ctx.services.config.zone)
     port = common.mgr(ctx).allocate_port(names.port(args["Port"]) if "Port" in args else None)
     cluster = Cluster(
         identifier=ident,
@@ -216,6 +227,7 @@ def create_db_cluster(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
         status_message=None,
         created=ctx.now,
         tags=tags,
+        owner=owner,
     )
     try:
         common.mgr(ctx).create(cluster, password)
@@ -249,6 +261,7 @@ def describe_db_clusters(ctx: CallContext, args: dict[str, Any]) -> dict[str, An
 def modify_db_cluster(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     cluster = _cluster(ctx, args["DBClusterIdentifier"], "rds:ModifyDBCluster")
     mgr, store = common.mgr(ctx), common.store(ctx)
+    mgr.require_reachable(cluster)
     if "NewDBClusterIdentifier" in args and args["NewDBClusterIdentifier"].lower() != cluster.identifier:
         raise ApiError("InvalidParameterCombination", "Renaming a DB cluster is not supported by dbkeep.", 400)
     if "Port" in args and args["Port"] != cluster.port:
@@ -279,6 +292,7 @@ def modify_db_cluster(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
 
 def delete_db_cluster(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     cluster = _cluster(ctx, args["DBClusterIdentifier"], "rds:DeleteDBCluster")
+    common.mgr(ctx).require_reachable(cluster)
     if cluster.deletion_protection:
         raise ApiError("InvalidParameterCombination", "Cannot delete protected Cluster, please disable deletion protection and try again.", 400)
     if not args.get("SkipFinalSnapshot", False):
@@ -294,6 +308,7 @@ def delete_db_cluster(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
 
 def stop_db_cluster(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     cluster = _cluster(ctx, args["DBClusterIdentifier"], "rds:StopDBCluster")
+    common.mgr(ctx).require_reachable(cluster)
     if cluster.status != "available":
         raise cluster_state_error(cluster.identifier, cluster.status)
     common.mgr(ctx).stop(cluster)
@@ -302,6 +317,7 @@ def stop_db_cluster(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
 
 def start_db_cluster(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     cluster = _cluster(ctx, args["DBClusterIdentifier"], "rds:StartDBCluster")
+    common.mgr(ctx).require_reachable(cluster)
     if cluster.status != "stopped":
         raise ApiError("InvalidDBClusterStateFault", f"DbCluster {cluster.identifier} is in {cluster.status} state but expected it to be stopped.", 400)
     common.mgr(ctx).start(cluster)
@@ -317,6 +333,12 @@ def _require_instance(ctx: CallContext, ident: str) -> Instance:
     if inst is None:
         raise common.instance_not_found(ident)
     return inst
+
+
+def _require_reachable_instance(ctx: CallContext, inst: Instance) -> None:
+    cluster = common.store(ctx).get_cluster(inst.cluster_identifier)
+    if cluster is not None:
+        common.mgr(ctx).require_reachable(cluster)
 
 
 def _instance(ctx: CallContext, value: str, action: str) -> Instance:
@@ -344,6 +366,7 @@ def create_db_instance(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]
         raise ApiError("InvalidParameterCombination", "dbkeep runs Aurora-style clusters: DBClusterIdentifier is required.", 400)
     # the cluster the instance joins is a resource of the call too (as on RDS)
     cluster = _cluster(ctx, args["DBClusterIdentifier"], "rds:CreateDBInstance")
+    common.mgr(ctx).require_reachable(cluster)
     if args["Engine"] != cluster.engine:
         raise ApiError("InvalidParameterCombination", f"The engine name requested for your DB instance ({args['Engine']}) doesn't match the engine name of your DB cluster ({cluster.engine}).", 400)
     if cluster.status not in ("available", "creating"):
@@ -386,6 +409,7 @@ def describe_db_instances(ctx: CallContext, args: dict[str, Any]) -> dict[str, A
 
 def delete_db_instance(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     inst = _instance(ctx, args["DBInstanceIdentifier"], "rds:DeleteDBInstance")
+    _require_reachable_instance(ctx, inst)
     if inst.status in ("deleting", "creating", "rebooting"):
         raise ApiError("InvalidDBInstanceState", f"Instance {inst.identifier} is in {inst.status} state.", 400)
     common.mgr(ctx).delete_instance(inst)
@@ -398,6 +422,7 @@ def modify_db_instance(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]
     reboot on PostgreSQL (static, ``pending-reboot``); ApplyImmediately makes no difference."""
     inst = _instance(ctx, args["DBInstanceIdentifier"], "rds:ModifyDBInstance")
     cluster = common.store(ctx).get_cluster(inst.cluster_identifier)
+    _require_reachable_instance(ctx, inst)
     if cluster is None or inst.status != "available" or cluster.status != "available":
         raise ApiError("InvalidDBInstanceState", f"Instance {inst.identifier} is in {inst.status} state.", 400)
     if args.get("DBInstanceClass") and args["DBInstanceClass"] != inst.instance_class:
@@ -408,6 +433,7 @@ def modify_db_instance(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]
 def reboot_db_instance(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     inst = _instance(ctx, args["DBInstanceIdentifier"], "rds:RebootDBInstance")
     cluster = common.store(ctx).get_cluster(inst.cluster_identifier)
+    _require_reachable_instance(ctx, inst)
     if inst.status not in ("available", "incompatible-parameters") or cluster is None or cluster.status not in ("available", "incompatible-parameters"):
         raise ApiError("InvalidDBInstanceState", "Instance cannot currently reboot due to an in-progress management operation.", 400)
     common.mgr(ctx).reboot(inst)
