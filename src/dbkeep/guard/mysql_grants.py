@@ -41,6 +41,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
+from .mysql_accounts import RDSADMIN, UNREADABLE, account_at, account_refusal_rule, grant_table_rows, normal_name
 from .mysql_classify import UNKNOWN_DB, Classified, Kind, TableRef, classify
 from .mysql_lexer import SEMI, SqlMode, Statement, Token, lex, split_tokens
 
@@ -76,6 +77,8 @@ SYSTEM_DB = "mysql"
 
 ERR_ACCESS = 1227
 ERR_NOT_SUPPORTED = 1235
+ERR_PARSE = 1064
+SYSTEM_USER = "SYSTEM_USER"  # Aurora MySQL 3's answer for rdsadmin (SPEC.md)
 
 
 def privilege_names(mask: int) -> list[str]:
@@ -138,6 +141,43 @@ class _Judged:
     after: bool = False  # a hygiene trigger
     rule: str = ""
     routines: bool = False  # may run stored routines
+    kill: int | None = None  # a thread id to look up before the KILL runs
+
+
+def _untouchable(rule: str) -> Refusal:
+    return _access_denied(SYSTEM_USER, rule)
+
+
+_DML_VERBS = ("INSERT", "REPLACE", "UPDATE", "DELETE", "LOAD")
+
+
+def _protection(c: Classified) -> _Judged | None:
+    """The refusals that keep rdsadmin and rds_superuser_role as dbkeep made them, and those of
+    statements the guard cannot read (mysql_accounts.py); None when none applies."""
+    if c.bad:
+        return _Judged(Refusal(ERR_PARSE, "42000", "You have an error in your SQL syntax; an unterminated quoted "
+                               "string, name or comment", "a statement the guard cannot read"))
+    if c.unknown:
+        return _Judged(_access_denied(SYSTEM_USER, f"a statement the guard cannot read ({c.verb or '?'})"))
+    rule = account_refusal_rule(c, c.tokens)
+    if rule is not None:
+        return _Judged(_untouchable(rule))
+    grant_written = {r for r in c.dml_writes | c.deletes if _in_system(r, GRANT_TABLES)}
+    if grant_written and not any(_in_system(r, PRIVILEGE_TABLES) for r in c.dml_writes):  # those: refused below
+        k = next((j for j, t in enumerate(c.tokens) if t.upper in _DML_VERBS), None)
+        why = "unreadable" if k is None else grant_table_rows(c.tokens[k:], c.tokens[k].upper)
+        if why is not None:
+            name = sorted(r.name for r in grant_written)[0]
+            return _Judged(_untouchable(f"write to mysql.{name}: {why}"))
+    if c.kill_user_at is not None:
+        name, end = account_at(c.tokens, c.kill_user_at)
+        if name is None or end != len(c.tokens) or normal_name(name) == RDSADMIN or name == UNREADABLE:
+            return _Judged(_access_denied(SYSTEM_USER, "KILL USER of a protected or unreadable account"))
+    if c.kill is not None:
+        if c.kill < 0:
+            return _Judged(_access_denied(SYSTEM_USER, "a KILL the guard cannot read"))
+        return _Judged(kill=c.kill)
+    return None
 
 
 # MariaDB's own routines that run SQL built from their arguments (SQL SECURITY INVOKER): the
@@ -170,6 +210,9 @@ def _judge_call(c: Classified, facts: SessionFacts, depth: int) -> _Judged | Non
 
 def _judge_one(c: Classified, facts: SessionFacts, depth: int) -> _Judged:
     # 1. refusals
+    protected = _protection(c)
+    if protected is not None:
+        return protected
     for ref in c.dml_writes:
         if _in_system(ref, PRIVILEGE_TABLES):
             return _Judged(_access_denied(_named_privileges(c), f"write to mysql.{ref.name}"))
