@@ -148,7 +148,7 @@ class App:
                     return GatewayContext(resolver=resolver, audit=audit, clock=self.clock, limits=limits,
                                           offload=start_offload(config.relay_threads), extra={"iam": iam_login},
                                           mysql_hygiene=mariadb.live_hygiene, mysql_account_facts=mariadb.account_facts,
-                                          mysql_routines=mariadb.routines)
+                                          mysql_routines=mariadb.routines, mysql_thread_user=mariadb.thread_user)
 
                 gateway = Gateway(config.host, config.hostname, store, pki, gateway_context, SESSIONS)
                 clusters.listeners.append(lambda _ident: gateway.sync())

@@ -33,6 +33,7 @@ ed25519 accounts work without INSTALL.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -127,6 +128,7 @@ class MariaDB(LocalEngine):
         self.binaries = binaries or MariaDBBinaries()
         self._hygiene_locks: dict[str, asyncio.Lock] = {}
         self._routines: dict[str, tuple[tuple, list[tuple[str, str, str, str, str, str]]]] = {}
+        self._specs: dict[str, EngineSpec] = {}  # each running cluster's spec, for the live repair
 
     def socket_path(self, cluster_id: str) -> str:
         return str(self.layout(cluster_id).run / SOCKET_NAME)
@@ -291,6 +293,7 @@ class MariaDB(LocalEngine):
         return self._hygiene_locks.setdefault(cluster_id, asyncio.Lock())
 
     async def _after_start(self, layout: ClusterLayout, spec: EngineSpec) -> None:
+        self._specs[spec.cluster_id] = spec
         try:
             async with self._hygiene_lock(layout.cluster_id):
                 repairs = await self._session(layout, reset.mysql_hygiene, quiet=True)
@@ -343,17 +346,40 @@ class MariaDB(LocalEngine):
         session's own) has finished its statement. Each repair is an ``engine.repaired`` event.
         One at a time per cluster."""
         layout = self.layout(cluster_id)
-        self._bootstrapped(layout)
-        if wait_thread is not None:
-            while not await self._session(layout, lambda cur: reset.mysql_wait_idle(
-                    cur, wait_thread, time.monotonic() + min(30.0, self.query_timeout / 2))):
-                pass
+        master = self._bootstrapped(layout).get("master_username")
         secret_hash = mysql_native_hash(layout.read_secret())
-        async with self._hygiene_lock(cluster_id):
-            report = await self._session(layout, lambda cur: reset.mysql_live_hygiene(cur, secret_hash), quiet=True)
+
+        async def once() -> reset.LiveHygiene:
+            if wait_thread is not None:
+                while not await self._session(layout, lambda cur: reset.mysql_wait_idle(
+                        cur, wait_thread, time.monotonic() + min(30.0, self.query_timeout / 2))):
+                    pass
+            async with self._hygiene_lock(cluster_id):
+                return await self._session(layout, lambda cur: reset.mysql_live_hygiene(cur, secret_hash, master),
+                                           quiet=True)
+
+        try:
+            report = await once()
+        except RdsadminRefused as exc:
+            # rdsadmin itself was dropped or changed in the engine's memory (SQL the guard could
+            # not read): the last line restarts the engine in repair mode and puts it back
+            spec = self._specs.get(cluster_id)
+            if spec is None:
+                raise
+            async with self._lock(cluster_id):
+                try:  # another session's hygiene may have repaired it meanwhile
+                    await self._session(layout, lambda cur: cur.execute("SELECT 1"))
+                except RdsadminRefused:
+                    await self._repair_rdsadmin(layout, spec, exc)
+            report = await once()
+            report.protected.insert(0, f"rdsadmin: the engine refused it ({exc.refusal})")
         for what in report.repairs:
             self._repaired(cluster_id, what)
         return report
+
+    async def thread_user(self, cluster_id: str, thread_id: int) -> str | None:
+        """The account name of engine thread ``thread_id`` (None: no such thread)."""
+        return await self._session(self.layout(cluster_id), lambda cur: reset.mysql_thread_user(cur, thread_id))
 
     async def routines(self, cluster_id: str) -> list[tuple[str, str, str, str, str, str]]:
         """Every stored routine of the cluster as (db, name, type, definer, security type, body), for the
@@ -427,6 +453,12 @@ class MariaDB(LocalEngine):
             input_bytes=sql_text)
 
     # --- settings and reset -----------------------------------------------------------------
+    async def apply_dynamic_settings(self, spec: EngineSpec, settings: Mapping[str, str]) -> None:
+        await super().apply_dynamic_settings(spec, settings)
+        if spec.cluster_id in self._specs:  # the live repair rewrites my.cnf from it
+            merged = {**spec.settings, **settings}
+            self._specs[spec.cluster_id] = dataclasses.replace(spec, settings=merged)
+
     async def _apply_live(self, layout: ClusterLayout, checked: Mapping[str, tuple[EngineSetting, str]]) -> None:
         def work(cur) -> None:
             for name, (setting, value) in checked.items():

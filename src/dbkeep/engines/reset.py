@@ -51,7 +51,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from psycopg import AsyncConnection, sql
 
@@ -279,16 +279,56 @@ def mysql_end_sessions(cur, users: set[str]) -> list[str]:
     return ended
 
 
+def mysql_check_role(cur, master: str | None) -> list[str]:
+    """``rds_superuser_role`` as dbkeep made it: present, the master's privileges WITH GRANT
+    OPTION on ``*.*`` and nothing else of its own (no database-, table-, column- or routine-level
+    rows, no roles granted to it), rdsadmin holding its ADMIN OPTION. A dropped role is made
+    again and given back to ``master`` (its default role). Returns what was wrong."""
+    role = b.MYSQL_ROLE
+    wrong: list[str] = []
+    cur.execute("SELECT CAST(IFNULL(JSON_VALUE(Priv, '$.access'), 0) AS UNSIGNED) FROM mysql.global_priv "
+                "WHERE User = %s AND Host = ''", (role,))
+    row = cur.fetchone()
+    if row is None:
+        wrong.append(f"{role} was missing")
+        mysql_ensure_role(cur)
+        if master:
+            account = (master, b.MYSQL_MASTER_HOST)
+            cur.execute("SELECT 1 FROM mysql.global_priv WHERE User = %s AND Host = %s", account)
+            if cur.fetchone():
+                cur.execute(f"GRANT {b.mysql_ident(role)} TO %s@%s WITH ADMIN OPTION", account)
+                cur.execute(f"SET DEFAULT ROLE {b.mysql_ident(role)} FOR %s@%s", account)
+        return wrong
+    if int(row[0]) != _master_access_mask(cur):
+        wrong.append(f"the privileges of {role} were changed")
+        cur.execute(f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {b.mysql_ident(role)}")
+        mysql_ensure_role(cur)
+    for table in ("db", "tables_priv", "columns_priv", "procs_priv", "roles_mapping"):
+        cur.execute(f"DELETE FROM mysql.{table} WHERE User = %s AND Host = ''", (role,))
+        if cur.rowcount:
+            wrong.append(f"{role} was given {'roles' if table == 'roles_mapping' else 'grants in mysql.' + table}")
+    return wrong
+
+
+def mysql_thread_user(cur, thread_id: int) -> str | None:
+    """The account name running engine thread ``thread_id`` (None: no such thread)."""
+    cur.execute("SELECT USER FROM information_schema.PROCESSLIST WHERE ID = %s", (thread_id,))
+    row = cur.fetchone()
+    return None if row is None else str(row[0])
+
+
 @dataclass
 class LiveHygiene:
     """What :func:`mysql_live_hygiene` did: ``repairs`` as :func:`mysql_hygiene` returns them,
-    ``ended`` the sessions it ended."""
+    ``ended`` the sessions it ended, ``protected`` what was wrong with rdsadmin or
+    ``rds_superuser_role`` and was put back (the gateway ends the session that did it)."""
 
     repairs: list[str]
     ended: list[str]
+    protected: list[str] = field(default_factory=list)
 
 
-def mysql_live_hygiene(cur, secret_hash: str) -> LiveHygiene:
+def mysql_live_hygiene(cur, secret_hash: str, master: str | None = None) -> LiveHygiene:
     """:func:`mysql_hygiene` on a running engine, right after a session may have written the
     grant tables: rdsadmin's rows are checked first (and put back while rdsadmin can still log
     in), then privileges only rdsadmin may hold are taken back from the tables *and* from what
@@ -296,9 +336,13 @@ def mysql_live_hygiene(cur, secret_hash: str) -> LiveHygiene:
     them), and every live session of an account that held one is ended — a session keeps the
     global privileges it had at login or at its last SET ROLE. The session must be quiet."""
     repairs = []
-    wrong = mysql_check_rdsadmin(cur, secret_hash)
-    if wrong:
-        repairs.append(f"rdsadmin restored ({'; '.join(wrong)})")
+    protected = [f"rdsadmin: {what}" for what in mysql_check_rdsadmin(cur, secret_hash)]
+    if protected:
+        repairs.append(f"rdsadmin restored ({'; '.join(w.split(': ', 1)[1] for w in protected)})")
+    role = mysql_check_role(cur, master)
+    if role:
+        repairs.append(f"{b.MYSQL_ROLE} restored ({'; '.join(role)})")
+        protected += role
     in_memory = _holders_in_memory(cur)
     stripped = mysql_strip_beyond_master(cur)
     if stripped:
@@ -313,7 +357,7 @@ def mysql_live_hygiene(cur, secret_hash: str) -> LiveHygiene:
     roles = {s for s in stripped if "@" not in s}
     users = accounts | in_memory | _users_holding_roles(cur, roles)
     ended = mysql_end_sessions(cur, users) if (stripped or in_memory) else []
-    return LiveHygiene(repairs, ended)
+    return LiveHygiene(repairs, ended, protected)
 
 
 def mysql_wait_idle(cur, thread_id: int, deadline: float) -> bool:

@@ -32,12 +32,14 @@ from __future__ import annotations
 from .mysql_classify import Classified, Kind
 from .mysql_lexer import NAME, QNAME, SEMI, STRING, VAR, Token
 
-__all__ = ["PROTECTED_ACCOUNTS", "RDSADMIN", "PROTECTED_ROLE", "account_refusal_rule", "grant_table_rows",
+__all__ = ["PROTECTED_ACCOUNTS", "PROTECTED_THREAD_USERS", "RDSADMIN", "PROTECTED_ROLE", "account_refusal_rule", "grant_table_rows",
            "normal_name", "named_accounts", "account_at", "UNREADABLE"]
 
 RDSADMIN = "rdsadmin"
 PROTECTED_ROLE = "rds_superuser_role"
 PROTECTED_ACCOUNTS = frozenset({RDSADMIN, PROTECTED_ROLE})
+# engine threads nobody may KILL: dbkeep's own and the server's (as mysql.rds_kill refuses them)
+PROTECTED_THREAD_USERS = frozenset({RDSADMIN, "system user", "event_scheduler"})
 UNREADABLE = "\0unreadable"  # an account position holding something that is not a name
 
 

@@ -110,6 +110,11 @@ class Verdict:
     # cluster's routines must pass routine_refusal() first
     check_routines: bool = False
     facts: SessionFacts = SessionFacts()  # the session's facts after the packet
+    # KILL of these engine threads: refused (1095) if one is rdsadmin's or the server's
+    kill_threads: list[int] = field(default_factory=list)
+    # the packet runs SQL the guard could not read (CALL, EXECUTE, EXECUTE IMMEDIATE of an
+    # expression): rdsadmin and rds_superuser_role are checked right after it (the last line)
+    opaque: bool = False
 
     @property
     def allowed(self) -> bool:
@@ -337,6 +342,8 @@ def _judge_packet(text: str, facts: SessionFacts, depth: int = 0) -> Verdict:
         out.hygiene_before = any(v.hygiene_before for v in verdicts)
         out.check_routines = any(v.check_routines for v in verdicts)
         out.hygiene_after = any(v.hygiene_after for v in verdicts)
+        out.opaque = any(v.opaque for v in verdicts)
+        out.kill_threads = sorted({t for v in verdicts for t in v.kill_threads})
         out.rules = sorted({r for v in verdicts for r in v.rules})
         out.facts = replace(out.facts, sql_mode=None)
         if len({v.facts.database for v in verdicts}) > 1:
@@ -362,6 +369,9 @@ def _judge_packet(text: str, facts: SessionFacts, depth: int = 0) -> Verdict:
             return verdict
         verdict.hygiene_before |= judged.before
         verdict.check_routines |= judged.routines
+        verdict.opaque |= c.opaque or (c.kind is Kind.EXECUTE and judged.after)
+        if judged.kill is not None:
+            verdict.kill_threads.append(judged.kill)
         if judged.after:
             verdict.hygiene_after = True
             verdict.rules.append(judged.rule)
@@ -377,6 +387,8 @@ def _judge_packet(text: str, facts: SessionFacts, depth: int = 0) -> Verdict:
             verdict.hygiene_before |= rest.hygiene_before
             verdict.check_routines |= rest.check_routines
             verdict.hygiene_after |= rest.hygiene_after
+            verdict.opaque |= rest.opaque
+            verdict.kill_threads += rest.kill_threads
             verdict.rules += rest.rules
             verdict.facts = rest.facts
             return verdict
