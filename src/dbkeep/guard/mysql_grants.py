@@ -115,6 +115,7 @@ class Verdict:
     # the packet runs SQL the guard could not read (CALL, EXECUTE, EXECUTE IMMEDIATE of an
     # expression): rdsadmin and rds_superuser_role are checked right after it (the last line)
     opaque: bool = False
+    malformed: bool = False  # a statement of this reading is malformed (see _judge_packet)
 
     @property
     def allowed(self) -> bool:
@@ -149,6 +150,11 @@ class _Judged:
     kill: int | None = None  # a thread id to look up before the KILL runs
 
 
+def _malformed() -> Refusal:
+    return Refusal(ERR_PARSE, "42000", "You have an error in your SQL syntax; an unterminated quoted string, name or "
+                   "comment", "a statement the guard cannot read")
+
+
 def _untouchable(rule: str) -> Refusal:
     return _access_denied(SYSTEM_USER, rule)
 
@@ -160,8 +166,7 @@ def _protection(c: Classified) -> _Judged | None:
     """The refusals that keep rdsadmin and rds_superuser_role as dbkeep made them, and those of
     statements the guard cannot read (mysql_accounts.py); None when none applies."""
     if c.bad:
-        return _Judged(Refusal(ERR_PARSE, "42000", "You have an error in your SQL syntax; an unterminated quoted "
-                               "string, name or comment", "a statement the guard cannot read"))
+        return _Judged(_malformed())
     if c.unknown:
         return _Judged(_access_denied(SYSTEM_USER, f"a statement the guard cannot read ({c.verb or '?'})"))
     rule = account_refusal_rule(c, c.tokens)
@@ -328,16 +333,22 @@ def _judge_text(text: str, facts: SessionFacts, depth: int) -> _Judged:
                    verdict.check_routines)
 
 
-def _judge_packet(text: str, facts: SessionFacts, depth: int = 0) -> Verdict:
+def _judge_packet(text: str, facts: SessionFacts, depth: int = 0, *, other_readings: bool = False) -> Verdict:
+    """``other_readings``: this is one of several readings (the sql_mode is not known); a
+    malformed statement in it is what the engine would refuse in that mode, not a reason to
+    refuse the packet while another reading is well formed."""
     mode = facts.sql_mode
     if mode is None:
         modes = [SqlMode()]
         if '"' in text or "\\" in text:
             modes = [SqlMode(a, b) for a in (False, True) for b in (False, True)]
-        verdicts = [_judge_packet(text, replace(facts, sql_mode=m), depth) for m in modes]
+        verdicts = [_judge_packet(text, replace(facts, sql_mode=m), depth, other_readings=len(modes) > 1)
+                    for m in modes]
         for v in verdicts:  # the strictest wins
             if v.refusal is not None:
                 return replace(v, facts=replace(v.facts, sql_mode=None))
+        if all(v.malformed for v in verdicts):
+            return Verdict(refusal=_malformed(), facts=replace(facts, sql_mode=None))
         out = verdicts[0]
         out.hygiene_before = any(v.hygiene_before for v in verdicts)
         out.check_routines = any(v.check_routines for v in verdicts)
@@ -363,7 +374,11 @@ def _judge_packet(text: str, facts: SessionFacts, depth: int = 0) -> Verdict:
                 "This version of MariaDB doesn't yet support 'statements after "
                 f"{pending_after} in the same query: send them separately'", "statement after a hygiene trigger")
             return verdict
-        judged = _judge_one(c, current, depth)
+        if c.bad and other_readings:  # the engine, reading it so, refuses it as a syntax error
+            verdict.malformed = True
+            judged = _Judged(after=True, rule="unreadable statement", routines=True)
+        else:
+            judged = _judge_one(c, current, depth)
         if judged.refusal is not None:
             verdict.refusal = judged.refusal
             return verdict
