@@ -13,7 +13,7 @@ Theory of operation (MariaDB KB "Comment Syntax", "String Literals", "Identifier
   the end of the line, ``/* … */``; executable comments ``/*! … */``, ``/*!50000 … */`` and
   ``/*M!100000 … */`` are code: their content is lexed as if the markers were not there,
   unless their version is above every MariaDB 10.11 (:data:`ENGINE_VERSION_ID`), which skips
-  them (``mariadb-dump`` starts with ``/*M!999999\- enable the sandbox mode */``); a version
+  them (``mariadb-dump`` starts with ``/*M!999999\\- enable the sandbox mode */``); a version
   between the engine's own and that bound is read as code, which only makes the guard stricter;
 - ``@var``, ``@'var'``, ``@@global.var`` are one token; ``?`` is a parameter marker.
 
