@@ -72,6 +72,8 @@ REPAIR_SOCKET_NAME = "repair.sock"
 # account, account locked, too many connections for it, password expired.
 _RDSADMIN_REFUSED = frozenset({1045, 4151, 1226, 1820, 1862})
 LOG_NAME = "mariadb.log"
+# what mariadbd logs when it cannot load its grant tables (and then exits)
+_GRANT_TABLES_FAULT = "privilege tables"
 # plugins the engine may load: loaded at every start (see the module docstring)
 ALLOWED_PLUGINS = ("auth_ed25519",)
 
@@ -84,6 +86,7 @@ class MariaDBBinaries:
     tzinfo_to_sql: str = "/usr/bin/mariadb-tzinfo-to-sql"
     zoneinfo: str = "/usr/share/zoneinfo"
     plugins: str = "/usr/lib/mysql/plugin"
+    system_tables: str = "/usr/share/mysql/mysql_system_tables.sql"
 
 
 class RdsadminRefused(EngineError):
@@ -292,9 +295,39 @@ class MariaDB(LocalEngine):
         Never held while taking the cluster's lifecycle lock."""
         return self._hygiene_locks.setdefault(cluster_id, asyncio.Lock())
 
+    async def start(self, spec: EngineSpec) -> None:
+        """As every engine; a server that cannot load its grant tables (renamed or dropped:
+        "Can't open and lock privilege tables") is started in repair mode, its system tables
+        made again, rdsadmin put back, and started normally ("No lockouts")."""
+        try:
+            await super().start(spec)
+        except EngineError as exc:
+            line = exc.log_line or str(exc)
+            if _GRANT_TABLES_FAULT not in line:
+                raise
+            layout = self.layout(spec.cluster_id)
+            async with self._lock(spec.cluster_id):
+                await self._repair_rdsadmin(layout, spec, RdsadminRefused(
+                    f"the engine cannot load its grant tables: {line}", line))
+                try:
+                    await self._after_start(layout, spec)
+                except BaseException:
+                    await self.supervisor.stop(spec.cluster_id)  # fail closed: not up unchecked
+                    raise
+
+    async def _grant_tables_sound(self, layout: ClusterLayout) -> None:
+        """RdsadminRefused (the callers' cue for the repair) when a grant table or the mysql.user
+        view is missing while the server runs: it would not start again, and account
+        statements fail meanwhile."""
+        missing = await self._session(layout, reset.mysql_missing_grant_tables)
+        if missing:
+            refusal = f"grant tables missing: {', '.join('mysql.' + m for m in missing)}"
+            raise RdsadminRefused(refusal, refusal)
+
     async def _after_start(self, layout: ClusterLayout, spec: EngineSpec) -> None:
         self._specs[spec.cluster_id] = spec
         try:
+            await self._grant_tables_sound(layout)
             async with self._hygiene_lock(layout.cluster_id):
                 repairs = await self._session(layout, reset.mysql_hygiene, quiet=True)
         except RdsadminRefused as exc:
@@ -321,6 +354,14 @@ class MariaDB(LocalEngine):
         try:
             await self.supervisor.start(spec.cluster_id, self._process(layout, bootstrap=False, repair=True),
                                         ready_timeout=self.ready_timeout)
+            missing = await self._session(layout, reset.mysql_missing_grant_tables, repair=True)
+            if missing:  # renamed, dropped: made again from MariaDB's own definitions
+                await self._create_system_tables(layout)
+                for what in await self._session(layout, lambda cur: reset.mysql_put_back_renamed(cur, missing),
+                                                repair=True):
+                    self._repaired(layout.cluster_id, what)
+                self._repaired(layout.cluster_id, f"system tables made again ({', '.join('mysql.' + m for m in missing)} "
+                                                  "were missing)")
             await self._session(layout, restore, quiet=True, repair=True)
         finally:  # back to normal service whatever happened
             await self.supervisor.stop(spec.cluster_id)
@@ -329,6 +370,19 @@ class MariaDB(LocalEngine):
                                         ready_timeout=self.ready_timeout)
         await self._session(layout, lambda cur: cur.execute("SELECT 1"))  # rdsadmin is back
         self._repaired(layout.cluster_id, f"rdsadmin restored (the engine refused it: {why.refusal})")
+
+    async def _create_system_tables(self, layout: ClusterLayout) -> None:
+        """MariaDB's own ``mysql_system_tables.sql`` (what mariadb-install-db runs: ``CREATE TABLE
+        IF NOT EXISTS`` of every system table, the ``mysql.user`` view, ``mariadb.sys``) through
+        the repair socket."""
+        sql_text = await asyncio.to_thread(Path(self.binaries.system_tables).read_bytes)
+        await run_tool(
+            self.command(layout, [
+                self.binaries.client, "--no-defaults", f"--socket={layout.run / REPAIR_SOCKET_NAME}",
+                f"--user={self.user.dbkeep_name}", "--batch", "--init-command=SET SESSION sql_log_off=1", "mysql"],
+                switch_user=False),
+            log_path=layout.log / "install.log", timeout=self.tool_timeout, what="making the system tables again",
+            input_bytes=sql_text)
 
     async def run_as_rdsadmin(self, cluster_id: str, sql: str, params: Sequence[Any] = (), *,
                               database: str | None = None) -> list[tuple]:
@@ -474,8 +528,16 @@ class MariaDB(LocalEngine):
         self._bootstrapped(layout)
         password_hash = mysql_native_hash(password)
 
+        secret_hash = mysql_native_hash(layout.read_secret())
+
+        def put_rdsadmin_back(cur) -> None:
+            if reset.mysql_check_rdsadmin(cur, secret_hash):  # its row emptied away: memory and tables agree again
+                cur.execute("FLUSH PRIVILEGES")
+
         async def reset_once() -> None:
+            await self._grant_tables_sound(layout)
             async with self._hygiene_lock(spec.cluster_id):
+                await self._session(layout, put_rdsadmin_back, quiet=True)
                 repairs = await self._session(
                     layout, lambda cur: reset.mysql_reset_master(cur, spec.master_username, password_hash), quiet=True)
             for what in repairs:

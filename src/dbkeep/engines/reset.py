@@ -73,6 +73,13 @@ def mysql_quiet(cur) -> None:
 
 def mysql_ensure_role(cur) -> None:
     role = b.mysql_ident(b.MYSQL_ROLE)
+    cur.execute("SELECT 1 FROM mysql.global_priv WHERE User = %s AND Host = ''", (b.MYSQL_ROLE,))
+    if cur.fetchone() is None:
+        # its row was deleted (an emptied table): its creator's mapping left behind would make
+        # CREATE ROLE fail on a duplicate key, and the server's memory may still hold it
+        cur.execute("DELETE FROM mysql.roles_mapping WHERE Role = %s AND User = %s AND Host = %s",
+                    (b.MYSQL_ROLE, *b.RDSADMIN_MYSQL))
+        cur.execute("FLUSH PRIVILEGES")
     cur.execute(f"CREATE ROLE IF NOT EXISTS {role}")
     cur.execute(f"GRANT {b.MYSQL_MASTER_PRIVILEGE_LIST} ON *.* TO {role} WITH GRANT OPTION")
 
@@ -310,6 +317,53 @@ def mysql_check_role(cur, master: str | None) -> list[str]:
     return wrong
 
 
+# The grant tables (and the view MariaDB 10.4+ keeps under the old name): without one of them the
+# server refuses to start ("Can't open and lock privilege tables") or loses every account.
+MYSQL_GRANT_TABLES = ("global_priv", "db", "tables_priv", "columns_priv", "procs_priv", "proxies_priv",
+                      "roles_mapping", "user")
+
+
+def mysql_missing_grant_tables(cur) -> list[str]:
+    """The grant tables (or the ``mysql.user`` view) that are not there."""
+    cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'mysql' AND TABLE_NAME IN ({})"
+                .format(", ".join(["%s"] * len(MYSQL_GRANT_TABLES))), MYSQL_GRANT_TABLES)
+    present = {name.lower() for (name,) in cur.fetchall()}
+    return [name for name in MYSQL_GRANT_TABLES if name not in present]
+
+
+def mysql_put_back_renamed(cur, missing: list[str]) -> list[str]:
+    """After the system tables were made again (empty): a table that was missing and has a
+    renamed twin elsewhere (the same columns in the same order, rows in it) gets the twin back
+    under its name, rows and all. Returns what was put back."""
+    put_back = []
+    for name in missing:
+        if name == "user":  # a view over global_priv: made again, never renamed back
+            continue
+        cur.execute("SELECT GROUP_CONCAT(COLUMN_NAME ORDER BY ORDINAL_POSITION) FROM information_schema.COLUMNS "
+                    "WHERE TABLE_SCHEMA = 'mysql' AND TABLE_NAME = %s", (name,))
+        (columns,) = cur.fetchone()
+        cur.execute("SELECT c.TABLE_SCHEMA, c.TABLE_NAME FROM information_schema.COLUMNS c "
+                    "JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME "
+                    "WHERE t.TABLE_TYPE = 'BASE TABLE' AND c.TABLE_SCHEMA NOT IN ('information_schema', "
+                    "'performance_schema') AND NOT (c.TABLE_SCHEMA = 'mysql' AND c.TABLE_NAME IN ({})) "
+                    "GROUP BY c.TABLE_SCHEMA, c.TABLE_NAME "
+                    "HAVING GROUP_CONCAT(c.COLUMN_NAME ORDER BY c.ORDINAL_POSITION) = %s"
+                    .format(", ".join(["%s"] * len(MYSQL_GRANT_TABLES))), (*MYSQL_GRANT_TABLES, columns))
+        best, best_rows = None, 0
+        for schema, table in cur.fetchall():
+            cur.execute(f"SELECT COUNT(*) FROM {b.mysql_ident(schema)}.{b.mysql_ident(table)}")
+            (rows,) = cur.fetchone()
+            if rows > best_rows:
+                best, best_rows = (schema, table), rows
+        if best is None:
+            continue
+        twin = f"{b.mysql_ident(best[0])}.{b.mysql_ident(best[1])}"
+        cur.execute(f"RENAME TABLE mysql.{name} TO mysql.{name}_dbkeep_empty, {twin} TO mysql.{name}")
+        cur.execute(f"DROP TABLE mysql.{name}_dbkeep_empty")
+        put_back.append(f"mysql.{name} put back from {best[0]}.{best[1]} ({best_rows} rows)")
+    return put_back
+
+
 def mysql_thread_user(cur, thread_id: int) -> str | None:
     """The account name running engine thread ``thread_id`` (None: no such thread)."""
     cur.execute("SELECT USER FROM information_schema.PROCESSLIST WHERE ID = %s", (thread_id,))
@@ -448,6 +502,17 @@ def mysql_reset_master(cur, master: str, password_hash: str) -> list[str]:
     """Restore ``'<master>'@'%'`` (see the module docstring) after :func:`mysql_hygiene`, whose
     repairs it returns. The session must be quiet."""
     repairs = mysql_hygiene(cur)
+    # role grants of accounts or roles that no longer exist (global_priv emptied or its rows
+    # deleted): granting the role to the master again would hit their keys
+    cur.execute("DELETE FROM mysql.roles_mapping WHERE NOT EXISTS (SELECT 1 FROM mysql.global_priv g "
+                "WHERE g.User = mysql.roles_mapping.User AND g.Host = mysql.roles_mapping.Host)")
+    orphans = cur.rowcount
+    cur.execute("DELETE FROM mysql.roles_mapping WHERE NOT EXISTS (SELECT 1 FROM mysql.global_priv r "
+                "WHERE r.User = mysql.roles_mapping.Role AND r.Host = '')")
+    orphans += cur.rowcount
+    if orphans:
+        cur.execute("FLUSH PRIVILEGES")
+        repairs.append(f"{orphans} role grants of accounts or roles that no longer exist removed")
     mysql_ensure_role(cur)
     cur.execute("SELECT User, Host FROM mysql.global_priv "
                 "WHERE (User = %s OR User = '') AND Host NOT IN ('%%', '')", (master,))
