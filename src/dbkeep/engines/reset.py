@@ -393,18 +393,22 @@ def mysql_live_hygiene(cur, secret_hash: str, master: str | None = None) -> Live
     protected = [f"rdsadmin: {what}" for what in mysql_check_rdsadmin(cur, secret_hash)]
     if protected:
         repairs.append(f"rdsadmin restored ({'; '.join(w.split(': ', 1)[1] for w in protected)})")
-    role = mysql_check_role(cur, master)
-    if role:
-        repairs.append(f"{b.MYSQL_ROLE} restored ({'; '.join(role)})")
-        protected += role
     in_memory = _holders_in_memory(cur)
     stripped = mysql_strip_beyond_master(cur)
     if stripped:
         repairs.append(f"privileges only rdsadmin can grant taken from {', '.join(stripped)}")
+    if b.MYSQL_ROLE in stripped:
+        protected.append(f"{b.MYSQL_ROLE} was given privileges only rdsadmin can grant")
     forged = mysql_remove_forged_definers(cur)
     if forged:
         repairs.append(f"routines and events running as rdsadmin dropped: {', '.join(forged)}")
     cur.execute("FLUSH PRIVILEGES")
+    # after the strip (which ends the sessions of the role's holders): what else of the role changed
+    role = mysql_check_role(cur, master)
+    if role:
+        repairs.append(f"{b.MYSQL_ROLE} restored ({'; '.join(role)})")
+        protected += role
+        cur.execute("FLUSH PRIVILEGES")
     if in_memory - {s.split("@", 1)[0] for s in stripped}:
         repairs.append(f"privileges only rdsadmin can grant unloaded from {', '.join(sorted(in_memory))}")
     accounts = {s.split("@", 1)[0] for s in stripped if "@" in s}
