@@ -374,9 +374,11 @@ def _judge_packet(text: str, facts: SessionFacts, depth: int = 0, *, other_readi
                 "This version of MariaDB doesn't yet support 'statements after "
                 f"{pending_after} in the same query: send them separately'", "statement after a hygiene trigger")
             return verdict
-        if c.bad and other_readings:  # the engine, reading it so, refuses it as a syntax error
+        if c.bad and other_readings:
+            # the engine, reading it so, refuses it as a syntax error: nothing of it runs, and
+            # nothing follows it (a malformed token runs to the end of the packet)
             verdict.malformed = True
-            judged = _Judged(after=True, rule="unreadable statement", routines=True)
+            judged = _Judged()
         else:
             judged = _judge_one(c, current, depth)
         if judged.refusal is not None:
@@ -384,7 +386,7 @@ def _judge_packet(text: str, facts: SessionFacts, depth: int = 0, *, other_readi
             return verdict
         verdict.hygiene_before |= judged.before
         verdict.check_routines |= judged.routines
-        verdict.opaque |= c.opaque or (c.kind is Kind.EXECUTE and judged.after)
+        verdict.opaque |= (c.opaque and not (c.bad and other_readings)) or (c.kind is Kind.EXECUTE and judged.after)
         if judged.kill is not None:
             verdict.kill_threads.append(judged.kill)
         if judged.after:
