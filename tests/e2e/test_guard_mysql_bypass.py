@@ -307,3 +307,30 @@ def test_rds_kill_and_kill_of_ordinary_sessions_work(dbkeep, by):
     finally:
         with master(dbkeep, by) as conn:
             run(conn, "DROP USER IF EXISTS 'victim'@'%'")
+
+
+def test_a_routine_written_by_an_uninspected_account_cannot_touch_rdsadmin_when_the_master_calls_it(
+        dbkeep, by, baseline):
+    """An application account (not inspected) writes an SQL SECURITY INVOKER procedure that would
+    lock rdsadmin when the master runs it: before the master's CALL (plain, prepared, or built at
+    run time) the gateway reads the cluster's routines and refuses it."""
+    with master(dbkeep, by) as conn:
+        run(conn, "CREATE USER IF NOT EXISTS 'coder'@'%' IDENTIFIED BY 'Coder-Pass-1'")
+        run(conn, "GRANT SELECT, CREATE ROUTINE, ALTER ROUTINE, EXECUTE ON appdb.* TO 'coder'@'%'")
+    try:
+        with mysql(dbkeep, by, "coder", "Coder-Pass-1", "appdb") as dev:
+            run(dev, "CREATE OR REPLACE PROCEDURE appdb.innocent() SQL SECURITY INVOKER BEGIN "
+                     "ALTER USER rdsadmin@localhost ACCOUNT LOCK; END")
+        mark = audit_mark(dbkeep)
+        with master(dbkeep, by) as conn:
+            assert error_of(conn, "CALL appdb.innocent()") == (1227, SYSTEM_USER)
+            run(conn, "SET @c = CONCAT('CALL appdb.inno', 'cent()')")
+            assert error_of(conn, "EXECUTE IMMEDIATE @c")[0] == 1227
+            assert run(conn, "SELECT 1") == ((1,),)
+        events = audit_events(dbkeep, "gateway.statement_refused", by["DBClusterIdentifier"], since=mark)
+        assert len(events) == 2 and all("appdb.innocent" in e["rule"] for e in events), events
+        assert protected_state(dbkeep, by) == baseline
+    finally:
+        with master(dbkeep, by) as conn:
+            run(conn, "DROP PROCEDURE IF EXISTS appdb.innocent")
+            run(conn, "DROP USER IF EXISTS 'coder'@'%'")

@@ -388,7 +388,7 @@ class Inspector:
             forget_facts(self.ctx, target.resource_id)
         repairs, ended = list(getattr(report, "repairs", [])), list(getattr(report, "ended", []))
         protected = list(getattr(report, "protected", []))
-        if protected:
+        if protected and phase == "after":  # (found before a statement: not this session's doing)
             # the last line: SQL the guard could not read changed rdsadmin or rds_superuser_role;
             # dbkeep put them back, and the session that did it ends
             log.warning("mysql session %s (cluster %s): %s changed accounts dbkeep owns (%s); restored, session ended",
