@@ -204,7 +204,8 @@ class App:
                     return GatewayContext(resolver=resolver, audit=audit, clock=self.clock, limits=limits,
                                           offload=start_offload(config.relay_threads), extra={"iam": iam_login},
                                           mysql_hygiene=mariadb.live_hygiene, mysql_account_facts=mariadb.account_facts,
-                                          mysql_routines=mariadb.routines, postgres_checks=pg_checks)
+                                          mysql_routines=mariadb.routines, postgres_checks=pg_checks,
+                                          mysql_thread_user=mariadb.thread_user)
 
                 gateway = Gateway(config.host, config.hostname, store, pki, gateway_context, SESSIONS, serves=clusters.owns)
                 clusters.listeners.append(lambda _ident: gateway.sync())

@@ -322,16 +322,24 @@ def test_a_routine_the_guard_never_read_cannot_grant_and_use_a_privilege_in_one_
     assert_clean(dbkeep, hy)
 
 
-def test_rdsadmin_deleted_by_dml_is_put_back_live(dbkeep, hy):
+def test_rdsadmin_deleted_by_dml_is_refused_or_put_back_live(dbkeep, hy):
+    """The DML the guard reads is refused (issue 12); built at run time, it runs, and the
+    hygiene after it puts rdsadmin's row back and ends the session (the last line)."""
     mark = audit_mark(dbkeep)
     with master(dbkeep, hy) as conn:
-        run(conn, "DELETE FROM mysql.global_priv WHERE User = 'rdsadmin'")
-        run(conn, "FLUSH PRIVILEGES")
-        assert run(conn, "SELECT 1") == ((1,),)
+        assert error_of(conn, "DELETE FROM mysql.global_priv WHERE User = 'rdsadmin'")[0] == 1227
+        run(conn, "SET @s = CONCAT('DELETE FROM mysql.global_priv WHERE User = ''rds', 'admin''')")
+        run(conn, "EXECUTE IMMEDIATE @s")
+        with pytest.raises(pymysql.err.MySQLError):  # the session was ended (once the check ran)
+            for _ in range(100):
+                run(conn, "SELECT 1")
+                time.sleep(0.1)
     with rdsadmin(dbkeep, hy) as admin:  # dbkeep's own hand still logs in
         assert run(admin, "SELECT CURRENT_USER()") == (("rdsadmin@localhost",),)
+        assert run(admin, "SELECT COUNT(*) FROM mysql.global_priv WHERE User = 'rdsadmin'") == ((1,),)
     repaired = audit_events(dbkeep, "engine.repaired", hy["DBClusterIdentifier"], since=mark)
     assert any(e["reason"].startswith("rdsadmin restored") for e in repaired), repaired
+    assert audit_events(dbkeep, "gateway.protected_account_restored", hy["DBClusterIdentifier"], since=mark)
     assert_clean(dbkeep, hy)
 
 
@@ -452,8 +460,10 @@ def test_a_live_session_whose_account_is_given_the_mysql_schema_is_ended(dbkeep,
             run(conn, "GRANT INSERT ON mysql.* TO 'later'@'%'")
             time.sleep(0.5)
             assert run(conn, "SELECT 2") == ((2,),)  # the master's own session goes on
-        with pytest.raises(pymysql.err.MySQLError):
-            run(later, "SELECT 1")
+        with pytest.raises(pymysql.err.MySQLError):  # ended once the re-check after the GRANT ran
+            for _ in range(100):
+                run(later, "SELECT 1")
+                time.sleep(0.1)
         later.close()
         [event] = audit_events(dbkeep, "gateway.session_ended", hy["DBClusterIdentifier"], since=mark)
         assert event["user"] == "later" and "reconnect" in event["reason"]

@@ -196,7 +196,7 @@ def test_unknown_mode_judges_every_reading():
     ("FLUSH PRIVILEGES", True), ("GRANT SELECT ON appdb.* TO u", True), ("REVOKE ALL ON *.* FROM u", True),
     ("ALTER USER u ACCOUNT LOCK", True), ("CREATE ROLE r", False), ("CALL appdb.p()", False),
     ("EXECUTE IMMEDIATE @s", False), ("PREPARE s FROM @s", False), ("DELETE FROM mysql.global_priv WHERE User='x'", False),
-    ("UPDATE mysql.db SET Select_priv='Y'", False), ("INSERT INTO mysql.roles_mapping VALUES ('a','b','c','N')", False),
+    ("UPDATE mysql.db SET Select_priv='Y' WHERE User = 'app'", False), ("INSERT INTO mysql.roles_mapping VALUES ('a','b','c','N')", False),
     ("BEGIN NOT ATOMIC CALL p(); END", False),
 ])
 def test_hygiene_triggers(sql, before):
@@ -221,7 +221,7 @@ def test_ordinary_statements_pass_without_hygiene(sql):
 def test_statements_after_a_trigger_in_one_packet():
     assert refused("FLUSH PRIVILEGES; SET ROLE NONE").errno == 1235
     assert refused("CALL p(); FLUSH PRIVILEGES").errno == 1235  # nothing at all after an opaque statement
-    assert refused("DELETE FROM mysql.db WHERE 0; SELECT 1").errno == 1235
+    assert refused("DELETE FROM mysql.db WHERE User = 'app'; SELECT 1").errno == 1235
     verdict = judge("GRANT SELECT ON appdb.* TO u; FLUSH PRIVILEGES", APP)
     assert verdict.allowed and verdict.hygiene_before and verdict.hygiene_after
 
@@ -297,7 +297,7 @@ def test_every_spelling_of_the_write_is_refused(opener, verb, table, prefix):
 
 
 def test_statements_that_may_run_unread_routines_ask_for_a_routine_check():
-    for sql in ("CALL appdb.p()", "EXECUTE IMMEDIATE @s", "BEGIN NOT ATOMIC CALL p(); END", "FROBNICATE"):
+    for sql in ("CALL appdb.p()", "EXECUTE IMMEDIATE @s", "BEGIN NOT ATOMIC CALL p(); END"):
         assert judge(sql, APP).check_routines, sql
     facts = judge("PREPARE c FROM 'CALL appdb.p()'", APP).facts
     assert judge("EXECUTE c", facts).check_routines

@@ -33,6 +33,7 @@ ed25519 accounts work without INSTALL.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -71,6 +72,8 @@ REPAIR_SOCKET_NAME = "repair.sock"
 # account, account locked, too many connections for it, password expired.
 _RDSADMIN_REFUSED = frozenset({1045, 4151, 1226, 1820, 1862})
 LOG_NAME = "mariadb.log"
+# what mariadbd logs when it cannot load its grant tables (and then exits)
+_GRANT_TABLES_FAULT = "privilege tables"
 # plugins the engine may load: loaded at every start (see the module docstring)
 ALLOWED_PLUGINS = ("auth_ed25519",)
 
@@ -83,6 +86,7 @@ class MariaDBBinaries:
     tzinfo_to_sql: str = "/usr/bin/mariadb-tzinfo-to-sql"
     zoneinfo: str = "/usr/share/zoneinfo"
     plugins: str = "/usr/lib/mysql/plugin"
+    system_tables: str = "/usr/share/mysql/mysql_system_tables.sql"
 
 
 class RdsadminRefused(EngineError):
@@ -127,6 +131,7 @@ class MariaDB(LocalEngine):
         self.binaries = binaries or MariaDBBinaries()
         self._hygiene_locks: dict[str, asyncio.Lock] = {}
         self._routines: dict[str, tuple[tuple, list[tuple[str, str, str, str, str, str]]]] = {}
+        self._specs: dict[str, EngineSpec] = {}  # each running cluster's spec, for the live repair
 
     def socket_path(self, cluster_id: str) -> str:
         return str(self.layout(cluster_id).run / SOCKET_NAME)
@@ -290,8 +295,39 @@ class MariaDB(LocalEngine):
         Never held while taking the cluster's lifecycle lock."""
         return self._hygiene_locks.setdefault(cluster_id, asyncio.Lock())
 
-    async def _after_start(self, layout: ClusterLayout, spec: EngineSpec) -> None:
+    async def start(self, spec: EngineSpec) -> None:
+        """As every engine; a server that cannot load its grant tables (renamed or dropped:
+        "Can't open and lock privilege tables") is started in repair mode, its system tables
+        made again, rdsadmin put back, and started normally ("No lockouts")."""
         try:
+            await super().start(spec)
+        except EngineError as exc:
+            line = exc.log_line or str(exc)
+            if _GRANT_TABLES_FAULT not in line:
+                raise
+            layout = self.layout(spec.cluster_id)
+            async with self._lock(spec.cluster_id):
+                await self._repair_rdsadmin(layout, spec, RdsadminRefused(
+                    f"the engine cannot load its grant tables: {line}", line))
+                try:
+                    await self._after_start(layout, spec)
+                except BaseException:
+                    await self.supervisor.stop(spec.cluster_id)  # fail closed: not up unchecked
+                    raise
+
+    async def _grant_tables_sound(self, layout: ClusterLayout) -> None:
+        """RdsadminRefused (the callers' cue for the repair) when a grant table or the mysql.user
+        view is missing while the server runs: it would not start again, and account
+        statements fail meanwhile."""
+        missing = await self._session(layout, reset.mysql_missing_grant_tables)
+        if missing:
+            refusal = f"grant tables missing: {', '.join('mysql.' + m for m in missing)}"
+            raise RdsadminRefused(refusal, refusal)
+
+    async def _after_start(self, layout: ClusterLayout, spec: EngineSpec) -> None:
+        self._specs[spec.cluster_id] = spec
+        try:
+            await self._grant_tables_sound(layout)
             async with self._hygiene_lock(layout.cluster_id):
                 repairs = await self._session(layout, reset.mysql_hygiene, quiet=True)
         except RdsadminRefused as exc:
@@ -318,6 +354,14 @@ class MariaDB(LocalEngine):
         try:
             await self.supervisor.start(spec.cluster_id, self._process(layout, bootstrap=False, repair=True),
                                         ready_timeout=self.ready_timeout)
+            missing = await self._session(layout, reset.mysql_missing_grant_tables, repair=True)
+            if missing:  # renamed, dropped: made again from MariaDB's own definitions
+                await self._create_system_tables(layout)
+                for what in await self._session(layout, lambda cur: reset.mysql_put_back_renamed(cur, missing),
+                                                repair=True):
+                    self._repaired(layout.cluster_id, what)
+                self._repaired(layout.cluster_id, f"system tables made again ({', '.join('mysql.' + m for m in missing)} "
+                                                  "were missing)")
             await self._session(layout, restore, quiet=True, repair=True)
         finally:  # back to normal service whatever happened
             await self.supervisor.stop(spec.cluster_id)
@@ -326,6 +370,19 @@ class MariaDB(LocalEngine):
                                         ready_timeout=self.ready_timeout)
         await self._session(layout, lambda cur: cur.execute("SELECT 1"))  # rdsadmin is back
         self._repaired(layout.cluster_id, f"rdsadmin restored (the engine refused it: {why.refusal})")
+
+    async def _create_system_tables(self, layout: ClusterLayout) -> None:
+        """MariaDB's own ``mysql_system_tables.sql`` (what mariadb-install-db runs: ``CREATE TABLE
+        IF NOT EXISTS`` of every system table, the ``mysql.user`` view, ``mariadb.sys``) through
+        the repair socket."""
+        sql_text = await asyncio.to_thread(Path(self.binaries.system_tables).read_bytes)
+        await run_tool(
+            self.command(layout, [
+                self.binaries.client, "--no-defaults", f"--socket={layout.run / REPAIR_SOCKET_NAME}",
+                f"--user={self.user.dbkeep_name}", "--batch", "--init-command=SET SESSION sql_log_off=1", "mysql"],
+                switch_user=False),
+            log_path=layout.log / "install.log", timeout=self.tool_timeout, what="making the system tables again",
+            input_bytes=sql_text)
 
     async def run_as_rdsadmin(self, cluster_id: str, sql: str, params: Sequence[Any] = (), *,
                               database: str | None = None) -> list[tuple]:
@@ -343,17 +400,40 @@ class MariaDB(LocalEngine):
         session's own) has finished its statement. Each repair is an ``engine.repaired`` event.
         One at a time per cluster."""
         layout = self.layout(cluster_id)
-        self._bootstrapped(layout)
-        if wait_thread is not None:
-            while not await self._session(layout, lambda cur: reset.mysql_wait_idle(
-                    cur, wait_thread, time.monotonic() + min(30.0, self.query_timeout / 2))):
-                pass
+        master = self._bootstrapped(layout).get("master_username")
         secret_hash = mysql_native_hash(layout.read_secret())
-        async with self._hygiene_lock(cluster_id):
-            report = await self._session(layout, lambda cur: reset.mysql_live_hygiene(cur, secret_hash), quiet=True)
+
+        async def once() -> reset.LiveHygiene:
+            if wait_thread is not None:
+                while not await self._session(layout, lambda cur: reset.mysql_wait_idle(
+                        cur, wait_thread, time.monotonic() + min(30.0, self.query_timeout / 2))):
+                    pass
+            async with self._hygiene_lock(cluster_id):
+                return await self._session(layout, lambda cur: reset.mysql_live_hygiene(cur, secret_hash, master),
+                                           quiet=True)
+
+        try:
+            report = await once()
+        except RdsadminRefused as exc:
+            # rdsadmin itself was dropped or changed in the engine's memory (SQL the guard could
+            # not read): the last line restarts the engine in repair mode and puts it back
+            spec = self._specs.get(cluster_id)
+            if spec is None:
+                raise
+            async with self._lock(cluster_id):
+                try:  # another session's hygiene may have repaired it meanwhile
+                    await self._session(layout, lambda cur: cur.execute("SELECT 1"))
+                except RdsadminRefused:
+                    await self._repair_rdsadmin(layout, spec, exc)
+            report = await once()
+            report.protected.insert(0, f"rdsadmin: the engine refused it ({exc.refusal})")
         for what in report.repairs:
             self._repaired(cluster_id, what)
         return report
+
+    async def thread_user(self, cluster_id: str, thread_id: int) -> str | None:
+        """The account name of engine thread ``thread_id`` (None: no such thread)."""
+        return await self._session(self.layout(cluster_id), lambda cur: reset.mysql_thread_user(cur, thread_id))
 
     async def routines(self, cluster_id: str) -> list[tuple[str, str, str, str, str, str]]:
         """Every stored routine of the cluster as (db, name, type, definer, security type, body), for the
@@ -427,6 +507,12 @@ class MariaDB(LocalEngine):
             input_bytes=sql_text)
 
     # --- settings and reset -----------------------------------------------------------------
+    async def apply_dynamic_settings(self, spec: EngineSpec, settings: Mapping[str, str]) -> None:
+        await super().apply_dynamic_settings(spec, settings)
+        if spec.cluster_id in self._specs:  # the live repair rewrites my.cnf from it
+            merged = {**spec.settings, **settings}
+            self._specs[spec.cluster_id] = dataclasses.replace(spec, settings=merged)
+
     async def _apply_live(self, layout: ClusterLayout, checked: Mapping[str, tuple[EngineSetting, str]]) -> None:
         def work(cur) -> None:
             for name, (setting, value) in checked.items():
@@ -442,8 +528,16 @@ class MariaDB(LocalEngine):
         self._bootstrapped(layout)
         password_hash = mysql_native_hash(password)
 
+        secret_hash = mysql_native_hash(layout.read_secret())
+
+        def put_rdsadmin_back(cur) -> None:
+            if reset.mysql_check_rdsadmin(cur, secret_hash):  # its row emptied away: memory and tables agree again
+                cur.execute("FLUSH PRIVILEGES")
+
         async def reset_once() -> None:
+            await self._grant_tables_sound(layout)
             async with self._hygiene_lock(spec.cluster_id):
+                await self._session(layout, put_rdsadmin_back, quiet=True)
                 repairs = await self._session(
                     layout, lambda cur: reset.mysql_reset_master(cur, spec.master_username, password_hash), quiet=True)
             for what in repairs:

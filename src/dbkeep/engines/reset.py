@@ -51,7 +51,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from psycopg import AsyncConnection, sql
 
@@ -73,6 +73,13 @@ def mysql_quiet(cur) -> None:
 
 def mysql_ensure_role(cur) -> None:
     role = b.mysql_ident(b.MYSQL_ROLE)
+    cur.execute("SELECT 1 FROM mysql.global_priv WHERE User = %s AND Host = ''", (b.MYSQL_ROLE,))
+    if cur.fetchone() is None:
+        # its row was deleted (an emptied table): its creator's mapping left behind would make
+        # CREATE ROLE fail on a duplicate key, and the server's memory may still hold it
+        cur.execute("DELETE FROM mysql.roles_mapping WHERE Role = %s AND User = %s AND Host = %s",
+                    (b.MYSQL_ROLE, *b.RDSADMIN_MYSQL))
+        cur.execute("FLUSH PRIVILEGES")
     cur.execute(f"CREATE ROLE IF NOT EXISTS {role}")
     cur.execute(f"GRANT {b.MYSQL_MASTER_PRIVILEGE_LIST} ON *.* TO {role} WITH GRANT OPTION")
 
@@ -279,16 +286,103 @@ def mysql_end_sessions(cur, users: set[str]) -> list[str]:
     return ended
 
 
+def mysql_check_role(cur, master: str | None) -> list[str]:
+    """``rds_superuser_role`` as dbkeep made it: present, the master's privileges WITH GRANT
+    OPTION on ``*.*`` and nothing else of its own (no database-, table-, column- or routine-level
+    rows, no roles granted to it), rdsadmin holding its ADMIN OPTION. A dropped role is made
+    again and given back to ``master`` (its default role). Returns what was wrong."""
+    role = b.MYSQL_ROLE
+    wrong: list[str] = []
+    cur.execute("SELECT CAST(IFNULL(JSON_VALUE(Priv, '$.access'), 0) AS UNSIGNED) FROM mysql.global_priv "
+                "WHERE User = %s AND Host = ''", (role,))
+    row = cur.fetchone()
+    if row is None:
+        wrong.append(f"{role} was missing")
+        mysql_ensure_role(cur)
+        if master:
+            account = (master, b.MYSQL_MASTER_HOST)
+            cur.execute("SELECT 1 FROM mysql.global_priv WHERE User = %s AND Host = %s", account)
+            if cur.fetchone():
+                cur.execute(f"GRANT {b.mysql_ident(role)} TO %s@%s WITH ADMIN OPTION", account)
+                cur.execute(f"SET DEFAULT ROLE {b.mysql_ident(role)} FOR %s@%s", account)
+        return wrong
+    if int(row[0]) != _master_access_mask(cur):
+        wrong.append(f"the privileges of {role} were changed")
+        cur.execute(f"REVOKE ALL PRIVILEGES, GRANT OPTION FROM {b.mysql_ident(role)}")
+        mysql_ensure_role(cur)
+    for table in ("db", "tables_priv", "columns_priv", "procs_priv", "roles_mapping"):
+        cur.execute(f"DELETE FROM mysql.{table} WHERE User = %s AND Host = ''", (role,))
+        if cur.rowcount:
+            wrong.append(f"{role} was given {'roles' if table == 'roles_mapping' else 'grants in mysql.' + table}")
+    return wrong
+
+
+# The grant tables (and the view MariaDB 10.4+ keeps under the old name): without one of them the
+# server refuses to start ("Can't open and lock privilege tables") or loses every account.
+MYSQL_GRANT_TABLES = ("global_priv", "db", "tables_priv", "columns_priv", "procs_priv", "proxies_priv",
+                      "roles_mapping", "user")
+
+
+def mysql_missing_grant_tables(cur) -> list[str]:
+    """The grant tables (or the ``mysql.user`` view) that are not there."""
+    cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'mysql' AND TABLE_NAME IN ({})"
+                .format(", ".join(["%s"] * len(MYSQL_GRANT_TABLES))), MYSQL_GRANT_TABLES)
+    present = {name.lower() for (name,) in cur.fetchall()}
+    return [name for name in MYSQL_GRANT_TABLES if name not in present]
+
+
+def mysql_put_back_renamed(cur, missing: list[str]) -> list[str]:
+    """After the system tables were made again (empty): a table that was missing and has a
+    renamed twin elsewhere (the same columns in the same order, rows in it) gets the twin back
+    under its name, rows and all. Returns what was put back."""
+    put_back = []
+    for name in missing:
+        if name == "user":  # a view over global_priv: made again, never renamed back
+            continue
+        cur.execute("SELECT GROUP_CONCAT(COLUMN_NAME ORDER BY ORDINAL_POSITION) FROM information_schema.COLUMNS "
+                    "WHERE TABLE_SCHEMA = 'mysql' AND TABLE_NAME = %s", (name,))
+        (columns,) = cur.fetchone()
+        cur.execute("SELECT c.TABLE_SCHEMA, c.TABLE_NAME FROM information_schema.COLUMNS c "
+                    "JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME "
+                    "WHERE t.TABLE_TYPE = 'BASE TABLE' AND c.TABLE_SCHEMA NOT IN ('information_schema', "
+                    "'performance_schema') AND NOT (c.TABLE_SCHEMA = 'mysql' AND c.TABLE_NAME IN ({})) "
+                    "GROUP BY c.TABLE_SCHEMA, c.TABLE_NAME "
+                    "HAVING GROUP_CONCAT(c.COLUMN_NAME ORDER BY c.ORDINAL_POSITION) = %s"
+                    .format(", ".join(["%s"] * len(MYSQL_GRANT_TABLES))), (*MYSQL_GRANT_TABLES, columns))
+        best, best_rows = None, 0
+        for schema, table in cur.fetchall():
+            cur.execute(f"SELECT COUNT(*) FROM {b.mysql_ident(schema)}.{b.mysql_ident(table)}")
+            (rows,) = cur.fetchone()
+            if rows > best_rows:
+                best, best_rows = (schema, table), rows
+        if best is None:
+            continue
+        twin = f"{b.mysql_ident(best[0])}.{b.mysql_ident(best[1])}"
+        cur.execute(f"RENAME TABLE mysql.{name} TO mysql.{name}_dbkeep_empty, {twin} TO mysql.{name}")
+        cur.execute(f"DROP TABLE mysql.{name}_dbkeep_empty")
+        put_back.append(f"mysql.{name} put back from {best[0]}.{best[1]} ({best_rows} rows)")
+    return put_back
+
+
+def mysql_thread_user(cur, thread_id: int) -> str | None:
+    """The account name running engine thread ``thread_id`` (None: no such thread)."""
+    cur.execute("SELECT USER FROM information_schema.PROCESSLIST WHERE ID = %s", (thread_id,))
+    row = cur.fetchone()
+    return None if row is None else str(row[0])
+
+
 @dataclass
 class LiveHygiene:
     """What :func:`mysql_live_hygiene` did: ``repairs`` as :func:`mysql_hygiene` returns them,
-    ``ended`` the sessions it ended."""
+    ``ended`` the sessions it ended, ``protected`` what was wrong with rdsadmin or
+    ``rds_superuser_role`` and was put back (the gateway ends the session that did it)."""
 
     repairs: list[str]
     ended: list[str]
+    protected: list[str] = field(default_factory=list)
 
 
-def mysql_live_hygiene(cur, secret_hash: str) -> LiveHygiene:
+def mysql_live_hygiene(cur, secret_hash: str, master: str | None = None) -> LiveHygiene:
     """:func:`mysql_hygiene` on a running engine, right after a session may have written the
     grant tables: rdsadmin's rows are checked first (and put back while rdsadmin can still log
     in), then privileges only rdsadmin may hold are taken back from the tables *and* from what
@@ -296,24 +390,32 @@ def mysql_live_hygiene(cur, secret_hash: str) -> LiveHygiene:
     them), and every live session of an account that held one is ended — a session keeps the
     global privileges it had at login or at its last SET ROLE. The session must be quiet."""
     repairs = []
-    wrong = mysql_check_rdsadmin(cur, secret_hash)
-    if wrong:
-        repairs.append(f"rdsadmin restored ({'; '.join(wrong)})")
+    protected = [f"rdsadmin: {what}" for what in mysql_check_rdsadmin(cur, secret_hash)]
+    if protected:
+        repairs.append(f"rdsadmin restored ({'; '.join(w.split(': ', 1)[1] for w in protected)})")
     in_memory = _holders_in_memory(cur)
     stripped = mysql_strip_beyond_master(cur)
     if stripped:
         repairs.append(f"privileges only rdsadmin can grant taken from {', '.join(stripped)}")
+    if b.MYSQL_ROLE in stripped:
+        protected.append(f"{b.MYSQL_ROLE} was given privileges only rdsadmin can grant")
     forged = mysql_remove_forged_definers(cur)
     if forged:
         repairs.append(f"routines and events running as rdsadmin dropped: {', '.join(forged)}")
     cur.execute("FLUSH PRIVILEGES")
+    # after the strip (which ends the sessions of the role's holders): what else of the role changed
+    role = mysql_check_role(cur, master)
+    if role:
+        repairs.append(f"{b.MYSQL_ROLE} restored ({'; '.join(role)})")
+        protected += role
+        cur.execute("FLUSH PRIVILEGES")
     if in_memory - {s.split("@", 1)[0] for s in stripped}:
         repairs.append(f"privileges only rdsadmin can grant unloaded from {', '.join(sorted(in_memory))}")
     accounts = {s.split("@", 1)[0] for s in stripped if "@" in s}
     roles = {s for s in stripped if "@" not in s}
     users = accounts | in_memory | _users_holding_roles(cur, roles)
     ended = mysql_end_sessions(cur, users) if (stripped or in_memory) else []
-    return LiveHygiene(repairs, ended)
+    return LiveHygiene(repairs, ended, protected)
 
 
 def mysql_wait_idle(cur, thread_id: int, deadline: float) -> bool:
@@ -404,6 +506,17 @@ def mysql_reset_master(cur, master: str, password_hash: str) -> list[str]:
     """Restore ``'<master>'@'%'`` (see the module docstring) after :func:`mysql_hygiene`, whose
     repairs it returns. The session must be quiet."""
     repairs = mysql_hygiene(cur)
+    # role grants of accounts or roles that no longer exist (global_priv emptied or its rows
+    # deleted): granting the role to the master again would hit their keys
+    cur.execute("DELETE FROM mysql.roles_mapping WHERE NOT EXISTS (SELECT 1 FROM mysql.global_priv g "
+                "WHERE g.User = mysql.roles_mapping.User AND g.Host = mysql.roles_mapping.Host)")
+    orphans = cur.rowcount
+    cur.execute("DELETE FROM mysql.roles_mapping WHERE NOT EXISTS (SELECT 1 FROM mysql.global_priv r "
+                "WHERE r.User = mysql.roles_mapping.Role AND r.Host = '')")
+    orphans += cur.rowcount
+    if orphans:
+        cur.execute("FLUSH PRIVILEGES")
+        repairs.append(f"{orphans} role grants of accounts or roles that no longer exist removed")
     mysql_ensure_role(cur)
     cur.execute("SELECT User, Host FROM mysql.global_priv "
                 "WHERE (User = %s OR User = '') AND Host NOT IN ('%%', '')", (master,))

@@ -79,7 +79,8 @@ class GatewayContext:
     # MariaDB grant-table checks (app.py injects the engine driver's; None: MySQL sessions are
     # not inspected). ``mysql_hygiene(resource_id, engine_thread_or_None)`` takes back every
     # privilege only rdsadmin may hold, once that engine thread is idle; it returns a report with
-    # ``repairs`` and ``ended`` (lists of str). ``mysql_account_facts(resource_id, user)`` says
+    # ``repairs``, ``ended`` and ``protected`` (lists of str; ``protected``: what was put back
+    # of rdsadmin or rds_superuser_role, after which the session that did it is ended). ``mysql_account_facts(resource_id, user)`` says
     # whether the account's sessions must be inspected, and the server's global sql_mode.
     mysql_hygiene: Callable[[str, int | None], Awaitable[Any]] | None = None
     mysql_account_facts: Callable[[str, str], Awaitable[tuple[bool, str]]] | None = None
@@ -88,6 +89,9 @@ class GatewayContext:
     # The PostgreSQL statement guard's probes through rdsadmin (gateway/drivers/postgres_inspect.py,
     # a PgChecks; app.py injects the engine driver's). None: PostgreSQL sessions are not inspected.
     postgres_checks: Any = None
+    # ``mysql_thread_user(resource_id, thread_id)``: the account running that engine thread (None:
+    # none), so an inspected session's KILL of rdsadmin's thread is refused before it runs
+    mysql_thread_user: Callable[[str, int], Awaitable[str | None]] | None = None
 
     @property
     def refusals(self) -> RefusalLog:

@@ -72,6 +72,10 @@ class Classified:
     body: list[Token] | None = None  # the inside of a compound statement
     numbers: list[int] = field(default_factory=list)  # integer literals (naming privileges)
     bad: bool = False  # malformed (unterminated quote or comment)
+    unknown: bool = False  # a statement verb the guard does not know
+    kill: int | None = None  # KILL [CONNECTION|QUERY] n: the thread id (-1: not a literal)
+    kill_user_at: int | None = None  # KILL … USER account: the account's token index
+    tokens: list[Token] = field(default_factory=list)
 
 
 _DML_WRITE_VERBS = frozenset({"INSERT", "REPLACE", "UPDATE", "DELETE", "LOAD"})
@@ -233,7 +237,7 @@ def classify(stmt: Statement, db: str | None) -> Classified:
     """Classify one statement; ``db`` is the current database (None: none, UNKNOWN_DB: not known)."""
     tokens = stmt.tokens
     first = tokens[0].upper if tokens else ""
-    out = Classified(Kind.OTHER, verb=first)
+    out = Classified(Kind.OTHER, verb=first, tokens=tokens)
     out.bad = any(t.bad for t in tokens)
     for tok in tokens:
         if tok.kind == NUMBER and (value := _int(tok.text)) is not None:
@@ -322,8 +326,11 @@ def classify(stmt: Statement, db: str | None) -> Classified:
             out.bad = True
     elif first == "SET":
         _classify_set(tokens, out)
+    elif first == "KILL":
+        _classify_kill(tokens, out)
     elif out.kind is Kind.OTHER and first not in _KNOWN_VERBS and first not in ("(",):
         out.opaque = True  # a statement the guard does not know: it cannot see into it
+        out.unknown = True
     if out.bad:
         out.opaque = True
     return out
@@ -351,6 +358,19 @@ def _call_args(tokens: list[Token], k: int) -> list[str | None]:
     if current:
         args.append(current[0].value if len(current) == 1 and current[0].kind == STRING else None)
     return args
+
+
+def _classify_kill(tokens: list[Token], out: Classified) -> None:
+    """``KILL [HARD|SOFT] [CONNECTION|QUERY [ID]] n`` / ``KILL … USER name``."""
+    k = 1
+    while k < len(tokens) and tokens[k].upper in ("HARD", "SOFT", "CONNECTION", "QUERY", "ID"):
+        k += 1
+    rest = tokens[k:]
+    if rest and rest[0].upper == "USER":
+        out.kill_user_at = k + 1
+        return
+    value = _int(rest[0].text) if len(rest) == 1 and rest[0].kind == NUMBER else None
+    out.kill = value if value is not None else -1
 
 
 def _digits(text: str) -> list[str]:

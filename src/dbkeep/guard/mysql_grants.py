@@ -41,6 +41,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
+from .mysql_accounts import RDSADMIN, UNREADABLE, account_at, account_refusal_rule, grant_table_rows, normal_name
 from .mysql_classify import UNKNOWN_DB, Classified, Kind, TableRef, classify
 from .mysql_lexer import SEMI, SqlMode, Statement, Token, lex, split_tokens
 
@@ -76,6 +77,8 @@ SYSTEM_DB = "mysql"
 
 ERR_ACCESS = 1227
 ERR_NOT_SUPPORTED = 1235
+ERR_PARSE = 1064
+SYSTEM_USER = "SYSTEM_USER"  # Aurora MySQL 3's answer for rdsadmin (SPEC.md)
 
 
 def privilege_names(mask: int) -> list[str]:
@@ -107,6 +110,12 @@ class Verdict:
     # cluster's routines must pass routine_refusal() first
     check_routines: bool = False
     facts: SessionFacts = SessionFacts()  # the session's facts after the packet
+    # KILL of these engine threads: refused (1095) if one is rdsadmin's or the server's
+    kill_threads: list[int] = field(default_factory=list)
+    # the packet runs SQL the guard could not read (CALL, EXECUTE, EXECUTE IMMEDIATE of an
+    # expression): rdsadmin and rds_superuser_role are checked right after it (the last line)
+    opaque: bool = False
+    malformed: bool = False  # a statement of this reading is malformed (see _judge_packet)
 
     @property
     def allowed(self) -> bool:
@@ -138,6 +147,47 @@ class _Judged:
     after: bool = False  # a hygiene trigger
     rule: str = ""
     routines: bool = False  # may run stored routines
+    kill: int | None = None  # a thread id to look up before the KILL runs
+
+
+def _malformed() -> Refusal:
+    return Refusal(ERR_PARSE, "42000", "You have an error in your SQL syntax; an unterminated quoted string, name or "
+                   "comment", "a statement the guard cannot read")
+
+
+def _untouchable(rule: str) -> Refusal:
+    return _access_denied(SYSTEM_USER, rule)
+
+
+_DML_VERBS = ("INSERT", "REPLACE", "UPDATE", "DELETE", "LOAD")
+
+
+def _protection(c: Classified) -> _Judged | None:
+    """The refusals that keep rdsadmin and rds_superuser_role as dbkeep made them, and those of
+    statements the guard cannot read (mysql_accounts.py); None when none applies."""
+    if c.bad:
+        return _Judged(_malformed())
+    if c.unknown:
+        return _Judged(_access_denied(SYSTEM_USER, f"a statement the guard cannot read ({c.verb or '?'})"))
+    rule = account_refusal_rule(c, c.tokens)
+    if rule is not None:
+        return _Judged(_untouchable(rule))
+    grant_written = {r for r in c.dml_writes | c.deletes if _in_system(r, GRANT_TABLES)}
+    if grant_written and not any(_in_system(r, PRIVILEGE_TABLES) for r in c.dml_writes):  # those: refused below
+        k = next((j for j, t in enumerate(c.tokens) if t.upper in _DML_VERBS), None)
+        why = "unreadable" if k is None else grant_table_rows(c.tokens[k:], c.tokens[k].upper)
+        if why is not None:
+            name = sorted(r.name for r in grant_written)[0]
+            return _Judged(_untouchable(f"write to mysql.{name}: {why}"))
+    if c.kill_user_at is not None:
+        name, end = account_at(c.tokens, c.kill_user_at)
+        if name is None or end != len(c.tokens) or normal_name(name) == RDSADMIN or name == UNREADABLE:
+            return _Judged(_access_denied(SYSTEM_USER, "KILL USER of a protected or unreadable account"))
+    if c.kill is not None:
+        if c.kill < 0:
+            return _Judged(_access_denied(SYSTEM_USER, "a KILL the guard cannot read"))
+        return _Judged(kill=c.kill)
+    return None
 
 
 # MariaDB's own routines that run SQL built from their arguments (SQL SECURITY INVOKER): the
@@ -170,6 +220,9 @@ def _judge_call(c: Classified, facts: SessionFacts, depth: int) -> _Judged | Non
 
 def _judge_one(c: Classified, facts: SessionFacts, depth: int) -> _Judged:
     # 1. refusals
+    protected = _protection(c)
+    if protected is not None:
+        return protected
     for ref in c.dml_writes:
         if _in_system(ref, PRIVILEGE_TABLES):
             return _Judged(_access_denied(_named_privileges(c), f"write to mysql.{ref.name}"))
@@ -280,20 +333,28 @@ def _judge_text(text: str, facts: SessionFacts, depth: int) -> _Judged:
                    verdict.check_routines)
 
 
-def _judge_packet(text: str, facts: SessionFacts, depth: int = 0) -> Verdict:
+def _judge_packet(text: str, facts: SessionFacts, depth: int = 0, *, other_readings: bool = False) -> Verdict:
+    """``other_readings``: this is one of several readings (the sql_mode is not known); a
+    malformed statement in it is what the engine would refuse in that mode, not a reason to
+    refuse the packet while another reading is well formed."""
     mode = facts.sql_mode
     if mode is None:
         modes = [SqlMode()]
         if '"' in text or "\\" in text:
             modes = [SqlMode(a, b) for a in (False, True) for b in (False, True)]
-        verdicts = [_judge_packet(text, replace(facts, sql_mode=m), depth) for m in modes]
+        verdicts = [_judge_packet(text, replace(facts, sql_mode=m), depth, other_readings=len(modes) > 1)
+                    for m in modes]
         for v in verdicts:  # the strictest wins
             if v.refusal is not None:
                 return replace(v, facts=replace(v.facts, sql_mode=None))
+        if all(v.malformed for v in verdicts):
+            return Verdict(refusal=_malformed(), facts=replace(facts, sql_mode=None))
         out = verdicts[0]
         out.hygiene_before = any(v.hygiene_before for v in verdicts)
         out.check_routines = any(v.check_routines for v in verdicts)
         out.hygiene_after = any(v.hygiene_after for v in verdicts)
+        out.opaque = any(v.opaque for v in verdicts)
+        out.kill_threads = sorted({t for v in verdicts for t in v.kill_threads})
         out.rules = sorted({r for v in verdicts for r in v.rules})
         out.facts = replace(out.facts, sql_mode=None)
         if len({v.facts.database for v in verdicts}) > 1:
@@ -313,12 +374,21 @@ def _judge_packet(text: str, facts: SessionFacts, depth: int = 0) -> Verdict:
                 "This version of MariaDB doesn't yet support 'statements after "
                 f"{pending_after} in the same query: send them separately'", "statement after a hygiene trigger")
             return verdict
-        judged = _judge_one(c, current, depth)
+        if c.bad and other_readings:
+            # the engine, reading it so, refuses it as a syntax error: nothing of it runs, and
+            # nothing follows it (a malformed token runs to the end of the packet)
+            verdict.malformed = True
+            judged = _Judged()
+        else:
+            judged = _judge_one(c, current, depth)
         if judged.refusal is not None:
             verdict.refusal = judged.refusal
             return verdict
         verdict.hygiene_before |= judged.before
         verdict.check_routines |= judged.routines
+        verdict.opaque |= (c.opaque and not (c.bad and other_readings)) or (c.kind is Kind.EXECUTE and judged.after)
+        if judged.kill is not None:
+            verdict.kill_threads.append(judged.kill)
         if judged.after:
             verdict.hygiene_after = True
             verdict.rules.append(judged.rule)
@@ -334,6 +404,8 @@ def _judge_packet(text: str, facts: SessionFacts, depth: int = 0) -> Verdict:
             verdict.hygiene_before |= rest.hygiene_before
             verdict.check_routines |= rest.check_routines
             verdict.hygiene_after |= rest.hygiene_after
+            verdict.opaque |= rest.opaque
+            verdict.kill_threads += rest.kill_threads
             verdict.rules += rest.rules
             verdict.facts = rest.facts
             return verdict

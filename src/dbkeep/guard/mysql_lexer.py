@@ -11,9 +11,10 @@ Theory of operation (MariaDB KB "Comment Syntax", "String Literals", "Identifier
   keywords are names compared case-insensitively (:attr:`Token.upper`);
 - comments ``#…`` and ``-- …`` (two dashes then a space, control character or the end) to
   the end of the line, ``/* … */``; executable comments ``/*! … */``, ``/*!50000 … */`` and
-  ``/*M!100000 … */`` are code: their content is lexed as if the markers were not there
-  (whatever their version: treating a comment the server would skip as code only makes the
-  guard stricter);
+  ``/*M!100000 … */`` are code: their content is lexed as if the markers were not there,
+  unless their version is above every MariaDB 10.11 (:data:`ENGINE_VERSION_ID`), which skips
+  them (``mariadb-dump`` starts with ``/*M!999999\\- enable the sandbox mode */``); a version
+  between the engine's own and that bound is read as code, which only makes the guard stricter;
 - ``@var``, ``@'var'``, ``@@global.var`` are one token; ``?`` is a parameter marker.
 
 A statement ends at ``;`` outside quotes and comments, except inside a compound statement
@@ -91,6 +92,8 @@ _DIGITS_DOT = re.compile(r"\d*\.\d+(?:[eE][+-]?\d+)?|\d+\.(?:\d*(?:[eE][+-]?\d+)
 _OPERATORS = ("<=>", "->>", ":=", "<=", ">=", "<>", "!=", "||", "&&", "<<", ">>", "->")
 _ESCAPES = {"0": "\0", "b": "\b", "n": "\n", "r": "\r", "t": "\t", "Z": "\x1a"}
 _EXEC_COMMENT = re.compile(r"/\*(?:!|M!)(\d{5,6})?")
+# Executable comments with a higher version are plain comments to the engine (MariaDB 10.11.x).
+ENGINE_VERSION_ID = 101199
 
 
 def _quoted(text: str, i: int, quote: str, backslash: bool) -> tuple[str, int, bool]:
@@ -136,7 +139,7 @@ def lex(text: str, mode: SqlMode = SqlMode()) -> list[Token]:
             continue
         if c == "/" and text.startswith("/*", i):
             m = _EXEC_COMMENT.match(text, i)
-            if m:
+            if m and not (m.group(1) and int(m.group(1)) > ENGINE_VERSION_ID):
                 exec_depth += 1
                 i = m.end()
                 continue

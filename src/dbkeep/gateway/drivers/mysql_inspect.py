@@ -37,11 +37,12 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from dbkeep.guard.mysql_accounts import PROTECTED_THREAD_USERS
 from dbkeep.guard.mysql_grants import Refusal, SessionFacts, judge, mask_literals, routine_refusal, use_database
 from dbkeep.guard.mysql_lexer import SqlMode
 
 from dbkeep.gateway.mysql import charsets
-from dbkeep.gateway.mysql.events import ChangeUser, Command, Prepare, Query, ResetConnection
+from dbkeep.gateway.mysql.events import ChangeUser, Command, Prepare, ProcessKill, Query, ResetConnection
 from dbkeep.gateway.mysql.messages import CommandCode, ErrPacket
 from dbkeep.gateway.mysql.relay import HOLD
 
@@ -202,6 +203,8 @@ class Inspector:
                     return ErrPacket(refusal.errno, refusal.message, refusal.sqlstate)
                 self._after("COM_STMT_EXECUTE of a checked statement", "COM_STMT_EXECUTE")
                 return None
+        elif kind is ProcessKill:
+            return self._kill(event)
         elif kind is ResetConnection:
             self.facts = replace(self.facts, triggers=frozenset(), sql_mode=None)
             self.prepared_trigger = False
@@ -231,11 +234,12 @@ class Inspector:
                 self.prepared_trigger = True
             return None
         routines = verdict.check_routines and self.ctx.mysql_routines is not None
-        if (verdict.hygiene_before or routines) and not self.cleared:
+        kills = verdict.kill_threads if self.ctx.mysql_thread_user is not None else []
+        if (verdict.hygiene_before or routines or kills) and not self.cleared:
             self.busy = True
             self.held_refusal = None
-            self._spawn_hygiene("before", "; ".join(verdict.rules), text, None, hygiene=verdict.hygiene_before,
-                                routines=routines)
+            self._spawn_hygiene("before", "; ".join(verdict.rules) or "KILL", text, None,
+                                hygiene=verdict.hygiene_before, routines=routines, kills=kills)
             return HOLD
         self.cleared = False
         self.facts = verdict.facts
@@ -259,12 +263,43 @@ class Inspector:
                 verdict.rules = other.rules
         return verdict
 
+    def _kill(self, event: ProcessKill) -> ErrPacket | object | None:
+        """COM_PROCESS_KILL: held until the thread's owner is known; refused for rdsadmin's."""
+        if self.ctx.mysql_thread_user is None:
+            return None
+        if not self.cleared:
+            self.busy = True
+            self.held_refusal = None
+            self._spawn_hygiene("before", "COM_PROCESS_KILL", f"COM_PROCESS_KILL {event.thread_id}", None,
+                                hygiene=False, kills=[event.thread_id])
+            return HOLD
+        self.cleared = False
+        refusal, self.held_refusal = self.held_refusal, None
+        if refusal is None:
+            return None
+        self._refused(refusal, f"COM_PROCESS_KILL {event.thread_id}", prepare=False)
+        return ErrPacket(refusal.errno, refusal.message, refusal.sqlstate)
+
+    async def _kill_refusal(self, resource_id: str, threads: list[int]) -> Refusal | None:
+        """MariaDB's own answer for a thread one does not own, if a thread is rdsadmin's or the
+        server's (SPEC.md, "KILL")."""
+        lookup = self.ctx.mysql_thread_user
+        assert lookup is not None
+        for thread in threads:
+            if thread == self.session._engine_thread():
+                continue
+            user = await lookup(resource_id, thread)
+            if user is not None and user.lower() in PROTECTED_THREAD_USERS:
+                return Refusal(1095, "HY000", f"You are not owner of thread {thread}", f"KILL of a thread of {user}")
+        return None
+
     def _refused(self, refusal: Refusal, statement: str, *, prepare: bool) -> None:
         session = self.session
         self.ctx.audit.event("gateway.statement_refused", verdict="deny", cluster=session.identifier,
-                             source_ip=session.peer_host, user=session.user, mysql_errno=refusal.errno,
-                             sqlstate=refusal.sqlstate, reason=refusal.message, rule=refusal.rule,
-                             statement=mask_literals(statement), prepare=prepare or None)
+                             session=session.id, source_ip=session.peer_host,
+                             iam_principal=getattr(session, "iam_principal", None), user=session.user,
+                             mysql_errno=refusal.errno, sqlstate=refusal.sqlstate, reason=refusal.message,
+                             rule=refusal.rule, statement=mask_literals(statement), prepare=prepare or None)
 
     def _after(self, rule: str, statement: str) -> None:
         """A trigger is forwarded now: hold what follows until the engine answered and the
@@ -294,10 +329,10 @@ class Inspector:
         self.session._spawn(coro)
 
     def _spawn_hygiene(self, phase: str, rule: str, statement: str, thread: int | None, *, hygiene: bool = True,
-                       routines: bool = False) -> None:
+                       routines: bool = False, kills: list[int] | None = None) -> None:
         tasks = _tasks(self.ctx)
         task = asyncio.get_running_loop().create_task(
-            self._hygiene(phase, rule, statement, thread, hygiene=hygiene, routines=routines))
+            self._hygiene(phase, rule, statement, thread, hygiene=hygiene, routines=routines, kills=kills or []))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
@@ -326,7 +361,7 @@ class Inspector:
         return None
 
     async def _hygiene(self, phase: str, rule: str, statement: str, thread: int | None, *, hygiene: bool = True,
-                       routines: bool = False) -> None:
+                       routines: bool = False, kills: list[int] | None = None) -> None:
         session = self.session
         target = session.target
         run = self.ctx.mysql_hygiene
@@ -335,6 +370,8 @@ class Inspector:
         try:
             if routines:
                 self.held_refusal = await self._routines(target.resource_id)
+            if kills and self.held_refusal is None:
+                self.held_refusal = await self._kill_refusal(target.resource_id, kills)
             if hygiene and self.held_refusal is None:
                 report = await run(target.resource_id, thread)
         except asyncio.CancelledError:
@@ -350,6 +387,20 @@ class Inspector:
         if report is not None:
             forget_facts(self.ctx, target.resource_id)
         repairs, ended = list(getattr(report, "repairs", [])), list(getattr(report, "ended", []))
+        protected = list(getattr(report, "protected", []))
+        if protected and phase == "after":  # (found before a statement: not this session's doing)
+            # the last line: SQL the guard could not read changed rdsadmin or rds_superuser_role;
+            # dbkeep put them back, and the session that did it ends
+            log.warning("mysql session %s (cluster %s): %s changed accounts dbkeep owns (%s); restored, session ended",
+                        session.id, session.identifier, rule, "; ".join(protected))
+            self.ctx.audit.event("gateway.protected_account_restored", verdict="deny", cluster=session.identifier,
+                                 session=session.id, source_ip=session.peer_host,
+                                 iam_principal=getattr(session, "iam_principal", None), user=session.user, rule=rule,
+                                 phase=phase, statement=mask_literals(statement), repairs=protected)
+            forget_facts(self.ctx, target.resource_id)
+            self.busy = False
+            session._end_for_inspection()
+            return
         if repairs or ended:
             log.warning("mysql session %s (cluster %s): took back privileges after %s: %s; ended %s", session.id,
                         session.identifier, rule, "; ".join(repairs), ", ".join(ended) or "no session")
