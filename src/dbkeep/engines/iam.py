@@ -19,7 +19,8 @@ The engine decides who is an IAM account and refuses anything but dbkeep's per-l
   ``rds_iam`` makes the account a SCRAM account again at its next login. The PAM service
   ``/etc/pam.d/dbkeep-iam-<16 hex of the cluster directory's SHA-256>`` is the cluster's own:
   enabled, ``pam_exec.so expose_authtok`` runs ``iam/dbkeep-iam-check`` (a copy of
-  ``native/iam_check.c``) on the proof; disabled, ``pam_deny.so``. Toggling rewrites that one file:
+  ``native/iam_check.c``) on the proof; disabled, ``/bin/false`` and ``pam_deny.so`` (the
+  password is still asked for, so the gateway reads the token and audits why it refused). Toggling rewrites that one file:
   the next login sees it, no reload. Writing ``/etc/pam.d`` needs root: without it (or with a
   state directory whose path PAM cannot quote) the line is ``reject`` and IAM logins on
   PostgreSQL are unavailable, logged once per start — never a fallback to a password.
@@ -141,7 +142,10 @@ def pam_service_name(layout: ClusterLayout) -> str:
 def _pam_text(layout: ClusterLayout, on: bool) -> str:
     head = f"# Written by dbkeep for the engine in {layout.root.absolute()}; removed with that cluster.\n"
     if not on:
+        # pam_exec still asks for the password (the engine sends AuthenticationCleartextPassword),
+        # so the gateway reads the token and audits the refusal's reason; /bin/false then fails
         return head + "# IAM database authentication is disabled: every IAM login fails.\n" \
+                      "auth     requisite  pam_exec.so expose_authtok quiet /bin/false\n" \
                       "auth     requisite  pam_deny.so\naccount  requisite  pam_deny.so\n"
     d = iam_dir(layout).absolute()
     return head + (f"auth     required   pam_exec.so expose_authtok quiet {d / CHECKER} {d}\n"
