@@ -9,10 +9,10 @@ PostgreSQL's 4096 iterations and one with 1 iteration (the connection path alone
 1. ``pgbench -C -S`` (a new TLS connection per select, 8 clients) through the gateway for each
    account, the IAM one with a boto3 token as its password (valid 15 minutes, reused as
    clients may): logins per second, the gateway's CPU per login (the dbkeep process) and the
-   engine's (the postmaster with its reaped backends and their children: the PAM checker).
+   engine's (the postmaster with its reaped backends, where the PAM module runs).
 2. At the engine, without the gateway: N sequential logins on its private socket, IAM with the
-   gateway's proof (PAM: ``pam_exec`` forks ``dbkeep-iam-check``) against SCRAM with 1 iteration,
-   wall time per login: the difference is PAM + pam_exec + the checker.
+   gateway's proof (PAM: dbkeep's module checks it in the backend) against SCRAM with 1 iteration,
+   wall time per login: the difference is PAM and the proof check.
 
 Not a test: it asserts nothing.
 
@@ -99,7 +99,7 @@ def main() -> int:
 
         print(f"new TLS logins per second through the gateway: pgbench -C -S, {args.clients} clients, "
               f"{args.connect_duration} s (CPU ms per login: gateway = the dbkeep process, engine = the postmaster "
-              "with its backends and their PAM checkers)")
+              "with its backends)")
         print(f"{'account':<28} {'logins/s':>9} {'ratio':>6} {'gateway ms':>11} {'engine ms':>10}")
         base = None
         for label, user, password in (("bench_fast (SCRAM 1 iter.)", "bench_fast", FAST_PASSWORD),
@@ -126,7 +126,7 @@ def main() -> int:
         for label, connect in (
                 ("SCRAM 1 iter.", lambda: psycopg.connect(f"host={run_dir} port=5432 user=bench_fast dbname=appdb",
                                                           password=FAST_PASSWORD)),
-                ("IAM proof (PAM + pam_exec)", lambda: psycopg.connect(
+                ("IAM proof (PAM module)", lambda: psycopg.connect(
                     f"host={run_dir} port=5432 user=iam_user dbname=appdb", password=pg_proof(iam_dir, "iam_user")))):
             connect().close()
             pm0 = tree_cpu(pm_pid)

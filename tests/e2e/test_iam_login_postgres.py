@@ -169,7 +169,7 @@ def pam_refused(dbkeep, pg: dict, user: str, password: str, **kw) -> str:
     events = audit_events(dbkeep, "gateway.iam_login", pg["DBClusterIdentifier"], since=mark)
     assert len(events) == 1, (dbkeep.state_dir / "audit.log").read_text().splitlines()[mark:]
     [event] = events
-    assert event["verdict"] == "deny" and event["db_user"] == user
+    assert event["verdict"] == "deny" and event["user"] == user
     return event["reason"]
 
 
@@ -185,7 +185,7 @@ def test_boto3_token_with_psycopg_and_the_audit_trail(dbkeep, pg, exact, account
     assert event["backend_pid"] == pid
     assert event["principal"] == f"arn:aws:iam::{account}:user/{exact.name}"
     assert event["access_key_id"] == exact.key
-    assert event["db_user"] == "iam_user"
+    assert event["user"] == "iam_user"
     assert event["resource"] == dbuser_arn(account, pg, "iam_user")
     assert event["source_ip"] in ("127.0.0.1", "::1") and isinstance(event["source_port"], int)
     assert event["tls_version"].startswith("TLS") and event["tls_cipher"]

@@ -102,7 +102,7 @@ class PgIamLogin:
         transport = session.client_leg.transport
         tls_info = describe_session(transport.get_extra_info("ssl_object") if transport is not None else None)
         peer = session.peer
-        session.ctx.audit.event(AUDIT_EVENT, cluster=session.identifier, db_user=self.user,
+        session.ctx.audit.event(AUDIT_EVENT, cluster=session.identifier, user=self.user,
                                 source_ip=session.peer_host, source_port=peer[1] if peer and len(peer) > 1 else None,
                                 tls_version=tls_info["tls_version"], tls_cipher=tls_info["tls_cipher"],
                                 backend_pid=self.backend_pid, **fields)
