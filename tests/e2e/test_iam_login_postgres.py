@@ -193,6 +193,12 @@ def test_boto3_token_with_psycopg_and_the_audit_trail(dbkeep, pg, exact, account
     assert "X-Amz-Signature" not in log_text and exact.secret not in log_text
     [login_event] = audit_events(dbkeep, "gateway.login", pg["DBClusterIdentifier"], since=mark)
     assert login_event["verdict"] == "allow" and login_event["user"] == "iam_user"
+    # "which IAM principal ran this session": the operator's search by principal and user
+    out = subprocess.run([sys.executable, "-m", "dbkeep", "audit", "--state-dir", str(dbkeep.state_dir), "--format",
+                          "json", "--event", "gateway.iam_login", "--principal", exact.name, "--user", "iam_user"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert pid in [json.loads(line)["backend_pid"] for line in out.stdout.splitlines()]
 
 
 def test_cli_token_with_psql(dbkeep, pg, exact):
