@@ -192,7 +192,7 @@ def test_boto3_token_with_psycopg_and_the_audit_trail(dbkeep, pg, exact, account
     log_text = (dbkeep.state_dir / "audit.log").read_text()
     assert "X-Amz-Signature" not in log_text and exact.secret not in log_text
     [login_event] = audit_events(dbkeep, "gateway.login", pg["DBClusterIdentifier"], since=mark)
-    assert login_event["verdict"] == "allow" and login_event["user"] == "iam_user"
+    assert login_event["verdict"] == "allow" and login_event["user"] == "iam_user" and login_event["method"] == "iam"
     # "which IAM principal ran this session": the operator's search by principal and user
     out = subprocess.run([sys.executable, "-m", "dbkeep", "audit", "--state-dir", str(dbkeep.state_dir), "--format",
                           "json", "--event", "gateway.iam_login", "--principal", exact.name, "--user", "iam_user"],

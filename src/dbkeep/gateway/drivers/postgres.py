@@ -535,7 +535,8 @@ class PostgresSession(Session):
                     self._logged_in()
                     break
                 elif kind is AuthenticationCleartextPassword:  # an IAM account (the +rds_iam line)
-                    self._iam = PgIamLogin(self)
+                    self._iam = self._iam or PgIamLogin(self)
+                    self.login_method = "iam"
                     refusal = self._iam.asked()
                     out.append(client.send(refusal or event))
                     if refusal is not None:
