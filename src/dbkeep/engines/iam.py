@@ -82,7 +82,7 @@ def ensure_files(layout: ClusterLayout, user: EngineUser) -> Path:
         sub.mkdir(mode=0o700, exist_ok=True)
         user.chown(sub)
         os.chmod(sub, 0o700)
-    engine_proof.sweep_pg_nonces(d)  # one-time nonces of logins that never reached the checker
+    engine_proof.sweep_pg_nonces(d)  # one-time nonces of logins that never reached the PAM module
     key = d / engine_proof.KEY_NAME
     try:
         engine_proof.parse_key(key.read_bytes())
