@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -28,6 +29,8 @@ import psycopg
 import pytest
 
 from clusters import create_cluster, postgres, unique
+from dbkeep.engines import iam
+from dbkeep.engines.layout import ClusterLayout
 from gateway_checks import assert_no_exception_escaped_a_session, audit_events, audit_mark
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="PostgreSQL IAM logins need dbkeep's PAM service (root)")
@@ -360,6 +363,20 @@ def test_iam_authentication_off_and_on(dbkeep, pg, exact):
         rds.modify_db_cluster(DBClusterIdentifier=ident, EnableIAMDatabaseAuthentication=True, ApplyImmediately=True)
     with login(dbkeep, pg, "iam_user", token) as conn:
         assert whoami(conn)[0] == "iam_user"
+
+
+def test_engine_refusing_the_proof_is_audited(dbkeep, pg, exact):
+    """The gateway allows, the engine refuses (its PAM service says off, the catalog on): the
+    client gets the engine's own FATAL, the audit says engine_refused."""
+    service = iam.PAM_DIR / iam.pam_service_name(ClusterLayout(dbkeep.state_dir, pg["DbClusterResourceId"]))
+    text = service.read_text()
+    service.write_text(re.sub(rf"{re.escape(iam.PAM_MODULE)} \S+", f"{iam.PAM_MODULE} off", text, count=1))
+    try:
+        assert f"{iam.PAM_MODULE} off" in service.read_text()
+        assert pam_refused(dbkeep, pg, "iam_user", boto_token(exact, pg)) == "engine_refused"
+    finally:
+        service.write_text(text)
+    login(dbkeep, pg, "iam_user", boto_token(exact, pg)).close()
 
 
 def test_no_exception_escaped(dbkeep, pg):
