@@ -16,7 +16,7 @@ PostgreSQL's 4096 iterations and one with 1 iteration (the connection path alone
 
 Not a test: it asserts nothing.
 
-    .venv/bin/python bench/iam_login_pg_probe.py [--connect-duration 5] [--engine-logins 300]
+    .venv/bin/python bench/iam_login_pg_probe.py [--connect-duration 5] [--rounds 2] [--engine-logins 300]
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connect-duration", type=int, default=5, help="seconds per pgbench -C run (default 5)")
     parser.add_argument("--clients", type=int, default=8, help="pgbench clients (default 8)")
+    parser.add_argument("--rounds", type=int, default=2, help="runs per account, in mirrored order (default 2)")
     parser.add_argument("--engine-logins", type=int, default=300, help="sequential logins at the engine (default 300)")
     args = parser.parse_args()
 
@@ -97,28 +98,33 @@ def main() -> int:
                    f"sslrootcert={proc.state_dir / 'ca.pem'}")
         gw_pid, pm_pid = proc.proc.pid, postmaster_pid(run_dir)  # type: ignore[union-attr]
 
+        token = rds.generate_db_auth_token(DBHostname="localhost", Port=cluster["Port"], DBUsername="iam_user",
+                                           Region="us-east-1")
+        accounts = [("bench_fast (SCRAM 1 iter.)", "bench_fast", FAST_PASSWORD),
+                    ("master (SCRAM 4096 iter.)", "master", PASSWORD), ("iam_user (IAM token)", "iam_user", token)]
         print(f"new TLS logins per second through the gateway: pgbench -C -S, {args.clients} clients, "
-              f"{args.connect_duration} s (CPU ms per login: gateway = the dbkeep process, engine = the postmaster "
-              "with its backends)")
+              f"{args.rounds} x {args.connect_duration} s in mirrored order (CPU ms per login: gateway = the dbkeep "
+              "process, engine = the postmaster with its backends)")
+        totals = {label: [0.0, 0, 0.0, 0.0] for label, _, _ in accounts}  # tps sum, logins, gateway s, engine s
+        for round_ in range(args.rounds):
+            for label, user, password in (accounts if round_ % 2 == 0 else accounts[::-1]):
+                gw0, pm0 = cpu_seconds(gw_pid), tree_cpu(pm_pid)
+                run = pgbench(f"{gateway} user={user}", "-C", "-S", "-T", str(args.connect_duration), "-c",
+                              str(args.clients), "-j", "2", "-n", password=password)
+                gw, pm = cpu_seconds(gw_pid) - gw0, tree_cpu(pm_pid) - pm0
+                tps, done = TPS.search(run.stdout), DONE.search(run.stdout)
+                if run.returncode or not tps or not done:
+                    raise RuntimeError(f"{label}: {run.stderr.strip()[-300:]}")
+                t = totals[label]
+                t[0] += float(tps.group(1))
+                t[1] += int(done.group(1))
+                t[2] += gw
+                t[3] += pm
         print(f"{'account':<28} {'logins/s':>9} {'ratio':>6} {'gateway ms':>11} {'engine ms':>10}")
-        base = None
-        for label, user, password in (("bench_fast (SCRAM 1 iter.)", "bench_fast", FAST_PASSWORD),
-                                      ("master (SCRAM 4096 iter.)", "master", PASSWORD),
-                                      ("iam_user (IAM token)", "iam_user", None)):
-            if password is None:
-                password = rds.generate_db_auth_token(DBHostname="localhost", Port=cluster["Port"], DBUsername=user,
-                                                      Region="us-east-1")
-            gw0, pm0 = cpu_seconds(gw_pid), tree_cpu(pm_pid)
-            run = pgbench(f"{gateway} user={user}", "-C", "-S", "-T", str(args.connect_duration), "-c",
-                          str(args.clients), "-j", "2", "-n", password=password)
-            gw, pm = cpu_seconds(gw_pid) - gw0, tree_cpu(pm_pid) - pm0
-            tps, done = TPS.search(run.stdout), DONE.search(run.stdout)
-            if run.returncode or not tps or not done:
-                print(f"{label:<28} failed: {run.stderr.strip()[-300:]}")
-                continue
-            rate, n = float(tps.group(1)), int(done.group(1))
-            base = base or rate
-            print(f"{label:<28} {rate:>9.0f} {rate / base:>6.2f} {gw / n * 1e3:>11.2f} {pm / n * 1e3:>10.2f}", flush=True)
+        base = totals[accounts[0][0]][0] / args.rounds
+        for label, (tps_sum, n, gw, pm) in totals.items():
+            rate = tps_sum / args.rounds
+            print(f"{label:<28} {rate:>9.0f} {rate / base:>6.2f} {gw / n * 1e3:>11.2f} {pm / n * 1e3:>10.2f}")
 
         print()
         print(f"at the engine (its unix socket, no TLS, no gateway): {args.engine_logins} sequential logins, "
