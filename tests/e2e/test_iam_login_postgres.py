@@ -379,5 +379,15 @@ def test_engine_refusing_the_proof_is_audited(dbkeep, pg, exact):
     login(dbkeep, pg, "iam_user", boto_token(exact, pg)).close()
 
 
+def test_no_proof_without_the_nonce_directory(dbkeep, pg, exact):
+    nonces = iam.iam_dir(ClusterLayout(dbkeep.state_dir, pg["DbClusterResourceId"])) / "nonces"
+    nonces.rename(nonces.with_name("nonces.away"))
+    try:
+        assert pam_refused(dbkeep, pg, "iam_user", boto_token(exact, pg)) == "proof_unavailable"
+    finally:
+        nonces.with_name("nonces.away").rename(nonces)
+    login(dbkeep, pg, "iam_user", boto_token(exact, pg)).close()
+
+
 def test_no_exception_escaped(dbkeep, pg):
     assert_no_exception_escaped_a_session(dbkeep, "postgres")

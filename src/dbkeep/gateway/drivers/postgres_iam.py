@@ -20,6 +20,7 @@ engine marks an IAM login. :class:`PgIamLogin` is that login's state inside one
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from dbkeep.gateway.iam import IamLogin
@@ -36,6 +37,9 @@ AUDIT_EVENT = "gateway.iam_login"
 CLEARTEXT = "cleartext"
 NOT_CONFIGURED = "iam_not_configured"
 ENGINE_REFUSED = "engine_refused"
+NO_PROOF = "proof_unavailable"
+
+log = logging.getLogger("dbkeep.gateway.postgres")
 
 
 class PgIamLogin:
@@ -78,7 +82,13 @@ class PgIamLogin:
         if not verdict.allowed:
             self.audit("deny")
             return self.refusal()
-        return PasswordMessage(iam.pg_password(target, self.user).encode("utf-8"))
+        try:
+            proof = iam.pg_password(target, self.user)
+        except (OSError, ValueError) as exc:  # the cluster's iam/ directory or key is missing or broken
+            log.warning("postgres session %s (cluster %s): no IAM proof: %s", session.id, session.identifier, exc)
+            self.audit("deny", NO_PROOF, f"the gateway could not make the engine's proof: {exc}")
+            return self.refusal()
+        return PasswordMessage(proof.encode("utf-8"))
 
     def ended(self, allowed: bool, why: str = "") -> None:
         """The login's outcome at the engine (ReadyForQuery, or anything that ended it)."""
