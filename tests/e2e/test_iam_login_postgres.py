@@ -367,13 +367,13 @@ def test_iam_authentication_off_and_on(dbkeep, pg, exact):
 
 def test_engine_refusing_the_proof_is_audited(dbkeep, pg, exact):
     """The gateway allows, the engine refuses (its PAM service says off, the catalog on): the
-    client gets the engine's own FATAL, the audit says engine_refused."""
+    client gets the engine's own FATAL, the audit says engine_refused_proof."""
     service = iam.PAM_DIR / iam.pam_service_name(ClusterLayout(dbkeep.state_dir, pg["DbClusterResourceId"]))
     text = service.read_text()
     service.write_text(re.sub(rf"{re.escape(iam.PAM_MODULE)} \S+", f"{iam.PAM_MODULE} off", text, count=1))
     try:
         assert f"{iam.PAM_MODULE} off" in service.read_text()
-        assert pam_refused(dbkeep, pg, "iam_user", boto_token(exact, pg)) == "engine_refused"
+        assert pam_refused(dbkeep, pg, "iam_user", boto_token(exact, pg)) == "engine_refused_proof"
     finally:
         service.write_text(text)
     login(dbkeep, pg, "iam_user", boto_token(exact, pg)).close()

@@ -13,14 +13,15 @@ engine marks an IAM login. :class:`PgIamLogin` is that login's state inside one
    The token never goes to the engine, the proof never to the client.
 3. The audit event ``gateway.iam_login`` is written once, when the login's outcome is known:
    ``allow`` at ReadyForQuery with the engine's backend pid (BackendKeyData), ``deny`` with
-   the gateway's reason, or ``engine_refused`` / ``abandoned`` when the engine refused the
-   proof or either side went away after the token was verified. Only the audit says why; the
+   the gateway's reason, ``engine_refused_proof`` when the engine refused the proof (its
+   ErrorResponse), or ``abandoned`` when either side went away before the outcome. Only the audit says why; the
    client sees ``FATAL: PAM authentication failed for user "USER"`` (28000) whatever the reason.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from dbkeep.gateway.iam import IamLogin
@@ -36,8 +37,11 @@ IAM_EXTRA = "iam"  # GatewayContext.extra key of the process's IamLogin (app.py)
 AUDIT_EVENT = "gateway.iam_login"
 CLEARTEXT = "cleartext"
 NOT_CONFIGURED = "iam_not_configured"
-ENGINE_REFUSED = "engine_refused"
+ENGINE_REFUSED = "engine_refused_proof"  # the name the MySQL session uses too
 NO_PROOF = "proof_unavailable"
+ABANDONED = "abandoned"  # the client or the engine went away before the login's outcome
+
+_SQLSTATE = re.compile(r"[0-9A-Z]{5} ")
 
 log = logging.getLogger("dbkeep.gateway.postgres")
 
@@ -91,13 +95,14 @@ class PgIamLogin:
         return PasswordMessage(proof.encode("utf-8"))
 
     def ended(self, allowed: bool, why: str = "") -> None:
-        """The login's outcome at the engine (ReadyForQuery, or anything that ended it)."""
+        """The login's outcome at the engine (ReadyForQuery, or anything that ended it: ``why``
+        is the session's deny reason, ``SQLSTATE message`` for the engine's ErrorResponse)."""
         if allowed:
             self.audit("allow")
-        elif self.verdict is not None and self.verdict.allowed:
+        elif self.verdict is not None and self.verdict.allowed and _SQLSTATE.match(why):
             self.audit("deny", ENGINE_REFUSED, why)
-        elif self.verdict is None:
-            self.audit("deny", "abandoned", why)
+        else:  # a refusal of the gateway's was audited already: no-op then
+            self.audit("deny", ABANDONED, why)
 
     def audit(self, outcome: str, reason: str | None = None, detail: str | None = None) -> None:
         if self._audited:
