@@ -392,9 +392,10 @@ class PostgresSession(Session):
     # --- start-up ---------------------------------------------------------------------------
 
     def _refuse(self, response: ErrorResponse, reason: str) -> None:
-        """Refuse the login with a FATAL error after the StartupMessage, audit it, close."""
-        self._write(self.client.send(response))
-        self._audit_failed_login(reason)
+        """Refuse the login with a FATAL error after the StartupMessage (audited first), close."""
+        data = self.client.send(response)
+        self._audit_failed_login(reason)  # on record before the client can read the verdict
+        self._write(data)
         self._close()
 
     def _on_startup(self, startup: StartupMessage) -> None:
