@@ -135,8 +135,12 @@ class App:
                 def socket_path(resource_id: str, engine: str) -> str:
                     return driver.for_engine(engine).socket_path(resource_id)
 
-                # IAM database logins (gateway/iam.py): the sessions find it in ctx.extra["iam"]
-                iam_login = IamLogin(TokenVerifier(catalog, self.clock, account_id, config.region), state_dir)
+                # IAM database logins (gateway/iam.py): the sessions find it in ctx.extra["iam"]. A SQLite
+                # catalog has no writer but this process (DIR/lock), whose commits drop the verifier's
+                # caches at once: the TTL bounds only what another host sharing a catalog wrote
+                shared = catalog.engine.dialect.name != "sqlite"
+                verifier = TokenVerifier(catalog, self.clock, account_id, config.region, cache_ttl=1.0 if shared else 60.0)
+                iam_login = IamLogin(verifier, state_dir)
 
                 def gateway_context(gw: Gateway) -> GatewayContext:
                     resolver = TargetResolver(store, gw.cert_paths, clusters.effective_parameters, socket_path, config.hostname)
