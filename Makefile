@@ -8,8 +8,9 @@ BIN := $(VENV)/bin
 # libssl-dev and gcc build the native relay (src/dbkeep/gateway/relay/*.c) against the system OpenSSL;
 # libmariadb-java and the JDK run the Java client tests (MariaDB Connector/J);
 # libmariadbd-dev has the server plugin headers for dbkeep's AWSAuthenticationPlugin (IAM accounts);
+# libpam0g-dev has the headers of dbkeep's PAM module (PostgreSQL IAM accounts);
 # chromium (and chromium-driver for WebDriver clients) runs the web console's browser tests
-DEB_PACKAGES := mariadb-server mariadb-client postgresql postgresql-client acl pgbouncer sysbench haproxy libssl-dev gcc libmariadb-java openjdk-17-jdk-headless libmariadbd-dev chromium chromium-driver
+DEB_PACKAGES := mariadb-server mariadb-client postgresql postgresql-client acl pgbouncer sysbench haproxy libssl-dev gcc libmariadb-java openjdk-17-jdk-headless libmariadbd-dev libpam0g-dev chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # pytest workers: independent test files run in parallel; engines are shared per worker.
 TEST_WORKERS ?= 2

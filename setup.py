@@ -4,7 +4,8 @@
   it links the system OpenSSL, the same library Python's ssl module uses (checked at import).
 - dbkeep/engines/native/: IAM database login on the engine side (engines/iam.py). The MariaDB
   server plugin ``AWSAuthenticationPlugin`` (``aws_iam_auth.so``, headers from Debian's
-  libmariadbd-dev) and ``dbkeep-iam-check``, the proof checker PostgreSQL's PAM service runs.
+  libmariadbd-dev), ``pam_dbkeep_iam.so``, the PAM module PostgreSQL's per-cluster PAM service
+  loads (headers from libpam0g-dev), and ``dbkeep-iam-check``, its check as a program (tests).
   Without the MariaDB headers the plugin is skipped with a warning (IAM accounts on MariaDB then
   cannot be enabled); both link libcrypto.
 """
@@ -17,6 +18,7 @@ from setuptools.command.build_ext import build_ext
 
 NATIVE = os.path.join("src", "dbkeep", "engines", "native")
 MARIADB_SERVER_INCLUDE = "/usr/include/mariadb/server"
+PAM_MODULES_H = "/usr/include/security/pam_modules.h"
 CFLAGS = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
 
 
@@ -40,6 +42,12 @@ class BuildWithNative(build_ext):
         else:
             print(f"warning: {MARIADB_SERVER_INCLUDE}/mysql/plugin_auth.h missing (apt-get install libmariadbd-dev): "
                   "the MariaDB IAM plugin is not built", file=sys.stderr)
+        if os.path.isfile(PAM_MODULES_H):
+            objs = cc.compile([os.path.join(NATIVE, "pam_dbkeep_iam.c")], output_dir=tmp, extra_postargs=[*CFLAGS, "-fPIC"])
+            cc.link_shared_object(objs, os.path.join(out, "pam_dbkeep_iam.so"), libraries=["pam", "crypto"])
+        else:
+            print(f"warning: {PAM_MODULES_H} missing (apt-get install libpam0g-dev): "
+                  "dbkeep's PAM module for PostgreSQL IAM logins is not built", file=sys.stderr)
 
 
 # the relay's C sources, one concern a file (relay.h says which); the headers are `depends`:

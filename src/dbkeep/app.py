@@ -186,8 +186,11 @@ class App:
                 def socket_path(resource_id: str, engine: str) -> str:
                     return driver.for_engine(engine).socket_path(resource_id)
 
-                # IAM database logins (gateway/iam.py): the sessions find it in ctx.extra["iam"]
-                verifier = TokenVerifier(catalog, self.clock, account_id, config.region,
+                # IAM database logins (gateway/iam.py): the sessions find it in ctx.extra["iam"]. A SQLite
+                # catalog has no writer but this process (DIR/lock), whose commits drop the verifier's
+                # caches at once: the TTL bounds only what another host sharing a catalog wrote
+                shared = catalog.engine.dialect.name != "sqlite"
+                verifier = TokenVerifier(catalog, self.clock, account_id, config.region, cache_ttl=1.0 if shared else 60.0,
                                          iam_version=change_counter(catalog, "iam") if fleet is not None else None)
                 iam_login = IamLogin(verifier, state_dir)
 

@@ -226,7 +226,8 @@ def test_pg_files(pg_iam):
         st = os.stat(path)
         assert (stat.S_IMODE(st.st_mode), st.st_uid) == (mode, pg_iam.user.uid), path
     service = iam.PAM_DIR / iam.pam_service_name(pg_iam.layout)
-    assert "pam_exec.so expose_authtok" in service.read_text()
+    assert f"{d / iam.PAM_MODULE} {d}" in service.read_text()
+    assert stat.S_IMODE(os.stat(d / iam.PAM_MODULE).st_mode) == 0o644
     hba = (pg_iam.layout.conf / "pg_hba.conf").read_text()
     assert f"+rds_iam  pam pamservice={service.name}" in hba
 
@@ -283,7 +284,7 @@ def test_pg_revoke_and_grant_apply_at_once(pg_iam):
 @pam_only
 def test_pg_disabled_refuses_every_iam_login(pg_iam):
     _set_iam(pg_iam, False)
-    assert "pam_deny.so" in (iam.PAM_DIR / iam.pam_service_name(pg_iam.layout)).read_text()
+    assert f"{iam.PAM_MODULE} off" in (iam.PAM_DIR / iam.pam_service_name(pg_iam.layout)).read_text()
     assert _pam_failed(_pg_login_error(pg_iam, "db_userx", _pg_proof(pg_iam, "db_userx")), "db_userx")
     assert _pam_failed(_pg_login_error(pg_iam, "db_userx", "Userx-pass-1"), "db_userx")
     _set_iam(pg_iam, True)

@@ -329,3 +329,71 @@ def test_unknown_principal(world):
     token = boto_token()
     assert catalog.delete_user("jane")  # the API refuses this while keys exist; the catalog allows it
     assert verify(verifier, token).reason == dbauth.UNKNOWN_PRINCIPAL
+
+
+# --- caches: warm logins read nothing, every change is seen by the very next login --------------
+
+class _CountingCatalog:
+    """The world's catalog, counting the reads the verifier makes."""
+
+    def __init__(self, catalog) -> None:
+        self._catalog, self.reads = catalog, 0
+
+    def __getattr__(self, name):
+        attr = getattr(self._catalog, name)
+        if callable(attr) and name != "engine":
+            def counted(*a, **kw):
+                self.reads += 1
+                return attr(*a, **kw)
+            return counted
+        return attr
+
+
+def test_warm_verification_reads_nothing_until_a_commit(world):
+    catalog, clock, _ = world
+    counting = _CountingCatalog(catalog)
+    verifier = TokenVerifier(counting, clock, ACCOUNT, REGION, cache_ttl=3600)  # type: ignore[arg-type]
+    try:
+        token = boto_token()
+        assert verify(verifier, token).allowed
+        counting.reads = 0
+        for _ in range(3):
+            assert verify(verifier, token).allowed
+        assert counting.reads == 0  # key, principal, policies and signing key all cached
+        catalog.put_inline_policy("user", "other", "x", allow_policy())  # any commit in this process
+        assert verify(verifier, token).allowed
+        assert counting.reads > 0
+    finally:
+        verifier.close()
+
+
+def test_group_membership_and_role_policy_changes_seen_at_once(world):
+    from dbkeep.catalog.models import Group
+
+    catalog, clock, verifier = world
+    token = boto_token()
+    assert verify(verifier, token).allowed
+    catalog.add_group(Group("nodb", "AGPANODBEXAMPLE000001", "/", clock.now()))
+    catalog.put_inline_policy("group", "nodb", "deny", json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "GroupDeny", "Effect": "Deny", "Action": "rds-db:connect", "Resource": "*"}]}))
+    assert verify(verifier, token).allowed  # not a member yet
+    catalog.add_group_member("nodb", "jane")
+    v = verify(verifier, token)
+    assert v.reason == dbauth.EXPLICIT_DENY and "GroupDeny" in v.detail
+    catalog.remove_group_member("nodb", "jane")
+    assert verify(verifier, token).allowed
+    # a live session's role loses its policy: the session's next login is refused
+    temp = boto_token(akid=TEMP_AKID, secret=TEMP_SECRET, token=SESSION_TOKEN)
+    assert verify(verifier, temp).allowed
+    catalog.delete_inline_policy("role", "dbrole", "db")
+    assert verify(verifier, temp).reason == dbauth.IMPLICIT_DENY
+
+
+def test_lax_escaping_of_reserved_characters(world):
+    """'/', '=' and ':' left unescaped in values (the signer escaped them in its canonical
+    request: decoding first makes both spellings one)."""
+    _, _, verifier = world
+    lax = lambda s, safe="": quote(s, safe="/=:")  # noqa: E731
+    token = hand_token(base_params(akid=TEMP_AKID, token=SESSION_TOKEN), secret=TEMP_SECRET, encode=lax)
+    assert "/us-east-1/rds-db/aws4_request" in token and "%2B" in token  # '+' always escaped
+    assert verify(verifier, token).allowed

@@ -102,8 +102,10 @@ def test_pam_texts_and_hba_lines(tmp_path):
     assert engine_iam.pg_hba_line(None).endswith("+rds_iam  reject")
     assert engine_iam.pg_hba_line("dbkeep-iam-x") == "local   all       +rds_iam  pam pamservice=dbkeep-iam-x"
     on, off = engine_iam._pam_text(layout, True), engine_iam._pam_text(layout, False)
-    assert f"pam_exec.so expose_authtok quiet {layout.root.absolute() / 'iam' / engine_iam.CHECKER}" in on
-    assert "pam_deny.so" in off and "pam_exec" not in off
+    module = layout.root.absolute() / "iam" / engine_iam.PAM_MODULE
+    assert f"auth     required   {module} {layout.root.absolute() / 'iam'}\n" in on
+    # off: the module still asks for the password (so the gateway audits why), and nothing passes
+    assert f"auth     requisite  {module} off\n" in off and "pam_deny.so" in off
     assert engine_iam.pam_service_name(layout).startswith("dbkeep-iam-") and len(engine_iam.pam_service_name(layout)) == 27
 
 

@@ -73,10 +73,10 @@ class LocalEngine:
         libraries and a few files, its data, run (socket, pid file, temporary files) and log
         directories read-write, its configuration read-only. Not the cluster directory itself
         (rdsadmin.secret, cluster.json), not the rest of the state directory."""
-        d = iam.iam_dir(layout)  # IAM logins: the proof key, the checker PAM runs, one-time nonces
+        d = iam.iam_dir(layout)  # IAM logins: the proof key, the PAM module, one-time nonces
         return [*confine.SYSTEM_RULES, ("--rw", str(layout.data)), ("--rw", str(layout.run)),
                 ("--rw", str(layout.log)), ("--ro", str(layout.conf)), ("--ro", str(d / "proof.key")),
-                ("--rx", str(d / iam.CHECKER)), ("--rw", str(d / "nonces"))]
+                ("--ro", str(d / iam.PAM_MODULE)), ("--rw", str(d / "nonces"))]
 
     def command(self, layout: ClusterLayout, argv: Sequence[str], *, switch_user: bool = True) -> list[str]:
         """``argv`` as an engine process of this cluster: confined (when the kernel allows), then

@@ -17,17 +17,20 @@ The engine decides who is an IAM account and refuses anything but dbkeep's per-l
   before the SCRAM line, so the engine itself asks for a cleartext password and refuses
   anything else with RDS's ``FATAL: PAM authentication failed for user "…"``. Revoking
   ``rds_iam`` makes the account a SCRAM account again at its next login. The PAM service
-  ``/etc/pam.d/dbkeep-iam-<16 hex of the cluster directory's SHA-256>`` is the cluster's own:
-  enabled, ``pam_exec.so expose_authtok`` runs ``iam/dbkeep-iam-check`` (a copy of
-  ``native/iam_check.c``) on the proof; disabled, ``pam_deny.so``. Toggling rewrites that one file:
-  the next login sees it, no reload. Writing ``/etc/pam.d`` needs root: without it (or with a
+  ``/etc/pam.d/dbkeep-iam-<16 hex of the cluster directory's SHA-256>`` is the cluster's own: it
+  loads dbkeep's PAM module ``iam/pam_dbkeep_iam.so`` (a copy of ``native/pam_dbkeep_iam.c``) by
+  its path, which checks the proof inside the backend (``pam_exec`` forking a checker cost more
+  than the rest of the login: ``bench/iam_login_pg_probe.py``); disabled, the module is given
+  ``off``: it still asks for the password (so the gateway reads the token and audits why it
+  refused) and lets nothing pass. Toggling rewrites that one file: the next login sees it, no
+  reload. Writing ``/etc/pam.d`` needs root: without it (or with a
   state directory whose path PAM cannot quote) the line is ``reject`` and IAM logins on
   PostgreSQL are unavailable, logged once per start — never a fallback to a password.
 
 Files, under ``DIR/clusters/<id>/``: ``iam/`` (0700, the engine's OS user) holding
 ``proof.key`` (0600, the engine user; made once, 32 random bytes as hex), ``nonces/`` (0700, the
-engine user: the gateway's one-time PostgreSQL nonces, unlinked by the checker) and
-``dbkeep-iam-check`` (0755); ``plugins/aws_iam_auth.so`` (0644) while enabled on MariaDB. The
+engine user: the gateway's one-time PostgreSQL nonces, unlinked by the PAM module) and
+``pam_dbkeep_iam.so`` (0644); ``plugins/aws_iam_auth.so`` (0644) while enabled on MariaDB. The
 enabled state is recorded in ``cluster.json`` (``iam_auth``) so that every rewrite of the
 configuration keeps it.
 """
@@ -52,7 +55,8 @@ NATIVE = Path(__file__).resolve().parent / "native"
 PLUGIN_NAME = "AWSAuthenticationPlugin"
 PLUGIN_SONAME = "aws_iam_auth"
 PLUGIN_FILE = f"{PLUGIN_SONAME}.so"
-CHECKER = "dbkeep-iam-check"
+CHECKER = "dbkeep-iam-check"  # the PAM module's check as a program (tests, diagnosis)
+PAM_MODULE = "pam_dbkeep_iam.so"
 PAM_DIR = Path("/etc/pam.d")
 PAM_PREFIX = "dbkeep-iam-"
 _PAM_SAFE = re.compile(r"^[A-Za-z0-9_./+-]+$")
@@ -78,7 +82,7 @@ def ensure_files(layout: ClusterLayout, user: EngineUser) -> Path:
         sub.mkdir(mode=0o700, exist_ok=True)
         user.chown(sub)
         os.chmod(sub, 0o700)
-    engine_proof.sweep_pg_nonces(d)  # one-time nonces of logins that never reached the checker
+    engine_proof.sweep_pg_nonces(d)  # one-time nonces of logins that never reached the PAM module
     key = d / engine_proof.KEY_NAME
     try:
         engine_proof.parse_key(key.read_bytes())
@@ -140,24 +144,24 @@ def pam_service_name(layout: ClusterLayout) -> str:
 
 def _pam_text(layout: ClusterLayout, on: bool) -> str:
     head = f"# Written by dbkeep for the engine in {layout.root.absolute()}; removed with that cluster.\n"
-    if not on:
-        return head + "# IAM database authentication is disabled: every IAM login fails.\n" \
-                      "auth     requisite  pam_deny.so\naccount  requisite  pam_deny.so\n"
     d = iam_dir(layout).absolute()
-    return head + (f"auth     required   pam_exec.so expose_authtok quiet {d / CHECKER} {d}\n"
+    if not on:
+        # the module still asks for the password (the engine sends AuthenticationCleartextPassword),
+        # so the gateway reads the token and audits the refusal's reason
+        return head + "# IAM database authentication is disabled: every IAM login fails.\n" \
+                      f"auth     requisite  {d / PAM_MODULE} off\nauth     requisite  pam_deny.so\n" \
+                      "account  requisite  pam_deny.so\n"
+    return head + (f"auth     required   {d / PAM_MODULE} {d}\n"
                    "account  required   pam_permit.so\n")
 
 
 def pam_available(layout: ClusterLayout, pam_dir: Path = PAM_DIR) -> bool:
-    """Whether this cluster can have its PAM service (root, a quotable path, pam_exec)."""
-    return (os.geteuid() == 0 and pam_dir.is_dir() and bool(_PAM_SAFE.match(str(iam_dir(layout).absolute())))
-            and any(Path(p, "security", "pam_exec.so").exists()
-                    for p in ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64",
-                              "/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib", "/usr/lib")))
+    """Whether this cluster can have its PAM service (root, a quotable path)."""
+    return os.geteuid() == 0 and pam_dir.is_dir() and bool(_PAM_SAFE.match(str(iam_dir(layout).absolute())))
 
 
 def sync_pg_pam(layout: ClusterLayout, user: EngineUser, pam_dir: Path = PAM_DIR) -> str | None:
-    """Write the cluster's PAM service for its IAM state (and the checker beside the key);
+    """Write the cluster's PAM service for its IAM state (and the PAM module beside the key);
     returns the service name, or None when this host cannot have one (pg_hba then rejects)."""
     if not pam_available(layout, pam_dir):
         if enabled(layout):
@@ -166,16 +170,17 @@ def sync_pg_pam(layout: ClusterLayout, user: EngineUser, pam_dir: Path = PAM_DIR
                         layout.cluster_id, pam_dir)
         return None
     d = ensure_files(layout, user)
-    source = NATIVE / CHECKER
+    source = NATIVE / PAM_MODULE
     if not source.is_file():
-        raise EngineError(f"dbkeep's PAM checker {source} was not built (make setup)")
-    target = d / CHECKER
+        raise EngineError(f"dbkeep's PAM module {source} was not built (apt-get install libpam0g-dev, then make setup)")
+    target = d / PAM_MODULE
     if not (target.is_file() and target.read_bytes() == source.read_bytes()):
-        tmp = d / f".{CHECKER}.tmp"
+        tmp = d / f".{PAM_MODULE}.tmp"
         tmp.unlink(missing_ok=True)
         shutil.copyfile(source, tmp)
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, target)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)  # backends that loaded the old file keep their mapping
+    (d / CHECKER).unlink(missing_ok=True)  # the pam_exec checker of earlier versions
     name = pam_service_name(layout)
     path = pam_dir / name
     text = _pam_text(layout, enabled(layout))

@@ -8,7 +8,7 @@ cleartext password, as Aurora does. The gateway verifies the client's token
 (``identity/dbauth.py``) and answers the engine with a proof only dbkeep can make: an
 HMAC-SHA256 under the cluster's proof key, bound to this one login so it cannot be replayed.
 The engine checks it with native code of dbkeep's (``engines/native/``: the MariaDB plugin, the
-PostgreSQL PAM checker), which is the C twin of this module.
+PostgreSQL PAM module), which is the C twin of this module.
 
 Proof key: ``DIR/clusters/<id>/iam/proof.key``, 64 hex digits (32 random bytes) and a newline,
 mode 0600, owned by the cluster's engine OS user; the ``iam/`` directory is 0700 and the engine
@@ -26,7 +26,7 @@ its pid and cancel key (BackendKeyData) come only after authentication, so the e
 hand out a nonce. The gateway mints a one-time nonce instead (``mint_pg_nonce``: 16 hex digits of
 the unix time and 32 random hex digits) and registers it as an empty file ``iam/nonces/NONCE``;
 the password it sends is ``dbkeep-iam-pg-v1:NONCE:hex(HMAC-SHA256(key, b"dbkeep-iam-pg-v1" 0x00
-NONCE 0x00 USER))``. The checker accepts it only within 60 s of the nonce's time and only if it
+NONCE 0x00 USER))``. dbkeep's PAM module accepts it only within 60 s of the nonce's time and only if it
 can unlink the nonce's file: a proof logs in once, for the user it names, on the connection for
 which the gateway minted it (the nonce never leaves the gateway and that engine).
 """
@@ -82,7 +82,7 @@ def pg_proof(key: bytes, nonce: str, user: str) -> str:
 
 
 def mint_pg_nonce(iam_dir: Path | str, *, now: float | None = None) -> str:
-    """Register a one-time nonce for one PostgreSQL IAM login (an empty file the checker unlinks)."""
+    """Register a one-time nonce for one PostgreSQL IAM login (an empty file the PAM module unlinks)."""
     stamp = int(time.time() if now is None else now)
     nonce = f"{stamp:016x}{secrets.token_hex(16)}"
     fd = os.open(os.path.join(iam_dir, NONCES_DIR, nonce), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -91,7 +91,7 @@ def mint_pg_nonce(iam_dir: Path | str, *, now: float | None = None) -> str:
 
 
 def sweep_pg_nonces(iam_dir: Path | str, *, now: float | None = None, max_age: int = PG_MAX_AGE) -> int:
-    """Remove nonces too old to be accepted (logins that never reached the checker)."""
+    """Remove nonces too old to be accepted (logins that never reached the PAM module)."""
     limit = int(time.time() if now is None else now) - max_age
     removed = 0
     directory = os.path.join(iam_dir, NONCES_DIR)

@@ -37,7 +37,10 @@ flow is the one the connection module's docstring draws:
    within ``engine_connect_timeout`` (down, restarting, socket missing) gives ``57P03 the
    database system is starting up``.
 3. **Authentication is relayed**, message by message (SCRAM, MD5, cleartext as the engine
-   asks); the gateway never sees a password it could use. BackendKeyData is replaced by a
+   asks); the gateway never sees a password it could use. Except for IAM accounts: the engine's
+   AuthenticationCleartextPassword (only its ``+rds_iam`` line asks) makes the login an IAM
+   login (:mod:`.postgres_iam`): the client's token is verified here and the engine gets a
+   one-time proof instead (TLS clients only). BackendKeyData is replaced by a
    gateway key (released when the session ends). The login's outcome is one audit event:
    ``allow`` at ReadyForQuery, ``deny`` with the engine's (or the gateway's) error, or when
    the client leaves or times out before finishing.
@@ -93,6 +96,7 @@ from dbkeep.gateway.postgres import errors as wire_errors
 from dbkeep.gateway.postgres.cancel import CancelKeyRegistry
 from dbkeep.gateway.postgres import NEED_DATA, PAUSED, ClientFacing, EngineFacing
 from dbkeep.gateway.postgres import (
+    AuthenticationCleartextPassword,
     BackendKeyData,
     CancelRequest,
     ConnectionClosed,
@@ -102,6 +106,7 @@ from dbkeep.gateway.postgres import (
     GSSENCRequest,
     GSSENCResponse,
     Parse,
+    PasswordMessage,
     Query,
     ReadyForQuery,
     SSLRequest,
@@ -114,6 +119,7 @@ from dbkeep.gateway.postgres.wire import Limits as WireLimits
 
 from .leg import LIMIT
 from .postgres_inspect import GUARD_PAUSE, InspectedSession, Inspector
+from .postgres_iam import PgIamLogin
 from .session import RDSADMIN, Phase, Session
 
 log = logging.getLogger("dbkeep.gateway.postgres")
@@ -207,6 +213,7 @@ class PostgresSession(InspectedSession, Session):
         self.startup: StartupMessage | None = None
         self.statement: Query | Parse | FunctionCall | None = None
         self._client_key: BackendKeyData | None = None
+        self._iam: PgIamLogin | None = None  # an IAM login: the engine asked for a cleartext password
         self._guard = ctx.guard
         self._statement_judge = self._judge_statement if ctx.guard is not None else None
         # the PostgreSQL statement guard (postgres_inspect.py): every session starts inspected
@@ -329,6 +336,10 @@ class PostgresSession(InspectedSession, Session):
                 return
             else:  # PasswordMessage, SASLInitialResponse, SASLResponse
                 assert self.engine is not None
+                if self._iam is not None and kind is PasswordMessage:  # the token: never to the engine
+                    event = self._iam.answer(event)  # type: ignore[arg-type]
+                    if type(event) is ErrorResponse:
+                        return self._refuse(event, self._iam.login_reason)  # type: ignore[arg-type]
                 self._engine_write(self.engine.send(event))
 
     def _write(self, data: bytes) -> None:
@@ -395,9 +406,10 @@ class PostgresSession(InspectedSession, Session):
     # --- start-up ---------------------------------------------------------------------------
 
     def _refuse(self, response: ErrorResponse, reason: str) -> None:
-        """Refuse the login with a FATAL error after the StartupMessage, audit it, close."""
-        self._write(self.client.send(response))
-        self._audit_failed_login(reason)
+        """Refuse the login with a FATAL error after the StartupMessage (audited first), close."""
+        data = self.client.send(response)
+        self._audit_failed_login(reason)  # on record before the client can read the verdict
+        self._write(data)
         self._close()
 
     def _on_startup(self, startup: StartupMessage) -> None:
@@ -527,6 +539,8 @@ class PostgresSession(InspectedSession, Session):
                     client_key = cancel_keys(self.ctx).issue(event, (self.identifier, self.target.socket_path))  # type: ignore[arg-type, union-attr]
                     self._client_key = client_key
                     out.append(client.send(client_key))
+                    if self._iam is not None:
+                        self._iam.backend_pid = event.process_id  # type: ignore[union-attr]
                 elif kind is ConnectionClosed:
                     self._audit_failed_login("engine closed the connection")
                     self._enter(_CLOSED)
@@ -540,6 +554,15 @@ class PostgresSession(InspectedSession, Session):
                     out.append(client.send(event))
                     self._logged_in()
                     break
+                elif kind is AuthenticationCleartextPassword:  # an IAM account (the +rds_iam line)
+                    self._iam = self._iam or PgIamLogin(self)
+                    self.login_method = "iam"
+                    refusal = self._iam.asked()
+                    out.append(client.send(refusal or event))
+                    if refusal is not None:
+                        self._audit_failed_login(self._iam.login_reason)
+                        self._enter(_CLOSED)
+                        break
                 else:  # Authentication*, ParameterStatus, NoticeResponse
                     out.append(client.send(event))
         finally:
@@ -560,8 +583,15 @@ class PostgresSession(InspectedSession, Session):
         except ProtocolError as exc:  # the client's fault, not the engine's
             self._client_protocol_error(exc)
 
+    def _audit_failed_login(self, reason: str) -> None:
+        if self._iam is not None:
+            self._iam.ended(False, reason)
+        super()._audit_failed_login(reason)
+
     def _logged_in(self) -> None:
         self._enter(_RELAYING)
+        if self._iam is not None:
+            self._iam.ended(True)
         self.login_finished()
         if self._timer is not None:
             self._timer.cancel()

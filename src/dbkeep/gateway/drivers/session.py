@@ -85,6 +85,7 @@ class Session(asyncio.Protocol):
 
     PROTOCOL: ClassVar[str] = "gateway"
     log: ClassVar[logging.Logger] = logging.getLogger("dbkeep.gateway")
+    login_method: str | None = None  # "iam" for an IAM login (the login event's and metric's method)
 
     def __init__(self, ctx: GatewayContext, identifier: str, port: int) -> None:
         self.ctx = ctx
@@ -276,7 +277,7 @@ class Session(asyncio.Protocol):
         tls_info = describe_session(transport.get_extra_info("ssl_object") if transport else None)
         self.ctx.audit.event("gateway.login", verdict=verdict, cluster=self.identifier, source_ip=self.peer_host, user=user,
                              database=database, tls_version=tls_info.get("tls_version"), tls_cipher=tls_info.get("tls_cipher"),
-                             reason=reason)
+                             reason=reason, method=self.login_method)
 
     def _login_pending(self, kind: str, user: str | None, database: str | None) -> None:
         """A login (``kind`` "login") or change of user ("change_user") goes to the engine:

@@ -31,6 +31,7 @@ __all__ = [
     "guard_internal_error",
     "no_hba_entry",
     "no_hba_entry_replication",
+    "pam_authentication_failed",
     "protocol_error_reply",
     "refusal",
     "startup_options_refused",
@@ -67,6 +68,11 @@ def hba_rejects(host: str, user: str | None, database: str | None, ssl_state: st
     """A reject line in pg_hba.conf (the reserved login name)."""
     return fatal(INVALID_AUTHORIZATION_SPECIFICATION,
                  f'pg_hba.conf rejects connection for host "{host}", user "{user}", database "{database}", {ssl_state}')
+
+
+def pam_authentication_failed(user: str) -> ErrorResponse:
+    """A refused IAM login (any reason): the engine's own text for a refused PAM password."""
+    return fatal(INVALID_AUTHORIZATION_SPECIFICATION, f'PAM authentication failed for user "{user}"')
 
 
 def startup_options_refused() -> ErrorResponse:
