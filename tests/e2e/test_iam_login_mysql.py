@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
+import sys
 import time
 import uuid
 
@@ -109,7 +110,7 @@ def _refused(w: World, user: str, token: str, reason: str | None, **kw) -> None:
         assert events == []
         return
     assert [e["verdict"] for e in events] == ["deny"] and events[0]["reason"] == reason, events
-    assert events[0]["db_user"] == user and events[0]["source_ip"] == w.client_ip
+    assert events[0]["user"] == user and events[0]["source_ip"] == w.client_ip
 
 
 # --- logins that work -----------------------------------------------------------------------------
@@ -132,6 +133,11 @@ def test_exact_arn_with_every_client_and_token_source(world):
     assert event["principal"] == arn and event["access_key_id"] == akid and event["resource"] == w.arn("jane_doe")
     assert event["tls_version"].startswith("TLSv1.") and event["tls_cipher"]
     assert "X-Amz-Signature" not in (w.dbkeep.state_dir / "audit.log").read_text()  # a token is never logged
+    # from the processlist's Id to the principal, with dbkeep's own audit search
+    found = subprocess.run([sys.executable, "-m", "dbkeep", "audit", "--state-dir", str(w.dbkeep.state_dir), "--event",
+                            "gateway.iam_login", "--principal", arn.rsplit("/", 1)[1], "--user", "jane_doe",
+                            "--format", "json"], capture_output=True, text=True, timeout=60, check=True)
+    assert [json.loads(line)["thread_id"] for line in found.stdout.splitlines()] == [thread]
 
     cli = cli_token("localhost", w.port, "jane_doe", akid, secret)
     conn = mysql.connector.connect(host="localhost", port=w.port, user="jane_doe", password=cli, ssl_ca=w.ca,

@@ -103,6 +103,6 @@ class MySQLIam:
         if thread_id is None and verdict != "allow":
             thread_id = session._engine_thread()
         session.ctx.audit.event(
-            "gateway.iam_login", verdict=verdict, reason=reason, cluster=session.identifier, db_user=user,
+            "gateway.iam_login", verdict=verdict, reason=reason, cluster=session.identifier, user=user,
             source_ip=session.peer_host, source_port=session.peer[1] if session.peer else None,
             tls_version=tls.get("tls_version"), tls_cipher=tls.get("tls_cipher"), thread_id=thread_id, **fields)
