@@ -202,6 +202,31 @@ def test_assumed_role_until_its_credentials_expire(world, move_clock):
     _refused(w, "jane_doe", later, "expired_session")
 
 
+def test_change_user_to_an_iam_account(world):
+    w = world
+    _, akid, secret = w.principal([w.allow("jane_doe")])
+    conn = mysql.connector.connect(host="localhost", port=w.port, user="pw_user", password="Pw-User-Pass-1", ssl_ca=w.ca,
+                                   ssl_verify_identity=True, connection_timeout=10)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT CONNECTION_ID()")
+        (thread,), = cur.fetchall()
+        cur.close()
+        mark = audit_mark(w.dbkeep)
+        conn.cmd_change_user(username="jane_doe", password=boto_token("localhost", w.port, "jane_doe", akid, secret))
+        cur = conn.cursor()
+        cur.execute("SELECT CURRENT_USER(), CONNECTION_ID()")
+        assert cur.fetchall() == [("jane_doe@%", thread)]
+        (event,) = _iam_events(w, mark)
+        assert event["verdict"] == "allow" and event["thread_id"] == thread
+        with pytest.raises(mysql.connector.Error) as exc:
+            conn.cmd_change_user(username="jane_doe", password="Not-A-Token-1")
+        assert exc.value.errno == 1045 and exc.value.msg == w.denied_text("jane_doe")
+        assert _iam_events(w, mark)[-1]["reason"] == "malformed_token"
+    finally:
+        conn.close()
+
+
 # --- refusals: 1045 to the client, the reason in the audit log --------------------------------------
 
 

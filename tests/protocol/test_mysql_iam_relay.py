@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dbkeep.gateway.mysql import Capability, ErrPacket, Relay
 from dbkeep.gateway.mysql.events import IamPluginMissing, IamToken
-from dbkeep.gateway.mysql.messages import AuthSwitchRequest, HandshakeResponse41, OkPacket, SSLRequest
+from dbkeep.gateway.mysql.messages import AuthSwitchRequest, ComChangeUser, HandshakeResponse41, OkPacket, SSLRequest
 from dbkeep.gateway.mysql.wire import frame
 
 from test_mysql_connection import CLIENT_CAPS, engine_greeting, packets
@@ -112,3 +112,36 @@ def test_other_auth_switches_are_relayed():
     _login(relay, tls=True)
     out = relay.engine_data(frame(AuthSwitchRequest("client_ed25519", b"s" * 32).build(), 2))
     assert hook.seen == [] and b"client_ed25519" in b"".join(out.to_client)
+
+
+def _logged_in(relay: Relay) -> None:
+    _login(relay, tls=True)
+    ok = OkPacket(0, 0, 2, 0, b"")
+    relay.engine_data(frame(ok.build(relay.engine.capabilities), 2))
+
+
+def test_change_user_to_an_iam_account():
+    hook = Hook(PROOF)
+    relay = Relay(lambda e: None, client_tls=True, engine_tls=False, iam=hook)
+    _logged_in(relay)
+    change = ComChangeUser(b"jane", b"p" * 20, b"", 45, "mysql_native_password")
+    out = relay.client_data(frame(change.build(relay.client.capabilities), 0))
+    assert len(out.to_engine) == 1
+    out = _engine_switch(relay, seq=1)
+    assert packets(b"".join(out.to_client)) == [(1, b"\xfemysql_clear_password\x00")]
+    out = relay.client_data(frame(TOKEN + b"\0", 2))
+    assert hook.seen == [IamToken("jane", TOKEN, NONCE, True)]
+    assert packets(b"".join(bytes(b) for b in out.to_engine)) == [(2, PROOF)]
+
+
+def test_change_user_with_a_cleartext_password_keeps_it_from_the_engine():
+    hook = Hook(DENIED)
+    relay = Relay(lambda e: None, client_tls=True, engine_tls=False, iam=hook)
+    _logged_in(relay)
+    change = ComChangeUser(b"jane", b"short-secret\0", b"", 45, "mysql_clear_password")
+    out = relay.client_data(frame(change.build(relay.client.capabilities), 0))
+    sent = b"".join(bytes(b) for b in out.to_engine)
+    assert b"short-secret" not in sent and b"jane" in sent
+    out = _engine_switch(relay, seq=1)
+    assert hook.seen == [IamToken("jane", b"short-secret", NONCE, True)]
+    assert out.close and b"Access denied" in b"".join(out.to_client)

@@ -276,6 +276,20 @@ class Relay:
             self._auth_user = self._early_token = self._iam_nonce = None  # the exchange is over
         return False
 
+    def _iam_change_user(self, event: ChangeUser) -> ChangeUser:
+        """A change of user may be to an IAM account: the relay watches its exchange, and a
+        cleartext password in the command itself (``mysql_clear_password``) stays here, as in
+        a login packet (its one-byte length cannot hold a real token anyway)."""
+        self._auth_user, self._change_user = event.user, True
+        request = event.request
+        if request.auth_plugin_name != IAM_CLIENT_PLUGIN or not request.auth_response:
+            return event
+        self._early_token = bytes(request.auth_response).rstrip(b"\0")
+        request = dataclasses.replace(request, auth_response=b"")
+        assert self.client.capabilities is not None
+        raw = memoryview(frame(request.build(self.client.capabilities), 0))
+        return dataclasses.replace(event, raw=raw, request=request)
+
     def _iam_answer(self, event: IamToken, out: Output) -> None:
         reply = self._iam(event)  # type: ignore[misc]
         if isinstance(reply, ErrPacket):
@@ -422,7 +436,7 @@ class Relay:
                 out.to_client.append(self.client.send(refusal))  # type: ignore[arg-type]
             else:
                 if self._iam is not None:
-                    self._auth_user, self._change_user = event.user, True
+                    event = self._iam_change_user(event)
                 out.to_engine.append(self.engine.send(event))
             return
         assert isinstance(
