@@ -9,8 +9,10 @@ signs one token with boto3's ``generate_db_auth_token`` and reuses it for the wh
 advises (a token is good for 15 minutes).
 
 Then, alternately for ``--rounds`` rounds, new logins for ``--seconds`` with ``--threads``
-client threads: password logins, then IAM logins (TLS + token + policy + the engine's proof),
-each over verified TLS. Printed: logins per second of each kind, the IAM/password ratio, and
+client threads: password logins, password logins with an auth switch (MariaDB only: the client
+names a plugin the engine does not know, so the engine asks again -- the two extra round trips
+an IAM login needs on each leg, without its token), then IAM logins (TLS + token + policy + the
+engine's proof), each over verified TLS. Printed: logins per second of each kind, the IAM/password ratio, and
 the gateway process's CPU per login of each kind (``/proc``: the ``dbkeep up`` process, which
 runs the gateway); the difference is what an IAM login costs the gateway beyond a password one
 (token and policy verification, the extra auth round trip, the proof, one more audit event).
@@ -96,9 +98,10 @@ def setup(proc: DbkeepProcess, engine: str) -> tuple[dict, str]:
 
 
 def mysql_logins(binary: Path, port: int, ca: str, user: str, password: str, threads: int,
-                 seconds: float) -> tuple[int, float]:
+                 seconds: float, switch: bool = False) -> tuple[int, float]:
     done = subprocess.run([str(binary), "--host=127.0.0.1", f"--port={port}", f"--ca={ca}", "--verify-host=localhost",
-                           f"--user={user}", "--database=appdb", f"--threads={threads}", f"--seconds={seconds}"],
+                           f"--user={user}", "--database=appdb", f"--threads={threads}", f"--seconds={seconds}",
+                           *(["--switch"] if switch else [])],
                           env={**os.environ, "MYSQL_PWD": password}, capture_output=True, text=True,
                           timeout=seconds + 60, check=False)
     m = re.search(r"logins=(\d+) failures=(\d+) seconds=([\d.]+)", done.stdout)
@@ -140,17 +143,17 @@ def main() -> int:
     profile_out = workdir / "dbkeep.prof"
     profiler = ["-m", "cProfile", "-o", str(profile_out)] if args.profile else []
     proc = DbkeepProcess(state, interpreter_args=profiler).start(timeout=120)
-    results: dict[str, list[tuple[int, float, float]]] = {"password": [], "iam": []}
+    results: dict[str, list[tuple[int, float, float]]] = {"password": [], "switch": [], "iam": []}
     try:
         cluster, token = setup(proc, args.engine)
         port, ca = cluster["Port"], str(state / "ca.pem")
         binary = build_login_load(workdir) if args.engine == "mysql" else None
         pid = proc.proc.pid  # type: ignore[union-attr]
 
-        def run(user: str, password: str, seconds: float) -> tuple[int, float, float]:
+        def run(user: str, password: str, seconds: float, switch: bool = False) -> tuple[int, float, float]:
             before = cpu_seconds(pid)
             if binary is not None:
-                n, elapsed = mysql_logins(binary, port, ca, user, password, args.threads, seconds)
+                n, elapsed = mysql_logins(binary, port, ca, user, password, args.threads, seconds, switch)
             else:
                 n, elapsed = pg_logins(port, ca, user, password, args.threads, seconds)
             return n, elapsed, cpu_seconds(pid) - before
@@ -163,6 +166,8 @@ def main() -> int:
             return 1
         for _ in range(args.rounds):
             results["password"].append(run("bench_pw", APP_PASSWORD, args.seconds))
+            if binary is not None:  # the IAM login's round trips without its token (login_load --switch)
+                results["switch"].append(run("bench_pw", APP_PASSWORD, args.seconds, switch=True))
             results["iam"].append(run("bench_iam", token, args.seconds))
     finally:
         proc.stop()  # SIGTERM: dbkeep up exits cleanly and cProfile writes its file
@@ -170,13 +175,15 @@ def main() -> int:
     print(f"{args.engine}: new TLS logins through the gateway, {args.threads} client threads, "
           f"{args.rounds} x {args.seconds:g} s each (one machine, {os.cpu_count()} cores)")
     rates = {}
+    labels = {"password": "password (TLS)", "switch": "password + auth switch", "iam": "IAM (TLS + token + policy)"}
     for kind, runs in results.items():
+        if not runs:
+            continue
         logins = sum(n for n, _, _ in runs)
         elapsed = sum(e for _, e, _ in runs)
         cpu = sum(c for _, _, c in runs)
         rates[kind] = (logins / elapsed, cpu / logins * 1e3)
-        label = "IAM (TLS + token + policy)" if kind == "iam" else "password (TLS)"
-        print(f"  {label:28} {rates[kind][0]:8.1f} logins/s   gateway CPU {rates[kind][1]:.3f} ms/login "
+        print(f"  {labels[kind]:28} {rates[kind][0]:8.1f} logins/s   gateway CPU {rates[kind][1]:.3f} ms/login "
               f"(rounds: {', '.join(f'{n / e:.0f}/s' for n, e, _ in runs)})")
     ratio = rates["iam"][0] / rates["password"][0]
     extra = rates["iam"][1] - rates["password"][1]
@@ -184,6 +191,10 @@ def main() -> int:
           (f"; IAM logins/s {rates['iam'][0]:.0f} (target >= 500)" if args.engine == "mysql" else ""))
     print(f"  gateway CPU an IAM login costs beyond a password login: {extra:.3f} ms "
           f"(verification alone: bench/iam_token_verify.py; target < 0.2 ms)")
+    if "switch" in rates:
+        print(f"  ... beyond a password login with the same round trips (an auth switch): "
+              f"{rates['iam'][1] - rates['switch'][1]:.3f} ms; IAM / password + switch: "
+              f"{rates['iam'][0] / rates['switch'][0]:.2f}x")
     if args.profile and profile_out.exists():
         print("\nwhere dbkeep up spent its CPU (whole run, cumulative; IAM lines first):")
         stats = pstats.Stats(str(profile_out))
