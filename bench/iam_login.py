@@ -125,7 +125,10 @@ def _pg_worker(args: tuple) -> int:
 def pg_logins(port: int, ca: str, user: str, password: str, threads: int, seconds: float) -> tuple[int, float]:
     start = time.monotonic()
     with multiprocessing.get_context("spawn").Pool(threads) as pool:
-        counts = pool.map(_pg_worker, [(port, ca, user, password, seconds)] * threads)
+        try:
+            counts = pool.map(_pg_worker, [(port, ca, user, password, seconds)] * threads)
+        except Exception as exc:  # noqa: BLE001 - psycopg's error, from a worker
+            raise RuntimeError(f"psycopg login as {user} failed: {exc}") from None
     return sum(counts), time.monotonic() - start
 
 
