@@ -105,8 +105,10 @@ def mysql_logins(binary: Path, port: int, ca: str, user: str, password: str, thr
                           env={**os.environ, "MYSQL_PWD": password}, capture_output=True, text=True,
                           timeout=seconds + 60, check=False)
     m = re.search(r"logins=(\d+) failures=(\d+) seconds=([\d.]+)", done.stdout)
-    if done.returncode != 0 or not m:
+    if not m or int(m.group(1)) == 0:
         raise RuntimeError(f"login_load as {user} failed ({done.returncode}): {done.stdout.strip()} {done.stderr.strip()}")
+    if int(m.group(2)):  # on a machine this busy a login may miss login_load's 5 s I/O timeout
+        print(f"  ({user}{' --switch' if switch else ''}: {m.group(2)} failed logins; {done.stderr.strip()})")
     return int(m.group(1)), float(m.group(3))
 
 
