@@ -175,7 +175,10 @@ def main() -> int:
                 results["switch"].append(run("bench_pw", APP_PASSWORD, args.seconds, switch=True))
             results["iam"].append(run("bench_iam", token, args.seconds))
     finally:
+        trouble = [line for line in proc.logs().splitlines() if "Traceback" in line or "internal error" in line]
         proc.stop()  # SIGTERM: dbkeep up exits cleanly and cProfile writes its file
+        if trouble:
+            print(f"dbkeep up logged {len(trouble)} errors, the first: {trouble[0]}")
 
     print(f"{args.engine}: new TLS logins through the gateway, {args.threads} client threads, "
           f"{args.rounds} x {args.seconds:g} s each (one machine, {os.cpu_count()} cores)")
