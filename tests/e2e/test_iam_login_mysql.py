@@ -162,6 +162,10 @@ def test_exact_arn_with_every_client_and_token_source(world):
                                    ssl_verify_identity=True, auth_plugin="mysql_clear_password", connection_timeout=10)
     conn.close()
 
+    # a token signed for the address the client connected to
+    if w.client_ip == "127.0.0.1":
+        w.pymysql("jane_doe", boto_token("127.0.0.1", w.port, "jane_doe", akid, secret), host="127.0.0.1").close()
+
     # another SDK's parameter order and percent-encoding
     for token in (hand_token("localhost", w.port, "jane_doe", akid, secret),
                   hand_token("localhost", w.port, "jane_doe", akid, secret, lower_hex_everything=True)):

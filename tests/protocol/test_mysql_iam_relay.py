@@ -4,6 +4,9 @@ token never reaches the engine, the nonce and the proof never reach the client."
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from dbkeep.gateway.mysql import Capability, ErrPacket, Relay
 from dbkeep.gateway.mysql.events import IamPluginMissing, IamToken
 from dbkeep.gateway.mysql.messages import AuthSwitchRequest, ComChangeUser, HandshakeResponse41, OkPacket, SSLRequest
@@ -145,3 +148,15 @@ def test_change_user_with_a_cleartext_password_keeps_it_from_the_engine():
     out = _engine_switch(relay, seq=1)
     assert hook.seen == [IamToken("jane", b"short-secret", NONCE, True)]
     assert out.close and b"Access denied" in b"".join(out.to_client)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(min_size=1, max_size=9000))
+def test_any_token_bytes_go_to_the_hook_and_nowhere_else(token):
+    hook = Hook(DENIED)
+    relay = Relay(lambda e: None, client_tls=True, engine_tls=False, iam=hook)
+    _login(relay, tls=True)
+    _engine_switch(relay)
+    out = relay.client_data(frame(token, 4))
+    assert out.to_engine == [] and out.close
+    assert hook.seen == [IamToken("jane", token.rstrip(b"\0"), NONCE, False)]
