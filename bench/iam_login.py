@@ -43,6 +43,7 @@ import multiprocessing
 import os
 import pstats
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -207,6 +208,7 @@ def main() -> int:
         print("\nwhere dbkeep up spent its CPU (whole run, cumulative; IAM lines first):")
         stats = pstats.Stats(str(profile_out))
         stats.sort_stats("cumulative").print_stats(r"iam|dbauth|engine_proof|policy|relay\.py|mysql\.py|postgres\.py", 25)
+    shutil.rmtree(workdir, ignore_errors=True)  # the engine's data: hundreds of MB
     return 0
 
 
