@@ -4,7 +4,10 @@
  * Each of N threads repeatedly opens a fresh connection (TCP or unix socket),
  * reads the protocol v10 greeting, sends an SSLRequest, does a full TLS
  * handshake, authenticates with mysql_native_password, sends COM_QUIT and
- * closes.  All threads share ONE SSL_CTX created at start-up, the way a real
+ * closes.  An account whose server asks for mysql_clear_password instead (an
+ * IAM account behind dbkeep's gateway: the password is then an IAM token,
+ * 1-2 KB, reused for every login as AWS advises) gets the password and a NUL,
+ * over the TLS connection.  All threads share ONE SSL_CTX created at start-up, the way a real
  * connection pool keeps its TLS context; libmariadb instead builds a new
  * SSL_CTX per connection (~2 ms of client CPU with OpenSSL 3), which would make
  * the client, not the server, the bottleneck.
@@ -48,6 +51,8 @@
 #define CLIENT_SECURE_CONNECTION 0x00008000u
 #define CLIENT_PLUGIN_AUTH       0x00080000u
 #define NATIVE_PLUGIN "mysql_native_password"
+#define CLEAR_PLUGIN "mysql_clear_password"
+#define SWITCH_PLUGIN "login_load_switch"  /* no server knows it: --switch */
 #define CHARSET_UTF8MB4 45
 #define MAX_PACKET (16u << 20)
 #define BUF_SIZE 16384          /* larger replies are treated as errors */
@@ -58,7 +63,9 @@ static struct {
     int port, threads, tls_max, verify_host_is_ip;
     double seconds;
     unsigned char pw_stage1[20], pw_stage2[20]; /* SHA1(pw), SHA1(SHA1(pw)) */
-    int have_password;
+    int have_password, force_switch;
+    char *clear_pw;             /* the password + NUL, for mysql_clear_password */
+    size_t clear_len;
 } cfg = { .host = "127.0.0.1", .port = 3306, .user = "admin", .threads = 8,
           .seconds = 5.0 };
 
@@ -191,8 +198,8 @@ static int read_packet(struct conn *c, size_t *len)
 /* Send payload (len < 1024) as one packet with the current sequence id. */
 static int write_packet(struct conn *c, const unsigned char *payload, size_t len)
 {
-    unsigned char p[1024 + 4];
-    if (len > 1024)
+    unsigned char p[8192 + 4];
+    if (len > 8192)
         return fail(c, "internal error: packet too large");
     p[0] = (unsigned char)len;
     p[1] = (unsigned char)(len >> 8);
@@ -333,6 +340,8 @@ static int do_login(struct conn *c)
     /* --- HandshakeResponse41 (same 32-byte header) --- */
     if (native_token(c, scramble, token, &tlen) < 0)
         return -1;
+    if (cfg.force_switch)
+        tlen = 0;               /* no answer yet: the server asks again */
     n = 32;
     n += (size_t)sprintf((char *)pkt + n, "%s", cfg.user) + 1;
     pkt[n++] = (unsigned char)tlen;
@@ -341,7 +350,8 @@ static int do_login(struct conn *c)
     if (cfg.database)
         n += (size_t)sprintf((char *)pkt + n, "%s", cfg.database) + 1;
     if (caps & CLIENT_PLUGIN_AUTH)
-        n += (size_t)sprintf((char *)pkt + n, "%s", NATIVE_PLUGIN) + 1;
+        n += (size_t)sprintf((char *)pkt + n, "%s",
+                             cfg.force_switch ? SWITCH_PLUGIN : NATIVE_PLUGIN) + 1;
     if (write_packet(c, pkt, n) < 0)
         return -1;
 
@@ -359,6 +369,13 @@ static int do_login(struct conn *c)
         const char *plugin = (const char *)c->buf + 1;
         if (!(nul = memchr(plugin, 0, len - 1)))
             return fail(c, "malformed auth switch request");
+        if (strcmp(plugin, CLEAR_PLUGIN) == 0) {
+            if (!cfg.clear_pw)
+                return fail(c, "server wants mysql_clear_password: no password given");
+            if (write_packet(c, (const unsigned char *)cfg.clear_pw, cfg.clear_len) < 0)
+                return -1;
+            continue;
+        }
         if (strcmp(plugin, NATIVE_PLUGIN) != 0)
             return fail(c, "server wants unsupported auth plugin '%s'", plugin);
         if ((size_t)(c->buf + len - (nul + 1)) < 20)
@@ -415,13 +432,16 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: login_load [--host H --port P | --socket PATH] [--user U]\n"
         "         [--password PW] [--database DB] [--ca FILE [--verify-host NAME]]\n"
-        "         [--tls-max 1.2|1.3] [--threads N] [--seconds S]\n"
+        "         [--tls-max 1.2|1.3] [--threads N] [--seconds S] [--switch]\n"
         "Measures new TLS logins/s (mysql_native_password) against MySQL/MariaDB.\n"
         "Defaults: --host 127.0.0.1 --port 3306 --user admin --threads 8 --seconds 5.\n"
         "The password is taken from $MYSQL_PWD (preferred: not visible in ps) or\n"
         "--password (overrides MYSQL_PWD); none means an empty password.\n"
         "Without --ca the server certificate is not verified; --verify-host also\n"
-        "checks the certificate name and sets SNI (needs --ca).\n");
+        "checks the certificate name and sets SNI (needs --ca).\n"
+        "--switch names a plugin the server does not know in the login packet, so\n"
+        "the server asks again for mysql_native_password: the round trips of an\n"
+        "IAM login (AuthSwitchRequest and answer) without its token.\n");
 }
 
 static void usage_error(const char *fmt, ...)
@@ -456,6 +476,7 @@ int main(int argc, char **argv)
         { "database", 1, 0, 'D' }, { "ca", 1, 0, 'c' },
         { "verify-host", 1, 0, 'V' }, { "tls-max", 1, 0, 'T' },
         { "threads", 1, 0, 't' }, { "seconds", 1, 0, 's' },
+        { "switch", 0, 0, 'W' },
         { "help", 0, 0, 'H' }, { 0, 0, 0, 0 } };
     const char *password = getenv("MYSQL_PWD");
     int opt, tcp_opt = 0;
@@ -478,6 +499,7 @@ int main(int argc, char **argv)
             else usage_error("--tls-max must be 1.2 or 1.3, not '%s'", optarg);
             break;
         case 't': cfg.threads = (int)parse_long(optarg, 1, 4096, "--threads"); break;
+        case 'W': cfg.force_switch = 1; break;
         case 's':
             errno = 0;
             cfg.seconds = strtod(optarg, &e);
@@ -511,6 +533,11 @@ int main(int argc, char **argv)
     }
     if (password && *password) {
         cfg.have_password = 1;
+        cfg.clear_len = strlen(password) + 1;
+        if (cfg.clear_len > 8192 || !(cfg.clear_pw = strdup(password))) {
+            fprintf(stderr, "login_load: password too long (8191 bytes at most) or out of memory\n");
+            return 1;
+        }
         if (sha1((const unsigned char *)password, strlen(password), cfg.pw_stage1) < 0 ||
             sha1(cfg.pw_stage1, 20, cfg.pw_stage2) < 0) {
             fprintf(stderr, "login_load: SHA1 unavailable\n");

@@ -19,11 +19,12 @@ READY = re.compile(r"dbkeep ready: API (http://\S+)")
 
 class DbkeepProcess:
     def __init__(self, state_dir: Path, *, fake_time_file: Path | None = None, extra_args: list[str] | None = None,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, interpreter_args: list[str] | None = None) -> None:
         self.state_dir = Path(state_dir)
         self.extra_env = extra_env or {}
         self.fake_time_file = fake_time_file
         self.extra_args = extra_args or []
+        self.interpreter_args = interpreter_args or []  # e.g. ["-m", "cProfile", "-o", FILE] (bench/iam_login.py)
         self.proc: subprocess.Popen[str] | None = None
         self.url: str | None = None
         self.stdout_lines: list[str] = []
@@ -40,7 +41,7 @@ class DbkeepProcess:
         env = {**os.environ, **self.extra_env}
         if self.fake_time_file is not None:
             env["DBKEEP_FAKE_TIME_FILE"] = str(self.fake_time_file)
-        cmd = [sys.executable, "-m", "dbkeep", "up", "--state-dir", str(self.state_dir), "--api-port", "0", *self.extra_args]
+        cmd = [sys.executable, *self.interpreter_args, "-m", "dbkeep", "up", "--state-dir", str(self.state_dir), "--api-port", "0", *self.extra_args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr_lines), daemon=True).start()
         deadline = time.monotonic() + timeout

@@ -39,6 +39,9 @@ from dbkeep.gateway.postgres import errors as pg_errors
 from dbkeep.gateway.target import ClusterTarget
 
 PEER_ADDR = ("192.0.2.7", 50000)
+LOCAL_ADDR = ("192.0.2.1", 3306)  # the address the client connected to
+# what a MySQL session writes on the engine socket before anything else (gateway/proxy_header.py)
+PROXY_HEADER = b"PROXY TCP4 192.0.2.7 192.0.2.1 50000 3306\r\n"
 OPEN = IngressRule("sgr-1", "sg-1", "-1", None, None, "0.0.0.0/0")
 
 
@@ -59,7 +62,7 @@ class FakeTransport:
 
     # asyncio.Transport
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": self.peer}.get(name, default)
+        return {"peername": self.peer, "sockname": LOCAL_ADDR if self.peer else None}.get(name, default)
 
     def set_protocol(self, protocol: Any) -> None:
         self.protocol = protocol
@@ -352,7 +355,7 @@ def test_mysql_reserved_login_is_refused_with_the_engines_text_and_audited_once(
         assert err.message == f"Access denied for user 'rdsadmin'@'{PEER_ADDR[0]}' (using password: YES)"
         (event,) = ctx.audit.of("gateway.login")  # type: ignore[attr-defined]
         assert (event["verdict"], event["user"], event["reason"]) == ("deny", "rdsadmin", "rdsadmin is reserved")
-        assert engine.transport.written == []  # the engine never saw the login
+        assert engine.transport.written == [PROXY_HEADER]  # the engine never saw the login
         session.connection_lost(None)
         assert len(ctx.audit.of("gateway.login")) == 1  # type: ignore[attr-defined]
 
@@ -366,7 +369,9 @@ def test_mysql_login_is_audited_before_the_client_sees_the_engines_verdict() -> 
         session, client = await mysql_session(ctx, engine)
         engine.protocol.data_received(greeting())
         session._client_data(login(b"alice"))
-        assert [seq for seq, _ in mysql_packets(engine.transport.data)] == [1]  # relayed
+        sent = engine.transport.data
+        assert sent.startswith(PROXY_HEADER)  # the client's real address first
+        assert [seq for seq, _ in mysql_packets(sent[len(PROXY_HEADER):])] == [1]  # relayed
         seen: list[int] = []
         real_write = client.writelines
 

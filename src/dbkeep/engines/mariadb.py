@@ -159,6 +159,9 @@ class MariaDB(LocalEngine):
             f"tmpdir = {layout.run}",
             "skip-networking",
             "skip-name-resolve",
+            # the gateway's PROXY header (gateway/proxy_header.py) names the real client on the
+            # unix socket; connections without one (rdsadmin's) stay 'localhost'
+            "proxy-protocol-networks = localhost",
             f"log-error = {layout.log / LOG_NAME}",
             "log-output = FILE",
             f"general-log-file = {layout.log / 'general.log'}",

@@ -8,12 +8,12 @@ and the rdsadmin session turns its own logging off first (``sql_log_off``; ``log
 dropped (as on RDS).
 
 MariaDB — the master is ``'<master>'@'%'``:
-- accounts that would *shadow* it for connections through the gateway (which reach the engine
-  over its unix socket, i.e. as host ``localhost``): ``'<master>'@<host>`` or an anonymous
-  ``''@<host>`` whose host pattern matches ``localhost`` — are dropped (MariaDB picks the most
-  specific host first, so ``'admin'@'localhost'`` or ``''@'localhost'`` would take the login).
-  Accounts of the master's name on other hosts (``'admin'@'10.0.0.1'``) are left alone: they
-  cannot match a gateway connection.
+- accounts that would *shadow* it for connections through the gateway -- ``'<master>'@<host>``
+  or an anonymous ``''@<host>`` for any host but ``'%'`` -- are dropped (MariaDB picks the most
+  specific host first, so ``'admin'@'10.0.0.1'`` or ``''@'10.%'`` would take the login). The
+  gateway passes each client's real address to the engine (PROXY protocol), so any host
+  pattern can match a gateway connection; ``localhost`` is what dbkeep's own socket
+  connections are.
 - ``'<master>'@'%'`` is created if missing (dropped, renamed, host narrowed). A renamed account
   (``RENAME USER admin TO bob``) is left as it is, with whatever it holds: it is another user now.
 - its authentication is replaced (plugin changes, ``unix_socket``, ed25519 → ``mysql_native_password``
@@ -59,11 +59,6 @@ from dbkeep.engines import bootstrap as b
 from dbkeep.errors import EngineError
 
 # --- MariaDB (runs in a worker thread on a pymysql cursor) ------------------------------------------
-
-
-def _host_matches_localhost(pattern: str) -> bool:
-    rx = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
-    return re.fullmatch(rx, "localhost", flags=re.IGNORECASE) is not None
 
 
 def mysql_quiet(cur) -> None:
@@ -443,11 +438,11 @@ _READ_ONLY_ACCESS = sum(1 << bit for bit in (0, 8, 11, 14, 16, 17, 18, 19, 20, 2
 def mysql_account_facts(cur, user: str) -> tuple[bool, str]:
     """(whether a gateway login as ``user`` may write the ``mysql`` schema or hold more than
     read-only global privileges, directly or through any role it may SET; the server's global
-    sql_mode). A gateway login reaches the engine as host ``localhost``: every account of that
-    name (or anonymous) whose host pattern matches it counts."""
+    sql_mode). A gateway login reaches the engine under the client's real address (PROXY
+    protocol), which may match any host pattern: every account of that name (or anonymous) counts."""
     cur.execute("SELECT User, Host, CAST(IFNULL(JSON_VALUE(Priv, '$.access'), 0) AS UNSIGNED) FROM mysql.global_priv "
                 "WHERE User IN (%s, '') AND Host <> ''", (user,))
-    accounts = [(u, h, int(a)) for u, h, a in cur.fetchall() if _host_matches_localhost(h)]
+    accounts = [(u, h, int(a)) for u, h, a in cur.fetchall()]
     access = 0
     grantees = set()
     for u, h, a in accounts:
@@ -521,8 +516,7 @@ def mysql_reset_master(cur, master: str, password_hash: str) -> list[str]:
     cur.execute("SELECT User, Host FROM mysql.global_priv "
                 "WHERE (User = %s OR User = '') AND Host NOT IN ('%%', '')", (master,))
     for user, host in cur.fetchall():
-        if _host_matches_localhost(host):
-            cur.execute("DROP USER %s@%s", (user, host))
+        cur.execute("DROP USER %s@%s", (user, host))
     account = (master, b.MYSQL_MASTER_HOST)
     cur.execute("CREATE USER IF NOT EXISTS %s@%s", account)
     cur.execute(

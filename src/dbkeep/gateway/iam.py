@@ -1,7 +1,7 @@
 """IAM database login, the gateway's part: what a session calls (DESIGN.md, "IAM database login
 (how the pieces meet)").
 
-The sessions are wired to this later; the contract is:
+The contract the sessions follow (MySQL: ``drivers/mysql_iam.py`` and the relay's ``iam`` hook):
 
 MySQL session (``gateway/mysql``): relay the login as for any account. When the *engine* sends an
 AuthSwitchRequest naming ``mysql_clear_password`` (only dbkeep's ``AWSAuthenticationPlugin``

@@ -41,6 +41,12 @@ comes from :mod:`dbkeep.gateway.mysql.errors`.
    cleartext through the gateway, and logs in over TLS when the engine has a certificate
    (an engine without one refuses it either way: fail closed). Engine-leg TLS is TLS 1.2
    resuming the previous session (:class:`EngineTlsContext`), so it costs no signature.
+   **IAM accounts** are the exception: the engine's AuthSwitchRequest to
+   ``mysql_clear_password`` stops here, the client's token is verified at the gateway and the
+   engine gets a proof instead (:mod:`.mysql_iam`, ``Relay``'s ``iam`` hook).
+   **The client's address** reaches the engine in a PROXY protocol header written on the
+   engine socket before anything else (:mod:`dbkeep.gateway.proxy_header`), so host-based
+   accounts, ``SHOW PROCESSLIST`` and the engine's 1045 texts name the real client.
 4. **Command phase.** Statements (COM_QUERY, COM_STMT_PREPARE) go to ``ctx.guard`` when one
    is installed and a refusal is answered in order by the engine (a SIGNAL in its place).
    The hot path has no parsing, copy or coroutine: after the login the client leg becomes a
@@ -98,8 +104,10 @@ from dbkeep.gateway.mysql.wire import frame
 from dbkeep.gateway.mysql.messages import CommandCode, ErrPacket, OkPacket
 from dbkeep.gateway.mysql.relay import Decidable, Output, Relay
 from dbkeep.gateway.offload import HandedBack, stop_set
+from dbkeep.gateway.proxy_header import proxy_v1
 
 from .leg import LIMIT
+from .mysql_iam import MySQLIam
 from .mysql_inspect import Inspector
 from .mysql_protocols import _ClientLeg, _ClientStream, _EngineLeg
 from .mysql_tls import EngineTlsContext, engine_tls_context
@@ -168,6 +176,8 @@ class MySQLSession(Session):
         self._client_protocol: _ClientLeg | None = None
         self._login_bytes = 0
         self._first_byte_due = True  # the first-byte deadline starts with the greeting
+        iam_login = ctx.extra.get("iam")
+        self._iam = MySQLIam(self, iam_login) if iam_login is not None else None  # IAM logins (mysql_iam.py)
 
     @property
     def tls(self) -> bool:
@@ -182,7 +192,7 @@ class MySQLSession(Session):
         self._client_protocol = _ClientLeg(self)
         raw.set_protocol(self._client_protocol)  # reading starts after connection_made, with this protocol
         self.relay = Relay(self._decide, client_tls=target.tls is not None, engine_tls="as-client",
-                           max_message_size=limits.max_packet)
+                           max_message_size=limits.max_packet, iam=self._iam.answer if self._iam is not None else None)
         if self.over_cluster_limit():
             log.debug("mysql session %s (cluster %s, %s): too many connections", self.id, self.identifier, self.peer_host)
             self.refuse(refusals.CLUSTER_LIMIT)
@@ -219,6 +229,8 @@ class MySQLSession(Session):
         """The engine's verdict on a relayed login or change of user."""
         for event in events:
             kind = type(event)
+            if self._iam is not None and (kind is OkPacket or kind is ErrPacket):
+                self._iam.engine_answered(kind is OkPacket, self._engine_thread(), getattr(event, "message", ""))
             if kind is OkPacket and self._pending is not None:
                 what, user, database = self._pending
                 self.user = user
@@ -602,6 +614,9 @@ class MySQLSession(Session):
             return
         self.engine_leg.attach(transport)
         self._engine_protocol = transport.get_protocol()  # type: ignore[assignment]
+        # before any MySQL byte: the engine takes the client's real address from it
+        raw = self.client_leg.raw
+        transport.write(proxy_v1(self.peer, raw.get_extra_info("sockname") if raw is not None else None))
         self._enter(Phase.LOGIN)
 
     def _engine_data(self, data: bytes) -> None:

@@ -32,6 +32,8 @@ __all__ = [
     "ConnectionClosed",
     "Continuation",
     "EngineEvent",
+    "IamPluginMissing",
+    "IamToken",
     "LoginRequested",
     "Passthrough",
     "Prepare",
@@ -139,6 +141,30 @@ class ProcessKill(ClientCommand):
 @dataclass(frozen=True, slots=True)
 class Continuation(ClientCommand):
     """A packet continuing the current exchange (sequence id != 0): pass it on."""
+
+
+@dataclass(frozen=True, slots=True)
+class IamToken:
+    """An IAM account's login reached the token: the engine asked for ``mysql_clear_password``
+    (only dbkeep's ``AWSAuthenticationPlugin`` does) with its ``nonce``, and ``token`` is what
+    the client sent as that password (NUL stripped) -- in its login packet or in answer to the
+    gateway's own AuthSwitchRequest. ``token`` is None when the client leg is cleartext: it
+    was not asked. The relay's ``iam`` hook answers with the proof for the engine or an ERR
+    for the client (``change_user``: the request was a COM_CHANGE_USER)."""
+
+    user: str
+    token: bytes | None
+    nonce: bytes
+    change_user: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IamPluginMissing:
+    """The engine refused a login because ``AWSAuthenticationPlugin`` is not loaded (IAM
+    authentication is off on the cluster): the relay's ``iam`` hook gives the client's ERR."""
+
+    user: str
+    error: ErrPacket
 
 
 @dataclass(frozen=True, slots=True)

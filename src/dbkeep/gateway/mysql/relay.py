@@ -57,8 +57,20 @@ immune to sql_mode and quoting). A refused COM_STMT_SEND_LONG_DATA or COM_STMT_C
 server never answers, is dropped. ``decide`` may also return :data:`HOLD` for a command or a
 change of user: the relay keeps that event (a copy of its bytes), reads no further command, and
 says so (``Output.held``); :meth:`Relay.release` asks ``decide`` again and carries on (the
-gateway holds a statement while dbkeep checks the grant tables). IAM logins, which end at the gateway, use the two legs
-directly rather than this class.
+gateway holds a statement while dbkeep checks the grant tables).
+
+IAM logins (``iam``, DESIGN.md "IAM database login"): the engine marks an IAM account by
+answering its login with an AuthSwitchRequest to ``mysql_clear_password`` whose plugin data is a
+fresh nonce (dbkeep's ``AWSAuthenticationPlugin``). That request never reaches the client: the
+relay keeps the nonce and asks the client for ``mysql_clear_password`` with empty plugin data,
+as Aurora does -- only over TLS; a cleartext client is refused before its token is read. A
+client that sent the token in its login packet already (it started with
+``mysql_clear_password``) is not asked again; the engine gets that login without the token (it
+asks for its plugin all the same). The token goes to ``iam(IamToken(...))``, which returns the
+proof to send the engine (``bytes``) or an ERR for the client (then the session ends). An engine
+refusal because the plugin is not loaded (IAM authentication off) goes to
+``iam(IamPluginMissing(...))`` for the ERR the client sees. Neither the token nor the proof ever
+crosses to the other side.
 """
 
 from __future__ import annotations
@@ -81,6 +93,8 @@ from .events import (
     Command,
     ConnectionClosed,
     Continuation,
+    IamPluginMissing,
+    IamToken,
     LoginRequested,
     Passthrough,
     Prepare,
@@ -104,6 +118,12 @@ from .messages import (
 from .states import ClientState, EngineState
 from .wire import DEFAULT_MAX_MESSAGE_SIZE, frame
 
+# The client plugin dbkeep's AWSAuthenticationPlugin asks for (tokens travel as cleartext passwords).
+IAM_CLIENT_PLUGIN = "mysql_clear_password"
+# MariaDB's ER_PLUGIN_IS_NOT_LOADED: an IAM account's plugin is gone while IAM auth is off.
+_PLUGIN_NOT_LOADED = 1524
+_IAM_SERVER_PLUGIN = "AWSAuthenticationPlugin"
+
 # Commands the server never answers: a refusal must not produce a reply either.
 _NO_RESPONSE = frozenset({CommandCode.COM_STMT_SEND_LONG_DATA, CommandCode.COM_STMT_CLOSE})
 
@@ -119,6 +139,7 @@ HOLD = _Hold()  # what ``decide`` returns to keep a command until Relay.release(
 
 Decidable = LoginRequested | Query | Prepare | ChangeUser | ProcessKill | ResetConnection | Command
 Decide = Callable[[Decidable], "ErrPacket | _Hold | None"]
+IamHook = Callable[[IamToken | IamPluginMissing], "bytes | ErrPacket"]
 
 
 @dataclass
@@ -158,6 +179,7 @@ class Relay:
         engine_tls: bool | Literal["as-client"] = False,
         refuse_in_order: bool = True,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        iam: IamHook | None = None,
     ) -> None:
         self.client = ClientFacing(max_message_size=max_message_size)
         self.engine = EngineFacing(max_message_size=max_message_size)
@@ -170,6 +192,11 @@ class Relay:
         self._pending_login: HandshakeResponse41 | None = None
         self._held: ClientCommand | None = None
         self.closed = False  # once an Output said close, the relay ignores further input
+        self._iam = iam
+        self._auth_user: str | None = None  # the login or change of user under way
+        self._change_user = False
+        self._early_token: bytes | None = None  # a token sent in the login packet itself
+        self._iam_nonce: bytes | None = None  # the engine's nonce while the client's token is awaited
 
     def _finish(self, out: Output) -> Output:
         if out.close:
@@ -211,6 +238,8 @@ class Relay:
                 out.to_client.append(
                     self.client.send(client_greeting(event, tls=self._client_tls))
                 )
+            elif self._iam is not None and self._iam_event(event, out):
+                pass
             elif isinstance(event, (AuthSwitchRequest, AuthMoreData, OkPacket, ErrPacket)):
                 out.to_client.append(self.client.send(event))
                 if isinstance(event, ErrPacket) and self.client.state is ClientState.CLOSED:
@@ -220,6 +249,54 @@ class Relay:
                 return
             if out.close:
                 return
+
+    # -- IAM logins --
+
+    def _iam_event(self, event: object, out: Output) -> bool:
+        """An engine packet of an IAM login, handled here (True) instead of relayed."""
+        if self._auth_user is None:
+            return False
+        if isinstance(event, AuthSwitchRequest) and event.plugin_name == IAM_CLIENT_PLUGIN:
+            nonce = bytes(event.data).rstrip(b"\0")
+            token, self._early_token = self._early_token, None
+            if token is not None and self.client.tls:
+                self._iam_answer(IamToken(self._auth_user, token, nonce, self._change_user), out)
+            elif not self.client.tls:
+                self._iam_answer(IamToken(self._auth_user, None, nonce, self._change_user), out)
+            else:
+                self._iam_nonce = nonce
+                out.to_client.append(self.client.send(AuthSwitchRequest(IAM_CLIENT_PLUGIN, b"")))
+            return True
+        if isinstance(event, ErrPacket) and event.errno == _PLUGIN_NOT_LOADED and _IAM_SERVER_PLUGIN in event.message:
+            reply = self._iam(IamPluginMissing(self._auth_user, event))  # type: ignore[misc]
+            out.to_client.append(self.client.send(reply))  # type: ignore[arg-type]
+            out.close = True
+            return True
+        if isinstance(event, (OkPacket, ErrPacket)):
+            self._auth_user = self._early_token = self._iam_nonce = None  # the exchange is over
+        return False
+
+    def _iam_change_user(self, event: ChangeUser) -> ChangeUser:
+        """A change of user may be to an IAM account: the relay watches its exchange, and a
+        cleartext password in the command itself (``mysql_clear_password``) stays here, as in
+        a login packet (its one-byte length cannot hold a real token anyway)."""
+        self._auth_user, self._change_user = event.user, True
+        request = event.request
+        if request.auth_plugin_name != IAM_CLIENT_PLUGIN or not request.auth_response:
+            return event
+        self._early_token = bytes(request.auth_response).rstrip(b"\0")
+        request = dataclasses.replace(request, auth_response=b"")
+        assert self.client.capabilities is not None
+        raw = memoryview(frame(request.build(self.client.capabilities), 0))
+        return dataclasses.replace(event, raw=raw, request=request)
+
+    def _iam_answer(self, event: IamToken, out: Output) -> None:
+        reply = self._iam(event)  # type: ignore[misc]
+        if isinstance(reply, ErrPacket):
+            out.to_client.append(self.client.send(reply))
+            out.close = True  # the engine leg waits for an answer it will never get
+        else:
+            out.to_engine.append(self.engine.send(AuthData(reply)))
 
     def _engine_leg_tls(self, login: LoginRequested) -> bool:
         if self._engine_tls == "as-client":
@@ -318,12 +395,27 @@ class Relay:
                     out.to_client.append(self.client.send(refusal))
                     out.close = True
                     return
+                response = event.response
+                if self._iam is not None:
+                    self._auth_user, self._change_user = event.user, False
+                    if response.auth_plugin_name == IAM_CLIENT_PLUGIN and response.auth_response:
+                        # a token (or a cleartext password) in the login packet: the engine
+                        # asks for its own plugin either way, and never sees a token
+                        self._early_token = bytes(response.auth_response).rstrip(b"\0")
+                        response = dataclasses.replace(response, auth_response=b"")
                 if self._engine_leg_tls(event):
-                    out.to_engine.append(self.engine.send(event.response.ssl_request()))
-                    self._pending_login = event.response
+                    out.to_engine.append(self.engine.send(response.ssl_request()))
+                    self._pending_login = response
                     out.start_engine_tls = True
                     return
-                out.to_engine.append(self.engine.send(event.response))
+                out.to_engine.append(self.engine.send(response))
+            elif isinstance(event, AuthData) and self._iam_nonce is not None:
+                nonce, self._iam_nonce = self._iam_nonce, None
+                assert self._auth_user is not None
+                self._iam_answer(IamToken(self._auth_user, bytes(event.payload).rstrip(b"\0"), nonce,
+                                          self._change_user), out)
+                if out.close:
+                    return
             elif isinstance(event, (AuthData, Continuation)):
                 out.to_engine.append(self.engine.send(event))
             elif isinstance(event, Quit):
@@ -343,6 +435,8 @@ class Relay:
             elif refusal is not None:
                 out.to_client.append(self.client.send(refusal))  # type: ignore[arg-type]
             else:
+                if self._iam is not None:
+                    event = self._iam_change_user(event)
                 out.to_engine.append(self.engine.send(event))
             return
         assert isinstance(

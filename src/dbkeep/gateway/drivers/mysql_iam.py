@@ -1,0 +1,108 @@
+"""IAM logins of one MySQL session: the relay's ``iam`` hook and their audit trail.
+
+Theory of operation (DESIGN.md "IAM database login"; ``gateway/iam.py`` has the contract). The
+sans-I/O relay (``gateway/mysql/relay.py``) recognises an IAM account by the engine's
+AuthSwitchRequest to ``mysql_clear_password``, reads the client's token over TLS and calls
+:meth:`MySQLIam.answer` with it. Here the token is verified (``IamLogin.verify``: signature,
+expiry, host and port, user, key, policy with ``aws:SourceIp`` the client's address) and the
+engine gets the proof bound to its nonce; or the client gets MariaDB's own
+``1045 (28000) Access denied for user 'USER'@'ADDR' (using password: YES)`` -- the same text
+whatever the reason, which goes to the audit log only.
+
+Audit: one ``gateway.iam_login`` event per IAM login with the principal's ARN, the access key
+id, the database user, the cluster, the client's address and port, TLS version and cipher, the
+verdict and its reason, and the engine's connection id (its thread id, what ``CONNECTION_ID()``
+and ``SHOW PROCESSLIST`` show), so the processlist leads to the IAM principal. An allowed token
+is audited when the engine's verdict on the proof arrives; a refusal at once. The session's
+``gateway.login`` event is written as for any login.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from dbkeep.gateway.iam import IamLogin
+from dbkeep.gateway.mysql import errors as wire_errors
+from dbkeep.gateway.mysql.events import IamPluginMissing, IamToken
+from dbkeep.gateway.mysql.messages import ErrPacket
+from dbkeep.identity import dbauth
+from dbkeep.pki.tls import describe_session
+
+if TYPE_CHECKING:
+    from .mysql import MySQLSession
+
+log = logging.getLogger("dbkeep.gateway.mysql")
+
+CLEARTEXT = "cleartext"  # the client leg is not TLS: its token is not read
+PROOF_UNAVAILABLE = "proof_unavailable"  # the cluster's proof key cannot be read
+ENGINE_REFUSED = "engine_refused_proof"
+
+
+class MySQLIam:
+    """The IAM side of one :class:`~.mysql.MySQLSession`."""
+
+    __slots__ = ("_allowed", "login", "session")
+
+    def __init__(self, session: MySQLSession, login: IamLogin) -> None:
+        self.session = session
+        self.login = login
+        self._allowed: dict[str, Any] | None = None  # an allowed token awaiting the engine's verdict
+
+    def answer(self, event: IamToken | IamPluginMissing) -> bytes | ErrPacket:
+        """The relay's ``iam`` hook: the proof for the engine, or the client's 1045."""
+        session = self.session
+        target = session.target
+        assert target is not None
+        denied = wire_errors.access_denied(event.user, session.peer_host, True)
+        if type(event) is IamPluginMissing:
+            self._audit(event.user, "deny", dbauth.IAM_DISABLED,
+                        detail=f"the engine refused the account: {event.error.message}")
+            return denied
+        assert isinstance(event, IamToken)
+        if event.token is None:
+            self._audit(event.user, "deny", CLEARTEXT, detail="IAM token over a cleartext connection, not read")
+            return denied
+        verdict = self.login.verify(target, user=event.user, token=event.token, client_ip=session.peer_host,
+                                    local_host=self._local_host())
+        fields = self.login.audit_fields(verdict)
+        if not verdict.allowed:
+            self._audit(event.user, **fields)
+            return denied
+        try:
+            proof = self.login.mysql_answer(target, event.nonce, event.user)
+        except (OSError, ValueError) as exc:
+            log.warning("mysql session %s (cluster %s): no IAM proof for the engine: %s", session.id,
+                        session.identifier, exc)
+            fields.update(verdict="deny", reason=PROOF_UNAVAILABLE, detail=str(exc)[:200])
+            self._audit(event.user, **fields)
+            return denied
+        self._allowed = {"user": event.user, **fields}
+        return proof
+
+    def engine_answered(self, ok: bool, thread_id: int | None, message: str = "") -> None:
+        """The engine's OK or ERR after a proof: the allowed token's audit event."""
+        allowed, self._allowed = self._allowed, None
+        if allowed is None:
+            return
+        if not ok:
+            allowed.update(verdict="deny", reason=ENGINE_REFUSED, detail=message[:200])
+        self._audit(thread_id=thread_id, **allowed)
+
+    def _local_host(self) -> str | None:
+        raw = self.session.client_leg.raw
+        sockname = raw.get_extra_info("sockname") if raw is not None else None
+        return sockname[0] if sockname else None
+
+    def _audit(self, user: str, verdict: str, reason: str, *, thread_id: int | None = None, **fields: Any) -> None:
+        session = self.session
+        transport = session.client_leg.transport
+        tls = describe_session(transport.get_extra_info("ssl_object") if transport else None)
+        if verdict != "allow":
+            session._audit_failed_login(f"IAM login refused: {reason}")
+        if thread_id is None and verdict != "allow":
+            thread_id = session._engine_thread()
+        session.ctx.audit.event(
+            "gateway.iam_login", verdict=verdict, reason=reason, cluster=session.identifier, user=user,
+            source_ip=session.peer_host, source_port=session.peer[1] if session.peer else None,
+            tls_version=tls.get("tls_version"), tls_cipher=tls.get("tls_cipher"), thread_id=thread_id, **fields)
