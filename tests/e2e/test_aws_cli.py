@@ -10,6 +10,8 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
+
 
 # The CLI installed beside dbkeep (make setup), whose venv undoes AWS CLI v1's rds endpoint override.
 AWS = str(Path(sys.executable).parent / "aws") if (Path(sys.executable).parent / "aws").exists() else shutil.which("aws")
@@ -126,3 +128,30 @@ def test_an_aws_cli_of_the_users_own_works_with_dbkeeps_files(dbkeep, tmp_path):
     clusters = run("rds", "describe-db-clusters", "--endpoint-url", dbkeep.url)
     assert clusters.returncode == 0 and "DBClusters" in json.loads(clusters.stdout), clusters.stderr
     assert "ModuleNotFoundError" not in ident.stderr + users.stderr + clusters.stderr
+
+
+def aws_cli_v2() -> str | None:
+    """An AWS CLI v2 to test with: ``DBKEEP_TEST_AWSCLI_V2`` (a path), else an ``aws`` v2 on PATH.
+    AWS CLI v2 is not on PyPI; AWS's installer or a build of its source (github.com/aws/aws-cli,
+    branch v2: ``pip install .``) provides one."""
+    for candidate in (os.environ.get("DBKEEP_TEST_AWSCLI_V2"), shutil.which("aws")):
+        if candidate and Path(candidate).exists():
+            version = subprocess.run([candidate, "--version"], capture_output=True, text=True, timeout=60).stdout
+            if version.startswith("aws-cli/2."):
+                return candidate
+    return None
+
+
+def test_aws_cli_v2_works_with_dbkeeps_files_alone(dbkeep):
+    """AWS CLI v2 honours ``endpoint_url`` in the config file for every service and has no
+    us-east-1 override for rds: the two files are enough, no plugin and no --endpoint-url."""
+    theirs = aws_cli_v2()
+    if theirs is None:
+        pytest.skip("no AWS CLI v2 here (set DBKEEP_TEST_AWSCLI_V2 to its aws)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTHON", "VIRTUAL_ENV"))}
+    env.update(AWS_CONFIG_FILE=str(dbkeep.state_dir / "config"), AWS_SHARED_CREDENTIALS_FILE=str(dbkeep.state_dir / "credentials"))
+    for args, key in ((["sts", "get-caller-identity"], "Arn"), (["iam", "list-users"], "Users"),
+                      (["rds", "describe-db-clusters"], "DBClusters"), (["rds", "describe-events"], "Events")):
+        done = subprocess.run([theirs, *args, "--output", "json"], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert key in json.loads(done.stdout)
