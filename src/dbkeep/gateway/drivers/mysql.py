@@ -501,6 +501,8 @@ class MySQLSession(Session):
     def _client_eof(self) -> bool:
         if self.phase is _CLOSED:
             return False
+        if not self.logged_in:
+            self._failing(refusals.CLIENT_CLOSED)
         relay = self.relay
         assert relay is not None
         try:
@@ -530,6 +532,8 @@ class MySQLSession(Session):
         relay = self.relay
         if relay is not None:
             self._write_client(relay.client_error(wire_errors.protocol_error(exc, logged_in=self.logged_in)))
+        if not self.logged_in:
+            self._failing(refusals.PROTOCOL_ERROR, detail=str(exc)[:200])
         self._audit_failed_login(f"protocol error: {exc}")
         self._close()
 
@@ -565,6 +569,7 @@ class MySQLSession(Session):
             transport = await self.engine_leg.start_tls(protocol, context, server_side=False, timeout=self._remaining())
         except (OSError, ssl.SSLError, ConnectionError, TimeoutError) as exc:
             log.warning("mysql session %s (cluster %s): TLS to the engine failed: %s", self.id, self.identifier, exc)
+            self._failing(refusals.ENGINE_UNAVAILABLE, detail=f"TLS to the engine failed: {exc}"[:200])
             self._audit_failed_login("TLS to the engine failed")
             self._client_error(wire_errors.engine_tls_failed(), any_state=False)
             self._close()
@@ -592,6 +597,7 @@ class MySQLSession(Session):
         except (OSError, TimeoutError) as exc:
             log.info("mysql session %s (cluster %s): engine unreachable at %s: %s", self.id, self.identifier,
                      target.socket_path, exc)
+            self._failing(refusals.ENGINE_UNAVAILABLE, detail=str(exc)[:200] or type(exc).__name__)
             if self.phase is not _CLOSED:
                 self._refuse_before_greeting(wire_errors.engine_unavailable(self.identifier))
             return
@@ -636,6 +642,7 @@ class MySQLSession(Session):
             return
         try:
             if relay.client.state in _LOGIN_STATES:
+                self._failing(refusals.ENGINE_UNAVAILABLE, detail="the engine closed the connection")
                 self._audit_failed_login("the engine closed the connection")
                 greeted = relay.client.state is not ClientState.SEND_GREETING
                 self._client_error(wire_errors.engine_lost(self.identifier) if greeted
@@ -659,6 +666,7 @@ class MySQLSession(Session):
 
     def _engine_failed(self, exc: ProtocolError) -> None:
         log.warning("mysql session %s (cluster %s): engine protocol error: %s", self.id, self.identifier, exc)
+        self._failing(refusals.ENGINE_UNAVAILABLE, detail="engine protocol error")
         self._audit_failed_login("engine protocol error")
         self._client_error(wire_errors.engine_lost(self.identifier), any_state=False)
         self._close()

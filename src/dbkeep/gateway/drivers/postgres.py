@@ -266,6 +266,8 @@ class PostgresSession(Session):
         try:
             if self.phase is _CLOSED:
                 return False
+            if not self.logged_in:
+                self._failing(refusals.CLIENT_CLOSED)
             self.client.receive_data(b"")
             if self.phase is _RELAYING:
                 self._relay_client()
@@ -285,6 +287,8 @@ class PostgresSession(Session):
         if reply and self.phase is _RELAYING and (self.engine is None or not self.engine.at_message_boundary):
             reply = b""  # in the middle of the engine's output: a message of ours would corrupt it
         self.client_leg.write_if_open(reply)
+        if not self.logged_in:
+            self._failing(refusals.PROTOCOL_ERROR, detail=str(exc)[:200])
         self._audit_failed_login(f"protocol error: {exc}")
         self._close()
 
@@ -305,6 +309,7 @@ class PostgresSession(Session):
                 self._start_tls(event.data)  # type: ignore[union-attr]
                 return
             elif kind is CancelRequest:
+                self._accounted = True  # not a login: nothing to report when it ends
                 self._spawn(self._forward_cancel(event))  # type: ignore[arg-type]
                 return
             elif kind is StartupMessage:
@@ -341,6 +346,7 @@ class PostgresSession(Session):
         target, raw = self.target, self.client_leg.transport
         assert target is not None and raw is not None
         if target.tls is None:  # direct TLS to an endpoint without a certificate
+            self._failing(refusals.TLS_FAILED, detail="direct TLS to an endpoint without a certificate")
             self._audit_failed_login("TLS not available")
             self._abort()
             return
