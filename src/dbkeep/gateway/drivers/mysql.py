@@ -460,6 +460,7 @@ class MySQLSession(Session):
     def _client_stream(self, data: bytes) -> None:
         """Client data after the login: one whole packet that needs no decision goes to the
         engine as it came (the hot path); anything else through the relay."""
+        self.traffic[0] += len(data)
         try:
             if self.phase is not _CLOSED and self.relay.client_passthrough(data, self._unseen):  # type: ignore[union-attr]
                 self.engine_leg.transport.write(data)  # type: ignore[union-attr]
@@ -611,6 +612,7 @@ class MySQLSession(Session):
         self._enter(Phase.LOGIN)
 
     def _engine_data(self, data: bytes) -> None:
+        self.traffic[1] += len(data)
         relay = self.relay
         assert relay is not None  # set before the engine is connected
         inspector = self._inspector
@@ -627,6 +629,7 @@ class MySQLSession(Session):
             hold = self.engine_leg.hold
             if hold is not None:
                 hold.append(data)
+                self.traffic[1] -= len(data)  # counted when it is replayed here
                 return
             self._apply(relay.engine_data(data))
             if self._offload_wanted:

@@ -240,6 +240,7 @@ class PostgresSession(Session):
     # --- client -> gateway ------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        self.traffic[0] += len(data)
         try:
             phase = self.phase
             if phase is _RELAYING:  # the framed relay (guarded sessions): as _relay_client, one frame less
@@ -454,6 +455,7 @@ class PostgresSession(Session):
     # --- engine -> gateway ------------------------------------------------------------------
 
     def _engine_data(self, data: bytes) -> None:
+        self.traffic[1] += len(data)
         try:
             engine = self.engine
             if engine is None or self.phase is _CLOSED:

@@ -109,6 +109,10 @@ class Session(asyncio.Protocol):
         self._pending: tuple[str, str | None, str | None] | None = None  # (kind, user, database) awaiting the engine
         self._offloaded: int | None = None  # the native relay's handle while it relays this session
         self._accounted = False  # a login verdict or a refusal of this connection is in the audit trail
+        self._accepted_at = 0.0  # the loop's time at accept (the login latency starts here)
+        # the cluster's [from clients, from engines] byte counters (ctx.traffic), moved by the
+        # Python paths per chunk they already handle; the native relay counts its own
+        self.traffic: list[int] = [0, 0]
         self._failure: tuple[str, dict[str, Any]] | None = None  # why it is ending before a verdict (the first reason)
 
     # --- phase ------------------------------------------------------------------------------
@@ -162,8 +166,15 @@ class Session(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it
         self.client_leg.attach(transport)  # type: ignore[arg-type]
         ctx.connections[self.identifier] = ctx.connections.get(self.identifier, 0) + 1
+        ctx.accepted[self.identifier] = ctx.accepted.get(self.identifier, 0) + 1
+        traffic = ctx.traffic.get(self.identifier)
+        if traffic is None:
+            traffic = ctx.traffic[self.identifier] = [0, 0]
+        self.traffic = traffic
         self._counted = True
-        self._timer = asyncio.get_running_loop().call_later(ctx.limits.handshake_timeout, self._handshake_timeout)
+        loop = asyncio.get_running_loop()
+        self._accepted_at = loop.time()
+        self._timer = loop.call_later(ctx.limits.handshake_timeout, self._handshake_timeout)
         self.admitted()
 
     def admitted(self) -> None:
@@ -286,14 +297,23 @@ class Session(asyncio.Protocol):
 
     # --- audit ------------------------------------------------------------------------------
 
+    # how the pending login authenticates: "password" (relayed to the engine) or "iam" (a token
+    # the gateway verifies; set by the IAM login path): the ``method`` of its gateway.login event
+    login_method: str = "password"
+
     def audit_login(self, user: str | None, verdict: str, *, reason: str | None = None, database: str | None = None) -> None:
-        """Every login's outcome is an audit event: time, cluster, source, user, TLS, verdict."""
+        """Every login's outcome is an audit event: time, cluster, source, user, TLS, method,
+        verdict, and (first login only) ``login_ms``, accept to verdict."""
+        first = not self._accounted
         self._accounted = True
         transport = self.client_leg.transport
         tls_info = describe_session(transport.get_extra_info("ssl_object") if transport else None)
+        elapsed = None
+        if first and self._accepted_at:
+            elapsed = round((asyncio.get_running_loop().time() - self._accepted_at) * 1000, 1)
         self.ctx.audit.event("gateway.login", verdict=verdict, cluster=self.identifier, source_ip=self.peer_host, user=user,
                              database=database, tls_version=tls_info.get("tls_version"), tls_cipher=tls_info.get("tls_cipher"),
-                             reason=reason)
+                             method=self.login_method, reason=reason, login_ms=elapsed)
 
     def _login_pending(self, kind: str, user: str | None, database: str | None) -> None:
         """A login (``kind`` "login") or change of user ("change_user") goes to the engine:
@@ -444,7 +464,7 @@ class Session(asyncio.Protocol):
         if offload is None or client.transport is None or engine.transport is None:
             return False
         handle = offload.hand_over(client.transport, client.under, engine.transport, self._offload_done,
-                                   engine_raw=engine.under, mysql=mysql)
+                                   engine_raw=engine.under, mysql=mysql, cluster=self.identifier)
         if handle is None:
             return False
         self._offloaded = handle
