@@ -8,7 +8,8 @@ BIN := $(VENV)/bin
 # libssl-dev and gcc build the native relay (src/dbkeep/gateway/relay/*.c) against the system OpenSSL;
 # libmariadb-java, libpostgresql-jdbc-java and the JDK run the Java client tests (Connector/J, pgjdbc);
 # libmariadbd-dev has the server plugin headers for dbkeep's AWSAuthenticationPlugin (IAM accounts)
-DEB_PACKAGES := mariadb-server mariadb-client postgresql postgresql-client acl pgbouncer sysbench haproxy libssl-dev gcc libmariadb-java libpostgresql-jdbc-java openjdk-17-jdk-headless libmariadbd-dev
+# awscli is Debian's AWS CLI v2 (2.9, before endpoint_url in the config): tests DIR/config-plugin
+DEB_PACKAGES := mariadb-server mariadb-client postgresql postgresql-client acl pgbouncer sysbench haproxy libssl-dev gcc libmariadb-java libpostgresql-jdbc-java openjdk-17-jdk-headless libmariadbd-dev awscli
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # pytest workers: independent test files run in parallel; engines are shared per worker.
 TEST_WORKERS ?= 2
