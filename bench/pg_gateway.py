@@ -5,6 +5,8 @@ pgbench (scale 1) and runs ``pgbench -S`` (select-only) at 1, 8 and 32 clients a
 
 * ``direct``        the engine's private unix socket (no proxy, no TLS): the reference;
 * ``gateway``       dbkeep's endpoint, cleartext (``sslmode=disable``);
+* ``gateway+metrics`` the ``gateway`` row while ``/metrics`` is scraped every second (issue 13:
+                    metrics must not move the gateway's throughput);
 * ``gateway-tls``   dbkeep's endpoint, ``sslmode=verify-full`` against DIR/ca.pem;
 * ``pgbouncer``     PgBouncer in session mode on TCP, in front of the same engine socket;
 * ``pgbouncer-tls`` the same PgBouncer with client TLS (a throw-away RSA-2048 certificate;
@@ -41,6 +43,7 @@ equals PgBouncer and HAProxy in the same run; at least 500 new TLS logins per se
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pwd
 import re
@@ -50,7 +53,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -209,6 +214,27 @@ backend engine
                 proc.wait()
 
 
+@contextlib.contextmanager
+def scraping(url: str | None):
+    """Scrape ``url``/metrics every second meanwhile (a Prometheus server's load), if a url is given."""
+    if url is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(1.0):
+            urllib.request.urlopen(f"{url}/metrics", timeout=5).read()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per pgbench -S run (default 10)")
@@ -221,8 +247,8 @@ def main() -> int:
     parser.add_argument("--dbkeep-args", default="",
                         help="extra options for `dbkeep up`, e.g. '--relay-threads 0' for the event-loop relay")
     parser.add_argument("--targets", default="",
-                        help="comma-separated subset of direct,gateway,gateway-tls,gateway-tls-direct,pgbouncer,pgbouncer-tls,"
-                             "haproxy,haproxy-tls (default all)")
+                        help="comma-separated subset of direct,gateway,gateway+metrics,gateway-tls,gateway-tls-direct,"
+                             "pgbouncer,pgbouncer-tls,haproxy,haproxy-tls (default all)")
     parser.add_argument("--no-logins", action="store_true", help="skip the new-logins-per-second part")
     args = parser.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
@@ -252,6 +278,7 @@ def main() -> int:
         targets: dict[str, tuple[str, int | None, dict[str, str] | None]] = {
             "direct": (direct.replace("user=master", f"user={APP_USER}"), None, None),
             "gateway": (f"host=localhost port={port} user={APP_USER} dbname=appdb sslmode=disable", gateway_pid, None),
+            "gateway+metrics": (f"host=localhost port={port} user={APP_USER} dbname=appdb sslmode=disable", gateway_pid, None),
             "gateway-tls": (f"host=localhost port={port} user={APP_USER} dbname=appdb sslmode=verify-full sslrootcert={ca}",
                             gateway_pid, None),
             "pgbouncer": (f"host=127.0.0.1 port={peers.pgbouncer_port} user={APP_USER} dbname=appdb sslmode=disable",
@@ -292,8 +319,9 @@ def main() -> int:
                 for name in (order if round_ % 2 == 0 else order[::-1]):
                     conninfo, pid, env = targets[name]
                     before = cpu_seconds(pid) if pid else 0.0
-                    run = pgbench(conninfo, "-S", "-M", args.mode, "-T", str(args.duration), "-c", str(n), "-j", threads, "-n",
-                                  env=env)
+                    with scraping(proc.url if name.endswith("+metrics") else None):
+                        run = pgbench(conninfo, "-S", "-M", args.mode, "-T", str(args.duration), "-c", str(n), "-j", threads,
+                                      "-n", env=env)
                     used = cpu_seconds(pid) - before if pid else 0.0
                     tps_match, done_match = TPS.search(run.stdout), DONE.search(run.stdout)
                     if run.returncode or not tps_match or not done_match:
@@ -319,6 +347,10 @@ def main() -> int:
                 if (n, mine) in results and (n, peer) in results:
                     line.append(f"{mine}/{peer} {results[(n, mine)] / results[(n, peer)]:.2f}")
             print(f"{n} clients: " + ", ".join(line))
+        for n in clients:
+            if (n, "gateway") in results and (n, "gateway+metrics") in results:
+                print(f"  scraped/unscraped at {n:2} clients (gateway+metrics / gateway): "
+                      f"{results[(n, 'gateway+metrics')] / results[(n, 'gateway')]:.2f}x")
 
         if args.no_logins or not {"gateway", "gateway-tls"} <= set(targets):
             return 0

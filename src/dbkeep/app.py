@@ -27,7 +27,7 @@ from dbkeep.engines.driver import EngineState
 from dbkeep.engines.local import LocalDriver
 from dbkeep.engines.supervisor import Supervisor
 from dbkeep.gateway.iam import IamLogin
-from dbkeep.metrics import Metrics
+from dbkeep.metrics import ClusterState, Metrics
 from dbkeep.gateway.listener import Gateway, GatewayContext, Limits
 from dbkeep.gateway.offload import Offload
 from dbkeep.gateway.offload import available as offload_available
@@ -229,12 +229,18 @@ class App:
                 audit.observers.append(metrics.observe)
 
                 def live_state():  # read when /metrics is scraped
+                    ctx = gateway.ctx
+                    native = ctx.offload.traffic() if ctx.offload is not None else {}
                     for cluster in store.list_clusters():
                         if not clusters.owns(cluster):
                             continue  # another host's
+                        name = cluster.identifier
                         status = driver.status(cluster.resource_id)
-                        yield (cluster.identifier, status.state is EngineState.RUNNING, status.restart_count,
-                               gateway.ctx.connections.get(cluster.identifier, 0))
+                        here = ctx.traffic.get(name, (0, 0))
+                        there = native.get(name, (0, 0))
+                        yield ClusterState(name, status.state is EngineState.RUNNING, status.restart_count,
+                                           ctx.connections.get(name, 0), ctx.accepted.get(name, 0),
+                                           here[0] + there[0], here[1] + there[1])
 
                 metrics.watch(live_state)
                 token = config.metrics_token_file.read_text().strip() if config.metrics_token_file else None

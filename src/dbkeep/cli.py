@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="connections per source address (IPv6: per /64) and cluster that have not finished logging in; "
                          "more are refused at accept (default 64; at most half a cluster's limit)")
     up.add_argument("--refusal-log-interval", type=float, default=60.0,
-                    help="seconds between audit summaries of refused and timed-out connections, per source "
+                    help="seconds between audit summaries of refused, timed-out and failed connections (protocol "
+                         "errors, failed TLS handshakes, hang-ups before a login), per source and reason "
                          "(the first one is logged at once; default 60)")
     up.add_argument("--relay-threads", type=int, default=default_relay_threads(),
                     help="native threads relaying logged-in MySQL and PostgreSQL sessions (default: one per CPU, "

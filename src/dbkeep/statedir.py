@@ -11,7 +11,8 @@ dbkeep creates 0600 and every directory 0700 from then on (SQLite gives its ``-w
 ``DIR/lock`` is held with ``flock`` for the life of ``dbkeep up``, so a second process on the
 same directory refuses at once instead of corrupting the catalog. ``DIR/credentials`` (0600) and
 ``DIR/config`` are ordinary AWS shared-credentials/config files, so the CLI and SDKs need only
-``AWS_SHARED_CREDENTIALS_FILE`` and ``AWS_CONFIG_FILE``.
+``AWS_SHARED_CREDENTIALS_FILE`` and ``AWS_CONFIG_FILE``; ``DIR/config-plugin`` is the same
+profile for AWS CLI v2 before 2.13, which needs a plugin to honour ``endpoint_url``.
 """
 
 from __future__ import annotations
@@ -150,6 +151,14 @@ def aws_config_path(state_dir: Path) -> Path:
     return state_dir / "config"
 
 
+AWSCLI_PLUGIN_DIR = "awscli-plugins"
+
+
+def aws_plugin_config_path(state_dir: Path) -> Path:
+    """``DIR/config`` plus the endpoint plugin, for AWS CLI v2 before 2.13."""
+    return state_dir / "config-plugin"
+
+
 def write_aws_files(state_dir: Path, access_key_id: str, secret: str, region: str, endpoint: str) -> None:
     write_private_file(
         credentials_path(state_dir),
@@ -160,6 +169,13 @@ def write_aws_files(state_dir: Path, access_key_id: str, secret: str, region: st
     # (awscli_plugin.autoload), the others need --endpoint-url for `aws rds` in us-east-1 (README).
     config = f"[default]\nregion = {region}\nendpoint_url = {endpoint}\n"
     write_private_file(aws_config_path(state_dir), config.encode())
+    # The same profile with a plugin that applies endpoint_url, for AWS CLI v2 before 2.13
+    # (Debian 12's awscli), which ignores it (awscli_endpoint.py; README)
+    plugins = state_dir / AWSCLI_PLUGIN_DIR
+    plugins.mkdir(mode=0o700, exist_ok=True)
+    write_private_file(plugins / "dbkeep_endpoint.py", (Path(__file__).parent / "awscli_endpoint.py").read_bytes())
+    write_private_file(aws_plugin_config_path(state_dir), (
+        config + f"\n[plugins]\ncli_legacy_plugin_path = {plugins}\ndbkeep_endpoint = dbkeep_endpoint\n").encode())
 
 
 def export_lines(state_dir: Path) -> list[str]:

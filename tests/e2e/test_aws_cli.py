@@ -10,6 +10,8 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
+
 
 # The CLI installed beside dbkeep (make setup), whose venv undoes AWS CLI v1's rds endpoint override.
 AWS = str(Path(sys.executable).parent / "aws") if (Path(sys.executable).parent / "aws").exists() else shutil.which("aws")
@@ -126,3 +128,62 @@ def test_an_aws_cli_of_the_users_own_works_with_dbkeeps_files(dbkeep, tmp_path):
     clusters = run("rds", "describe-db-clusters", "--endpoint-url", dbkeep.url)
     assert clusters.returncode == 0 and "DBClusters" in json.loads(clusters.stdout), clusters.stderr
     assert "ModuleNotFoundError" not in ident.stderr + users.stderr + clusters.stderr
+
+
+
+DEBIAN_AWS = Path("/usr/bin/aws")  # Debian 12's awscli package: AWS CLI 2.9 (make setup installs it)
+
+
+def cli_version(aws_cli: str) -> tuple[int, ...]:
+    out = subprocess.run([aws_cli, "--version"], capture_output=True, text=True, timeout=60).stdout
+    return tuple(int(part) for part in out.split("/", 1)[1].split(" ", 1)[0].split(".")[:2])
+
+
+def aws_cli_v2_current() -> str | None:
+    """An AWS CLI v2.13 or later (honours endpoint_url in the config): ``DBKEEP_TEST_AWSCLI_V2``
+    (a path), else an ``aws`` on PATH. AWS's installer or a build of its source
+    (github.com/aws/aws-cli, branch v2: ``pip install .``) provides one; PyPI has none."""
+    for candidate in (os.environ.get("DBKEEP_TEST_AWSCLI_V2"), shutil.which("aws")):
+        if candidate and Path(candidate).exists() and cli_version(candidate) >= (2, 13):
+            return candidate
+    return None
+
+
+def run_theirs(aws_cli: str, dbkeep, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTHON", "VIRTUAL_ENV"))}
+    env.update(AWS_CONFIG_FILE=str(config), AWS_SHARED_CREDENTIALS_FILE=str(dbkeep.state_dir / "credentials"),
+               AWS_MAX_ATTEMPTS="1")  # a CLI that went to AWS instead fails at once
+    return subprocess.run([aws_cli, *args, "--output", "json", "--cli-connect-timeout", "5"], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+COMMANDS = ((["sts", "get-caller-identity"], "Arn"), (["iam", "list-users"], "Users"),
+            (["rds", "describe-db-clusters"], "DBClusters"), (["rds", "describe-events"], "Events"))
+
+
+def test_aws_cli_v2_works_with_dbkeeps_files_alone(dbkeep):
+    """AWS CLI v2 from 2.13 on honours ``endpoint_url`` in the config file for every service and
+    has no us-east-1 rule for rds: the two files are enough, no plugin and no --endpoint-url."""
+    theirs = aws_cli_v2_current()
+    if theirs is None:
+        pytest.skip("no AWS CLI v2.13+ here (set DBKEEP_TEST_AWSCLI_V2 to its aws)")
+    for args, key in COMMANDS:
+        done = run_theirs(theirs, dbkeep, dbkeep.state_dir / "config", *args)
+        assert done.returncode == 0, done.stderr
+        assert key in json.loads(done.stdout)
+
+
+def test_debians_aws_cli_v2_9_with_the_plugin_config(dbkeep):
+    """Debian 12's AWS CLI 2.9 ignores ``endpoint_url`` in the config file (it would go to AWS);
+    ``DIR/config-plugin`` names the plugin dbkeep writes beside it, which applies it."""
+    assert DEBIAN_AWS.exists(), "make setup installs Debian's awscli"
+    assert cli_version(str(DEBIAN_AWS))[0] == 2
+    ignored = run_theirs(str(DEBIAN_AWS), dbkeep, dbkeep.state_dir / "config", "sts", "get-caller-identity")
+    if cli_version(str(DEBIAN_AWS)) < (2, 13):
+        assert ignored.returncode != 0 and "amazonaws.com" in ignored.stderr, ignored.stderr
+    plugin = dbkeep.state_dir / "config-plugin"
+    assert (plugin.stat().st_mode & 0o777) == 0o600
+    for args, key in COMMANDS:
+        done = run_theirs(str(DEBIAN_AWS), dbkeep, plugin, *args)
+        assert done.returncode == 0, done.stderr
+        assert key in json.loads(done.stdout)

@@ -370,7 +370,8 @@ def test_force_ssl_and_tls_versions_from_the_parameter_group(dbkeep, pg_policy):
     with connect(dbkeep, pg_policy) as conn:
         assert conn.pgconn.ssl_in_use and last_tls_version(dbkeep, pg_policy) == "TLSv1.3"
     failures = [e for e in (json.loads(line) for line in (dbkeep.state_dir / "audit.log").read_text().splitlines())
-                if e.get("event") == "gateway.tls_failed" and e.get("cluster") == ident]
+                if e.get("event") == "gateway.connection_refused" and e.get("cluster") == ident
+                and e.get("reason") == "TLS handshake failed"]
     assert failures
 
 

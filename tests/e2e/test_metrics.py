@@ -1,6 +1,8 @@
 """Prometheus metrics at /metrics, scraped and parsed with prometheus_client's own parser: API
 calls, logins allowed and denied, refused connections, engine state and open connections move
-as they happen; a token, when configured, is required."""
+as they happen; so do connections accepted, the login latency histogram, bytes relayed (the
+event loop's and the native relay's), guard refusals and logins that fail before the engine's
+verdict; a token, when configured, is required."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pathlib import Path
 import pymysql
 import pytest
 from botocore.exceptions import ClientError
-from clusters import create_cluster, mysql, unique
+from clusters import create_cluster, mysql, postgres, unique
 from prometheus_client.parser import text_string_to_metric_families
 
 from dbkeep_process import DbkeepProcess
@@ -40,6 +42,11 @@ def value(samples, name: str, **labels) -> float:
 @pytest.fixture(scope="module")
 def cluster(dbkeep):
     return create_cluster(dbkeep, "aurora-mysql", unique("met"), PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def pg_cluster(dbkeep):
+    return create_cluster(dbkeep, "aurora-postgresql", unique("met-pg"), PASSWORD)
 
 
 def test_api_calls_are_counted_by_service_action_and_status(dbkeep):
@@ -125,3 +132,54 @@ def test_a_token_file_makes_metrics_ask_for_it():
     finally:
         assert proc.stop() == 0, proc.logs()
         shutil.rmtree(base, ignore_errors=True)
+
+
+# a write the statement guard refuses (tests/e2e/test_grant_hygiene.py): nothing reaches the engine
+GUARDED = ("UPDATE mysql.global_priv SET Priv=JSON_SET(Priv, '$.access', "
+           "CAST(JSON_VALUE(Priv, '$.access') AS UNSIGNED) | 2 | 512 | 32768) WHERE User='admin'")
+
+
+def test_accepted_latency_bytes_guard_and_failed_logins(dbkeep, cluster, pg_cluster):
+    my, pg = cluster["DBClusterIdentifier"], pg_cluster["DBClusterIdentifier"]
+    before = scrape(dbkeep.url)
+    # the master's MariaDB session is inspected: relayed by the event loop
+    with mysql(dbkeep, cluster, "admin", PASSWORD) as conn, conn.cursor() as cur:
+        cur.execute("SELECT REPEAT('x', 300000)")
+        assert len(cur.fetchone()[0]) == 300000
+        with pytest.raises(pymysql.err.OperationalError) as refused:
+            cur.execute(GUARDED)
+        assert refused.value.args[0] == 1227
+    # PostgreSQL without a guard on its statements: the native relay's threads
+    with postgres(dbkeep, pg_cluster, "master", PASSWORD) as conn:
+        assert len(conn.execute("SELECT repeat('y', 400000)").fetchone()[0]) == 400000
+    # a login that fails before the engine's verdict: a protocol error
+    with socket.create_connection(("127.0.0.1", cluster["Port"]), timeout=10) as sock:
+        sock.recv(4096)  # the greeting
+        sock.sendall(b"\x01\x00\x00\x01\xff")
+        sock.settimeout(10)
+        while sock.recv(4096):
+            pass
+    deadline = time.monotonic() + 10
+    while True:  # the refusal is counted when the gateway has closed its side
+        after = scrape(dbkeep.url)
+        failed = dict(cluster=my, reason="protocol error")
+        if value(after, "dbkeep_gateway_connections_refused_total", **failed) > \
+                value(before, "dbkeep_gateway_connections_refused_total", **failed) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+
+    def moved(name: str, **labels) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("dbkeep_gateway_connections_refused_total", cluster=my, reason="protocol error") == 1
+    assert moved("dbkeep_gateway_connections_accepted_total", cluster=my) == 2
+    assert moved("dbkeep_gateway_connections_accepted_total", cluster=pg) == 1
+    for ident in (my, pg):
+        assert moved("dbkeep_gateway_login_duration_seconds_count", cluster=ident, method="password") == 1
+        assert moved("dbkeep_gateway_login_duration_seconds_bucket", cluster=ident, method="password", le="+Inf") == 1
+        assert moved("dbkeep_gateway_login_duration_seconds_sum", cluster=ident, method="password") > 0
+    assert moved("dbkeep_gateway_bytes_relayed_total", cluster=my, direction="engine_to_client") >= 300000
+    assert moved("dbkeep_gateway_bytes_relayed_total", cluster=my, direction="client_to_engine") >= len(GUARDED)
+    assert moved("dbkeep_gateway_bytes_relayed_total", cluster=pg, direction="engine_to_client") >= 400000
+    assert moved("dbkeep_gateway_bytes_relayed_total", cluster=pg, direction="client_to_engine") > 0
+    assert moved("dbkeep_guard_refusals_total", cluster=my, rule="write to mysql.global_priv") == 1

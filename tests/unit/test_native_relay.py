@@ -890,3 +890,38 @@ def test_a_close_racing_the_end_of_a_session_never_reaches_a_later_session():
     the sessions added right after stay live, none is "closed by the gateway"."""
     child = subprocess.run([sys.executable, "-c", _CLOSE_RACE], capture_output=True, text=True, timeout=40)
     assert child.returncode == 0 and child.stdout.strip() == "ok", (child.returncode, child.stdout + child.stderr)
+
+
+def test_traffic_counts_bytes_per_tag_while_sessions_run_and_after(pairs):
+    """traffic(): per tag, the bytes sent to the engine and to the client, running sessions
+    included (what a /metrics scrape reads), and kept once the sessions are collected."""
+    relay = _relay.Relay(threads=2)
+    try:
+        with pytest.raises(ValueError):
+            relay.add(*[p.fileno() for p in (pairs()[0], pairs()[0])], tag=70_000)
+        sessions = []
+        for tag in (3, 3, 7):
+            (client, client_peer), (engine, engine_peer) = pairs(), pairs()
+            sessions.append((relay.add(client.fileno(), engine.fileno(), tag=tag), client_peer, engine_peer))
+        for _handle, client_peer, engine_peer in sessions:
+            client_peer.sendall(b"q" * 1000)
+            assert recv_exact(engine_peer, 1000) == b"q" * 1000
+            engine_peer.sendall(b"r" * 250_000)
+            assert recv_exact(client_peer, 250_000) == b"r" * 250_000
+        # all three still running (a worker counts a send just after it returned: the peer may
+        # have read the bytes a moment before)
+        expected = {3: (2000, 500_000), 7: (1000, 250_000)}
+        deadline = time.monotonic() + TIMEOUT
+        while relay.traffic() != expected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert relay.traffic() == expected
+        assert relay.stats()["bytes_up"] == 0  # stats() counts finished sessions only
+        for _handle, _client_peer, engine_peer in sessions[:2]:
+            engine_peer.close()  # the engine ends the session
+        collected: list = []
+        while len(collected) < 2:
+            collected += wait_collect(relay)
+        assert relay.traffic() == expected  # tag 3's sessions were collected: their counts stay
+        assert relay.add.__doc__ and "tag" in relay.add.__doc__
+    finally:
+        relay.stop()

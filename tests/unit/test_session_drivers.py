@@ -10,6 +10,7 @@ engine leg (``Session._open_engine`` is the one place a driver opens a socket).
 from __future__ import annotations
 
 import asyncio
+import struct
 from typing import Any
 
 import pytest
@@ -667,5 +668,44 @@ def test_postgres_guard_refuses_in_order_and_fails_closed() -> None:
         (event,) = ctx.audit.of("gateway.statement_refused")  # type: ignore[attr-defined]
         assert (event["user"], event["sqlstate"], event["reason"]) == ("alice", "42501", "not here")
         assert session.phase is Phase.RELAYING  # a refusal ends the statement, not the session
+
+    run(main())
+
+
+# --- connections that end before a login verdict: one refusal each, with the first reason ------
+
+
+@pytest.mark.parametrize("provoke, reason", [
+    (lambda s: s.data_received(struct.pack("!II", 8, 0x00090000)), "protocol error"),  # no such protocol version
+    (lambda s: s.eof_received(), "client closed the connection"),
+    (lambda s: s.connection_lost(ConnectionResetError()), "client closed the connection"),
+    (lambda s: s._abort(), "closed before the login"),
+])
+def test_postgres_ending_before_a_verdict_is_one_refusal_with_its_reason(provoke: Any, reason: str) -> None:
+    async def main() -> None:
+        ctx = context("postgres")
+        session, client = await pg_session(ctx)
+        provoke(session)
+        session.connection_lost(None)  # whatever follows adds nothing
+        await settle()
+        (event,) = ctx.audit.of("gateway.connection_refused")  # type: ignore[attr-defined]
+        assert event["reason"] == reason and event["port"] == 5432
+        if reason == "protocol error":
+            assert event["detail"]
+        assert ctx.audit.of("gateway.login") == []  # type: ignore[attr-defined]
+
+    run(main())
+
+
+def test_a_login_with_a_verdict_reports_no_refusal_when_it_ends() -> None:
+    async def main() -> None:
+        ctx = context("postgres")
+        session, client = await pg_session(ctx)
+        session.data_received(_startup("rdsadmin"))  # the gateway's own verdict: refused
+        session.connection_lost(None)
+        await settle()
+        (event,) = ctx.audit.of("gateway.login")  # type: ignore[attr-defined]
+        assert event["verdict"] == "deny" and event["method"] == "password" and event["login_ms"] >= 0
+        assert ctx.audit.of("gateway.connection_refused") == []  # type: ignore[attr-defined]
 
     run(main())

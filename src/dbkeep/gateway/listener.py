@@ -75,6 +75,10 @@ class GatewayContext:
     # The native relay for logged-in, unguarded sessions (gateway/offload.py); None: Python relays all.
     offload: Offload | None = None
     pending: dict[tuple[str, str], int] = field(default_factory=dict)  # (cluster, source) -> not yet logged in
+    accepted: dict[str, int] = field(default_factory=dict)  # sessions admitted per cluster, ever (metrics)
+    # bytes the event loop received per cluster, [from clients, from engines] (metrics; the
+    # native relay counts its own, Offload.traffic())
+    traffic: dict[str, list[int]] = field(default_factory=dict)
     _refusals: RefusalLog | None = None
     # MariaDB grant-table checks (app.py injects the engine driver's; None: MySQL sessions are
     # not inspected). ``mysql_hygiene(resource_id, engine_thread_or_None)`` takes back every

@@ -86,6 +86,9 @@ def stop_set(codes: frozenset[int] | set[int]) -> bytes:
     return bytes(bits)
 
 
+MAX_TAG = 65535  # the relay's largest tag
+
+
 class Offload:
     """The gateway's native relay threads, bound to one event loop."""
 
@@ -101,6 +104,7 @@ class Offload:
             log.warning("TLS sessions stay in the Python relay: %s", why)
         self._refused_logged = False
         self._paused: dict[int, list[Any]] = {}  # per handle: the transports hand_over paused
+        self._tags: dict[str, int] = {}  # cluster -> the relay's tag for its byte counters
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -114,12 +118,29 @@ class Offload:
     def stats(self) -> dict[str, int]:
         return dict(self._relay.stats())
 
+    def traffic(self) -> dict[str, tuple[int, int]]:
+        """Bytes the relay threads sent per cluster, (to engines, to clients), running sessions
+        included: counted by the threads in C, summed here only when asked (at a scrape)."""
+        names = {tag: cluster for cluster, tag in self._tags.items()}
+        return {names[tag]: counts for tag, counts in self._relay.traffic().items() if tag in names}
+
+    def _tag(self, cluster: str | None) -> int:
+        if cluster is None:
+            return 0
+        tag = self._tags.get(cluster)
+        if tag is None:
+            tag = min(len(self._tags) + 1, MAX_TAG)  # beyond MAX_TAG clusters, the last tag is shared
+            self._tags[cluster] = tag
+        return tag
+
     def hand_over(self, client: Any, raw: Any | None, engine: Any, on_done: Callable[[str, HandedBack | None], None],
-                  *, engine_raw: Any | None = None, mysql: tuple[bytes, bool, bool] | None = None) -> int | None:
+                  *, engine_raw: Any | None = None, mysql: tuple[bytes, bool, bool] | None = None,
+                  cluster: str | None = None) -> int | None:
         """Give a session's sockets to the relay: ``client`` is the client's transport (TLS or
         TCP), ``raw`` the TCP transport under TLS (None in cleartext), ``engine`` the engine's
         and ``engine_raw`` the one under the engine leg's TLS (None in cleartext). ``mysql``:
         (stop set, ``_wrap_continues``, ``_expect_silence``) to frame a MySQL session.
+        ``cluster``: whose byte counters the session's bytes go to (:meth:`traffic`).
         Returns the relay's handle, or None when the session must stay in Python. ``on_done(
         reason, handed_back)`` runs in the event loop when the relay is done with it."""
         if self._loop is None:
@@ -149,7 +170,7 @@ class Offload:
             transport.pause_reading()  # from here on the loop does not read these sockets
         try:
             handle: int = self._relay.add(client_socket.fileno(), engine_socket.fileno(), sslsock, engine_ssl=essl,
-                                          mysql=mysql)
+                                          mysql=mysql, tag=self._tag(cluster))
         except (ValueError, TypeError, OSError, RuntimeError, MemoryError) as exc:
             for transport in paused:
                 transport.resume_reading()

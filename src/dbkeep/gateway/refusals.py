@@ -1,8 +1,9 @@
 """Counting refused connections without flooding the audit log.
 
 A flood of connections that are refused (too many pending logins from one source, too many
-connections to a cluster) or closed for saying nothing in time (first-byte timeout, handshake
-timeout) would otherwise write one audit event per connection: an attacker could fill the disk
+connections to a cluster), closed for saying nothing in time (first-byte timeout, handshake
+timeout) or that end before any login verdict (a protocol error, a failed TLS handshake, a
+client that hangs up, an engine that cannot be reached) would otherwise write one audit event per connection: an attacker could fill the disk
 or drown the events that matter. :class:`RefusalLog` writes, per (cluster, source, reason):
 
 - ``gateway.connection_refused`` at once for the first refusal (verdict ``deny``; fields
@@ -37,6 +38,13 @@ PENDING_LIMIT = "too many pending logins from this source"
 CLUSTER_LIMIT = "too many connections"
 FIRST_BYTE_TIMEOUT = "first byte timeout"
 HANDSHAKE_TIMEOUT = "handshake timeout"
+# a connection that ended before any login verdict (``detail`` says more where known)
+PROTOCOL_ERROR = "protocol error"
+TLS_FAILED = "TLS handshake failed"
+CLIENT_CLOSED = "client closed the connection"
+ENGINE_UNAVAILABLE = "engine unavailable"
+INTERNAL_ERROR = "internal error"
+CLOSED_BEFORE_LOGIN = "closed before the login"
 
 
 class _Audit(Protocol):

@@ -472,6 +472,7 @@ class MySQLSession(Session):
     def _client_stream(self, data: bytes) -> None:
         """Client data after the login: one whole packet that needs no decision goes to the
         engine as it came (the hot path); anything else through the relay."""
+        self.traffic[0] += len(data)
         try:
             if self.phase is not _CLOSED and self.relay.client_passthrough(data, self._unseen):  # type: ignore[union-attr]
                 self.engine_leg.transport.write(data)  # type: ignore[union-attr]
@@ -513,6 +514,8 @@ class MySQLSession(Session):
     def _client_eof(self) -> bool:
         if self.phase is _CLOSED:
             return False
+        if not self.logged_in:
+            self._failing(refusals.CLIENT_CLOSED)
         relay = self.relay
         assert relay is not None
         try:
@@ -542,6 +545,8 @@ class MySQLSession(Session):
         relay = self.relay
         if relay is not None:
             self._write_client(relay.client_error(wire_errors.protocol_error(exc, logged_in=self.logged_in)))
+        if not self.logged_in:
+            self._failing(refusals.PROTOCOL_ERROR, detail=str(exc)[:200])
         self._audit_failed_login(f"protocol error: {exc}")
         self._close()
 
@@ -577,6 +582,7 @@ class MySQLSession(Session):
             transport = await self.engine_leg.start_tls(protocol, context, server_side=False, timeout=self._remaining())
         except (OSError, ssl.SSLError, ConnectionError, TimeoutError) as exc:
             log.warning("mysql session %s (cluster %s): TLS to the engine failed: %s", self.id, self.identifier, exc)
+            self._failing(refusals.ENGINE_UNAVAILABLE, detail=f"TLS to the engine failed: {exc}"[:200])
             self._audit_failed_login("TLS to the engine failed")
             self._client_error(wire_errors.engine_tls_failed(), any_state=False)
             self._close()
@@ -604,6 +610,7 @@ class MySQLSession(Session):
         except (OSError, TimeoutError) as exc:
             log.info("mysql session %s (cluster %s): engine unreachable at %s: %s", self.id, self.identifier,
                      target.socket_path, exc)
+            self._failing(refusals.ENGINE_UNAVAILABLE, detail=str(exc)[:200] or type(exc).__name__)
             if self.phase is not _CLOSED:
                 self._refuse_before_greeting(wire_errors.engine_unavailable(self.identifier))
             return
@@ -620,6 +627,7 @@ class MySQLSession(Session):
         self._enter(Phase.LOGIN)
 
     def _engine_data(self, data: bytes) -> None:
+        self.traffic[1] += len(data)
         relay = self.relay
         assert relay is not None  # set before the engine is connected
         inspector = self._inspector
@@ -636,6 +644,7 @@ class MySQLSession(Session):
             hold = self.engine_leg.hold
             if hold is not None:
                 hold.append(data)
+                self.traffic[1] -= len(data)  # counted when it is replayed here
                 return
             self._apply(relay.engine_data(data))
             if self._offload_wanted:
@@ -651,6 +660,7 @@ class MySQLSession(Session):
             return
         try:
             if relay.client.state in _LOGIN_STATES:
+                self._failing(refusals.ENGINE_UNAVAILABLE, detail="the engine closed the connection")
                 self._audit_failed_login("the engine closed the connection")
                 greeted = relay.client.state is not ClientState.SEND_GREETING
                 self._client_error(wire_errors.engine_lost(self.identifier) if greeted
@@ -674,6 +684,7 @@ class MySQLSession(Session):
 
     def _engine_failed(self, exc: ProtocolError) -> None:
         log.warning("mysql session %s (cluster %s): engine protocol error: %s", self.id, self.identifier, exc)
+        self._failing(refusals.ENGINE_UNAVAILABLE, detail="engine protocol error")
         self._audit_failed_login("engine protocol error")
         self._client_error(wire_errors.engine_lost(self.identifier), any_state=False)
         self._close()

@@ -52,6 +52,7 @@ class MySQLIam:
     def answer(self, event: IamToken | IamPluginMissing) -> bytes | ErrPacket:
         """The relay's ``iam`` hook: the proof for the engine, or the client's 1045."""
         session = self.session
+        session.login_method = "iam"  # the login event's and the logins metric's method
         target = session.target
         assert target is not None
         denied = wire_errors.access_denied(event.user, session.peer_host, True)
@@ -78,6 +79,7 @@ class MySQLIam:
             self._audit(event.user, **fields)
             return denied
         self._allowed = {"user": event.user, **fields}
+        session.iam_principal = verdict.principal_arn  # the guard's audit events name it
         return proof
 
     def engine_answered(self, ok: bool, thread_id: int | None, message: str = "") -> None:

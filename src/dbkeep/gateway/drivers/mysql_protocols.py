@@ -61,6 +61,7 @@ class _ClientLeg(_ClientCallbacks, asyncio.BufferedProtocol):
         return self._view[:limit]
 
     def buffer_updated(self, nbytes: int) -> None:
+        self.session.traffic[0] += nbytes
         self.session._client_data(bytes(self._view[:nbytes]))
 
 

@@ -257,6 +257,7 @@ class PostgresSession(InspectedSession, Session):
     # --- client -> gateway ------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        self.traffic[0] += len(data)
         try:
             phase = self.phase
             if phase is _RELAYING:  # the framed relay (guarded sessions): as _relay_client, one frame less
@@ -287,6 +288,8 @@ class PostgresSession(InspectedSession, Session):
         try:
             if self.phase is _CLOSED:
                 return False
+            if not self.logged_in:
+                self._failing(refusals.CLIENT_CLOSED)
             self.client.receive_data(b"")
             if self.phase is _RELAYING:
                 self._relay_client()
@@ -306,6 +309,8 @@ class PostgresSession(InspectedSession, Session):
         if reply and self.phase is _RELAYING and (self.engine is None or not self.engine.at_message_boundary):
             reply = b""  # in the middle of the engine's output: a message of ours would corrupt it
         self.client_leg.write_if_open(reply)
+        if not self.logged_in:
+            self._failing(refusals.PROTOCOL_ERROR, detail=str(exc)[:200])
         self._audit_failed_login(f"protocol error: {exc}")
         self._close()
 
@@ -326,6 +331,7 @@ class PostgresSession(InspectedSession, Session):
                 self._start_tls(event.data)  # type: ignore[union-attr]
                 return
             elif kind is CancelRequest:
+                self._accounted = True  # not a login: nothing to report when it ends
                 self._spawn(self._forward_cancel(event))  # type: ignore[arg-type]
                 return
             elif kind is StartupMessage:
@@ -366,6 +372,7 @@ class PostgresSession(InspectedSession, Session):
         target, raw = self.target, self.client_leg.transport
         assert target is not None and raw is not None
         if target.tls is None:  # direct TLS to an endpoint without a certificate
+            self._failing(refusals.TLS_FAILED, detail="direct TLS to an endpoint without a certificate")
             self._audit_failed_login("TLS not available")
             self._abort()
             return
@@ -476,6 +483,7 @@ class PostgresSession(InspectedSession, Session):
     # --- engine -> gateway ------------------------------------------------------------------
 
     def _engine_data(self, data: bytes) -> None:
+        self.traffic[1] += len(data)
         try:
             engine = self.engine
             if engine is None or self.phase is _CLOSED:

@@ -92,6 +92,7 @@ class PgIamLogin:
             log.warning("postgres session %s (cluster %s): no IAM proof: %s", session.id, session.identifier, exc)
             self.audit("deny", NO_PROOF, f"the gateway could not make the engine's proof: {exc}")
             return self.refusal()
+        session.iam_principal = verdict.principal_arn  # the guard's audit events name it
         return PasswordMessage(proof.encode("utf-8"))
 
     def ended(self, allowed: bool, why: str = "") -> None:

@@ -22,7 +22,11 @@ and keeps only what its protocol's events mean. The base owns:
 - **timers**: the first-byte deadline (armed by the protocol when it is the client's turn),
   the handshake deadline (accept to login) and what is left of it for a TLS handshake;
 - **audit once**: a login (or change of user) relayed to the engine is pending until the
-  engine answers; it is audited exactly once, allowed or denied, whatever ends it;
+  engine answers; it is audited exactly once, allowed or denied, whatever ends it. A
+  connection that ends before any login verdict -- a protocol error, a failed TLS handshake,
+  a client that hangs up, a timeout, an engine that cannot be reached -- is a refusal with
+  its reason (:meth:`_failing` records the first reason; :meth:`_finish` reports it through
+  ``gateway/refusals.py``, so a flood of them stays a few events per source);
 - **internal errors**: an unexpected exception is logged with an id, audited, and ends this
   session only (never the gateway);
 - **the end**: :meth:`_close` (flush, with a grace for a peer that reads nothing),
@@ -85,7 +89,6 @@ class Session(asyncio.Protocol):
 
     PROTOCOL: ClassVar[str] = "gateway"
     log: ClassVar[logging.Logger] = logging.getLogger("dbkeep.gateway")
-    login_method: str | None = None  # "iam" for an IAM login (the login event's and metric's method)
 
     def __init__(self, ctx: GatewayContext, identifier: str, port: int) -> None:
         self.ctx = ctx
@@ -105,6 +108,12 @@ class Session(asyncio.Protocol):
         self._first_byte: asyncio.TimerHandle | None = None
         self._pending: tuple[str, str | None, str | None] | None = None  # (kind, user, database) awaiting the engine
         self._offloaded: int | None = None  # the native relay's handle while it relays this session
+        self._accounted = False  # a login verdict or a refusal of this connection is in the audit trail
+        self._accepted_at = 0.0  # the loop's time at accept (the login latency starts here)
+        # the cluster's [from clients, from engines] byte counters (ctx.traffic), moved by the
+        # Python paths per chunk they already handle; the native relay counts its own
+        self.traffic: list[int] = [0, 0]
+        self._failure: tuple[str, dict[str, Any]] | None = None  # why it is ending before a verdict (the first reason)
 
     # --- phase ------------------------------------------------------------------------------
 
@@ -157,8 +166,15 @@ class Session(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it
         self.client_leg.attach(transport)  # type: ignore[arg-type]
         ctx.connections[self.identifier] = ctx.connections.get(self.identifier, 0) + 1
+        ctx.accepted[self.identifier] = ctx.accepted.get(self.identifier, 0) + 1
+        traffic = ctx.traffic.get(self.identifier)
+        if traffic is None:
+            traffic = ctx.traffic[self.identifier] = [0, 0]
+        self.traffic = traffic
         self._counted = True
-        self._timer = asyncio.get_running_loop().call_later(ctx.limits.handshake_timeout, self._handshake_timeout)
+        loop = asyncio.get_running_loop()
+        self._accepted_at = loop.time()
+        self._timer = loop.call_later(ctx.limits.handshake_timeout, self._handshake_timeout)
         self.admitted()
 
     def admitted(self) -> None:
@@ -170,7 +186,16 @@ class Session(asyncio.Protocol):
 
     def refuse(self, reason: str, **fields: Any) -> None:
         """Count a refusal or a timeout before the login (aggregated audit: gateway/refusals.py)."""
+        self._accounted = True
         self.ctx.refusals.refused(self.identifier, self.peer_host, reason, port=self.port, **fields)
+
+    def _failing(self, reason: str, **fields: Any) -> None:
+        """The connection is ending before a login verdict, for ``reason`` (one of
+        ``refusals``' reasons; ``fields`` such as ``detail`` go into its audit event). The
+        first reason given is the one reported, by :meth:`_finish`; a session with a verdict
+        already audited reports nothing more."""
+        if self._failure is None:
+            self._failure = (reason, fields)
 
     def over_cluster_limit(self) -> bool:
         return self.ctx.connections.get(self.identifier, 0) > self.ctx.cluster_limit(self.target)
@@ -195,6 +220,7 @@ class Session(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.uncount()
         if not self.closed:
+            self._failing(refusals.CLIENT_CLOSED)
             self._audit_failed_login("client closed the connection")
         self._finish()
         self.engine_leg.close(grace=None)
@@ -271,13 +297,25 @@ class Session(asyncio.Protocol):
 
     # --- audit ------------------------------------------------------------------------------
 
+    # how the pending login authenticates: "password" (relayed to the engine) or "iam" (a token
+    # the gateway verifies; set by the IAM login path): the ``method`` of its gateway.login event
+    login_method: str = "password"
+    # the IAM principal of an IAM login (set once its token is verified): the guard's audit events name it
+    iam_principal: str | None = None
+
     def audit_login(self, user: str | None, verdict: str, *, reason: str | None = None, database: str | None = None) -> None:
-        """Every login's outcome is an audit event: time, cluster, source, user, TLS, verdict."""
+        """Every login's outcome is an audit event: time, cluster, source, user, TLS, method,
+        verdict, and (first login only) ``login_ms``, accept to verdict."""
+        first = not self._accounted
+        self._accounted = True
         transport = self.client_leg.transport
         tls_info = describe_session(transport.get_extra_info("ssl_object") if transport else None)
+        elapsed = None
+        if first and self._accepted_at:
+            elapsed = round((asyncio.get_running_loop().time() - self._accepted_at) * 1000, 1)
         self.ctx.audit.event("gateway.login", verdict=verdict, cluster=self.identifier, source_ip=self.peer_host, user=user,
                              database=database, tls_version=tls_info.get("tls_version"), tls_cipher=tls_info.get("tls_cipher"),
-                             reason=reason, method=self.login_method)
+                             method=self.login_method, reason=reason, login_ms=elapsed)
 
     def _login_pending(self, kind: str, user: str | None, database: str | None) -> None:
         """A login (``kind`` "login") or change of user ("change_user") goes to the engine:
@@ -332,6 +370,7 @@ class Session(asyncio.Protocol):
         self.log.error("%s session %s (cluster %s, %s): internal error %s", self.PROTOCOL, self.id, self.identifier,
                        self.peer_host, error_id, exc_info=exc)
         if not self.closed:
+            self._failing(refusals.INTERNAL_ERROR, error_id=error_id)
             self._audit_failed_login(f"internal error {error_id}")
             self._internal_error_reply(error_id)
         self._abort()
@@ -344,6 +383,10 @@ class Session(asyncio.Protocol):
     def _finish(self) -> None:
         """Release what the session holds (once enough; idempotent)."""
         self._audit_failed_login("the connection closed before the engine answered")
+        if not self._accounted and self.target is not None:
+            # ended before any verdict: a refusal with its reason, counted per source
+            reason, fields = self._failure or (refusals.CLOSED_BEFORE_LOGIN, {})
+            self.refuse(reason, **fields)
         self._enter(Phase.CLOSED)
         if self._offloaded is not None:  # the relay owns the sockets: it ends the session
             self.ctx.offload.close(self._offloaded)  # type: ignore[union-attr]
@@ -402,8 +445,7 @@ class Session(asyncio.Protocol):
         except (OSError, ssl.SSLError, ConnectionError, TimeoutError) as exc:
             self.log.info("%s session %s (cluster %s, %s): TLS handshake failed: %s", self.PROTOCOL, self.id,
                           self.identifier, self.peer_host, exc)
-            self.ctx.audit.event("gateway.tls_failed", verdict="deny", cluster=self.identifier, source_ip=self.peer_host,
-                                 reason=str(exc)[:200])
+            self._failing(refusals.TLS_FAILED, detail=str(exc)[:200] or type(exc).__name__)
             self._abort()
             self.connection_lost(exc)  # the TLS protocol may not report it to this session
             return
@@ -424,7 +466,7 @@ class Session(asyncio.Protocol):
         if offload is None or client.transport is None or engine.transport is None:
             return False
         handle = offload.hand_over(client.transport, client.under, engine.transport, self._offload_done,
-                                   engine_raw=engine.under, mysql=mysql)
+                                   engine_raw=engine.under, mysql=mysql, cluster=self.identifier)
         if handle is None:
             return False
         self._offloaded = handle

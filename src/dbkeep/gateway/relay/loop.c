@@ -337,7 +337,7 @@ static void pump(worker_t *w, session_t *s, uint32_t cev, uint32_t eev)
                 finish(w, s, "client TLS error", 0);
                 return;
             }
-            s->bytes_down += (uint64_t)k;
+            count_bytes(&s->bytes_down, (uint64_t)k);
             if (s->engine_eof && buf_used(&s->down) == 0 && !s->tls_closing) {
                 s->tls_closing = true; /* close_notify, as a server that closes sends one */
                 ERR_clear_error();
@@ -353,7 +353,7 @@ static void pump(worker_t *w, session_t *s, uint32_t cev, uint32_t eev)
             n = send_from(s->cfd, out);
             if (n > 0) {
                 if (!s->ssl)
-                    s->bytes_down += (uint64_t)n;
+                    count_bytes(&s->bytes_down, (uint64_t)n);
                 progress = true;
             } else if (n == -1) {
                 s->c_blocked = true;

@@ -57,11 +57,16 @@ static bool is_stream_socket(int fd)
 
 static PyObject *relay_add(relay_t *r, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"client_fd", "engine_fd", "ssl", "engine_ssl", "mysql", NULL};
+    static char *kwlist[] = {"client_fd", "engine_fd", "ssl", "engine_ssl", "mysql", "tag", NULL};
     int cfd, efd;
+    unsigned int tag = 0;
     PyObject *sslsock = Py_None, *esslsock = Py_None, *mysql = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "ii|O$OO", kwlist, &cfd, &efd, &sslsock, &esslsock, &mysql))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "ii|O$OOI", kwlist, &cfd, &efd, &sslsock, &esslsock, &mysql, &tag))
         return NULL;
+    if (tag > 65535) {
+        PyErr_SetString(PyExc_ValueError, "tag must be between 0 and 65535");
+        return NULL;
+    }
     if (r->workers == NULL || r->stopped) {
         PyErr_SetString(PyExc_RuntimeError, "the relay is stopped");
         return NULL;
@@ -80,8 +85,11 @@ static PyObject *relay_add(relay_t *r, PyObject *args, PyObject *kwds)
     if (esslsock != Py_None && (essl = ssl_of(esslsock, false)) == NULL)
         return NULL;
     session_t *s = calloc(1, sizeof *s);
-    if (s == NULL)
+    if (s == NULL || !tag_room(r, tag)) {
+        free(s);
         return PyErr_NoMemory();
+    }
+    s->tag = tag;
     if (mysql != Py_None && !parse_mysql(s, mysql)) {
         session_free(s);
         return NULL;
@@ -153,6 +161,11 @@ static PyObject *relay_collect(relay_t *r, PyObject *Py_UNUSED(ignored))
     return out;
 }
 
+static PyObject *relay_traffic(relay_t *r, PyObject *Py_UNUSED(ignored))
+{
+    return traffic_by_tag(r);
+}
+
 static PyObject *relay_stop(relay_t *r, PyObject *Py_UNUSED(ignored))
 {
     relay_stop_threads(r);
@@ -175,11 +188,12 @@ static PyObject *relay_stats(relay_t *r, PyObject *Py_UNUSED(ignored))
 
 static PyMethodDef relay_methods[] = {
     {"add", (PyCFunction)(void (*)(void))relay_add, METH_VARARGS | METH_KEYWORDS,
-     "add(client_fd, engine_fd, ssl=None, *, engine_ssl=None, mysql=None) -> handle\n\nRelay two connected "
+     "add(client_fd, engine_fd, ssl=None, *, engine_ssl=None, mysql=None, tag=0) -> handle\n\nRelay two connected "
      "non-blocking stream sockets until the engine closes or either side fails. ssl: the _ssl._SSLSocket of the "
      "client's finished server-side TLS over memory BIOs; engine_ssl: that of the engine leg's finished client-side "
      "TLS. mysql=(stop, wrap, quiet): frame the client's MySQL packets and hand the session back before a command "
-     "whose code is in `stop` (32 bytes, a bit per code). Python keeps the sockets (and TLS objects) and must not use "
+     "whose code is in `stop` (32 bytes, a bit per code). tag (0-65535): whose counters the session's bytes "
+     "go to (traffic()). Python keeps the sockets (and TLS objects) and must not use "
      "them until collect() returns the handle."},
     {"close", (PyCFunction)relay_close, METH_O, "close(handle) -> bool\n\nAsk the relay to end a session (reported by collect())."},
     {"collect", (PyCFunction)relay_collect, METH_NOARGS,
@@ -191,6 +205,9 @@ static PyMethodDef relay_methods[] = {
     {"stop", (PyCFunction)relay_stop, METH_NOARGS, "stop()\n\nEnd every session and stop the threads; collect() then returns them."},
     {"fileno", (PyCFunction)relay_fileno, METH_NOARGS, "fileno() -> int\n\nAn eventfd readable when collect() has something."},
     {"stats", (PyCFunction)relay_stats, METH_NOARGS, "stats() -> dict\n\nThreads, sessions added and live, bytes relayed by finished sessions."},
+    {"traffic", (PyCFunction)relay_traffic, METH_NOARGS,
+     "traffic() -> {tag: (bytes_up, bytes_down)}\n\nPlaintext bytes sent to the engine and to the client per tag "
+     "given to add(), running sessions included (what they moved so far); tags without any bytes are left out."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -99,7 +99,7 @@ static inline bool mid_packet(session_t *s)
 /* `up` bytes went to the engine (sent, or encrypted into its wire buffer). */
 static inline void up_consumed(session_t *s, size_t n)
 {
-    s->bytes_up += n;
+    count_bytes(&s->bytes_up, n);
     if (s->mysql) {
         s->up_ok -= n;
         s->scan -= n;

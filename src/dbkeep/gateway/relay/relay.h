@@ -109,7 +109,10 @@ typedef struct session {
     struct session *next;        /* incoming / finished / draining lists */
     struct session *next_draining;
     struct worker *worker;
+    /* plaintext bytes sent to the engine / to the client: written by the worker with
+     * count_bytes(), read by Python at scrape time (traffic()) */
     uint64_t bytes_up, bytes_down;
+    uint32_t tag;                /* Python's label for the session's counters (its cluster) */
     /* MySQL command framing (see frame_mysql): only `up_ok` bytes of `up` may go to the engine */
     bool mysql;
     uint8_t stop[32];            /* command codes that end the native relay (a bit each) */
@@ -156,6 +159,10 @@ typedef struct relay {
     uint32_t *gens;
     uint32_t nslots, *free_slots, nfree;
     uint64_t added, bytes_up, bytes_down;
+    /* bytes of collected sessions per tag ([0] up, [1] down); Python's thread only, like the
+     * slots: add() grows it, collect() adds to it, traffic() reads it */
+    uint64_t (*tag_bytes)[2];
+    uint32_t ntags;
     long live;               /* added and not yet collected */
     unsigned next_worker;
     bool stopped;
@@ -168,6 +175,13 @@ typedef struct relay {
 static inline ssize_t io_failure(void)
 {
     return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? -1 : -2;
+}
+
+/* A session's byte counter moves: only its worker writes it; Python reads it while the session
+ * runs (traffic()), so the store is atomic (relaxed: a plain store on the usual CPUs). */
+static inline void count_bytes(uint64_t *counter, uint64_t n)
+{
+    __atomic_store_n(counter, *counter + n, __ATOMIC_RELAXED);
 }
 
 static inline void unregister(worker_t *w, int fd, bool *registered)
@@ -210,6 +224,8 @@ void relay_teardown(relay_t *r);
 bool alloc_buf(buf_t *b, size_t cap);
 bool append(buf_t *b, const char *data, size_t n);
 bool take_slot(relay_t *r, session_t *s);
+bool tag_room(relay_t *r, uint32_t tag);
+PyObject *traffic_by_tag(relay_t *r);
 void relay_submit(relay_t *r, session_t *s);
 int request_close(relay_t *r, unsigned long long handle);
 session_t *take_done(relay_t *r);

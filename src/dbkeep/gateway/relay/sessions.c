@@ -209,6 +209,7 @@ void relay_teardown(relay_t *r)
     free(r->slots);
     free(r->gens);
     free(r->free_slots);
+    free(r->tag_bytes);
     if (r->workers != NULL) {
         for (int i = 0; i < r->nworkers; i++) {
             worker_t *w = &r->workers[i];
@@ -310,9 +311,62 @@ void put_back_done(relay_t *r, session_t *done)
 }
 
 /* A finished session Python has been told of: its handle is retired and it is freed. */
+/* Room in the per-tag totals for `tag` (Python's thread). */
+bool tag_room(relay_t *r, uint32_t tag)
+{
+    if (tag < r->ntags)
+        return true;
+    uint32_t n = tag + 16;
+    uint64_t (*grown)[2] = realloc(r->tag_bytes, n * sizeof *grown);
+    if (grown == NULL)
+        return false;
+    memset(grown + r->ntags, 0, (n - r->ntags) * sizeof *grown);
+    r->tag_bytes = grown;
+    r->ntags = n;
+    return true;
+}
+
+/* {tag: (bytes up, bytes down)}: the collected sessions' totals plus what the sessions still
+ * in a slot (running, or finished and not yet collected) have moved so far. Python's thread,
+ * GIL held: the slots cannot change meanwhile. */
+PyObject *traffic_by_tag(relay_t *r)
+{
+    uint64_t (*sum)[2] = r->ntags ? calloc(r->ntags, sizeof *sum) : NULL;
+    if (r->ntags && sum == NULL)
+        return PyErr_NoMemory();
+    for (uint32_t t = 0; t < r->ntags; t++) {
+        sum[t][0] = r->tag_bytes[t][0];
+        sum[t][1] = r->tag_bytes[t][1];
+    }
+    for (uint32_t i = 0; i < r->nslots; i++) {
+        session_t *s = r->slots[i];
+        if (s != NULL && s->tag < r->ntags) {
+            sum[s->tag][0] += __atomic_load_n(&s->bytes_up, __ATOMIC_RELAXED);
+            sum[s->tag][1] += __atomic_load_n(&s->bytes_down, __ATOMIC_RELAXED);
+        }
+    }
+    PyObject *out = PyDict_New();
+    for (uint32_t t = 0; out != NULL && t < r->ntags; t++) {
+        if (sum[t][0] == 0 && sum[t][1] == 0)
+            continue;
+        PyObject *key = PyLong_FromUnsignedLong(t);
+        PyObject *value = Py_BuildValue("(KK)", (unsigned long long)sum[t][0], (unsigned long long)sum[t][1]);
+        if (key == NULL || value == NULL || PyDict_SetItem(out, key, value) != 0)
+            Py_CLEAR(out);
+        Py_XDECREF(key);
+        Py_XDECREF(value);
+    }
+    free(sum);
+    return out;
+}
+
 void release_collected(relay_t *r, session_t *s)
 {
     forget_close_requests(s);
+    if (s->tag < r->ntags) { /* finished: the worker's last counts are published (r->lock) */
+        r->tag_bytes[s->tag][0] += s->bytes_up;
+        r->tag_bytes[s->tag][1] += s->bytes_down;
+    }
     uint32_t idx = (uint32_t)(s->handle & 0xffffffffu);
     r->slots[idx] = NULL;
     r->gens[idx]++;
