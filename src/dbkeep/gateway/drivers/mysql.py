@@ -57,7 +57,14 @@ comes from :mod:`dbkeep.gateway.mysql.errors`.
    held while dbkeep checks the engine (:mod:`.mysql_inspect`).
    **Native relay.** With ``ctx.offload`` (``dbkeep up``, ``--relay-threads`` > 0) and no
    guard, a logged-in session at a command boundary with nothing buffered is handed to the
-   native relay threads (``gateway/relay/``), both legs' TLS included. They frame the
+   native relay threads (``gateway/relay/``), both legs' TLS included. An inspected session
+   goes too, with an inspect set (COM_QUERY, COM_STMT_PREPARE, COM_INIT_DB, and
+   COM_STMT_EXECUTE once a prepared statement is a hygiene trigger): the relay reports each
+   such command whole and waits; :meth:`MySQLSession._inspect_native` asks the inspector and
+   lets it pass when it may go as it is with nothing to do after it, else has the session
+   handed back with it first and replays the inspector's verdict to the full path
+   (a refusal, a hold for the hygiene, a trigger whose answer must be seen). Prepared
+   executions, result sets and LOAD DATA never leave the relay's threads. They frame the
    client's packets with the same rules as :class:`ClientFacing` and give the session back
    before COM_CHANGE_USER, COM_RESET_CONNECTION, COM_PROCESS_KILL, COM_MULTI or an empty
    command, with the bytes neither side has received yet (:class:`~dbkeep.gateway.offload.HandedBack`):
@@ -92,7 +99,7 @@ from dbkeep.gateway import refusals
 from dbkeep.gateway.listener import GatewayContext
 from dbkeep.gateway.mysql import charsets
 from dbkeep.gateway.mysql import errors as wire_errors
-from dbkeep.gateway.mysql.events import ChangeUser, LoginRequested, Prepare, Query
+from dbkeep.gateway.mysql.events import ChangeUser, Command, LoginRequested, Prepare, Query
 from dbkeep.gateway.mysql.states import ClientState
 from dbkeep.gateway.mysql.wire import frame
 from dbkeep.gateway.mysql.messages import CommandCode, ErrPacket, OkPacket
@@ -133,6 +140,12 @@ _HELD = "hold"  # the client leg's pause reason while a command is held
 # login; the others change what the sans-I/O layer tracks); it forwards COM_QUIT itself.
 _NATIVE_STOP = stop_set({CommandCode.COM_CHANGE_USER, CommandCode.COM_RESET_CONNECTION,
                          CommandCode.COM_PROCESS_KILL, CommandCode.COM_MULTI})
+# What the native relay reports of an inspected session for a verdict: the commands the
+# inspector reads (mysql_inspect.Inspector.decide); COM_STMT_EXECUTE too once a prepared
+# statement is a hygiene trigger.
+_NATIVE_INSPECT_CODES = frozenset({CommandCode.COM_QUERY, CommandCode.COM_STMT_PREPARE, CommandCode.COM_INIT_DB})
+_NATIVE_INSPECT = stop_set(_NATIVE_INSPECT_CODES)
+_NATIVE_INSPECT_EXECUTE = stop_set(_NATIVE_INSPECT_CODES | {CommandCode.COM_STMT_EXECUTE})
 # Hand-over attempts after a login or a hand-back: one fails only while bytes are buffered (a
 # busy session), so a few suffice; a session that is never quiescent, or a TLS object the
 # relay refuses, then stays in Python without a check on every engine chunk.
@@ -164,6 +177,9 @@ class MySQLSession(Session):
         self._inspector: Inspector | None = None  # grant-table checks (ctx.mysql_hygiene)
         self._offload_wanted = False  # try to hand the session to the native relay when quiescent
         self._offload_attempts = 0
+        # an inspected command the native relay handed back: (its bytes, the inspector's
+        # verdict, the trigger to watch for) -- the full path uses that verdict, not a second one
+        self._predecided: tuple[bytes, ErrPacket | object | None, tuple[str, str] | None] | None = None
         self._engine_protocol: _EngineLeg | None = None
         self._client_protocol: _ClientLeg | None = None
         self._login_bytes = 0
@@ -248,7 +264,14 @@ class MySQLSession(Session):
     def _decide(self, event: Decidable) -> ErrPacket | object | None:
         kind = type(event)
         inspector = self._inspector
-        if inspector is not None and inspector.active and kind is not LoginRequested:
+        predecided, self._predecided = self._predecided, None
+        if predecided is not None and kind is not LoginRequested and bytes(event.raw) == predecided[0]:  # type: ignore[union-attr]
+            verdict, post = predecided[1], predecided[2]
+            if post is not None and inspector is not None:
+                inspector.post = post  # forwarded now: the engine's answer starts the hygiene
+            if verdict is not None:
+                return verdict
+        elif inspector is not None and inspector.active and kind is not LoginRequested:
             verdict = inspector.decide(event)
             if verdict is not None:
                 return verdict
@@ -361,9 +384,11 @@ class MySQLSession(Session):
         inspector = self._inspector
         if inspector is not None and inspector.active:
             self._unseen = _NO_COMMANDS if inspector.busy else _INSPECTED_COMMANDS
-            self._offload_wanted = False
-            return
-        self._unseen = _ALL_COMMANDS if self._guard is None else _GUARDED_COMMANDS
+            if inspector.busy:
+                self._offload_wanted = False
+                return
+        else:
+            self._unseen = _ALL_COMMANDS if self._guard is None else _GUARDED_COMMANDS
         if self.phase is _RELAYING:
             self._want_offload()
             self._try_offload()
@@ -413,18 +438,30 @@ class MySQLSession(Session):
     # --- native relay -----------------------------------------------------------------------
 
     def _want_offload(self) -> None:
-        inspected = self._inspector is not None and self._inspector.active
-        self._offload_wanted = (self.ctx.offload is not None and self._guard is None and not inspected
+        self._offload_wanted = (self.ctx.offload is not None and self._guard is None and self._inspection_idle()
                                 and self.phase is not _CLOSED)
         self._offload_attempts = _OFFLOAD_ATTEMPTS
+
+    def _inspection_idle(self) -> bool:
+        """No hygiene due or running and no verdict waiting to be replayed: the native relay
+        may carry the session (inspected or not)."""
+        inspector = self._inspector
+        if inspector is None or not inspector.active:
+            return True
+        return not inspector.busy and inspector.post is None and self._predecided is None
 
     def _try_offload(self) -> None:
         """Hand the session to the native relay (``ctx.offload``) if it is at a command
         boundary with nothing buffered anywhere; otherwise it is tried again after the next
-        engine bytes. Only unguarded, uninspected sessions go: a guard must see every statement."""
+        engine bytes. Unguarded sessions only (a guard must see every statement); an inspected
+        one goes with the commands its inspector reads in the inspect set."""
         relay, client, engine = self.relay, self.client_leg, self.engine_leg
-        if self._inspector is not None and self._inspector.active:
-            return  # inspected: every statement is read here
+        if not self._inspection_idle():
+            return
+        inspector = self._inspector
+        inspect = None
+        if inspector is not None and inspector.active:
+            inspect = _NATIVE_INSPECT_EXECUTE if inspector.prepared_trigger else _NATIVE_INSPECT
         if (self.phase is not _RELAYING or self.ctx.offload is None or relay is None or self._pending is not None
                 or client.hold is not None or engine.hold is not None or client.paused or engine.paused):
             return
@@ -435,8 +472,39 @@ class MySQLSession(Session):
         if self._offload_attempts <= 0:
             self._offload_wanted = False
         wrap, quiet = state
-        if self._hand_over(mysql=(_NATIVE_STOP, wrap, quiet)):
+        if self._hand_over(mysql=(_NATIVE_STOP, wrap, quiet), inspect=inspect):
             self._offload_wanted = False
+
+    def _inspect_native(self, command: bytes) -> None:
+        """An inspected command the native relay holds (one whole packet): forward it when the
+        inspector lets it go as it is and has nothing to do after it; otherwise the session
+        comes back here with it first, and the full path replays this verdict (``_decide``)."""
+        offload, handle, relay, inspector = self.ctx.offload, self._offloaded, self.relay, self._inspector
+        if offload is None or handle is None or self.phase is _CLOSED:
+            return
+        try:
+            verdict: ErrPacket | object | None = None
+            post = None
+            if inspector is not None and inspector.active and relay is not None:
+                code = command[4]
+                raw = memoryview(command)
+                if code == CommandCode.COM_QUERY:
+                    event: Query | Prepare | Command = Query(raw, charsets.decode(command[5:], relay.client.charset))
+                elif code == CommandCode.COM_STMT_PREPARE:
+                    event = Prepare(raw, charsets.decode(command[5:], relay.client.charset))
+                else:
+                    event = Command(raw, code)
+                trigger = inspector.prepared_trigger
+                verdict = inspector.decide(event)
+                if verdict is None and not inspector.busy and inspector.post is None and (
+                        inspector.prepared_trigger == trigger):
+                    offload.verdict(handle, True)
+                    return
+                post, inspector.post = inspector.post, None  # restored when the command is forwarded
+            self._predecided = (command, verdict, post)
+            offload.verdict(handle, False)
+        except Exception as exc:  # noqa: BLE001
+            self._internal_error(exc)
 
     def _handed_back(self, handle: int, handed_back: HandedBack) -> None:
         """The native relay stopped before a command Python must see: the transports carry on
