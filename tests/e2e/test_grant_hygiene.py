@@ -378,13 +378,15 @@ def test_ordinary_master_work_still_works(dbkeep, hy):
 
 def test_an_application_accounts_session_is_not_inspected(dbkeep, hy):
     """An account with read-only global privileges goes to the native relay (the relay threads
-    carry a big result, the event loop next to nothing); the master's stays in the event loop."""
+    carry a big result, the event loop next to nothing). So does the master's, whose statements
+    are still inspected there (issue 12, item 10): the relay threads carry its result too, and
+    a grant-table write in the same session is refused."""
     with master(dbkeep, hy) as conn:
         run(conn, "CREATE USER IF NOT EXISTS 'reader'@'%' IDENTIFIED BY 'Reader-Pass-1'")
         run(conn, "GRANT SELECT ON *.* TO 'reader'@'%'")
     big = "SELECT REPEAT('x', 1000) FROM seq_1_to_50000"
 
-    def stream(user, password):
+    def stream(user, password, then=None):
         conn = mysql(dbkeep, hy, user, password, "appdb")
         try:
             time.sleep(0.5)  # the account's facts arrive; the session is handed over
@@ -393,16 +395,25 @@ def test_an_application_accounts_session_is_not_inspected(dbkeep, hy):
             def work():
                 for _ in range(2):
                     assert len(run(conn, big)) == 50000
-            return relay_and_loop_ticks(dbkeep.proc.pid, work)
+            ticks = relay_and_loop_ticks(dbkeep.proc.pid, work)
+            if then is not None:
+                then(conn)
+            return ticks
         finally:
             conn.close()
 
+    def refused(conn):
+        with pytest.raises(pymysql.err.OperationalError) as err:
+            run(conn, REPRO)
+        assert err.value.args[0] == 1227
+
     relay, loop = stream("reader", "Reader-Pass-1")
     assert relay >= 3 and relay > 2 * loop, (relay, loop)
-    relay, loop = stream("admin", PASSWORD)
-    assert loop > relay, (relay, loop)
+    relay, loop = stream("admin", PASSWORD, then=refused)
+    assert relay >= 3 and relay > 2 * loop, (relay, loop)
     with master(dbkeep, hy) as conn:
         run(conn, "DROP USER 'reader'@'%'")
+    assert_clean(dbkeep, hy)
 
 
 def test_facts_read_before_a_master_reset_are_not_used_after_it(dbkeep, hy):
