@@ -30,7 +30,7 @@ from dbkeep.metrics import Metrics
 from dbkeep.gateway.listener import Gateway, GatewayContext, Limits
 from dbkeep.gateway.offload import Offload
 from dbkeep.gateway.offload import available as offload_available
-from dbkeep.gateway.drivers import SESSIONS
+from dbkeep.gateway.drivers import SESSIONS, postgres_inspect
 from dbkeep.gateway.target import TargetResolver
 from dbkeep.pki.store import PkiStore
 from dbkeep.rds import names
@@ -148,7 +148,8 @@ class App:
                     return GatewayContext(resolver=resolver, audit=audit, clock=self.clock, limits=limits,
                                           offload=start_offload(config.relay_threads), extra={"iam": iam_login},
                                           mysql_hygiene=mariadb.live_hygiene, mysql_account_facts=mariadb.account_facts,
-                                          mysql_routines=mariadb.routines)
+                                          mysql_routines=mariadb.routines,
+                                          postgres_inspector=postgres_inspect.master_sessions)
 
                 gateway = Gateway(config.host, config.hostname, store, pki, gateway_context, SESSIONS)
                 clusters.listeners.append(lambda _ident: gateway.sync())

@@ -142,7 +142,7 @@ def test_the_c_framing_forwards_and_hands_back_what_the_python_relay_would(relay
         if stop_offset is not None:
             [(h, reason, left)] = _wait_collect(relay)
             assert (h, reason) == (handle, "handed back")
-            client_left, engine_left, records, quiet_left = left
+            client_left, engine_left, records, quiet_left, _resync = left
             unread = bytearray()  # the relay stopped reading at the stop command: the rest waits in the socket
             while True:
                 try:

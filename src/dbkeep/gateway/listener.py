@@ -84,6 +84,9 @@ class GatewayContext:
     mysql_account_facts: Callable[[str, str], Awaitable[tuple[bool, str]]] | None = None
     # ``mysql_routines(resource_id)``: every stored routine as (db, name, type, definer, security, body)
     mysql_routines: Callable[[str], Awaitable[list[tuple[str, str, str, str, str, str]]]] | None = None
+    # ``postgres_inspector(session)`` at a PostgreSQL login: the inspector of a session whose
+    # statements must be judged (gateway/drivers/postgres_inspect.py), or None; None here: none is.
+    postgres_inspector: Callable[[Any], Any] | None = None
 
     @property
     def refusals(self) -> RefusalLog:

@@ -73,15 +73,19 @@ def resume_tls_session(ssl_object: Any, session: Any) -> bool:
 
 @dataclass(frozen=True)
 class HandedBack:
-    """What the relay had not delivered when it gave a MySQL session back: ``client`` the
-    client's plaintext from the stop command on, ``engine`` the engine's plaintext the client
-    has not been sent, ``client_records`` TLS records for the client not yet sent (they go out
-    before anything else), ``quiet`` whether the engine owes nothing until the next command."""
+    """What the relay had not delivered when it gave a session back: ``client`` the client's
+    plaintext from the stop command on, ``engine`` the engine's plaintext the client has not
+    been sent, ``client_records`` TLS records for the client not yet sent (they go out before
+    anything else), ``quiet`` whether the engine owes nothing until the next command (MySQL);
+    ``engine_resync`` (PostgreSQL): (the header bytes already delivered of the engine's message
+    the client has begun to receive, the bytes of its body not yet delivered) -- what must pass
+    on as it is before the engine's stream can be framed again."""
 
     client: bytes
     engine: bytes
     client_records: bytes
     quiet: bool
+    engine_resync: tuple[bytes, int] | None = None
 
 
 def stop_set(codes: frozenset[int] | set[int]) -> bytes:

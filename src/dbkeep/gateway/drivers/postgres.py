@@ -43,10 +43,13 @@ flow is the one the connection module's docstring draws:
    the client leaves or times out before finishing.
 4. **Query phase.** With a statement guard installed (``ctx.guard``), client messages are
    framed and bounded by ``ClientFacing`` (``Limits.max_packet``); Query, Parse and
-   FunctionCall go to the guard (a refusal is sent through :meth:`ClientFacing.refuse`, so
+   FunctionCall go to the guard (and to the session's inspector, ``postgres_inspect.py``) (a refusal is sent through :meth:`ClientFacing.refuse`, so
    order and transaction state stay exact); everything a chunk yields is written to the
    engine in one ``write``, and engine output is relayed in the runs it arrives in, its
-   message boundaries tracked. Without a guard there is nothing to inspect: the session's
+   message boundaries tracked. An *inspected* session (``ctx.postgres_inspector``) without a
+   guard goes to the native relay threads with PostgreSQL framing: they report its Query,
+   Parse and FunctionCall messages for a verdict and pass the rest (``postgres_inspect.py``).
+   Without a guard or an inspector there is nothing to inspect: the session's
    sockets (and its TLS object) are handed to the **native relay** threads
    (``ctx.offload``, ``gateway/offload.py``), which copy bytes without the GIL and report the
    session's end, after which it is released here. Without those threads, or when a
@@ -113,6 +116,7 @@ from dbkeep.gateway.postgres.startup import FALSEY, as_set_statement, startup_se
 from dbkeep.gateway.postgres.wire import Limits as WireLimits
 
 from .leg import LIMIT
+from .postgres_inspect import EngineResync, Inspector, NativeInspection, inspector_for
 from .session import RDSADMIN, Phase, Session
 
 log = logging.getLogger("dbkeep.gateway.postgres")
@@ -183,7 +187,7 @@ class _CancelLeg(asyncio.Protocol):
             self.done.set_result(None)
 
 
-class PostgresSession(Session):
+class PostgresSession(NativeInspection, Session):
     """One PostgreSQL client connection at a cluster endpoint (see the module docstring).
 
     What a statement guard may read: ``user``, ``database``, ``startup`` (the StartupMessage),
@@ -208,6 +212,9 @@ class PostgresSession(Session):
         self._client_key: BackendKeyData | None = None
         self._guard = ctx.guard
         self._statement_judge = self._judge_statement if ctx.guard is not None else None
+        self._inspector: Inspector | None = None  # set at the login (postgres_inspect.py)
+        self._predecided: tuple[bytes, DbError | None] | None = None  # a verdict the relay handed back with
+        self._resync: EngineResync | None = None  # the rest of an engine message begun in the relay
 
     # --- properties a guard may read --------------------------------------------------------
 
@@ -252,6 +259,8 @@ class PostgresSession(Session):
                         self.engine_leg.transport.write(out[0] if len(out) == 1 else b"".join(out))  # type: ignore[union-attr]
                 if done is not None:
                     self._client_done(done)
+                elif self._inspector is not None:
+                    self._go_native()
             elif phase is not _CLOSED:
                 if self._first_byte is not None:
                     self._cancel_first_byte()
@@ -452,10 +461,16 @@ class PostgresSession(Session):
             engine = self.engine
             if engine is None or self.phase is _CLOSED:
                 return
+            if self._resync is not None:  # the rest of a message begun in the native relay
+                data = self._resynced(data)
+                if not data:
+                    return
             engine.receive_data(data)
             if self.phase is _RELAYING:  # the framed relay (guarded sessions): the hot path
                 if engine_to_client(engine, self.client, self.client_leg.transport.write):  # type: ignore[union-attr]
                     self._close()  # flushes what was relayed (the engine's FATAL, if it sent one)
+                elif self._inspector is not None:
+                    self._go_native()
             else:
                 self._drive_engine()
         except ProtocolError as exc:
@@ -548,7 +563,10 @@ class PostgresSession(Session):
             self._timer.cancel()
             self._timer = None
         self._audit_allowed()
-        if self._guard is None:
+        self._inspector = inspector_for(self)
+        if self._inspector is not None:
+            self._statement_judge = self._judge_statement
+        elif self._guard is None:
             assert self.engine is not None
             self.engine.stop_tracking()  # nothing to refuse: a plain byte copy
 
@@ -559,6 +577,9 @@ class PostgresSession(Session):
         come through this session's callbacks. With the native relay (``ctx.offload``) the
         sockets go to its threads instead, when nothing is buffered in the transports."""
         client_transport, engine_transport = self.client_leg.transport, self.engine_leg.transport
+        if self._inspector is not None:
+            self._go_native()  # never a raw relay: its statements are judged
+            return
         if not self.RAW_RELAY or self._guard is not None or self.phase is not _RELAYING or self.client.trailing_data[0]:
             return
         if client_transport is None or engine_transport is None or client_transport.is_closing():
@@ -604,6 +625,19 @@ class PostgresSession(Session):
         self._close()
 
     def _judge_statement(self, event: Query | Parse | FunctionCall) -> DbError | None:
+        if self._inspector is not None:
+            message = event.build()
+            predecided, self._predecided = self._predecided, None
+            if predecided is not None and predecided[0] == message:
+                error = predecided[1]
+            else:
+                error = self._inspector.judge(message)
+            if error is not None:
+                error = wire_errors.refusal(error)
+                self._audit_refused(error)
+                return error
+            if self._guard is None:
+                return None
         return self._judge(None if isinstance(event, FunctionCall) else event.sql, event)
 
     def _judge(self, sql: str | None, statement: Query | Parse | FunctionCall | None = None) -> DbError | None:

@@ -83,6 +83,11 @@ class EngineFacing:
             return self.state is not EngineState.ERROR
         return self._track and self._skip == 0 and not self._buf
 
+    @property
+    def refusals_pending(self) -> bool:
+        """A refused statement's sentinel went to the engine and its answer has not come yet."""
+        return bool(self._refusals)
+
     def stop_tracking(self) -> None:
         if self._refusals:
             raise LocalProtocolError("refusals are pending")

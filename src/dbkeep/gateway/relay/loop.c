@@ -344,6 +344,8 @@ static void pump(worker_t *w, session_t *s, uint32_t cev, uint32_t eev)
                 return;
             }
             s->bytes_down += (uint64_t)k;
+            if (s->pg && k > 0)
+                pg_engine_delivered(s, s->down.data + s->down.start - k, (size_t)k);
             if (s->engine_eof && buf_used(&s->down) == 0 && !s->tls_closing) {
                 s->tls_closing = true; /* close_notify, as a server that closes sends one */
                 ERR_clear_error();
@@ -358,8 +360,11 @@ static void pump(worker_t *w, session_t *s, uint32_t cev, uint32_t eev)
         if (buf_used(out) > 0 && !s->c_blocked) {
             n = send_from(s->cfd, out);
             if (n > 0) {
-                if (!s->ssl)
+                if (!s->ssl) {
                     s->bytes_down += (uint64_t)n;
+                    if (s->pg)
+                        pg_engine_delivered(s, s->down.data + s->down.start - n, (size_t)n);
+                }
                 progress = true;
             } else if (n == -1) {
                 s->c_blocked = true;

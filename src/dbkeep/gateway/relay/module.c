@@ -182,11 +182,16 @@ static PyObject *relay_collect(relay_t *r, PyObject *Py_UNUSED(ignored))
         done = s->next;
         PyObject *item;
         if (s->handed_back) {
-            item = Py_BuildValue("(Ks(y#y#y#O))", (unsigned long long)s->handle, s->reason,
-                                 s->left_client.data ? s->left_client.data : "", (Py_ssize_t)s->left_client.end,
-                                 s->left_down.data ? s->left_down.data : "", (Py_ssize_t)s->left_down.end,
-                                 s->left_wire.data ? s->left_wire.data : "", (Py_ssize_t)s->left_wire.end,
-                                 s->quiet ? Py_True : Py_False);
+            PyObject *resync = s->pg ? Py_BuildValue("(y#I)", (const char *)s->eng_hbuf, (Py_ssize_t)s->eng_hdr,
+                                                     (unsigned)s->eng_left)
+                                     : (Py_INCREF(Py_None), Py_None);
+            item = resync == NULL ? NULL
+                                  : Py_BuildValue("(Ks(y#y#y#ON))", (unsigned long long)s->handle, s->reason,
+                                                  s->left_client.data ? s->left_client.data : "",
+                                                  (Py_ssize_t)s->left_client.end,
+                                                  s->left_down.data ? s->left_down.data : "", (Py_ssize_t)s->left_down.end,
+                                                  s->left_wire.data ? s->left_wire.data : "", (Py_ssize_t)s->left_wire.end,
+                                                  s->quiet ? Py_True : Py_False, resync);
         } else {
             item = Py_BuildValue("(KsO)", (unsigned long long)s->handle, s->reason ? s->reason : "finished", Py_None);
         }
@@ -241,9 +246,11 @@ static PyMethodDef relay_methods[] = {
      "(handle, 'inspect', command: bytes) -- the whole command or message, header included; the session waits for "
      "verdict() -- then sessions that ended. handed_back is None, "
      "or for a framed session handed back before a stop command (or an inspected one handed back) (reason 'handed back'): (client_plaintext, "
-     "engine_plaintext, client_tls_records, quiet) -- what the client sent from that command on, what the engine "
-     "sent that the client has not been sent, TLS records for the client still to send (before anything else), and "
-     "whether the engine owes nothing until the next command. Both TLS objects are left with empty BIOs."},
+     "engine_plaintext, client_tls_records, quiet, engine_resync) -- what the client sent from that command on, what "
+     "the engine sent that the client has not been sent, TLS records for the client still to send (before anything "
+     "else), whether the engine owes nothing until the next command (MySQL), and for PostgreSQL (header_delivered, "
+     "body_left): where the engine's message the client has begun to receive ends (None for MySQL). Both TLS objects "
+     "are left with empty BIOs."},
     {"stop", (PyCFunction)relay_stop, METH_NOARGS, "stop()\n\nEnd every session and stop the threads; collect() then returns them."},
     {"fileno", (PyCFunction)relay_fileno, METH_NOARGS, "fileno() -> int\n\nAn eventfd readable when collect() has something."},
     {"stats", (PyCFunction)relay_stats, METH_NOARGS, "stats() -> dict\n\nThreads, sessions added and live, bytes relayed by finished sessions."},

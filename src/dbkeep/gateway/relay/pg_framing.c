@@ -14,3 +14,4 @@ bool parse_pg(session_t *s, PyObject *postgres)
     s->pg = true;
     return true;
 }
+

@@ -7,6 +7,12 @@
  * relay.h), a message whose type is in the stop set ends the native relay there (hand_back, as
  * MySQL's), and one in the inspect set ('Q', 'P' ...) is reported whole and waits for Python's
  * verdict. Without postgres= the bytes pass unframed, as before.
+ *
+ * The engine's messages are followed too, as they are delivered to the client
+ * (pg_engine_delivered), so that a hand-back can tell Python where the message the client has
+ * begun to receive ends: the header bytes delivered of it (eng_hbuf, eng_hdr) or its body bytes
+ * not yet delivered (eng_left). Python passes the rest of that message on as it comes and frames
+ * the engine's stream from the next one.
  */
 #ifndef DBKEEP_RELAY_PG_FRAMING_H
 #define DBKEEP_RELAY_PG_FRAMING_H
@@ -49,6 +55,29 @@ static inline void frame_pg(session_t *s)
         s->scan += 5;
         s->packet_left = len - 4;
         s->up_ok = s->scan;
+    }
+}
+
+/* `n` bytes of the engine's plaintext, from `p`, went to the client (sent, or encrypted). */
+static inline void pg_engine_delivered(session_t *s, const char *p, size_t n)
+{
+    const unsigned char *b = (const unsigned char *)p;
+    while (n > 0) {
+        if (s->eng_left > 0) {
+            size_t take = n < s->eng_left ? n : s->eng_left;
+            s->eng_left -= (uint32_t)take;
+            b += take;
+            n -= take;
+            continue;
+        }
+        s->eng_hbuf[s->eng_hdr++] = *b++;
+        n--;
+        if (s->eng_hdr == 5) {
+            uint32_t len = (uint32_t)s->eng_hbuf[1] << 24 | (uint32_t)s->eng_hbuf[2] << 16 |
+                           (uint32_t)s->eng_hbuf[3] << 8 | (uint32_t)s->eng_hbuf[4];
+            s->eng_left = len >= 4 ? len - 4 : 0;
+            s->eng_hdr = 0;
+        }
     }
 }
 

@@ -131,6 +131,11 @@ typedef struct session {
     struct session *next_inspect; /* the batch's / the relay's list of reported commands */
     struct session *next_resumed; /* take_commands: sessions given a verdict */
     uint64_t inspections;        /* commands reported, for stats() */
+    /* PostgreSQL: where the engine's messages delivered to the client stand (pg_engine_delivered),
+     * so that a hand-back says how much of the engine's bytes end a message already begun */
+    uint32_t eng_left;           /* bytes of the current message's body not yet delivered */
+    uint8_t eng_hdr;             /* bytes of the current message's header delivered (0-4) */
+    unsigned char eng_hbuf[5];
     size_t scan, up_ok;          /* bytes of `up` (from up.start) scanned / cleared to send */
     uint32_t packet_left;        /* bytes of the current packet's payload not yet scanned */
     bool in_max;                 /* the last packet had the maximum length: the next continues it */
