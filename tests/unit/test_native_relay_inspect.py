@@ -15,7 +15,8 @@ Covered:
   all four TLS combinations);
 - PostgreSQL: messages (type byte + int32 length) framed the same way: inspected types ('Q',
   'P') reported, the others (Bind, Execute, Sync, CopyData ...) pass unreported, stop types and
-  impossible lengths hand back, Terminate passes; a property test against a model;
+  impossible lengths hand back, Terminate passes; a property test against a model; a hand-back
+  while the engine streams rows says where the engine's message in progress ends;
 - argument checks of ``postgres=`` and ``inspect=``.
 """
 
@@ -445,3 +446,43 @@ def test_framing_and_inspect_argument_checks(world):
         relay.add(a.fileno(), b.fileno(), postgres=None, mysql=mysql, inspect="x" * 32)
     assert relay.stats()["live"] == 0
     assert relay.verdict(12345, True) is False
+
+
+def where_in_message(stream: bytes, delivered: int) -> tuple[bytes, int]:
+    """(header bytes delivered of the message in progress, its body bytes not yet delivered)
+    after the first ``delivered`` bytes of a stream of PostgreSQL messages."""
+    pos = 0
+    while True:
+        if delivered - pos < 5:
+            return stream[pos:delivered], 0
+        length = int.from_bytes(stream[pos + 1:pos + 5], "big")
+        end = pos + 1 + length
+        if end > delivered:
+            return b"", end - delivered
+        pos = end
+
+
+@pytest.mark.parametrize("row", [pytest.param(1_000_003, id="big-rows"), pytest.param(3, id="small-rows")])
+def test_postgres_hand_back_says_where_the_engines_message_ends(world, row):
+    """The engine streams rows to a client that reads nothing until every buffer is full; then
+    the client's Query is refused. The hand-back's engine_resync says exactly where the message
+    the client has begun to receive ends: the client's bytes so far plus the relay's undelivered
+    ones cut the engine's stream at that point."""
+    s = inspected_pg(world)
+    rows = message(b"D", os.urandom(row)) * (4_000_000 // (row + 5) + 1)
+    s.client.reading = False
+    s.engine.write(rows)
+    settle(s.client, s.engine, seconds=0.3)
+    q = message(b"Q", b"SELECT 'refused'\x00")
+    s.client.write(q)
+    assert next_report(s, s.client, s.engine) == q
+    s.relay.verdict(s.handle, False)
+    left = expect_handed_back(s, s.client, s.engine)
+    s.client.reading = True
+    settle(s.client, seconds=0.3)  # what the relay sent before it handed back
+    delivered = len(s.client.got)
+    header, body_left = left[4]
+    assert isinstance(header, bytes) and len(header) < 5
+    expected = where_in_message(rows, delivered)
+    assert (header, body_left) == expected
+    assert rows[delivered:].startswith(left[1])
