@@ -263,6 +263,9 @@ int request(relay_t *r, unsigned long long handle, enum command_kind kind)
             w->commands_cap = cap;
         }
     }
+    /* the worker takes the whole queue at each wake-up: only a request into an empty queue
+     * needs one (verdicts come in bursts, one per reported command of the collect() batch) */
+    bool first = w->commands_len == 0;
     if (w->commands_len < w->commands_cap) {
         w->commands[w->commands_len++] = (struct command){s, kind};
         queued = true;
@@ -270,7 +273,8 @@ int request(relay_t *r, unsigned long long handle, enum command_kind kind)
     pthread_mutex_unlock(&w->lock);
     if (!queued)
         return -1;
-    wake(w);
+    if (first)
+        wake(w);
     return 1;
 }
 
