@@ -57,13 +57,13 @@ comes from :mod:`dbkeep.gateway.mysql.errors`.
    held while dbkeep checks the engine (:mod:`.mysql_inspect`).
    **Native relay.** With ``ctx.offload`` (``dbkeep up``, ``--relay-threads`` > 0) and no
    guard, a logged-in session at a command boundary with nothing buffered is handed to the
-   native relay threads (``gateway/relay/``), both legs' TLS included. An inspected session
-   goes too, with an inspect set (COM_QUERY, COM_STMT_PREPARE, COM_INIT_DB, and
-   COM_STMT_EXECUTE once a prepared statement is a hygiene trigger): the relay reports each
-   such command whole and waits; :meth:`MySQLSession._inspect_native` asks the inspector and
-   lets it pass when it may go as it is with nothing to do after it, else has the session
-   handed back with it first and replays the inspector's verdict to the full path
-   (a refusal, a hold for the hygiene, a trigger whose answer must be seen). Prepared
+   native relay threads (``gateway/relay/``; :mod:`.mysql_native`), both legs' TLS included.
+   An inspected session goes too, with an inspect set (COM_QUERY, COM_STMT_PREPARE,
+   COM_INIT_DB, and COM_STMT_EXECUTE once a prepared statement is a hygiene trigger): the
+   relay reports each such command whole and waits; ``_inspect_native`` asks the inspector
+   and lets it pass when it may go as it is with nothing to do after it, else has the session
+   handed back with it first and replays the inspector's verdict to the full path (a
+   refusal, a hold for the hygiene, a trigger whose answer must be seen). Prepared
    executions, result sets and LOAD DATA never leave the relay's threads. They frame the
    client's packets with the same rules as :class:`ClientFacing` and give the session back
    before COM_CHANGE_USER, COM_RESET_CONNECTION, COM_PROCESS_KILL, COM_MULTI or an empty
@@ -99,15 +99,15 @@ from dbkeep.gateway import refusals
 from dbkeep.gateway.listener import GatewayContext
 from dbkeep.gateway.mysql import charsets
 from dbkeep.gateway.mysql import errors as wire_errors
-from dbkeep.gateway.mysql.events import ChangeUser, Command, LoginRequested, Prepare, Query
+from dbkeep.gateway.mysql.events import ChangeUser, LoginRequested, Prepare, Query
 from dbkeep.gateway.mysql.states import ClientState
 from dbkeep.gateway.mysql.wire import frame
 from dbkeep.gateway.mysql.messages import CommandCode, ErrPacket, OkPacket
 from dbkeep.gateway.mysql.relay import Decidable, Output, Relay
-from dbkeep.gateway.offload import HandedBack, stop_set
 
 from .leg import LIMIT
 from .mysql_inspect import Inspector
+from .mysql_native import NativeRelay
 from .mysql_protocols import _ClientLeg, _ClientStream, _EngineLeg
 from .mysql_tls import EngineTlsContext, engine_tls_context
 from .session import RDSADMIN, Phase, Session
@@ -136,23 +136,9 @@ _INSPECTED_COMMANDS = _GUARDED_COMMANDS - {CommandCode.COM_STMT_EXECUTE, Command
                                            CommandCode.COM_RESET_CONNECTION, CommandCode.COM_PROCESS_KILL}
 _NO_COMMANDS: frozenset[int] = frozenset()
 _HELD = "hold"  # the client leg's pause reason while a command is held
-# The native relay gives an unguarded session back before these (COM_CHANGE_USER is a new
-# login; the others change what the sans-I/O layer tracks); it forwards COM_QUIT itself.
-_NATIVE_STOP = stop_set({CommandCode.COM_CHANGE_USER, CommandCode.COM_RESET_CONNECTION,
-                         CommandCode.COM_PROCESS_KILL, CommandCode.COM_MULTI})
-# What the native relay reports of an inspected session for a verdict: the commands the
-# inspector reads (mysql_inspect.Inspector.decide); COM_STMT_EXECUTE too once a prepared
-# statement is a hygiene trigger.
-_NATIVE_INSPECT_CODES = frozenset({CommandCode.COM_QUERY, CommandCode.COM_STMT_PREPARE, CommandCode.COM_INIT_DB})
-_NATIVE_INSPECT = stop_set(_NATIVE_INSPECT_CODES)
-_NATIVE_INSPECT_EXECUTE = stop_set(_NATIVE_INSPECT_CODES | {CommandCode.COM_STMT_EXECUTE})
-# Hand-over attempts after a login or a hand-back: one fails only while bytes are buffered (a
-# busy session), so a few suffice; a session that is never quiescent, or a TLS object the
-# relay refuses, then stays in Python without a check on every engine chunk.
-_OFFLOAD_ATTEMPTS = 16
 
 
-class MySQLSession(Session):
+class MySQLSession(NativeRelay, Session):
     """One MySQL client connection at a cluster endpoint (see the module docstring).
 
     What a statement guard may read: ``user`` (the current account), ``users`` (every account
@@ -434,96 +420,6 @@ class MySQLSession(Session):
         if relay.held:
             self._write_client(relay.client_error(wire_errors.HYGIENE_FAILED))
         self._close()
-
-    # --- native relay -----------------------------------------------------------------------
-
-    def _want_offload(self) -> None:
-        self._offload_wanted = (self.ctx.offload is not None and self._guard is None and self._inspection_idle()
-                                and self.phase is not _CLOSED)
-        self._offload_attempts = _OFFLOAD_ATTEMPTS
-
-    def _inspection_idle(self) -> bool:
-        """No hygiene due or running and no verdict waiting to be replayed: the native relay
-        may carry the session (inspected or not)."""
-        inspector = self._inspector
-        if inspector is None or not inspector.active:
-            return True
-        return not inspector.busy and inspector.post is None and self._predecided is None
-
-    def _try_offload(self) -> None:
-        """Hand the session to the native relay (``ctx.offload``) if it is at a command
-        boundary with nothing buffered anywhere; otherwise it is tried again after the next
-        engine bytes. Unguarded sessions only (a guard must see every statement); an inspected
-        one goes with the commands its inspector reads in the inspect set."""
-        relay, client, engine = self.relay, self.client_leg, self.engine_leg
-        if not self._inspection_idle():
-            return
-        inspector = self._inspector
-        inspect = None
-        if inspector is not None and inspector.active:
-            inspect = _NATIVE_INSPECT_EXECUTE if inspector.prepared_trigger else _NATIVE_INSPECT
-        if (self.phase is not _RELAYING or self.ctx.offload is None or relay is None or self._pending is not None
-                or client.hold is not None or engine.hold is not None or client.paused or engine.paused):
-            return
-        state = relay.native_state()
-        if state is None:
-            return
-        self._offload_attempts -= 1
-        if self._offload_attempts <= 0:
-            self._offload_wanted = False
-        wrap, quiet = state
-        if self._hand_over(mysql=(_NATIVE_STOP, wrap, quiet), inspect=inspect):
-            self._offload_wanted = False
-
-    def _inspect_native(self, command: bytes) -> None:
-        """An inspected command the native relay holds (one whole packet): forward it when the
-        inspector lets it go as it is and has nothing to do after it; otherwise the session
-        comes back here with it first, and the full path replays this verdict (``_decide``)."""
-        offload, handle, relay, inspector = self.ctx.offload, self._offloaded, self.relay, self._inspector
-        if offload is None or handle is None or self.phase is _CLOSED:
-            return
-        try:
-            verdict: ErrPacket | object | None = None
-            post = None
-            if inspector is not None and inspector.active and relay is not None:
-                code = command[4]
-                raw = memoryview(command)
-                if code == CommandCode.COM_QUERY:
-                    event: Query | Prepare | Command = Query(raw, charsets.decode(command[5:], relay.client.charset))
-                elif code == CommandCode.COM_STMT_PREPARE:
-                    event = Prepare(raw, charsets.decode(command[5:], relay.client.charset))
-                else:
-                    event = Command(raw, code)
-                trigger = inspector.prepared_trigger
-                verdict = inspector.decide(event)
-                if verdict is None and not inspector.busy and inspector.post is None and (
-                        inspector.prepared_trigger == trigger):
-                    offload.verdict(handle, True)
-                    return
-                post, inspector.post = inspector.post, None  # restored when the command is forwarded
-            self._predecided = (command, verdict, post)
-            offload.verdict(handle, False)
-        except Exception as exc:  # noqa: BLE001
-            self._internal_error(exc)
-
-    def _handed_back(self, handle: int, handed_back: HandedBack) -> None:
-        """The native relay stopped before a command Python must see: the transports carry on
-        from the same TLS objects with what the relay had not delivered."""
-        offload, relay = self.ctx.offload, self.relay
-        assert offload is not None and relay is not None
-        try:
-            relay.native_handed_back(handed_back.quiet)
-            if handed_back.client_records:
-                self.client_leg.raw.write(handed_back.client_records)  # type: ignore[union-attr]  # before any new record
-            offload.resume(handle)
-        except Exception as exc:  # noqa: BLE001
-            self._internal_error(exc)
-            return
-        if handed_back.engine:
-            self._engine_data(handed_back.engine)
-        if handed_back.client:
-            self._client_data(handed_back.client)
-        self._want_offload()
 
     def _client_stream(self, data: bytes) -> None:
         """Client data after the login: one whole packet that needs no decision goes to the
