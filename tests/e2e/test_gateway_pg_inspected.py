@@ -46,7 +46,7 @@ def inspected_checks():
         return []
 
     async def routines(_cluster, _database):
-        return frozenset({"set_config", "pg_sleep", "repeat", "generate_series"}), frozenset()
+        return frozenset({"set_config", "pg_sleep", "repeat", "generate_series", "count", "md5"}), frozenset()
 
     async def protect(_cluster):
         return []
