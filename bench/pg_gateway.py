@@ -72,8 +72,8 @@ from dbkeep.engines.passwords import scram_sha256_verifier  # noqa: E402
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PASSWORD = "Bench-Pass-123"
 FAST_USER, FAST_PASSWORD = "bench_fast", "Bench-Fast-123"
-# the throughput rows run as an application role: the master's sessions are inspected by the
-# statement guard (bench/pg_guard.py compares the two)
+# the throughput rows run as an application role, except gateway-master and gateway-tls-master:
+# the master's sessions are inspected by the statement guard
 APP_USER = "bench_app"
 ENGINE_OS_USER = "dbkeep"  # dbkeep runs engines as this OS user; PgBouncer refuses to run as root
 TPS = re.compile(r"^tps = ([0-9.]+)", re.M)
