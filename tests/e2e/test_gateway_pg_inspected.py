@@ -34,9 +34,10 @@ FORBIDDEN = "SELECT set_config('role', 'rdsadmin', false)"
 REFUSED = 'permission denied to set role "rdsadmin"'
 
 
-def inspected_checks():
-    """The statement guard's probes: every role inspected, every routine a built-in one, the
-    protected roles intact."""
+def inspected_checks(protect_calls: list[str] | None = None):
+    """The statement guard's probes: every role inspected, the routines named here the only
+    built-in ones (any other call is opaque: checked after), the protected roles intact
+    (each check appended to ``protect_calls``)."""
     from dbkeep.gateway.drivers.postgres_inspect import PgChecks
 
     async def facts(_cluster, _role):
@@ -48,7 +49,9 @@ def inspected_checks():
     async def routines(_cluster, _database):
         return frozenset({"set_config", "pg_sleep", "repeat", "generate_series", "count", "md5"}), frozenset()
 
-    async def protect(_cluster):
+    async def protect(cluster):
+        if protect_calls is not None:
+            protect_calls.append(cluster)
         return []
 
     return PgChecks(facts=facts, role_graph=role_graph, routines=routines, protect=protect)
@@ -67,7 +70,8 @@ def gateway(dbkeep, pg):
     if not available()[0]:
         pytest.skip(available()[1])
     gw = inprocess.InProcessGateway(dbkeep, pg, PostgresSession, None, guarded=False)
-    gw.ctx.postgres_checks = inspected_checks()
+    gw.protect_calls = []
+    gw.ctx.postgres_checks = inspected_checks(gw.protect_calls)
     offload = Offload(threads=1)
     gw.loop.call_soon_threadsafe(offload.start, gw.loop)
     gw.ctx.offload = offload
@@ -156,3 +160,28 @@ def test_asyncpg_prepared_statements_and_refusals(dbkeep, gateway):
     before = inspections(gateway)
     asyncio.run(run())
     assert inspections(gateway) - before < 10  # the 200 executions were not judged one by one
+
+
+def test_a_setting_undone_by_a_rollback_is_read_before_the_relay_judges_again(dbkeep, gateway):
+    """client_encoding decodes what the guard reads. A SET of it in a transaction is undone by
+    the ROLLBACK, whose ParameterStatus the relay threads would carry unread; the session stays in
+    Python until that transaction is over (and until a SET's answer), so the statement below is
+    read in SJIS, as the engine reads it: a call of ``upper``, which these probes do not count
+    as a built-in, is opaque code and gets its check after. Read in UTF-8 the statement is one
+    string literal."""
+    import time
+
+    hidden = b"SELECT E'\xc4\x81\\', upper($$x$$) -- '"
+    with connect(dbkeep, gateway.cluster) as conn:
+        conn.execute("SET client_encoding TO 'SJIS'")
+        conn.autocommit = False
+        conn.execute("SET client_encoding TO 'UTF8'")
+        conn.rollback()  # the engine is back to SJIS
+        conn.autocommit = True
+        assert conn.execute("SHOW client_encoding").fetchone() == ("SJIS",)
+        before = len(gateway.protect_calls)
+        assert conn.execute(hidden).fetchone()[1] == "X"
+        deadline = time.monotonic() + 10
+        while len(gateway.protect_calls) == before:
+            assert time.monotonic() < deadline, "the statement was read in the wrong encoding: no check after it"
+            time.sleep(0.05)

@@ -151,6 +151,10 @@ class Inspector:
         self.sticky = False  # a named prepared statement runs opaque code: check at every transaction end
         self.recheck_due_at: int | None = None  # role changes: re-ask about uninspected sessions then
         self.graph_wanted = False
+        # a setting may have changed (SET, RESET, DISCARD, set_config): the session stays in
+        # Python, which reads the engine's ParameterStatus (client_encoding decodes what follows),
+        # until the engine has answered everything and no transaction that could undo it is open
+        self.settings_pending = False
         self._graph: RoleGraph | None = None  # read for the statement being held
         self._opaque_statement = ""
         self._rule = ""
@@ -219,7 +223,8 @@ class Inspector:
         """Nothing waits for the engine's answers: the session may leave for the native relay
         threads, which report only Query, Parse and FunctionCall (``postgres_native.py``)."""
         return (self.active and self.facts is not None and not self.checking and not self.graph_wanted
-                and self.check_due_at is None and not self.sticky and self.recheck_due_at is None)
+                and self.check_due_at is None and not self.sticky and self.recheck_due_at is None
+                and not self.settings_pending)
 
     def decide_native(self, event: Query | Parse | FunctionCall) -> bool:
         """A statement the native relay reported: True when it passes whatever the engine's
@@ -276,6 +281,8 @@ class Inspector:
     def _passed(self, verdict: Verdict, sql: str, *, parse: bool) -> str:
         assert self.facts is not None
         target = self.session.target
+        if not native_settings_safe(sql):
+            self.settings_pending = True
         if verdict.role is not None:
             self.facts = replace(self.facts, current_role=verdict.role or None)
         if verdict.roles_changed and target is not None:
@@ -333,9 +340,13 @@ class Inspector:
     def engine_progress(self) -> None:
         """The engine sent a ReadyForQuery (the session calls this when ``ready_count`` moved)."""
         engine = self.session.engine
-        if engine is None or engine.transaction_status != "I" or self.checking:
+        if engine is None or engine.transaction_status != "I":
             return
         ready = engine.ready_count
+        if self.settings_pending and ready >= engine.sync_points:
+            self.settings_pending = False  # the engine's ParameterStatus has been read here
+        if self.checking:
+            return
         if self.recheck_due_at is not None and ready >= self.recheck_due_at:
             self.recheck_due_at = None
             _spawn_detached(self.ctx, recheck_uninspected(self.ctx, self.session))
