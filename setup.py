@@ -59,8 +59,8 @@ setup(
     ext_modules=[
         Extension(
             "dbkeep.gateway._relay",
-            [f"{RELAY}/{name}.c" for name in ("module", "sessions", "loop", "tls", "mysql_framing")],
-            depends=[f"{RELAY}/{name}.h" for name in ("relay", "tls", "mysql_framing")],
+            [f"{RELAY}/{name}.c" for name in ("module", "sessions", "loop", "tls", "mysql_framing", "pg_framing")],
+            depends=[f"{RELAY}/{name}.h" for name in ("relay", "tls", "mysql_framing", "pg_framing")],
             libraries=["ssl", "crypto"],
             extra_compile_args=CFLAGS,
         )

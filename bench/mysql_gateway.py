@@ -16,7 +16,7 @@ at 1, 8 and 32 threads against:
   the gateway inspects (gateway/mysql/inspect.py); the other rows log in as ``bench_app``, an
   application account with DML on ``appdb`` only, whose sessions the native relay carries.
   The ``inspected/uninspected`` lines compare them (issue 12's target: at least 0.9x with
-  prepared statements, 0.7x with ``--ps-mode disable``).
+  prepared statements, 0.7x with ``--ps-mode disable``); ``--ps-mode auto,disable`` runs both.
 
 Then new connections per second (connect, log in, quit) with a small sysbench Lua loop, directly
 and through the gateway (cleartext and TLS), and new TLS logins per second with
@@ -28,8 +28,13 @@ with each process's CPU per login. Everything runs on the same machine in one ru
 are ratios against ``direct``. Targets (issue 4): gateway >= HAProxy at 8 and 32 clients and >= 500
 new TLS logins per second. Not a test: it asserts nothing.
 
-    .venv/bin/python bench/mysql_gateway.py [--time 10] [--threads 1,8,32] [--rounds 2] [--ps-mode auto]
-        [--modes direct,haproxy,gateway,gateway-tls,gateway-master,gateway-tls-master]
+    .venv/bin/python bench/mysql_gateway.py [--time 10] [--threads 1,8,32] [--rounds 2] [--ps-mode auto[,disable]]
+        [--modes direct,haproxy,gateway,gateway-tls,gateway-master,gateway-tls-master] [--no-logins]
+
+Issue 12's inspected/uninspected runs alone, prepared and text protocol:
+
+    .venv/bin/python bench/mysql_gateway.py --threads 8,32 --ps-mode auto,disable --no-logins \
+        --modes gateway,gateway-master,gateway-tls,gateway-tls-master
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
@@ -232,6 +238,57 @@ def create_app_user(engine_socket: str) -> None:
                    env={**os.environ, "MYSQL_PWD": PASSWORD}, check=True, capture_output=True, timeout=60)
 
 
+def sysbench_table(workdir: Path, args: argparse.Namespace, modes: list[str], threads: list[int],
+                   targets: dict[str, list[str]], relay_pid: dict[str, int | None], proc: Any, ps_mode: str) -> None:
+    """oltp_point_select for every mode and thread count (mirrored rounds), the ratios, the table."""
+    print(f"sysbench oltp_point_select (--db-ps-mode={ps_mode}), {TABLES} tables x {TABLE_SIZE} rows, {args.time} s "
+          f"per run, mean of {args.rounds} mirrored rounds, {os.cpu_count()} CPUs; as {APP_USER} unless -master",
+          flush=True)
+    results: dict[tuple[str, int], float] = {}
+    for n in threads:
+        runs: dict[str, list[float]] = {mode: [] for mode in modes}
+        used: dict[str, float] = dict.fromkeys(modes, 0.0)
+        for round_ in range(args.rounds):
+            for mode in modes if round_ % 2 == 0 else modes[::-1]:
+                before = cpu_seconds(relay_pid.get(mode))
+                with scraping(proc.url if mode.endswith("+metrics") else None):
+                    runs[mode].append(point_select(workdir, targets[mode], n, args.time, ps_mode))
+                used[mode] += cpu_seconds(relay_pid.get(mode)) - before
+        for mode in modes:
+            results[mode, n] = sum(runs[mode]) / len(runs[mode])
+            queries = sum(runs[mode]) * args.time
+            cost = f"  (relay CPU {used[mode] / queries * 1e6:.0f} us/query)" if mode in relay_pid else ""
+            each = " ".join(f"{tps:.0f}" for tps in runs[mode])
+            print(f"  {mode:12} {n:3} threads: {results[mode, n]:9.0f} tps{cost}  runs {each}", flush=True)
+    print()
+    target = 0.9 if ps_mode == "auto" else 0.7
+    for n in threads:
+        if "gateway" in modes and "gateway+metrics" in modes:
+            print(f"  scraped/unscraped at {n:2} threads (gateway+metrics / gateway): "
+                  f"{results['gateway+metrics', n] / results['gateway', n]:.2f}x")
+        for plain, inspected in (("gateway", "gateway-master"), ("gateway-tls", "gateway-tls-master")):
+            if plain in modes and inspected in modes:
+                print(f"  inspected/uninspected at {n:2} threads, --db-ps-mode={ps_mode} ({inspected} / {plain}): "
+                      f"{results[inspected, n] / results[plain, n]:.2f}x (target >= {target:.1f}x)")
+    header = f"{'threads':>7} " + " ".join(f"{m:>20}" for m in modes)
+    print(header)
+    for n in threads:
+        base_tps = results.get(("direct", n))
+        cells = []
+        for mode in modes:
+            tps = results[mode, n]
+            ratio = f" ({tps / base_tps:.2f}x)" if base_tps else ""
+            cells.append(f"{tps:>11.0f}{ratio:>9}")
+        print(f"{n:>7} " + " ".join(cells))
+    if "haproxy" in modes:
+        for n in threads:
+            if n > 1:
+                h = results["haproxy", n]
+                verdicts = ", ".join(f"{m} {results[m, n] / h:.2f}x" for m in ("gateway", "gateway-tls") if m in modes)
+                print(f"  vs haproxy at {n:2} threads: {verdicts} (target >= 1.00x)")
+    print(flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--time", type=int, default=10, help="seconds per sysbench run (default 10)")
@@ -240,13 +297,18 @@ def main() -> int:
                         help="runs per mode and thread count, in mirrored order (A..D, D..A) so that background "
                              "load on a shared machine falls on every mode alike; the mean is reported (default 2)")
     parser.add_argument("--modes", default="direct,haproxy,gateway,gateway+metrics,gateway-tls,gateway-master,gateway-tls-master")
-    parser.add_argument("--ps-mode", default="auto", choices=["auto", "disable"],
-                        help="sysbench --db-ps-mode: auto (prepared statements, the default) or disable (text protocol)")
+    parser.add_argument("--ps-mode", default="auto",
+                        help="sysbench --db-ps-mode, or several separated by commas: auto (prepared statements, the "
+                             "default), disable (text protocol)")
+    parser.add_argument("--no-logins", action="store_true", help="skip the new-connection and TLS-login rates")
     parser.add_argument("--connect-time", type=int, default=5, help="seconds per connection-rate run (default 5)")
     parser.add_argument("--connect-threads", type=int, default=8)
     args = parser.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     modes = args.modes.split(",")
+    ps_modes = args.ps_mode.split(",")
+    if not set(ps_modes) <= {"auto", "disable"}:
+        parser.error("--ps-mode: auto, disable or both")
 
     base = Path(tempfile.mkdtemp(prefix="dbkeep-bench-mysql-"))
     workdir = base / "work"
@@ -271,53 +333,13 @@ def main() -> int:
             haproxy = start_haproxy(workdir, engine_socket, port)
             targets["haproxy"] = ["--mysql-host=127.0.0.1", f"--mysql-port={port}", *app]
 
-        print(f"sysbench oltp_point_select (--db-ps-mode={args.ps_mode}), {TABLES} tables x {TABLE_SIZE} rows, {args.time} s "
-              f"per run, mean of {args.rounds} mirrored rounds, {os.cpu_count()} CPUs; as {APP_USER} unless -master",
-              flush=True)
         relay_pid = {"haproxy": haproxy.pid if haproxy else None, "gateway": proc.proc.pid, "gateway+metrics": proc.proc.pid,
                      "gateway-tls": proc.proc.pid,
                      "gateway-master": proc.proc.pid, "gateway-tls-master": proc.proc.pid}
-        results: dict[tuple[str, int], float] = {}
-        for n in threads:
-            runs: dict[str, list[float]] = {mode: [] for mode in modes}
-            used: dict[str, float] = dict.fromkeys(modes, 0.0)
-            for round_ in range(args.rounds):
-                for mode in modes if round_ % 2 == 0 else modes[::-1]:
-                    before = cpu_seconds(relay_pid.get(mode))
-                    with scraping(proc.url if mode.endswith("+metrics") else None):
-                        runs[mode].append(point_select(workdir, targets[mode], n, args.time, args.ps_mode))
-                    used[mode] += cpu_seconds(relay_pid.get(mode)) - before
-            for mode in modes:
-                results[mode, n] = sum(runs[mode]) / len(runs[mode])
-                queries = sum(runs[mode]) * args.time
-                cost = f"  (relay CPU {used[mode] / queries * 1e6:.0f} us/query)" if mode in relay_pid else ""
-                each = " ".join(f"{tps:.0f}" for tps in runs[mode])
-                print(f"  {mode:12} {n:3} threads: {results[mode, n]:9.0f} tps{cost}  runs {each}", flush=True)
-        print()
-        for n in threads:
-            if "gateway" in modes and "gateway+metrics" in modes:
-                print(f"  scraped/unscraped at {n:2} threads (gateway+metrics / gateway): "
-                      f"{results['gateway+metrics', n] / results['gateway', n]:.2f}x")
-            for plain, inspected in (("gateway", "gateway-master"), ("gateway-tls", "gateway-tls-master")):
-                if plain in modes and inspected in modes:
-                    print(f"  inspected/uninspected at {n:2} threads ({inspected} / {plain}): "
-                          f"{results[inspected, n] / results[plain, n]:.2f}x")
-        header = f"{'threads':>7} " + " ".join(f"{m:>20}" for m in modes)
-        print(header)
-        for n in threads:
-            base_tps = results.get(("direct", n))
-            cells = []
-            for mode in modes:
-                tps = results[mode, n]
-                ratio = f" ({tps / base_tps:.2f}x)" if base_tps else ""
-                cells.append(f"{tps:>11.0f}{ratio:>9}")
-            print(f"{n:>7} " + " ".join(cells))
-        if "haproxy" in modes:
-            for n in threads:
-                if n > 1:
-                    h = results["haproxy", n]
-                    verdicts = ", ".join(f"{m} {results[m, n] / h:.2f}x" for m in ("gateway", "gateway-tls") if m in modes)
-                    print(f"  vs haproxy at {n:2} threads: {verdicts} (target >= 1.00x)")
+        for ps_mode in ps_modes:
+            sysbench_table(workdir, args, modes, threads, targets, relay_pid, proc, ps_mode)
+        if args.no_logins:
+            return 0
 
         print(f"\nnew connections per second (connect, log in, quit; {args.connect_threads} client threads, "
               f"{args.connect_time} s)")

@@ -18,7 +18,13 @@ pgbench (scale 1) and runs ``pgbench -S`` (select-only) at 1, 8 and 32 clients a
                     SSLRequest, so this row uses PostgreSQL 17's direct TLS
                     (``sslnegotiation=direct``), which needs libpq 17 or later;
 * ``gateway-tls-direct`` dbkeep's endpoint with the same direct TLS and the same libpq, the
-                    like-for-like row for ``haproxy-tls``.
+                    like-for-like row for ``haproxy-tls``;
+* ``gateway-master``, ``gateway-tls-master`` the ``gateway`` rows as the master user, whose
+                    sessions the statement guard inspects (issue 12). Every other row logs in
+                    as ``bench_app``, an application role with SELECT on pgbench's tables only,
+                    which is not inspected; the ``inspected/uninspected`` lines compare
+                    ``gateway-master`` with ``gateway`` (target: at least 0.9x with
+                    ``-M prepared``, 0.7x with ``-M simple``; ``--mode prepared,simple`` runs both).
 
 The two direct-TLS rows run Debian's pgbench against the libpq (18) that the psycopg-binary
 wheel bundles, through LD_LIBRARY_PATH, since the system's libpq 15 predates direct TLS; the
@@ -31,13 +37,15 @@ for the master user (SCRAM with PostgreSQL's 4096 iterations, computed by client
 on every login) and for a user whose SCRAM verifier has 1 iteration (the cost of the
 connection path itself), plus the gateway's CPU per login and the rate one core could sustain.
 
-The throughput rows log in as an application role (``bench_app``), whose sessions the
-statement guard does not inspect; ``bench/pg_guard.py`` measures the master's (inspected) ones.
-
 Not a test: it asserts nothing. Targets (issue 4): at 8 and 32 clients the gateway at least
 equals PgBouncer and HAProxy in the same run; at least 500 new TLS logins per second.
 
-    .venv/bin/python bench/pg_gateway.py [--duration 10] [--clients 1,8,32] [--mode prepared]
+    .venv/bin/python bench/pg_gateway.py [--duration 10] [--clients 1,8,32] [--mode prepared[,simple]]
+
+Issue 12's inspected/uninspected runs alone (PgBouncer cannot run everywhere):
+
+    .venv/bin/python bench/pg_gateway.py --clients 8,32 --mode prepared,simple --no-logins \
+        --targets gateway,gateway-master,gateway-tls,gateway-tls-master
 """
 
 from __future__ import annotations
@@ -69,8 +77,8 @@ from dbkeep.engines.passwords import scram_sha256_verifier  # noqa: E402
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PASSWORD = "Bench-Pass-123"
 FAST_USER, FAST_PASSWORD = "bench_fast", "Bench-Fast-123"
-# the throughput rows run as an application role: the master's sessions are inspected by the
-# statement guard (bench/pg_guard.py compares the two)
+# the throughput rows run as an application role, except gateway-master and gateway-tls-master:
+# the master's sessions are inspected by the statement guard
 APP_USER = "bench_app"
 ENGINE_OS_USER = "dbkeep"  # dbkeep runs engines as this OS user; PgBouncer refuses to run as root
 TPS = re.compile(r"^tps = ([0-9.]+)", re.M)
@@ -235,11 +243,68 @@ def scraping(url: str | None):
         thread.join()
 
 
+def throughput(args: argparse.Namespace, mode: str, clients: list[int],
+               targets: dict[str, tuple[str, int | None, dict[str, str] | None]], url: str) -> None:
+    """pgbench -S -M mode for every target and client count (mirrored rounds), then the ratios."""
+    print(f"pgbench -S -M {mode}, scale 1, {args.duration} s per run, mean of {args.rounds} mirrored rounds, "
+          f"{os.cpu_count()} CPUs; ratio = tps / direct tps at the same client count; "
+          f"cpu = the proxy's user+system time per transaction")
+    print(f"{'clients':>7} {'target':<18} {'tps':>10} {'ratio':>6} {'cpu µs/tx':>10}   runs")
+    results: dict[tuple[int, str], float] = {}
+    for n in clients:
+        threads = str(min(n, os.cpu_count() or 1))
+        runs: dict[str, list[tuple[float, float]]] = {name: [] for name in targets}
+        order = list(targets)
+        for round_ in range(args.rounds):
+            for name in (order if round_ % 2 == 0 else order[::-1]):
+                conninfo, pid, env = targets[name]
+                before = cpu_seconds(pid) if pid else 0.0
+                with scraping(url if name.endswith("+metrics") else None):
+                    run = pgbench(conninfo, "-S", "-M", mode, "-T", str(args.duration), "-c", str(n), "-j", threads,
+                                  "-n", env=env)
+                used = cpu_seconds(pid) - before if pid else 0.0
+                tps_match, done_match = TPS.search(run.stdout), DONE.search(run.stdout)
+                if run.returncode or not tps_match or not done_match:
+                    print(f"{n:>7} {name:<18} failed: {run.stderr.strip()[-300:]}")
+                    continue
+                runs[name].append((float(tps_match.group(1)), used / int(done_match.group(1))))
+        for name, samples in runs.items():
+            if not samples:
+                continue
+            tps = results[(n, name)] = sum(t for t, _ in samples) / len(samples)
+            ratio = tps / results[(n, "direct")] if (n, "direct") in results else 1.0
+            cpu = f"{sum(c for _, c in samples) / len(samples) * 1e6:10.1f}" if targets[name][1] else f"{'-':>10}"
+            spread = " ".join(f"{t:.0f}" for t, _ in samples)
+            print(f"{n:>7} {name:<18} {tps:>10.0f} {ratio:>6.2f} {cpu}   {spread}", flush=True)
+    print()
+    target = 0.9 if mode != "simple" else 0.7
+    for n in clients:
+        if n == 1:
+            continue
+        line = []
+        for mine, peer in (("gateway", "pgbouncer"), ("gateway", "haproxy"), ("gateway-tls", "pgbouncer-tls"),
+                           ("gateway-tls", "pgbouncer"), ("gateway-tls", "haproxy"),
+                           ("gateway-tls-direct", "haproxy-tls"), ("gateway-tls-direct", "haproxy")):
+            if (n, mine) in results and (n, peer) in results:
+                line.append(f"{mine}/{peer} {results[(n, mine)] / results[(n, peer)]:.2f}")
+        if line:
+            print(f"{n} clients: " + ", ".join(line))
+        for inspected, plain in (("gateway-master", "gateway"), ("gateway-tls-master", "gateway-tls")):
+            if (n, inspected) in results and (n, plain) in results:
+                print(f"  inspected/uninspected at {n:2} clients, -M {mode} ({inspected} / {plain}): "
+                      f"{results[(n, inspected)] / results[(n, plain)]:.2f}x (target >= {target:.1f}x)")
+        if (n, "gateway") in results and (n, "gateway+metrics") in results:
+            print(f"  scraped/unscraped at {n:2} clients (gateway+metrics / gateway): "
+                  f"{results[(n, 'gateway+metrics')] / results[(n, 'gateway')]:.2f}x")
+    print(flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per pgbench -S run (default 10)")
     parser.add_argument("--clients", default="1,8,32", help="client counts (default 1,8,32)")
-    parser.add_argument("--mode", default="prepared", choices=["simple", "extended", "prepared"], help="pgbench -M (default prepared)")
+    parser.add_argument("--mode", default="prepared",
+                        help="pgbench -M: simple, extended or prepared (default), or several separated by commas")
     parser.add_argument("--connect-duration", type=int, default=5, help="seconds per pgbench -C run (default 5)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="runs per target and client count, in mirrored order (A..F, F..A) so that background "
@@ -247,11 +312,14 @@ def main() -> int:
     parser.add_argument("--dbkeep-args", default="",
                         help="extra options for `dbkeep up`, e.g. '--relay-threads 0' for the event-loop relay")
     parser.add_argument("--targets", default="",
-                        help="comma-separated subset of direct,gateway,gateway+metrics,gateway-tls,gateway-tls-direct,"
-                             "pgbouncer,pgbouncer-tls,haproxy,haproxy-tls (default all)")
+                        help="comma-separated subset of direct,gateway,gateway+metrics,gateway-tls,gateway-master,"
+                             "gateway-tls-master,gateway-tls-direct,pgbouncer,pgbouncer-tls,haproxy,haproxy-tls (default all)")
     parser.add_argument("--no-logins", action="store_true", help="skip the new-logins-per-second part")
     args = parser.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
+    modes = args.mode.split(",")
+    if not set(modes) <= {"simple", "extended", "prepared"}:
+        parser.error("--mode: simple, extended, prepared, or several of them")
 
     work = Path(tempfile.mkdtemp(prefix="dbkeep-bench-pg-"))
     os.chmod(work, 0o755)
@@ -281,6 +349,9 @@ def main() -> int:
             "gateway+metrics": (f"host=localhost port={port} user={APP_USER} dbname=appdb sslmode=disable", gateway_pid, None),
             "gateway-tls": (f"host=localhost port={port} user={APP_USER} dbname=appdb sslmode=verify-full sslrootcert={ca}",
                             gateway_pid, None),
+            "gateway-master": (f"host=localhost port={port} user=master dbname=appdb sslmode=disable", gateway_pid, None),
+            "gateway-tls-master": (f"host=localhost port={port} user=master dbname=appdb sslmode=verify-full "
+                                   f"sslrootcert={ca}", gateway_pid, None),
             "pgbouncer": (f"host=127.0.0.1 port={peers.pgbouncer_port} user={APP_USER} dbname=appdb sslmode=disable",
                           peers.pgbouncer_pid, None),
             "pgbouncer-tls": (f"host=127.0.0.1 port={peers.pgbouncer_port} user={APP_USER} dbname=appdb sslmode=require",
@@ -306,51 +377,8 @@ def main() -> int:
             if check.returncode:
                 raise RuntimeError(f"{conninfo}: {check.stderr}")
 
-        print(f"pgbench -S -M {args.mode}, scale 1, {args.duration} s per run, mean of {args.rounds} mirrored rounds, "
-              f"{os.cpu_count()} CPUs; ratio = tps / direct tps at the same client count; "
-              f"cpu = the proxy's user+system time per transaction")
-        print(f"{'clients':>7} {'target':<18} {'tps':>10} {'ratio':>6} {'cpu µs/tx':>10}   runs")
-        results: dict[tuple[int, str], float] = {}
-        for n in clients:
-            threads = str(min(n, os.cpu_count() or 1))
-            runs: dict[str, list[tuple[float, float]]] = {name: [] for name in targets}
-            order = list(targets)
-            for round_ in range(args.rounds):
-                for name in (order if round_ % 2 == 0 else order[::-1]):
-                    conninfo, pid, env = targets[name]
-                    before = cpu_seconds(pid) if pid else 0.0
-                    with scraping(proc.url if name.endswith("+metrics") else None):
-                        run = pgbench(conninfo, "-S", "-M", args.mode, "-T", str(args.duration), "-c", str(n), "-j", threads,
-                                      "-n", env=env)
-                    used = cpu_seconds(pid) - before if pid else 0.0
-                    tps_match, done_match = TPS.search(run.stdout), DONE.search(run.stdout)
-                    if run.returncode or not tps_match or not done_match:
-                        print(f"{n:>7} {name:<18} failed: {run.stderr.strip()[-300:]}")
-                        continue
-                    runs[name].append((float(tps_match.group(1)), used / int(done_match.group(1))))
-            for name, samples in runs.items():
-                if not samples:
-                    continue
-                tps = results[(n, name)] = sum(t for t, _ in samples) / len(samples)
-                ratio = tps / results[(n, "direct")] if (n, "direct") in results else 1.0
-                cpu = f"{sum(c for _, c in samples) / len(samples) * 1e6:10.1f}" if targets[name][1] else f"{'-':>10}"
-                spread = " ".join(f"{t:.0f}" for t, _ in samples)
-                print(f"{n:>7} {name:<18} {tps:>10.0f} {ratio:>6.2f} {cpu}   {spread}", flush=True)
-        print()
-        for n in clients:
-            if n == 1:
-                continue
-            line = []
-            for mine, peer in (("gateway", "pgbouncer"), ("gateway", "haproxy"), ("gateway-tls", "pgbouncer-tls"),
-                               ("gateway-tls", "pgbouncer"), ("gateway-tls", "haproxy"),
-                               ("gateway-tls-direct", "haproxy-tls"), ("gateway-tls-direct", "haproxy")):
-                if (n, mine) in results and (n, peer) in results:
-                    line.append(f"{mine}/{peer} {results[(n, mine)] / results[(n, peer)]:.2f}")
-            print(f"{n} clients: " + ", ".join(line))
-        for n in clients:
-            if (n, "gateway") in results and (n, "gateway+metrics") in results:
-                print(f"  scraped/unscraped at {n:2} clients (gateway+metrics / gateway): "
-                      f"{results[(n, 'gateway+metrics')] / results[(n, 'gateway')]:.2f}x")
+        for mode in modes:
+            throughput(args, mode, clients, targets, proc.url)
 
         if args.no_logins or not {"gateway", "gateway-tls"} <= set(targets):
             return 0

@@ -386,13 +386,15 @@ def test_ordinary_master_work_still_works(dbkeep, hy):
 
 def test_an_application_accounts_session_is_not_inspected(dbkeep, hy):
     """An account with read-only global privileges goes to the native relay (the relay threads
-    carry a big result, the event loop next to nothing); the master's stays in the event loop."""
+    carry a big result, the event loop next to nothing). So does the master's, whose statements
+    are still inspected there (issue 12, item 10): the relay threads carry its result too, and
+    a grant-table write in the same session is refused."""
     with master(dbkeep, hy) as conn:
         run(conn, "CREATE USER IF NOT EXISTS 'reader'@'%' IDENTIFIED BY 'Reader-Pass-1'")
         run(conn, "GRANT SELECT ON *.* TO 'reader'@'%'")
     big = "SELECT REPEAT('x', 1000) FROM seq_1_to_50000"
 
-    def stream(user, password):
+    def stream(user, password, then=None):
         conn = mysql(dbkeep, hy, user, password, "appdb")
         try:
             time.sleep(0.5)  # the account's facts arrive; the session is handed over
@@ -401,16 +403,78 @@ def test_an_application_accounts_session_is_not_inspected(dbkeep, hy):
             def work():
                 for _ in range(2):
                     assert len(run(conn, big)) == 50000
-            return relay_and_loop_ticks(dbkeep.proc.pid, work)
+            ticks = relay_and_loop_ticks(dbkeep.proc.pid, work)
+            if then is not None:
+                then(conn)
+            return ticks
         finally:
             conn.close()
 
+    def refused(conn):
+        with pytest.raises(pymysql.err.OperationalError) as err:
+            run(conn, REPRO)
+        assert err.value.args[0] == 1227
+
     relay, loop = stream("reader", "Reader-Pass-1")
     assert relay >= 3 and relay > 2 * loop, (relay, loop)
-    relay, loop = stream("admin", PASSWORD)
-    assert loop > relay, (relay, loop)
+    relay, loop = stream("admin", PASSWORD, then=refused)
+    assert relay >= 3 and relay > 2 * loop, (relay, loop)
     with master(dbkeep, hy) as conn:
         run(conn, "DROP USER 'reader'@'%'")
+    assert_clean(dbkeep, hy)
+
+
+@pytest.mark.parametrize("tls", [True, False], ids=["tls", "cleartext"])
+def test_the_masters_session_on_the_relay_threads_is_judged_statement_by_statement(dbkeep, hy, tls):
+    """The master's (inspected) session on the native relay (issue 12, item 10): pipelined
+    multi-statements with a refused one in the middle, a statement longer than the relay's
+    buffer (judged in Python), prepared statements executed without a trip to Python, USE,
+    and a hygiene trigger followed by a statement that waits for the hygiene; after each the
+    session is back on the relay threads, and nothing leaked past the guard."""
+    mark = audit_mark(dbkeep)
+    options = {} if tls else {"ssl": None, "ssl_disabled": True}
+    with master(dbkeep, hy, **options) as conn:
+        time.sleep(0.5)  # the account's facts: privileged, so inspected
+        run(conn, "CREATE TABLE IF NOT EXISTS appdb.native_t (id INT PRIMARY KEY, v MEDIUMTEXT)")
+        run(conn, "DELETE FROM appdb.native_t")
+        with pytest.raises(pymysql.err.OperationalError) as err:
+            run(conn, f"INSERT INTO appdb.native_t VALUES (1, 'a'); {REPRO}; INSERT INTO appdb.native_t VALUES (2, 'b')")
+        assert err.value.args[0] == 1227
+        # nothing after the refused statement ran; the session goes on
+        assert run(conn, "SELECT COUNT(*) FROM appdb.native_t WHERE id = 2") == ((0,),)
+        long_text = "x" * 200_000
+        run(conn, f"INSERT INTO appdb.native_t VALUES (3, '{long_text}')")
+        assert run(conn, "SELECT LENGTH(v) FROM appdb.native_t WHERE id = 3") == ((200_000,),)
+        with pytest.raises(pymysql.err.OperationalError) as err:
+            run(conn, f"/* {long_text} */ {REPRO}")
+        assert err.value.args[0] == 1227
+        conn.select_db("mysql")
+        assert run(conn, "SELECT DATABASE()") == (("mysql",),)
+        conn.select_db("appdb")
+        run(conn, "FLUSH PRIVILEGES")  # a trigger: the next statement waits for the hygiene
+        assert run(conn, "SELECT 1") == ((1,),)
+        relay, loop = relay_and_loop_ticks(dbkeep.proc.pid, lambda: [run(conn, "SELECT REPEAT('x', 1000) FROM seq_1_to_50000")
+                                                                    for _ in range(2)])
+        assert relay >= 3 and relay > 2 * loop, (relay, loop)
+        run(conn, "DROP TABLE appdb.native_t")
+    import mysql.connector  # prepared statements: COM_STMT_PREPARE judged, executions not
+
+    kwargs = {"ssl_ca": str(dbkeep.state_dir / "ca.pem")} if tls else {"ssl_disabled": True}
+    conn = mysql.connector.connect(host="localhost", port=hy["Port"], user="admin", password=PASSWORD, database="appdb",
+                                   connection_timeout=10, use_pure=True, **kwargs)
+    try:
+        cur = conn.cursor(prepared=True)
+        for n in range(300):
+            cur.execute("SELECT ? + 1", (n,))
+            assert cur.fetchall() == [(n + 1,)]
+        with pytest.raises(mysql.connector.Error) as exc:
+            cur.execute(REPRO.replace("User='admin'", "User=?"), ("admin",))
+        assert exc.value.errno == 1227
+        cur.close()
+    finally:
+        conn.close()
+    assert {e["rule"] for e in refusals(dbkeep, hy, mark)} and len(refusals(dbkeep, hy, mark)) == 3
+    assert_clean(dbkeep, hy)
 
 
 def test_facts_read_before_a_master_reset_are_not_used_after_it(dbkeep, hy):

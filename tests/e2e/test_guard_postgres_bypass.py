@@ -242,3 +242,35 @@ def test_pg_terminate_backend_of_rdsadmin_is_refused_but_others_may_be_ended(dbk
             assert conn.execute("SELECT pg_terminate_backend(%s)", (victim_pid,)).fetchone() == (True,)
             with pytest.raises(psycopg.OperationalError):
                 victim.execute("SELECT 1")
+
+
+def test_opaque_code_pipelined_behind_a_slow_statement_is_checked_after_it_ran(dbkeep, pg, baseline):
+    """The check waits for the opaque statement's own answer, not an earlier one's: slow
+    statements and their Syncs go first (the native relay carries them, Python never frames them),
+    DO and its Sync right behind. The check must run after DO did, find the damage and undo it."""
+    import time
+
+    mark = audit_mark(dbkeep)
+    conn = master(dbkeep, pg)
+    try:
+        # a statement that waits for the role's facts: once answered the session is on the relay threads
+        assert conn.execute("SELECT length(current_user)").fetchone() == (6,)
+        pgconn = conn.pgconn
+        pgconn.enter_pipeline_mode()
+        for _ in range(2):
+            pgconn.send_query_params(b"SELECT pg_sleep(0.3)", None)
+            pgconn.pipeline_sync()
+        # DO's change comes late: a check that ran at the earlier statement's answer would miss it
+        pgconn.send_query_params(b"DO $$ BEGIN PERFORM pg_sleep(1); "
+                                 b"EXECUTE 'ALTER ROLE rds_iam VALID UNTIL ''infinity'''; END $$", None)
+        pgconn.pipeline_sync()
+        while pgconn.flush():  # psycopg's connections are non-blocking
+            time.sleep(0.01)
+        ident = pg["DBClusterIdentifier"]
+        deadline = time.monotonic() + 30
+        while not audit_events(dbkeep, "gateway.protected_roles_restored", ident, since=mark):
+            assert time.monotonic() < deadline, "the check ran before DO did, or not at all"
+            time.sleep(0.1)
+    finally:
+        conn.close()
+    assert snapshot(dbkeep, pg) == baseline

@@ -467,22 +467,24 @@ def expect_end(s: Session, reason: str, *peers: Peer) -> Any:
     return left
 
 
-def expect_handed_back(s: Session, *peers: Peer) -> tuple[bytes, bytes, bytes, bool]:
+def expect_handed_back(s: Session, *peers: Peer) -> tuple[bytes, bytes, bytes, bool, Any]:
     left = expect_end(s, HANDED_BACK, *peers)
-    assert isinstance(left, tuple) and len(left) == 4, left
-    client, engine, records, quiet = left
+    assert isinstance(left, tuple) and len(left) in (5, 6), left
+    client, engine, records, quiet, resync = left[:5]
+    assert resync is None or (isinstance(resync, tuple) and len(resync) == 2)  # (PostgreSQL's only)
+    assert (len(left) == 6) == (resync is not None)  # PostgreSQL's engine counts
     assert isinstance(client, bytes) and isinstance(engine, bytes) and isinstance(records, bytes)
     assert isinstance(quiet, bool)
     return left
 
 
-def continue_in_python(s: Session, left: tuple[bytes, bytes, bytes, bool], client_rest: bytes) -> tuple[Peer, Peer]:
+def continue_in_python(s: Session, left: tuple[bytes, bytes, bytes, bool, Any], client_rest: bytes) -> tuple[Peer, Peer]:
     """What Python does after a hand-back (the engine having sent nothing more), checked end to
     end on both legs with the relay's SSL objects: the client's TLS records first, then the
     engine's undelivered plaintext, then new bytes each way in both directions. ``client_rest``:
     what the client sent from the stop command on, which Python must see as ``left.client`` +
     what it reads next from the same socket and SSL object. Returns Python's two legs."""
-    client_left, engine_left, records, _quiet = left
+    client_left, engine_left, records, _quiet, _resync = left[:5]
     gw_c, gw_e = s.python_client_leg(), s.python_engine_leg()
     assert client_rest.startswith(client_left)
     # client -> Python: the rest of what it sent (still in the socket, or records the relay did not take)
@@ -725,7 +727,7 @@ def test_framing_matches_the_reference_model(contexts, client_tls, engine_tls, s
             settle(s.client, s.engine, seconds=0.01)
             assert len(s.engine.got) == offset and bytes(s.engine.got) == stream[:offset]
             assert not s.engine.eof and not s.engine.close_notify and s.engine.tls_error is None
-            client_left, engine_left, records, left_quiet = left
+            client_left, engine_left, records, left_quiet, _resync = left
             assert engine_left == b""
             assert left_quiet == (quiet and not forwarded)
             assert stream[offset:].startswith(client_left)
@@ -833,7 +835,7 @@ def test_hand_back_while_the_engine_streams_to_a_stalled_client(world, client_tl
     rest = command(COM_CHANGE_USER, b"admin\x00" + os.urandom(40)) + query(b"SELECT after")
     s.client.write(rest)
     left = expect_handed_back(s, s.client, s.engine)
-    client_left, engine_left, records, quiet = left
+    client_left, engine_left, records, quiet, _resync = left
     assert not quiet
     assert engine_left or records  # some of the response was in the relay's hands
     if not client_tls:

@@ -142,7 +142,7 @@ def test_the_c_framing_forwards_and_hands_back_what_the_python_relay_would(relay
         if stop_offset is not None:
             [(h, reason, left)] = _wait_collect(relay)
             assert (h, reason) == (handle, "handed back")
-            client_left, engine_left, records, quiet_left = left
+            client_left, engine_left, records, quiet_left, _resync = left
             unread = bytearray()  # the relay stopped reading at the stop command: the rest waits in the socket
             while True:
                 try:
@@ -165,6 +165,100 @@ def test_the_c_framing_forwards_and_hands_back_what_the_python_relay_would(relay
             engine.shutdown(socket.SHUT_WR)
             [(h, reason, left)] = _wait_collect(relay)
             assert (h, reason, left) == (handle, "engine closed the connection", None)
+    finally:
+        for sock in (client, client_gw, engine_gw, engine):
+            sock.close()
+
+
+# --- inspect=: the commands an inspected session's Python side judges --------------------------
+
+_INSPECT_CODES = {CommandCode.COM_QUERY, CommandCode.COM_STMT_PREPARE, CommandCode.COM_INIT_DB}
+INSPECT = stop_set(_INSPECT_CODES)
+
+
+def python_decided(stream_packets: list[bytes]) -> list[bytes]:
+    """The raw packets of the commands in _INSPECT_CODES that the Python relay offers to
+    ``decide`` (COM_QUERY, COM_STMT_PREPARE, COM_INIT_DB), in order, up to where the native relay
+    must leave the session to Python (python_reference)."""
+    replay = Replay(_PREFIX).run()
+    decided: list[bytes] = []
+
+    def decide(event: object) -> None:
+        raw = bytes(getattr(event, "raw", b""))
+        if len(raw) > 4 and raw[4] in _INSPECT_CODES and type(event).__name__ in ("Query", "Prepare", "Command"):
+            decided.append(raw)
+        return None
+
+    replay.relay._decide = decide  # the command phase from here on
+    for data in stream_packets:
+        seen = len(replay.events)
+        try:
+            replay._take(replay.relay.client_data(data))
+        except ProtocolError:
+            break
+        events = replay.events[seen:]
+        if any(name.startswith(("ChangeUser", "ResetConnection", "ProcessKill")) for name in events) or (
+                replay.closed and events == ["Quit"]):
+            break
+    return decided
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(packets=st.lists(_PACKETS, min_size=1, max_size=10), cuts=st.lists(st.integers(1, 700), max_size=40))
+def test_the_c_relay_reports_the_commands_the_python_relay_decides_on(relay, packets, cuts):
+    """With inspect= and every verdict "forward", the C relay forwards what the Python relay
+    would (as without inspection) and reports, whole and in order, exactly the COM_QUERY,
+    COM_STMT_PREPARE and COM_INIT_DB packets the Python relay offers to ``decide``: an inspected
+    session judged on the relay threads sees what it would see in Python."""
+    expected, stop_offset, _quiet, _quit_sent = python_reference(packets)
+    decided = python_decided(packets)
+    stream = b"".join(packets)
+    client, client_gw = socket.socketpair()
+    engine_gw, engine = socket.socketpair()
+    for sock in (client_gw, engine_gw):
+        sock.setblocking(False)
+    try:
+        handle = relay.add(client_gw.fileno(), engine_gw.fileno(), mysql=(STOP, False, True), inspect=INSPECT)
+        pos = 0
+        for n in [*cuts, len(stream)]:
+            if pos >= len(stream):
+                break
+            client.sendall(stream[pos:pos + n])
+            pos += n
+        reports: list[bytes] = []
+        got = bytearray()
+        engine.setblocking(False)
+        deadline = time.monotonic() + TIMEOUT
+        finished = False
+        while time.monotonic() < deadline and not finished:
+            ready = select.select([relay.fileno(), engine], [], [], 0.05)[0]
+            if engine in ready:
+                try:
+                    chunk = engine.recv(65536)
+                except BlockingIOError:
+                    chunk = None
+                if chunk == b"":
+                    break
+                if chunk:
+                    got += chunk
+            if relay.fileno() in ready:
+                for h, reason, left in relay.collect():
+                    assert h == handle
+                    if reason == "inspect":
+                        reports.append(left)
+                        relay.verdict(handle, True)
+                    else:
+                        assert stop_offset is not None and reason == "handed back", (reason, stop_offset)
+                        finished = True
+            if not ready and len(got) >= len(expected) and len(reports) == len(decided):
+                break
+        assert reports == decided
+        assert bytes(got) == expected
+        if not finished:  # the session ends here, before the next example's
+            relay.close(handle)
+            while not finished:
+                finished = any(reason != "inspect" for _h, reason, _left in _wait_collect(relay))
     finally:
         for sock in (client, client_gw, engine_gw, engine):
             sock.close()

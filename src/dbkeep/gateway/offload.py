@@ -18,7 +18,15 @@ client's packets: before a command Python must see (``stop``, e.g. COM_CHANGE_US
 login with the gateway's checks) it gives the session back once all before it reached the
 engine. ``on_done`` then gets a :class:`HandedBack` with the bytes neither side has been
 given yet; the session resumes its transports (:meth:`Offload.resume`) and carries on in
-Python, exactly where the relay stopped.
+Python, exactly where the relay stopped. PostgreSQL sessions may be framed too (``postgres=``:
+a stop set of message types).
+
+Inspected sessions stay on the relay threads: ``inspect`` names the commands (message types)
+only Python may judge (COM_QUERY, 'Q' ...). The relay parks the session at such a command once
+it is whole and reports a copy; ``on_inspect(command)`` runs in the event loop and answers with
+:meth:`Offload.verdict` -- forward it as it is, or hand the session back with it first (a
+refusal, a held statement, anything Python must do itself). Everything else (prepared
+executions, result sets, COPY and LOAD DATA bytes) never leaves the relay's threads.
 """
 
 from __future__ import annotations
@@ -65,15 +73,22 @@ def resume_tls_session(ssl_object: Any, session: Any) -> bool:
 
 @dataclass(frozen=True)
 class HandedBack:
-    """What the relay had not delivered when it gave a MySQL session back: ``client`` the
-    client's plaintext from the stop command on, ``engine`` the engine's plaintext the client
-    has not been sent, ``client_records`` TLS records for the client not yet sent (they go out
-    before anything else), ``quiet`` whether the engine owes nothing until the next command."""
+    """What the relay had not delivered when it gave a session back: ``client`` the client's
+    plaintext from the stop command on, ``engine`` the engine's plaintext the client has not
+    been sent, ``client_records`` TLS records for the client not yet sent (they go out before
+    anything else), ``quiet`` whether the engine owes nothing until the next command (MySQL);
+    ``engine_resync`` (PostgreSQL): (the header bytes already delivered of the engine's message
+    the client has begun to receive, the bytes of its body not yet delivered) -- what must pass
+    on as it is before the engine's stream can be framed again."""
 
     client: bytes
     engine: bytes
     client_records: bytes
     quiet: bool
+    engine_resync: tuple[bytes, int] | None = None
+    # PostgreSQL: (Query/Sync/FunctionCall messages sent, ReadyForQuery messages begun to the
+    # client, the last transaction status delivered or b"") while the relay had the session
+    engine_counts: tuple[int, int, bytes] | None = None
 
 
 def stop_set(codes: frozenset[int] | set[int]) -> bytes:
@@ -97,6 +112,7 @@ class Offload:
             raise RuntimeError(available()[1])
         self._relay = _relay.Relay(threads=threads, drain_timeout=drain_timeout)
         self._done: dict[int, Callable[[str, HandedBack | None], None]] = {}
+        self._inspect: dict[int, Callable[[bytes], None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         tls_ok, why = _relay.tls_handover()
         self.tls = tls_ok
@@ -135,14 +151,18 @@ class Offload:
 
     def hand_over(self, client: Any, raw: Any | None, engine: Any, on_done: Callable[[str, HandedBack | None], None],
                   *, engine_raw: Any | None = None, mysql: tuple[bytes, bool, bool] | None = None,
-                  cluster: str | None = None) -> int | None:
+                  postgres: bytes | None = None, inspect: bytes | None = None,
+                  on_inspect: Callable[[bytes], None] | None = None, cluster: str | None = None) -> int | None:
         """Give a session's sockets to the relay: ``client`` is the client's transport (TLS or
         TCP), ``raw`` the TCP transport under TLS (None in cleartext), ``engine`` the engine's
         and ``engine_raw`` the one under the engine leg's TLS (None in cleartext). ``mysql``:
-        (stop set, ``_wrap_continues``, ``_expect_silence``) to frame a MySQL session.
-        ``cluster``: whose byte counters the session's bytes go to (:meth:`traffic`).
-        Returns the relay's handle, or None when the session must stay in Python. ``on_done(
-        reason, handed_back)`` runs in the event loop when the relay is done with it."""
+        (stop set, ``_wrap_continues``, ``_expect_silence``) to frame a MySQL session;
+        ``postgres``: a stop set of message types to frame a PostgreSQL one. ``inspect`` (a
+        set, :func:`stop_set`) with ``on_inspect(command)``: the commands reported for a
+        :meth:`verdict`. ``cluster``: whose byte counters the session's bytes go to
+        (:meth:`traffic`). Returns the relay's handle, or None when the session must stay in
+        Python. ``on_done(reason, handed_back)`` runs in the event loop when the relay is done
+        with it."""
         if self._loop is None:
             return None
         transports = [client]
@@ -170,7 +190,7 @@ class Offload:
             transport.pause_reading()  # from here on the loop does not read these sockets
         try:
             handle: int = self._relay.add(client_socket.fileno(), engine_socket.fileno(), sslsock, engine_ssl=essl,
-                                          mysql=mysql, tag=self._tag(cluster))
+                                          mysql=mysql, postgres=postgres, inspect=inspect, tag=self._tag(cluster))
         except (ValueError, TypeError, OSError, RuntimeError, MemoryError) as exc:
             for transport in paused:
                 transport.resume_reading()
@@ -180,6 +200,8 @@ class Offload:
             return None
         self._done[handle] = on_done
         self._paused[handle] = paused
+        if on_inspect is not None:
+            self._inspect[handle] = on_inspect
         return handle
 
     @staticmethod
@@ -193,12 +215,29 @@ class Offload:
             if not transport.is_closing():
                 transport.resume_reading()
 
+    def verdict(self, handle: int, forward: bool) -> None:
+        """The verdict on the command a session reported: forward it (True), or hand the
+        session back with it first (False; ``on_done`` follows with a :class:`HandedBack`)."""
+        self._relay.verdict(handle, forward)
+
     def close(self, handle: int) -> None:
         """End a handed-over session; its ``on_done`` follows."""
         self._relay.close(handle)
 
     def _collect(self) -> None:
         for handle, reason, left in self._relay.collect():
+            if reason == "inspect":
+                on_inspect = self._inspect.get(handle)
+                if on_inspect is None:
+                    self._relay.verdict(handle, False)  # nobody to judge it: Python's relay will
+                    continue
+                try:
+                    on_inspect(left)
+                except Exception:  # noqa: BLE001 - one session's failure must not stop the others'
+                    log.exception("judging a command the native relay reported")
+                    self._relay.close(handle)
+                continue
+            self._inspect.pop(handle, None)
             on_done = self._done.pop(handle, None)
             if left is None:
                 self._paused.pop(handle, None)

@@ -24,7 +24,7 @@ from typing import Any
 
 from pglast import parser as _parser
 
-__all__ = ["ParseFailure", "Statement", "INTERESTING", "parse", "plain", "mask", "walk", "nodes_of"]
+__all__ = ["ParseFailure", "Statement", "INTERESTING", "parse", "plain", "native_settings_safe", "mask", "walk", "nodes_of"]
 
 # Node types at least one rule reads (pg_rules.py); a statement with none of them passes as it is.
 INTERESTING = (
@@ -86,6 +86,20 @@ def plain(sql: str) -> bool:
     except Exception:  # noqa: BLE001 - judge() says why
         return False
     return not interesting(raw)
+
+
+# What may change a setting the engine reports in ParameterStatus (client_encoding ...).
+_SETTINGS = ('"VariableSetStmt":', '"DiscardStmt":', "set_config")
+
+
+def native_settings_safe(sql: str) -> bool:
+    """True when the text cannot change a setting of the session (no SET, RESET, DISCARD or
+    set_config call): a relay that does not read the engine's ParameterStatus may forward it."""
+    try:
+        raw = _parser.parse_sql_json(sql)
+    except Exception:  # noqa: BLE001
+        return False
+    return not any(marker in raw for marker in _SETTINGS)
 
 
 def interesting(raw_json: str) -> bool:

@@ -63,7 +63,14 @@ comes from :mod:`dbkeep.gateway.mysql.errors`.
    held while dbkeep checks the engine (:mod:`.mysql_inspect`).
    **Native relay.** With ``ctx.offload`` (``dbkeep up``, ``--relay-threads`` > 0) and no
    guard, a logged-in session at a command boundary with nothing buffered is handed to the
-   native relay threads (``gateway/relay/``), both legs' TLS included. They frame the
+   native relay threads (``gateway/relay/``; :mod:`.mysql_native`), both legs' TLS included.
+   An inspected session goes too, with an inspect set (COM_QUERY, COM_STMT_PREPARE,
+   COM_INIT_DB, and COM_STMT_EXECUTE once a prepared statement is a hygiene trigger): the
+   relay reports each such command whole and waits; ``_inspect_native`` asks the inspector
+   and lets it pass when it may go as it is with nothing to do after it, else has the session
+   handed back with it first and replays the inspector's verdict to the full path (a
+   refusal, a hold for the hygiene, a trigger whose answer must be seen). Prepared
+   executions, result sets and LOAD DATA never leave the relay's threads. They frame the
    client's packets with the same rules as :class:`ClientFacing` and give the session back
    before COM_CHANGE_USER, COM_RESET_CONNECTION, COM_PROCESS_KILL, COM_MULTI or an empty
    command, with the bytes neither side has received yet (:class:`~dbkeep.gateway.offload.HandedBack`):
@@ -103,12 +110,12 @@ from dbkeep.gateway.mysql.states import ClientState
 from dbkeep.gateway.mysql.wire import frame
 from dbkeep.gateway.mysql.messages import CommandCode, ErrPacket, OkPacket
 from dbkeep.gateway.mysql.relay import Decidable, Output, Relay
-from dbkeep.gateway.offload import HandedBack, stop_set
 from dbkeep.gateway.proxy_header import proxy_v1
 
 from .leg import LIMIT
 from .mysql_iam import MySQLIam
 from .mysql_inspect import Inspector
+from .mysql_native import NativeRelay
 from .mysql_protocols import _ClientLeg, _ClientStream, _EngineLeg
 from .mysql_tls import EngineTlsContext, engine_tls_context
 from .session import RDSADMIN, Phase, Session
@@ -137,17 +144,9 @@ _INSPECTED_COMMANDS = _GUARDED_COMMANDS - {CommandCode.COM_STMT_EXECUTE, Command
                                            CommandCode.COM_RESET_CONNECTION, CommandCode.COM_PROCESS_KILL}
 _NO_COMMANDS: frozenset[int] = frozenset()
 _HELD = "hold"  # the client leg's pause reason while a command is held
-# The native relay gives an unguarded session back before these (COM_CHANGE_USER is a new
-# login; the others change what the sans-I/O layer tracks); it forwards COM_QUIT itself.
-_NATIVE_STOP = stop_set({CommandCode.COM_CHANGE_USER, CommandCode.COM_RESET_CONNECTION,
-                         CommandCode.COM_PROCESS_KILL, CommandCode.COM_MULTI})
-# Hand-over attempts after a login or a hand-back: one fails only while bytes are buffered (a
-# busy session), so a few suffice; a session that is never quiescent, or a TLS object the
-# relay refuses, then stays in Python without a check on every engine chunk.
-_OFFLOAD_ATTEMPTS = 16
 
 
-class MySQLSession(Session):
+class MySQLSession(NativeRelay, Session):
     """One MySQL client connection at a cluster endpoint (see the module docstring).
 
     What a statement guard may read: ``user`` (the current account), ``users`` (every account
@@ -172,6 +171,9 @@ class MySQLSession(Session):
         self._inspector: Inspector | None = None  # grant-table checks (ctx.mysql_hygiene)
         self._offload_wanted = False  # try to hand the session to the native relay when quiescent
         self._offload_attempts = 0
+        # an inspected command the native relay handed back: (its bytes, the inspector's
+        # verdict, the trigger to watch for) -- the full path uses that verdict, not a second one
+        self._predecided: tuple[bytes, ErrPacket | object | None, tuple[str, str] | None] | None = None
         self._engine_protocol: _EngineLeg | None = None
         self._client_protocol: _ClientLeg | None = None
         self._login_bytes = 0
@@ -260,7 +262,14 @@ class MySQLSession(Session):
     def _decide(self, event: Decidable) -> ErrPacket | object | None:
         kind = type(event)
         inspector = self._inspector
-        if inspector is not None and inspector.active and kind is not LoginRequested:
+        predecided, self._predecided = self._predecided, None
+        if predecided is not None and kind is not LoginRequested and bytes(event.raw) == predecided[0]:  # type: ignore[union-attr]
+            verdict, post = predecided[1], predecided[2]
+            if post is not None and inspector is not None:
+                inspector.post = post  # forwarded now: the engine's answer starts the hygiene
+            if verdict is not None:
+                return verdict
+        elif inspector is not None and inspector.active and kind is not LoginRequested:
             verdict = inspector.decide(event)
             if verdict is not None:
                 return verdict
@@ -373,9 +382,11 @@ class MySQLSession(Session):
         inspector = self._inspector
         if inspector is not None and inspector.active:
             self._unseen = _NO_COMMANDS if inspector.busy else _INSPECTED_COMMANDS
-            self._offload_wanted = False
-            return
-        self._unseen = _ALL_COMMANDS if self._guard is None else _GUARDED_COMMANDS
+            if inspector.busy:
+                self._offload_wanted = False
+                return
+        else:
+            self._unseen = _ALL_COMMANDS if self._guard is None else _GUARDED_COMMANDS
         if self.phase is _RELAYING:
             self._want_offload()
             self._try_offload()
@@ -421,53 +432,6 @@ class MySQLSession(Session):
         if relay.held:
             self._write_client(relay.client_error(wire_errors.HYGIENE_FAILED))
         self._close()
-
-    # --- native relay -----------------------------------------------------------------------
-
-    def _want_offload(self) -> None:
-        inspected = self._inspector is not None and self._inspector.active
-        self._offload_wanted = (self.ctx.offload is not None and self._guard is None and not inspected
-                                and self.phase is not _CLOSED)
-        self._offload_attempts = _OFFLOAD_ATTEMPTS
-
-    def _try_offload(self) -> None:
-        """Hand the session to the native relay (``ctx.offload``) if it is at a command
-        boundary with nothing buffered anywhere; otherwise it is tried again after the next
-        engine bytes. Only unguarded, uninspected sessions go: a guard must see every statement."""
-        relay, client, engine = self.relay, self.client_leg, self.engine_leg
-        if self._inspector is not None and self._inspector.active:
-            return  # inspected: every statement is read here
-        if (self.phase is not _RELAYING or self.ctx.offload is None or relay is None or self._pending is not None
-                or client.hold is not None or engine.hold is not None or client.paused or engine.paused):
-            return
-        state = relay.native_state()
-        if state is None:
-            return
-        self._offload_attempts -= 1
-        if self._offload_attempts <= 0:
-            self._offload_wanted = False
-        wrap, quiet = state
-        if self._hand_over(mysql=(_NATIVE_STOP, wrap, quiet)):
-            self._offload_wanted = False
-
-    def _handed_back(self, handle: int, handed_back: HandedBack) -> None:
-        """The native relay stopped before a command Python must see: the transports carry on
-        from the same TLS objects with what the relay had not delivered."""
-        offload, relay = self.ctx.offload, self.relay
-        assert offload is not None and relay is not None
-        try:
-            relay.native_handed_back(handed_back.quiet)
-            if handed_back.client_records:
-                self.client_leg.raw.write(handed_back.client_records)  # type: ignore[union-attr]  # before any new record
-            offload.resume(handle)
-        except Exception as exc:  # noqa: BLE001
-            self._internal_error(exc)
-            return
-        if handed_back.engine:
-            self._engine_data(handed_back.engine)
-        if handed_back.client:
-            self._client_data(handed_back.client)
-        self._want_offload()
 
     def _client_stream(self, data: bytes) -> None:
         """Client data after the login: one whole packet that needs no decision goes to the

@@ -46,10 +46,15 @@ flow is the one the connection module's docstring draws:
    the client leaves or times out before finishing.
 4. **Query phase.** With a statement guard installed (``ctx.guard``), client messages are
    framed and bounded by ``ClientFacing`` (``Limits.max_packet``); Query, Parse and
-   FunctionCall go to the guard (a refusal is sent through :meth:`ClientFacing.refuse`, so
-   order and transaction state stay exact); everything a chunk yields is written to the
-   engine in one ``write``, and engine output is relayed in the runs it arrives in, its
-   message boundaries tracked. Without a guard there is nothing to inspect: the session's
+   FunctionCall go to the guard, or to the statement guard's inspector (``postgres_inspect.py``;
+   a refusal is sent through :meth:`ClientFacing.refuse`, so order and transaction state stay
+   exact); everything a chunk yields is written to the engine in one ``write``, and engine
+   output is relayed in the runs it arrives in, its message boundaries tracked. An
+   *inspected* session whose inspector waits for nothing goes to the native relay threads
+   with PostgreSQL framing: they report its Query, Parse and FunctionCall messages for a
+   verdict, pass the rest, and hand the session back here for anything the inspector must
+   do itself (``postgres_native.py``). An uninspected one (no guard, the statement guard
+   found its role unprivileged) has nothing to inspect: the session's
    sockets (and its TLS object) are handed to the **native relay** threads
    (``ctx.offload``, ``gateway/offload.py``), which copy bytes without the GIL and report the
    session's end, after which it is released here. Without those threads, or when a
@@ -120,6 +125,7 @@ from dbkeep.gateway.postgres.wire import Limits as WireLimits
 from .leg import LIMIT
 from .postgres_inspect import GUARD_PAUSE, InspectedSession, Inspector
 from .postgres_iam import PgIamLogin
+from .postgres_native import NativeInspection
 from .session import RDSADMIN, Phase, Session
 
 log = logging.getLogger("dbkeep.gateway.postgres")
@@ -190,7 +196,7 @@ class _CancelLeg(asyncio.Protocol):
             self.done.set_result(None)
 
 
-class PostgresSession(InspectedSession, Session):
+class PostgresSession(NativeInspection, InspectedSession, Session):
     """One PostgreSQL client connection at a cluster endpoint (see the module docstring).
 
     What a statement guard may read: ``user``, ``database``, ``startup`` (the StartupMessage),
@@ -274,6 +280,8 @@ class PostgresSession(InspectedSession, Session):
                     self.client_leg.pause(GUARD_PAUSE)
                 elif done is not None:
                     self._client_done(done)
+                elif self._inspector is not None:
+                    self._go_native()
             elif phase is not _CLOSED:
                 if self._first_byte is not None:
                     self._cancel_first_byte()
@@ -488,13 +496,19 @@ class PostgresSession(InspectedSession, Session):
             engine = self.engine
             if engine is None or self.phase is _CLOSED:
                 return
+            if self._resync is not None:  # the rest of a message begun in the native relay
+                data = self._resynced(data)
+                if not data:
+                    return
             engine.receive_data(data)
             if self.phase is _RELAYING:  # the framed relay (guarded sessions): the hot path
                 if engine_to_client(engine, self.client, self.client_leg.transport.write):  # type: ignore[union-attr]
                     self._close()  # flushes what was relayed (the engine's FATAL, if it sent one)
-                elif self._inspector is not None and engine.ready_count != self._ready_seen:
-                    self._ready_seen = engine.ready_count
-                    self._inspector.engine_progress()
+                elif self._inspector is not None:
+                    if engine.ready_count != self._ready_seen:
+                        self._ready_seen = engine.ready_count
+                        self._inspector.engine_progress()
+                    self._go_native()
             else:
                 self._drive_engine()
         except ProtocolError as exc:
@@ -619,6 +633,9 @@ class PostgresSession(InspectedSession, Session):
         come through this session's callbacks. With the native relay (``ctx.offload``) the
         sockets go to its threads instead, when nothing is buffered in the transports."""
         client_transport, engine_transport = self.client_leg.transport, self.engine_leg.transport
+        if self._inspector is not None and self._inspector.active:
+            self._go_native()  # never a raw relay: its statements are judged (postgres_native.py)
+            return
         if not self.RAW_RELAY or self._guard is not None or self.phase is not _RELAYING or self.client.trailing_data[0]:
             return
         if client_transport is None or engine_transport is None or client_transport.is_closing():
@@ -646,9 +663,11 @@ class PostgresSession(InspectedSession, Session):
         assert self.engine is not None and transport is not None
         if engine_to_client(self.engine, self.client, transport.write):
             self._close()  # flushes what was relayed (the engine's FATAL, if it sent one)
-        elif self._inspector is not None and self.engine.ready_count != self._ready_seen:
-            self._ready_seen = self.engine.ready_count
-            self._inspector.engine_progress()
+        elif self._inspector is not None:
+            if self.engine.ready_count != self._ready_seen:
+                self._ready_seen = self.engine.ready_count
+                self._inspector.engine_progress()
+            self._go_native()
 
     # --- client -> engine, query phase ------------------------------------------------------
 
@@ -669,6 +688,8 @@ class PostgresSession(InspectedSession, Session):
             self.client_leg.pause(GUARD_PAUSE)
         elif done is not None:
             self._client_done(done)
+        elif self._inspector is not None:
+            self._go_native()
 
     def _client_done(self, done: str) -> None:
         """The client sent Terminate (forwarded: close) or half-closed (so does the engine side)."""

@@ -21,8 +21,10 @@ Theory of operation.
    (with the DbError the client sees, as an ErrorResponse in order) or :data:`HOLD` (the
    verdict needs the engine: facts at login, the role graph for a GRANT, a check running).
    After HOLD the caller keeps the message and everything behind it, and asks again when the
-   inspector calls the session's ``_guard_resume()``. A native relay that hands sessions back
-   at 'Q'/'P' calls the same method.
+   inspector calls the session's ``_guard_resume()``. An inspected session waits on the native
+   relay threads whenever nothing is held or due (``postgres_native.py``): they report each
+   Query/Parse/FunctionCall to :meth:`Inspector.decide_native`, which lets through what passes
+   whatever the engine's position, and hand the session back to this path for the rest.
 3. **Check after opaque code.** After ``DO``, ``CALL``, ``EXECUTE`` or a call of a function
    that is not a built-in, the inspector waits until the engine has answered everything sent
    so far with ReadyForQuery and no transaction is open (:meth:`engine_progress`: the change is
@@ -47,7 +49,7 @@ from dbkeep.errors import DbError
 from dbkeep.guard.pg_roles import RoleGraph
 from dbkeep.guard.pg_rules import UNKNOWN_ROLE, PgFacts, Verdict, judge
 from dbkeep.guard.pg_rules import judge as judge_statement
-from dbkeep.guard.pg_statements import mask, plain
+from dbkeep.guard.pg_statements import mask, native_settings_safe, plain
 
 from dbkeep.gateway.postgres import FunctionCall, Parse, Query, StartupMessage
 from dbkeep.gateway.postgres import errors as wire_errors
@@ -149,6 +151,10 @@ class Inspector:
         self.sticky = False  # a named prepared statement runs opaque code: check at every transaction end
         self.recheck_due_at: int | None = None  # role changes: re-ask about uninspected sessions then
         self.graph_wanted = False
+        # a setting may have changed (SET, RESET, DISCARD, set_config): the session stays in
+        # Python, which reads the engine's ParameterStatus (client_encoding decodes what follows),
+        # until the engine has answered everything and no transaction that could undo it is open
+        self.settings_pending = False
         self._graph: RoleGraph | None = None  # read for the statement being held
         self._opaque_statement = ""
         self._rule = ""
@@ -210,7 +216,36 @@ class Inspector:
             log.info("cluster %s: cannot read the routines of %s: %s", self.session.identifier, database, exc)
             return None, None
 
-    # --- the entry point --------------------------------------------------------------------
+    # --- the entry points -------------------------------------------------------------------
+
+    @property
+    def may_go_native(self) -> bool:
+        """Nothing waits for the engine's answers: the session may leave for the native relay
+        threads, which report only Query, Parse and FunctionCall (``postgres_native.py``)."""
+        return (self.active and self.facts is not None and not self.checking and not self.graph_wanted
+                and self.check_due_at is None and not self.sticky and self.recheck_due_at is None
+                and not self.settings_pending)
+
+    def decide_native(self, event: Query | Parse | FunctionCall) -> bool:
+        """A statement the native relay reported: True when it passes whatever the engine's
+        transaction status and answers so far (the relay forwards it); False for the rest,
+        which :meth:`decide` judges once the session is back in Python with those known: a
+        refusal, a hold, a check after it, a change of the current role, of roles or routines
+        (``_passed`` acts on those), or of a setting the engine reports (``client_encoding``
+        decodes the next statements; ParameterStatus reaches Python only in its relay)."""
+        if not self.may_go_native or type(event) is FunctionCall:
+            return False
+        sql = event.sql  # type: ignore[union-attr]
+        if sql is None:
+            return False
+        if plain(sql):
+            return True
+        if not native_settings_safe(sql):
+            return False
+        verdict = judge(sql, self.facts)  # type: ignore[arg-type]
+        return (verdict.refusal is None and not verdict.needs_graph and not verdict.check_after
+                and not verdict.roles_changed and not verdict.routines_changed and verdict.role is None)
+
 
     def decide(self, event: Query | Parse | FunctionCall) -> Decision:
         if self.checking or self.graph_wanted:
@@ -246,6 +281,8 @@ class Inspector:
     def _passed(self, verdict: Verdict, sql: str, *, parse: bool) -> str:
         assert self.facts is not None
         target = self.session.target
+        if not native_settings_safe(sql):
+            self.settings_pending = True
         if verdict.role is not None:
             self.facts = replace(self.facts, current_role=verdict.role or None)
         if verdict.roles_changed and target is not None:
@@ -303,9 +340,13 @@ class Inspector:
     def engine_progress(self) -> None:
         """The engine sent a ReadyForQuery (the session calls this when ``ready_count`` moved)."""
         engine = self.session.engine
-        if engine is None or engine.transaction_status != "I" or self.checking:
+        if engine is None or engine.transaction_status != "I":
             return
         ready = engine.ready_count
+        if self.settings_pending and ready >= engine.sync_points:
+            self.settings_pending = False  # the engine's ParameterStatus has been read here
+        if self.checking:
+            return
         if self.recheck_due_at is not None and ready >= self.recheck_due_at:
             self.recheck_due_at = None
             _spawn_detached(self.ctx, recheck_uninspected(self.ctx, self.session))
@@ -429,8 +470,8 @@ class InspectedSession:
             self.client_leg.resume(GUARD_PAUSE)
             if done is not None:
                 self._client_done(done)
-            elif self._inspector is not None and not self._inspector.active:
-                self._go_raw()
+            elif self._inspector is not None:
+                self._go_raw()  # the native relay: inspected or not (see _go_raw)
         except ProtocolError as exc:
             self._client_protocol_error(exc)
         except Exception as exc:  # noqa: BLE001

@@ -459,14 +459,18 @@ class Session(asyncio.Protocol):
 
     # --- the native relay -------------------------------------------------------------------
 
-    def _hand_over(self, *, mysql: tuple[bytes, bool, bool] | None = None) -> bool:
+    def _hand_over(self, *, mysql: tuple[bytes, bool, bool] | None = None, postgres: bytes | None = None,
+                   inspect: bytes | None = None) -> bool:
         """Give the logged-in session's sockets to the native relay (``ctx.offload``); False
-        when it stays here (nothing has changed then)."""
+        when it stays here (nothing has changed then). With ``inspect``, the commands in it
+        come to :meth:`_inspect_native` for a verdict while the relay keeps the session."""
         offload, client, engine = self.ctx.offload, self.client_leg, self.engine_leg
         if offload is None or client.transport is None or engine.transport is None:
             return False
         handle = offload.hand_over(client.transport, client.under, engine.transport, self._offload_done,
-                                   engine_raw=engine.under, mysql=mysql, cluster=self.identifier)
+                                   engine_raw=engine.under, mysql=mysql, postgres=postgres, inspect=inspect,
+                                   cluster=self.identifier,
+                                   on_inspect=self._inspect_native if inspect is not None else None)
         if handle is None:
             return False
         self._offloaded = handle
@@ -488,3 +492,9 @@ class Session(asyncio.Protocol):
     def _handed_back(self, handle: int, handed_back: HandedBack) -> None:
         """Carry on in Python after a hand-back (subclasses whose relay hands back)."""
         self._abort()
+
+    def _inspect_native(self, command: bytes) -> None:
+        """A command the native relay reported (``inspect``): answer ``ctx.offload.verdict``
+        (subclasses that hand over with an inspect set)."""
+        if self._offloaded is not None:
+            self.ctx.offload.verdict(self._offloaded, False)  # type: ignore[union-attr]

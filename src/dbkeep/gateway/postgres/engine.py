@@ -91,6 +91,20 @@ class EngineFacing:
             return self.state is not EngineState.ERROR
         return self._track and self._skip == 0 and not self._buf
 
+    @property
+    def refusals_pending(self) -> bool:
+        """A refused statement's sentinel went to the engine and its answer has not come yet."""
+        return bool(self._refusals)
+
+    def note_relayed(self, syncs: int, readies: int, status: str | None) -> None:
+        """What another relay (the native one) sent and delivered meanwhile: ``syncs``
+        Query/Sync/FunctionCall messages, ``readies`` ReadyForQuery messages, the last of them
+        with ``status`` (None: none)."""
+        self.sync_points += syncs
+        self.ready_count += readies
+        if status is not None:
+            self.transaction_status = status
+
     def stop_tracking(self) -> None:
         if self._refusals:
             raise LocalProtocolError("refusals are pending")

@@ -5,7 +5,8 @@
  * Python queues new sessions and close requests under the worker's lock and signals the wake
  * eventfd (sessions.c); the worker takes them (take_commands) and pumps a session on every event
  * of its sockets. pump() moves every byte that can move now, in at most 8 rounds: client ->
- * gateway (recv, or into the TLS read BIO and SSL_read), the MySQL framing, gateway -> engine
+ * gateway (recv, or into the TLS read BIO and SSL_read), the MySQL or PostgreSQL framing (which
+ * may park the session on an inspected command until Python's verdict), gateway -> engine
  * (what the framing cleared), engine -> gateway, gateway -> client; then it sets what to wait
  * for: a side is read only while there is room for what it sends (back-pressure), and watched
  * for writing only after a send would have blocked. A client's half-close becomes
@@ -18,6 +19,7 @@
  */
 #include "relay.h"
 #include "mysql_framing.h"
+#include "pg_framing.h"
 #include "tls.h"
 
 #define MAX_EVENTS 256
@@ -223,8 +225,12 @@ static void pump(worker_t *w, session_t *s, uint32_t cev, uint32_t eev)
             if (buf_used(&s->up) != before || s->client_eof)
                 progress = true;
         }
-        if (s->mysql && !s->engine_eof)
-            frame_mysql(s);
+        if (s->framed && !s->engine_eof) {
+            if (s->mysql)
+                frame_mysql(s);
+            else
+                frame_pg(s);
+        }
 
         /* gateway -> engine */
         size_t ready = up_ready(s);
@@ -263,7 +269,7 @@ static void pump(worker_t *w, session_t *s, uint32_t cev, uint32_t eev)
                 progress = true;
             }
         }
-        if (s->mysql && s->client_eof && !s->quit && !s->handback && mid_packet(s)) {
+        if (s->framed && s->client_eof && !s->quit && !s->handback && mid_packet(s)) {
             /* the Python relay drops a partial packet and closes: the engine gets no end of
              * stream that would look like a clean one (only what was already cleared) */
             if (up_ready(s) == 0 && buf_used(&s->ewire) == 0) {
@@ -338,6 +344,8 @@ static void pump(worker_t *w, session_t *s, uint32_t cev, uint32_t eev)
                 return;
             }
             count_bytes(&s->bytes_down, (uint64_t)k);
+            if (s->pg && k > 0)
+                pg_engine_delivered(s, s->down.data + s->down.start - k, (size_t)k);
             if (s->engine_eof && buf_used(&s->down) == 0 && !s->tls_closing) {
                 s->tls_closing = true; /* close_notify, as a server that closes sends one */
                 ERR_clear_error();
@@ -352,8 +360,11 @@ static void pump(worker_t *w, session_t *s, uint32_t cev, uint32_t eev)
         if (buf_used(out) > 0 && !s->c_blocked) {
             n = send_from(s->cfd, out);
             if (n > 0) {
-                if (!s->ssl)
+                if (!s->ssl) {
                     count_bytes(&s->bytes_down, (uint64_t)n);
+                    if (s->pg)
+                        pg_engine_delivered(s, s->down.data + s->down.start - n, (size_t)n);
+                }
                 progress = true;
             } else if (n == -1) {
                 s->c_blocked = true;
@@ -405,10 +416,17 @@ static void pump(worker_t *w, session_t *s, uint32_t cev, uint32_t eev)
 
 static void publish_done(worker_t *w)
 {
-    if (w->batch_done == NULL)
+    if (w->batch_done == NULL && w->batch_inspect == NULL)
         return;
     relay_t *r = w->relay;
     pthread_mutex_lock(&r->lock);
+    while (w->batch_inspect != NULL) {
+        session_t *s = w->batch_inspect;
+        w->batch_inspect = s->next_inspect;
+        r->inspections++;
+        s->next_inspect = r->inspect;
+        r->inspect = s;
+    }
     while (w->batch_done != NULL) {
         session_t *s = w->batch_done;
         w->batch_done = s->next;
@@ -427,16 +445,29 @@ static void take_commands(worker_t *w, bool *stop)
     pthread_mutex_lock(&w->lock);
     session_t *incoming = w->incoming;
     w->incoming = NULL;
-    /* close requests are handled under the lock: collect() drops those of the sessions it
-     * frees under the same lock, so none is read here after its session was freed */
-    for (size_t i = 0; i < w->close_len; i++) {
-        session_t *s = w->close_queue[i];
-        if (!s->taken)
-            s->close_pending = true; /* still on an incoming list, linked through s->next */
-        else if (!s->finished)
-            finish(w, s, "closed by the gateway", 0);
+    session_t *resumed = NULL; /* sessions given a verdict, linked through next_resumed */
+    /* requests are handled under the lock: collect() drops those of the sessions it frees
+     * under the same lock, so none is read here after its session was freed */
+    for (size_t i = 0; i < w->commands_len; i++) {
+        session_t *s = w->commands[i].session;
+        enum command_kind kind = w->commands[i].kind;
+        if (kind == CMD_CLOSE) {
+            if (!s->taken)
+                s->close_pending = true; /* still on an incoming list, linked through s->next */
+            else if (!s->finished)
+                finish(w, s, "closed by the gateway", 0);
+        } else if (s->taken && !s->finished && s->parked) {
+            /* the verdict on the command it reported: pumped after the lock is released */
+            s->parked = false;
+            if (kind == CMD_FORWARD)
+                s->passed = true;
+            else
+                s->handback = true;
+            s->next_resumed = resumed;
+            resumed = s;
+        }
     }
-    w->close_len = 0;
+    w->commands_len = 0;
     *stop = w->stopping;
     pthread_mutex_unlock(&w->lock);
     while (incoming != NULL) {
@@ -449,6 +480,12 @@ static void take_commands(worker_t *w, bool *stop)
             finish(w, s, "closed by the gateway", 0);
         else
             pump(w, s, 0, 0); /* registers both sockets; TLS records may already wait in the read BIO */
+    }
+    while (resumed != NULL) {
+        session_t *s = resumed;
+        resumed = s->next_resumed;
+        s->next_resumed = NULL;
+        pump(w, s, 0, 0); /* nothing if a close request just finished it */
     }
 }
 

@@ -2,14 +2,16 @@
  *
  * Relay(threads, buffer_size, drain_timeout) starts the worker threads; add() checks what
  * Python hands over (two different non-blocking stream sockets, finished TLS objects over
- * memory BIOs, MySQL framing parameters) before anything is allocated or queued, so a refused
- * hand-over changes nothing and the session stays in Python; close(), collect(), stop(),
- * fileno() and stats() report and steer the sessions (sessions.c). resume_session() and
+ * memory BIOs, MySQL or PostgreSQL framing parameters, an inspect set) before anything is
+ * allocated or queued, so a refused hand-over changes nothing and the session stays in Python;
+ * close(), verdict(), collect(), stop(), fileno() and stats() report and steer the sessions
+ * (sessions.c). resume_session() and
  * tls_handover() are tls.c's. Argument checks, Python objects and exceptions are here; the
  * threads never call into this file.
  */
 #include "relay.h"
 #include "mysql_framing.h"
+#include "pg_framing.h"
 #include "tls.h"
 
 static int relay_init(relay_t *r, PyObject *args, PyObject *kwds)
@@ -57,14 +59,27 @@ static bool is_stream_socket(int fd)
 
 static PyObject *relay_add(relay_t *r, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"client_fd", "engine_fd", "ssl", "engine_ssl", "mysql", "tag", NULL};
+    static char *kwlist[] = {"client_fd", "engine_fd", "ssl", "engine_ssl", "mysql", "postgres", "inspect", "tag", NULL};
     int cfd, efd;
     unsigned int tag = 0;
-    PyObject *sslsock = Py_None, *esslsock = Py_None, *mysql = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "ii|O$OOI", kwlist, &cfd, &efd, &sslsock, &esslsock, &mysql, &tag))
+    PyObject *sslsock = Py_None, *esslsock = Py_None, *mysql = Py_None, *postgres = Py_None, *inspect = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "ii|O$OOOOI", kwlist, &cfd, &efd, &sslsock, &esslsock, &mysql,
+                                     &postgres, &inspect, &tag))
         return NULL;
     if (tag > 65535) {
         PyErr_SetString(PyExc_ValueError, "tag must be between 0 and 65535");
+        return NULL;
+    }
+    if (mysql != Py_None && postgres != Py_None) {
+        PyErr_SetString(PyExc_ValueError, "a session is framed as mysql or as postgres, not both");
+        return NULL;
+    }
+    if (inspect != Py_None && mysql == Py_None && postgres == Py_None) {
+        PyErr_SetString(PyExc_ValueError, "inspect needs a framed session (mysql= or postgres=)");
+        return NULL;
+    }
+    if (inspect != Py_None && (!PyBytes_Check(inspect) || PyBytes_GET_SIZE(inspect) != 32)) {
+        PyErr_SetString(PyExc_ValueError, "inspect must be 32 bytes (a bit per command code or message type)");
         return NULL;
     }
     if (r->workers == NULL || r->stopped) {
@@ -90,10 +105,13 @@ static PyObject *relay_add(relay_t *r, PyObject *args, PyObject *kwds)
         return PyErr_NoMemory();
     }
     s->tag = tag;
-    if (mysql != Py_None && !parse_mysql(s, mysql)) {
+    if ((mysql != Py_None && !parse_mysql(s, mysql)) || (postgres != Py_None && !parse_pg(s, postgres))) {
         session_free(s);
         return NULL;
     }
+    s->framed = s->mysql || s->pg;
+    if (inspect != Py_None)
+        memcpy(s->inspect, PyBytes_AS_STRING(inspect), sizeof s->inspect);
     if (!alloc_buf(&s->up, r->buffer_size) || !alloc_buf(&s->down, r->buffer_size) ||
         (ssl != NULL && !alloc_buf(&s->wire, r->buffer_size + TLS_RECORD + 1024)) ||
         (essl != NULL && !alloc_buf(&s->ewire, r->buffer_size + TLS_RECORD + 1024)) || !take_slot(r, s)) {
@@ -121,7 +139,21 @@ static PyObject *relay_close(relay_t *r, PyObject *arg)
     unsigned long long handle = PyLong_AsUnsignedLongLong(arg);
     if (handle == (unsigned long long)-1 && PyErr_Occurred())
         return NULL;
-    int queued = request_close(r, handle);
+    int queued = request(r, handle, CMD_CLOSE);
+    if (queued < 0)
+        return PyErr_NoMemory();
+    if (queued == 0)
+        Py_RETURN_FALSE;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *relay_verdict(relay_t *r, PyObject *args)
+{
+    unsigned long long handle;
+    int forward;
+    if (!PyArg_ParseTuple(args, "Kp", &handle, &forward))
+        return NULL;
+    int queued = request(r, handle, forward ? CMD_FORWARD : CMD_HAND_BACK);
     if (queued < 0)
         return PyErr_NoMemory();
     if (queued == 0)
@@ -131,22 +163,58 @@ static PyObject *relay_close(relay_t *r, PyObject *arg)
 
 static PyObject *relay_collect(relay_t *r, PyObject *Py_UNUSED(ignored))
 {
-    session_t *done = take_done(r);
+    session_t *inspect;
+    session_t *done = take_done(r, &inspect);
     PyObject *out = PyList_New(0);
     if (out == NULL) {
-        put_back_done(r, done); /* nothing is lost */
+        put_back_done(r, done, inspect); /* nothing is lost */
         return NULL;
+    }
+    /* reports first: a session reported and finished is freed below */
+    while (inspect != NULL) {
+        session_t *s = inspect;
+        inspect = s->next_inspect;
+        s->next_inspect = NULL;
+        PyObject *item = Py_BuildValue("(Ksy#)", (unsigned long long)s->handle, "inspect", s->inspected.data,
+                                       (Py_ssize_t)buf_used(&s->inspected));
+        if (item == NULL || PyList_Append(out, item) != 0) {
+            /* the report is lost: the session stays parked until Python ends it */
+            Py_XDECREF(item);
+            PyErr_Clear();
+        } else {
+            Py_DECREF(item);
+        }
     }
     while (done != NULL) {
         session_t *s = done;
         done = s->next;
         PyObject *item;
         if (s->handed_back) {
-            item = Py_BuildValue("(Ks(y#y#y#O))", (unsigned long long)s->handle, s->reason,
-                                 s->left_client.data ? s->left_client.data : "", (Py_ssize_t)s->left_client.end,
-                                 s->left_down.data ? s->left_down.data : "", (Py_ssize_t)s->left_down.end,
-                                 s->left_wire.data ? s->left_wire.data : "", (Py_ssize_t)s->left_wire.end,
-                                 s->quiet ? Py_True : Py_False);
+            PyObject *resync = s->pg ? Py_BuildValue("(y#I)", (const char *)s->eng_hbuf, (Py_ssize_t)s->eng_hdr,
+                                                     (unsigned)s->eng_left)
+                                     : (Py_INCREF(Py_None), Py_None);
+            /* PostgreSQL: (Query/Sync/FunctionCall sent, ReadyForQuery begun, last status) since the hand-over */
+            PyObject *counts = s->pg ? Py_BuildValue("(KKy#)", (unsigned long long)s->pg_syncs,
+                                                     (unsigned long long)s->pg_readies, (const char *)&s->pg_status,
+                                                     (Py_ssize_t)(s->pg_status != 0))
+                                     : NULL;
+            if (resync == NULL || (s->pg && counts == NULL)) {
+                Py_XDECREF(resync);
+                Py_XDECREF(counts);
+                item = NULL;
+            } else if (counts != NULL) {
+                item = Py_BuildValue("(Ks(y#y#y#ONN))", (unsigned long long)s->handle, s->reason,
+                                     s->left_client.data ? s->left_client.data : "", (Py_ssize_t)s->left_client.end,
+                                     s->left_down.data ? s->left_down.data : "", (Py_ssize_t)s->left_down.end,
+                                     s->left_wire.data ? s->left_wire.data : "", (Py_ssize_t)s->left_wire.end,
+                                     s->quiet ? Py_True : Py_False, resync, counts);
+            } else {
+                item = Py_BuildValue("(Ks(y#y#y#ON))", (unsigned long long)s->handle, s->reason,
+                                     s->left_client.data ? s->left_client.data : "", (Py_ssize_t)s->left_client.end,
+                                     s->left_down.data ? s->left_down.data : "", (Py_ssize_t)s->left_down.end,
+                                     s->left_wire.data ? s->left_wire.data : "", (Py_ssize_t)s->left_wire.end,
+                                     s->quiet ? Py_True : Py_False, resync);
+            }
         } else {
             item = Py_BuildValue("(KsO)", (unsigned long long)s->handle, s->reason ? s->reason : "finished", Py_None);
         }
@@ -180,28 +248,39 @@ static PyObject *relay_fileno(relay_t *r, PyObject *Py_UNUSED(ignored))
 static PyObject *relay_stats(relay_t *r, PyObject *Py_UNUSED(ignored))
 {
     pthread_mutex_lock(&r->lock);
-    unsigned long long up = r->bytes_up, down = r->bytes_down;
+    unsigned long long up = r->bytes_up, down = r->bytes_down, inspections = r->inspections;
     pthread_mutex_unlock(&r->lock);
-    return Py_BuildValue("{s:i,s:K,s:l,s:K,s:K}", "threads", r->nworkers, "added", (unsigned long long)r->added,
-                         "live", r->live, "bytes_up", up, "bytes_down", down);
+    return Py_BuildValue("{s:i,s:K,s:l,s:K,s:K,s:K}", "threads", r->nworkers, "added", (unsigned long long)r->added,
+                         "live", r->live, "bytes_up", up, "bytes_down", down, "inspections", inspections);
 }
 
 static PyMethodDef relay_methods[] = {
     {"add", (PyCFunction)(void (*)(void))relay_add, METH_VARARGS | METH_KEYWORDS,
-     "add(client_fd, engine_fd, ssl=None, *, engine_ssl=None, mysql=None, tag=0) -> handle\n\nRelay two connected "
-     "non-blocking stream sockets until the engine closes or either side fails. ssl: the _ssl._SSLSocket of the "
-     "client's finished server-side TLS over memory BIOs; engine_ssl: that of the engine leg's finished client-side "
-     "TLS. mysql=(stop, wrap, quiet): frame the client's MySQL packets and hand the session back before a command "
-     "whose code is in `stop` (32 bytes, a bit per code). tag (0-65535): whose counters the session's bytes "
-     "go to (traffic()). Python keeps the sockets (and TLS objects) and must not use "
-     "them until collect() returns the handle."},
+     "add(client_fd, engine_fd, ssl=None, *, engine_ssl=None, mysql=None, postgres=None, inspect=None, tag=0) -> handle\n\n"
+     "Relay two connected non-blocking stream sockets until the engine closes or either side fails. ssl: the "
+     "_ssl._SSLSocket of the client's finished server-side TLS over memory BIOs; engine_ssl: that of the engine leg's "
+     "finished client-side TLS. mysql=(stop, wrap, quiet): frame the client's MySQL packets and hand the session back "
+     "before a command whose code is in `stop` (32 bytes, a bit per code). postgres=stop: frame the client's "
+     "PostgreSQL messages (after the startup phase) and hand back before a message whose type is in `stop`. "
+     "inspect (with mysql= or postgres=, 32 bytes): commands or message types reported whole by collect() before they "
+     "pass, each waiting for verdict(). tag (0-65535): whose counters the session's bytes go to (traffic()). Python keeps the sockets (and TLS objects) and must not use them until "
+     "collect() returns the handle as finished."},
     {"close", (PyCFunction)relay_close, METH_O, "close(handle) -> bool\n\nAsk the relay to end a session (reported by collect())."},
+    {"verdict", (PyCFunction)relay_verdict, METH_VARARGS,
+     "verdict(handle, forward) -> bool\n\nThe verdict on the command a session reported: forward it as it is (True), "
+     "or hand the session back with it first (False). False: no such session (it was collected)."},
     {"collect", (PyCFunction)relay_collect, METH_NOARGS,
-     "collect() -> [(handle, reason, handed_back)]\n\nSessions that ended since the last call. handed_back is None, "
-     "or for a MySQL session handed back before a stop command (reason 'handed back'): (client_plaintext, "
-     "engine_plaintext, client_tls_records, quiet) -- what the client sent from that command on, what the engine "
-     "sent that the client has not been sent, TLS records for the client still to send (before anything else), and "
-     "whether the engine owes nothing until the next command. Both TLS objects are left with empty BIOs."},
+     "collect() -> [(handle, reason, handed_back)]\n\nCommands reported for inspection since the last call, as "
+     "(handle, 'inspect', command: bytes) -- the whole command or message, header included; the session waits for "
+     "verdict() -- then sessions that ended. handed_back is None, "
+     "or for a framed session handed back before a stop command (or an inspected one handed back) (reason 'handed back'): (client_plaintext, "
+     "engine_plaintext, client_tls_records, quiet, engine_resync) -- what the client sent from that command on, what "
+     "the engine sent that the client has not been sent, TLS records for the client still to send (before anything "
+     "else), whether the engine owes nothing until the next command (MySQL), and for PostgreSQL (header_delivered, "
+     "body_left): where the engine's message the client has begun to receive ends (None for MySQL); for PostgreSQL "
+     "a sixth item, (syncs, readies, status): Query/Sync/FunctionCall messages sent to the engine and ReadyForQuery "
+     "messages begun to the client since the hand-over, and the last transaction status delivered (b'' if none). "
+     "Both TLS objects are left with empty BIOs."},
     {"stop", (PyCFunction)relay_stop, METH_NOARGS, "stop()\n\nEnd every session and stop the threads; collect() then returns them."},
     {"fileno", (PyCFunction)relay_fileno, METH_NOARGS, "fileno() -> int\n\nAn eventfd readable when collect() has something."},
     {"stats", (PyCFunction)relay_stats, METH_NOARGS, "stats() -> dict\n\nThreads, sessions added and live, bytes relayed by finished sessions."},

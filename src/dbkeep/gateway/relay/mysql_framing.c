@@ -2,9 +2,10 @@
  * mysql_framing.h).
  *
  * parse_mysql takes add()'s mysql=(stop, wrap, quiet): the stop set and the framing state
- * the Python session leaves off at. hand_back runs when a stop command is next in `up` and
- * everything before it reached the engine: the session ends with reason "handed back" and
- * collect() gives Python what neither side has been given yet.
+ * the Python session leaves off at. hand_back runs when a stop command (or an inspected one
+ * Python wants back) is next in `up` and everything before it reached the engine: the session
+ * ends with reason "handed back" and collect() gives Python what neither side has been given
+ * yet. It only moves bytes, so PostgreSQL sessions (pg_framing.h) use it as well.
  */
 #include "mysql_framing.h"
 #include "tls.h"

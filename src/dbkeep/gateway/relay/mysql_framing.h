@@ -3,7 +3,8 @@
  * For a MySQL session the worker frames the client's packets (frame_mysql, ClientFacing's
  * rules: gateway/mysql/__init__.py, "Command phase") and clears for the engine only what it
  * has framed: the pump sends at most up_ready() bytes of `up` and reports them with
- * up_consumed(). Framing stops before a command Python must see (COM_CHANGE_USER ...). Once
+ * up_consumed() (relay.h). Framing stops before a command Python must see (COM_CHANGE_USER ...),
+ * and before an inspected one (COM_QUERY ... in `inspect`) until Python's verdict. Once
  * everything before it reached the engine, the session is handed back (hand_back, in
  * mysql_framing.c): collect() returns the undelivered bytes of both directions, decrypted, and
  * Python's transports carry on with the same TLS objects.
@@ -27,20 +28,19 @@ void hand_back(worker_t *w, session_t *s);
 #define MYSQL_MAX_PAYLOAD 0xFFFFFFu
 #define COM_QUIT 0x01
 
-/* Plaintext in `up` that may go to the engine now (MySQL: whole cleared packets only). */
-static inline size_t up_ready(session_t *s) { return s->mysql ? s->up_ok : buf_used(&s->up); }
-
 /* Clear the client's packets in `up` for the engine, with ClientFacing's rules (mysql/client.py,
  * "Command phase"): a packet with sequence id 0 starts a command unless it continues a
  * maximum-length packet or follows a non-empty packet with id 255 (LOAD DATA's id wrap);
  * anything else is a continuation and passes. A command whose code is in the stop set is not
  * cleared: the session goes back to Python, which then reads that command and all after it
- * (COM_CHANGE_USER is a new login, with the gateway's checks). An empty command, and a COM_QUIT
- * that is not one byte long, go back too (Python answers them). COM_QUIT is cleared, and
- * nothing after it is read or sent: the engine closes, which ends the session. */
+ * (COM_CHANGE_USER is a new login, with the gateway's checks). A command in the inspect set
+ * is reported whole and waits for Python's verdict (inspected_may_pass, relay.h). An empty
+ * command, and a COM_QUIT that is not one byte long, go back too (Python answers them).
+ * COM_QUIT is cleared, and nothing after it is read or sent: the engine closes, which ends the
+ * session. */
 static inline void frame_mysql(session_t *s)
 {
-    while (!s->handback && !s->quit) {
+    while (!s->handback && !s->quit && !s->parked) {
         size_t avail = buf_used(&s->up) - s->scan;
         if (s->packet_left > 0) {
             size_t take = avail < s->packet_left ? avail : s->packet_left;
@@ -65,9 +65,19 @@ static inline void frame_mysql(session_t *s)
             if (avail < 5)
                 return;
             unsigned code = h[4];
-            if (s->stop[code >> 3] & (1u << (code & 7)) || (code == COM_QUIT && len != 1)) {
+            if (in_set(s->stop, code) || (code == COM_QUIT && len != 1)) {
                 s->handback = true;
                 return;
+            }
+            /* an inspected command goes up whole; one of several packets (16 MiB or more)
+             * goes back to Python, which frames those */
+            if (in_set(s->inspect, code)) {
+                if (len == MYSQL_MAX_PAYLOAD) {
+                    s->handback = true;
+                    return;
+                }
+                if (!inspected_may_pass(s, 4 + (size_t)len, avail))
+                    return;
             }
             s->quiet = false;
             if (code == COM_QUIT) {
@@ -87,22 +97,6 @@ static inline void frame_mysql(session_t *s)
         s->scan += 4;
         s->packet_left = len;
         s->up_ok = s->scan;
-    }
-}
-
-/* Whether the client's stream is inside a packet: a payload or a header not complete yet. */
-static inline bool mid_packet(session_t *s)
-{
-    return s->packet_left > 0 || s->in_max || buf_used(&s->up) > s->up_ok;
-}
-
-/* `up` bytes went to the engine (sent, or encrypted into its wire buffer). */
-static inline void up_consumed(session_t *s, size_t n)
-{
-    count_bytes(&s->bytes_up, n);
-    if (s->mysql) {
-        s->up_ok -= n;
-        s->scan -= n;
     }
 }
 

@@ -22,9 +22,18 @@
  *   loop.c               a worker thread: its epoll loop and the pump that moves a session's bytes
  *   tls.h, tls.c         the client's (and engine leg's) TLS continued from Python's ssl module
  *   mysql_framing.h, .c  the client's MySQL packets: command framing, stop commands, hand-back
- * PostgreSQL sessions are not framed today: their bytes pass as they come. Framing for inspected
- * sessions (Query/Parse up to Python) goes beside MySQL's, as pg_framing.h/.c: a frame step
- * called where the pump calls frame_mysql, and its own cases in up_ready/up_consumed.
+ *   pg_framing.h, .c     the client's PostgreSQL messages (type byte + int32 length): the same
+ * What both framings share (which bytes of `up` are cleared, reporting an inspected command) is
+ * at the end of this header.
+ * A session added without mysql= or postgres= is not framed: its bytes pass as they come.
+ *
+ * Inspection (docs/DESIGN-NOTES.md, "Native relay"): a framed session may name an `inspect`
+ * set of commands (message types) that only Python may judge, e.g. COM_QUERY or 'Q'. Such a
+ * command is not cleared: once it is whole in `up` the worker copies it and reports it (the
+ * session "parked": it keeps relaying the engine's bytes to the client), collect() gives it to
+ * Python, and verdict() tells the worker to forward it as it is or to hand the session back
+ * there (Python then answers it itself). The session never leaves its worker for a statement
+ * that passes: one copy up, one word down.
  *
  * The hot path stays in one place for the compiler: what runs per message or per chunk is
  * static in loop.c (the pump and its socket I/O) or static inline in a header (buffers here,
@@ -113,9 +122,29 @@ typedef struct session {
      * count_bytes(), read by Python at scrape time (traffic()) */
     uint64_t bytes_up, bytes_down;
     uint32_t tag;                /* Python's label for the session's counters (its cluster) */
-    /* MySQL command framing (see frame_mysql): only `up_ok` bytes of `up` may go to the engine */
+    /* client framing (see frame_mysql, frame_pg): only `up_ok` bytes of `up` may go to the engine */
     bool mysql;
-    uint8_t stop[32];            /* command codes that end the native relay (a bit each) */
+    bool pg;                     /* PostgreSQL messages: type byte + int32 length */
+    bool framed;                 /* mysql || pg */
+    uint8_t stop[32];            /* command codes (message types) that end the native relay (a bit each) */
+    uint8_t inspect[32];         /* command codes (message types) Python judges before they pass */
+    bool parked;                 /* an inspected command was reported: wait for its verdict */
+    bool passed;                 /* its verdict: forward it (the next command framed is that one) */
+    buf_t inspected;             /* the reported command, a copy Python reads in collect() */
+    struct session *next_inspect; /* the batch's / the relay's list of reported commands */
+    struct session *next_resumed; /* take_commands: sessions given a verdict */
+    uint64_t inspections;        /* commands reported, for stats() */
+    /* PostgreSQL: where the engine's messages delivered to the client stand (pg_engine_delivered),
+     * so that a hand-back says how much of the engine's bytes end a message already begun */
+    uint32_t eng_left;           /* bytes of the current message's body not yet delivered */
+    uint8_t eng_hdr;             /* bytes of the current message's header delivered (0-4) */
+    unsigned char eng_hbuf[5];
+    /* PostgreSQL: what the statement guard's counts need (EngineFacing.sync_points, ready_count,
+     * transaction_status): Query/Sync/FunctionCall messages cleared for the engine, ReadyForQuery
+     * messages whose delivery began, and the last transaction status delivered (0: none yet) */
+    uint64_t pg_syncs, pg_readies;
+    bool eng_z;                  /* the current message is a ReadyForQuery: its first body byte is the status */
+    unsigned char pg_status;
     size_t scan, up_ok;          /* bytes of `up` (from up.start) scanned / cleared to send */
     uint32_t packet_left;        /* bytes of the current packet's payload not yet scanned */
     bool in_max;                 /* the last packet had the maximum length: the next continues it */
@@ -129,6 +158,14 @@ typedef struct session {
     buf_t left_wire;             /* handed back: TLS records for the client not yet sent */
 } session_t;
 
+/* What Python asks of a worker for one of its sessions. */
+enum command_kind { CMD_CLOSE, CMD_FORWARD, CMD_HAND_BACK };
+
+struct command {
+    session_t *session;
+    enum command_kind kind;
+};
+
 typedef struct worker {
     struct relay *relay;
     pthread_t thread;
@@ -137,10 +174,11 @@ typedef struct worker {
     int wakefd;
     pthread_mutex_t lock;
     session_t *incoming;   /* added by Python, not yet registered */
-    session_t **close_queue; /* close() requests */
-    size_t close_len, close_cap;
+    struct command *commands; /* close() and verdict() requests */
+    size_t commands_len, commands_cap;
     bool stopping;
     session_t *batch_done; /* finished during the current epoll batch */
+    session_t *batch_inspect; /* inspected commands reported during the batch */
     session_t *draining;
     long active;
 } worker_t;
@@ -154,11 +192,12 @@ typedef struct relay {
     double drain_timeout;
     pthread_mutex_t lock;    /* done list and counters */
     session_t *done;
+    session_t *inspect;      /* reported commands waiting for collect() */
     /* handles: slot index (low 32 bits) and generation (high 32 bits) */
     session_t **slots;
     uint32_t *gens;
     uint32_t nslots, *free_slots, nfree;
-    uint64_t added, bytes_up, bytes_down;
+    uint64_t added, bytes_up, bytes_down, inspections;
     /* bytes of collected sessions per tag ([0] up, [1] down); Python's thread only, like the
      * slots: add() grows it, collect() adds to it, traffic() reads it */
     uint64_t (*tag_bytes)[2];
@@ -227,12 +266,69 @@ bool take_slot(relay_t *r, session_t *s);
 bool tag_room(relay_t *r, uint32_t tag);
 PyObject *traffic_by_tag(relay_t *r);
 void relay_submit(relay_t *r, session_t *s);
-int request_close(relay_t *r, unsigned long long handle);
-session_t *take_done(relay_t *r);
-void put_back_done(relay_t *r, session_t *done);
+int request(relay_t *r, unsigned long long handle, enum command_kind kind);
+session_t *take_done(relay_t *r, session_t **inspect);
+void put_back_done(relay_t *r, session_t *done, session_t *inspect);
 void release_collected(relay_t *r, session_t *s);
 void session_free(session_t *s);
 
 #pragma GCC visibility pop
+
+/* ---------------------------------------------------------------- framing, shared */
+
+/* Plaintext in `up` that may go to the engine now (framed: whole cleared headers only). */
+static inline size_t up_ready(session_t *s) { return s->framed ? s->up_ok : buf_used(&s->up); }
+
+/* `up` bytes went to the engine (sent, or encrypted into its wire buffer). */
+static inline void up_consumed(session_t *s, size_t n)
+{
+    count_bytes(&s->bytes_up, n);
+    if (s->framed) {
+        s->up_ok -= n;
+        s->scan -= n;
+    }
+}
+
+/* Whether the client's stream is inside a message: a payload or a header not complete yet.
+ * A parked (reported) command is whole: the stream is between messages there. */
+static inline bool mid_packet(session_t *s)
+{
+    if (s->parked || s->passed)
+        return false;
+    return s->packet_left > 0 || s->in_max || buf_used(&s->up) > s->up_ok;
+}
+
+static inline bool in_set(const uint8_t set[32], unsigned code) { return set[code >> 3] & (1u << (code & 7)); }
+
+/* What to do with an inspected command next in `up` (at `scan`, `total` bytes with its
+ * header, `avail` of them there): true when the framing may clear it (its verdict was
+ * "forward"); false when it must wait (its bytes are not all there, or its verdict is not)
+ * or goes back to Python (`handback` set: too big to hold whole, or no memory for the copy).
+ * Whole, it is copied and the session parked: Python reads the copy in collect(). */
+static inline bool inspected_may_pass(session_t *s, size_t total, size_t avail)
+{
+    if (s->passed) {
+        s->passed = false;
+        return true;
+    }
+    if (s->parked)
+        return false;
+    if (total > s->up.cap) {
+        s->handback = true;
+        return false;
+    }
+    if (avail < total)
+        return false;
+    s->inspected.start = s->inspected.end = 0;
+    if (!append(&s->inspected, s->up.data + s->up.start + s->scan, total)) {
+        s->handback = true;
+        return false;
+    }
+    s->parked = true;
+    s->inspections++;
+    s->next_inspect = s->worker->batch_inspect; /* published with the batch (publish_done) */
+    s->worker->batch_inspect = s;
+    return false;
+}
 
 #endif

@@ -23,6 +23,7 @@ void session_free(session_t *s)
     free(s->left_client.data);
     free(s->left_down.data);
     free(s->left_wire.data);
+    free(s->inspected.data);
     free(s);
 }
 
@@ -194,6 +195,7 @@ void relay_stop_threads(relay_t *r)
     for (int i = 0; i < r->nworkers; i++) {
         r->workers[i].incoming = NULL;
         r->workers[i].batch_done = NULL;
+        r->workers[i].batch_inspect = NULL;
     }
 }
 
@@ -217,7 +219,7 @@ void relay_teardown(relay_t *r)
                 close(w->epfd);
             if (w->wakefd >= 0)
                 close(w->wakefd);
-            free(w->close_queue);
+            free(w->commands);
             pthread_mutex_destroy(&w->lock);
         }
         free(r->workers);
@@ -243,9 +245,10 @@ void relay_submit(relay_t *r, session_t *s)
     wake(w);
 }
 
-/* Ask a session's worker to end it. 1: queued; 0: no such session (or the relay is stopped);
- * -1: out of memory. */
-int request_close(relay_t *r, unsigned long long handle)
+/* Ask a session's worker to end it (CMD_CLOSE), or give it the verdict on the command it
+ * reported (CMD_FORWARD, CMD_HAND_BACK). 1: queued; 0: no such session (or the relay is
+ * stopped); -1: out of memory. */
+int request(relay_t *r, unsigned long long handle, enum command_kind kind)
 {
     session_t *s = slot_session(r, handle);
     if (s == NULL || r->stopped)
@@ -253,54 +256,68 @@ int request_close(relay_t *r, unsigned long long handle)
     worker_t *w = s->worker;
     pthread_mutex_lock(&w->lock);
     bool queued = false;
-    if (w->close_len == w->close_cap) {
-        size_t cap = w->close_cap ? w->close_cap * 2 : 16;
-        session_t **q = realloc(w->close_queue, cap * sizeof *q);
+    if (w->commands_len == w->commands_cap) {
+        size_t cap = w->commands_cap ? w->commands_cap * 2 : 16;
+        struct command *q = realloc(w->commands, cap * sizeof *q);
         if (q != NULL) {
-            w->close_queue = q;
-            w->close_cap = cap;
+            w->commands = q;
+            w->commands_cap = cap;
         }
     }
-    if (w->close_len < w->close_cap) {
-        w->close_queue[w->close_len++] = s;
+    /* the worker takes the whole queue at each wake-up: only a request into an empty queue
+     * needs one (verdicts come in bursts, one per reported command of the collect() batch) */
+    bool first = w->commands_len == 0;
+    if (w->commands_len < w->commands_cap) {
+        w->commands[w->commands_len++] = (struct command){s, kind};
         queued = true;
     }
     pthread_mutex_unlock(&w->lock);
     if (!queued)
         return -1;
-    wake(w);
+    if (first)
+        wake(w);
     return 1;
 }
 
-/* A close() request may still be queued for a session that finished on its own: it must not
- * outlive the session (the memory may be reused by the next one). */
-static void forget_close_requests(session_t *s)
+/* A request may still be queued for a session that finished on its own: it must not outlive
+ * the session (the memory may be reused by the next one). */
+static void forget_requests(session_t *s)
 {
     worker_t *w = s->worker;
     pthread_mutex_lock(&w->lock);
     size_t kept = 0;
-    for (size_t i = 0; i < w->close_len; i++)
-        if (w->close_queue[i] != s)
-            w->close_queue[kept++] = w->close_queue[i];
-    w->close_len = kept;
+    for (size_t i = 0; i < w->commands_len; i++)
+        if (w->commands[i].session != s)
+            w->commands[kept++] = w->commands[i];
+    w->commands_len = kept;
     pthread_mutex_unlock(&w->lock);
 }
 
-/* The sessions finished since the last call, linked through `next`. */
-session_t *take_done(relay_t *r)
+/* The sessions finished since the last call, linked through `next`, and (*inspect) the
+ * commands reported since, linked through `next_inspect`, taken together: a session reported
+ * and finished is in both, and its report is read before it is freed. */
+session_t *take_done(relay_t *r, session_t **inspect)
 {
     drain_fd(r->donefd);
     pthread_mutex_lock(&r->lock);
     session_t *done = r->done;
     r->done = NULL;
+    *inspect = r->inspect;
+    r->inspect = NULL;
     pthread_mutex_unlock(&r->lock);
     return done;
 }
 
 /* Sessions take_done() returned, put back (collect() could not report them): nothing is lost. */
-void put_back_done(relay_t *r, session_t *done)
+void put_back_done(relay_t *r, session_t *done, session_t *inspect)
 {
     pthread_mutex_lock(&r->lock);
+    while (inspect != NULL) {
+        session_t *s = inspect;
+        inspect = s->next_inspect;
+        s->next_inspect = r->inspect;
+        r->inspect = s;
+    }
     while (done != NULL) {
         session_t *s = done;
         done = s->next;
@@ -310,7 +327,6 @@ void put_back_done(relay_t *r, session_t *done)
     pthread_mutex_unlock(&r->lock);
 }
 
-/* A finished session Python has been told of: its handle is retired and it is freed. */
 /* Room in the per-tag totals for `tag` (Python's thread). */
 bool tag_room(relay_t *r, uint32_t tag)
 {
@@ -360,9 +376,10 @@ PyObject *traffic_by_tag(relay_t *r)
     return out;
 }
 
+/* A finished session Python has been told of: its handle is retired and it is freed. */
 void release_collected(relay_t *r, session_t *s)
 {
-    forget_close_requests(s);
+    forget_requests(s);
     if (s->tag < r->ntags) { /* finished: the worker's last counts are published (r->lock) */
         r->tag_bytes[s->tag][0] += s->bytes_up;
         r->tag_bytes[s->tag][1] += s->bytes_down;
