@@ -98,7 +98,6 @@ from dbkeep.gateway import refusals
 from dbkeep.errors import DbError, LocalProtocolError, ProtocolError, RemoteProtocolError
 from dbkeep.gateway.listener import GatewayContext
 from dbkeep.gateway.postgres import errors as wire_errors
-from dbkeep.gateway.postgres.cancel import CancelKeyRegistry
 from dbkeep.gateway.postgres import NEED_DATA, PAUSED, ClientFacing, EngineFacing
 from dbkeep.gateway.postgres import (
     AuthenticationCleartextPassword,
@@ -124,6 +123,7 @@ from dbkeep.gateway.postgres.wire import Limits as WireLimits
 
 from .leg import LIMIT
 from .postgres_inspect import GUARD_PAUSE, InspectedSession, Inspector
+from .postgres_cancel import cancel_keys, forward_cancel
 from .postgres_iam import PgIamLogin
 from .postgres_native import NativeInspection
 from .session import RDSADMIN, Phase, Session
@@ -132,20 +132,11 @@ log = logging.getLogger("dbkeep.gateway.postgres")
 
 __all__ = ["PostgresSession", "cancel_keys", "startup_settings"]
 
-CANCEL_KEYS = "postgres.cancel_keys"
 _WIRE_LIMITS = "postgres.wire_limits"
 
 _CLOSED = Phase.CLOSED
 _LOGIN = Phase.LOGIN
 _RELAYING = Phase.RELAYING
-
-
-def cancel_keys(ctx: GatewayContext) -> CancelKeyRegistry[tuple[str, str]]:
-    """The gateway-wide registry of cancel keys: client key -> (engine key, (cluster, socket))."""
-    registry = ctx.extra.get(CANCEL_KEYS)
-    if registry is None:
-        registry = ctx.extra[CANCEL_KEYS] = CancelKeyRegistry()
-    return registry  # type: ignore[no-any-return]
 
 
 def _wire_limits(ctx: GatewayContext) -> WireLimits:
@@ -183,17 +174,6 @@ class _EngineLeg(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.session._engine_resume_writing()
-
-
-class _CancelLeg(asyncio.Protocol):
-    """A CancelRequest connection to the engine: waits for the engine to close it."""
-
-    def __init__(self) -> None:
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.done.done():
-            self.done.set_result(None)
 
 
 class PostgresSession(NativeInspection, InspectedSession, Session):
@@ -712,26 +692,8 @@ class PostgresSession(NativeInspection, InspectedSession, Session):
             self._audit_refused(error)
         return error
 
-    # --- CancelRequest ----------------------------------------------------------------------
-
-    async def _forward_cancel(self, request: CancelRequest) -> None:
-        """Send the engine's own key to the engine the gateway key stands for; close."""
+    async def _forward_cancel(self, request: CancelRequest) -> None:  # postgres_cancel.py
         try:
-            found = cancel_keys(self.ctx).resolve(request)
-            if found is None or found[1][0] != self.identifier:
-                log.info("postgres session %s (cluster %s, %s): CancelRequest with an unknown key", self.id,
-                         self.identifier, self.peer_host)
-                return
-            engine_key, (_, socket_path) = found
-            loop = asyncio.get_running_loop()
-            async with asyncio.timeout(self.ctx.limits.engine_connect_timeout):
-                transport, leg = await loop.create_unix_connection(_CancelLeg, socket_path)
-                try:
-                    transport.write(EngineFacing().send(CancelRequest(engine_key.process_id, engine_key.secret_key)))
-                    await leg.done  # the server closes once it has read the request
-                finally:
-                    transport.close()
-        except (OSError, TimeoutError) as exc:
-            log.info("postgres session %s: CancelRequest not delivered: %s", self.id, exc)
+            await forward_cancel(self, request)
         finally:
             self._close()
