@@ -296,6 +296,50 @@ def test_a_key_deactivated_on_a_is_refused_at_b(fleet, clusters, verifier_like_b
     assert not verdict().allowed  # at once: the catalog's IAM change counter moved
 
 
+def test_an_iam_login_at_bs_gateway_is_refused_once_its_key_is_deactivated_on_a(fleet, clusters):
+    """B's gateway itself, not only a verifier like its own: IAM authentication turned on through
+    A, a token login through B's endpoint, then the key made inactive through A refused by B's
+    gateway at the very next login (the engine's PAM text; the reason in B's audit log)."""
+    on_b = clusters["on_b"]
+    ident = on_b["DBClusterIdentifier"]
+    fleet.hosts["a"].client("rds").modify_db_cluster(DBClusterIdentifier=ident, EnableIAMDatabaseAuthentication=True,
+                                                     ApplyImmediately=True)
+    _wait(fleet, "a", ident, "available")
+    with _connect(fleet, on_b, ADDRESSES["b"], password=clusters["on_b_password"]) as conn:
+        conn.execute("DROP ROLE IF EXISTS jane")
+        conn.execute("CREATE ROLE jane LOGIN")
+        conn.execute("GRANT rds_iam TO jane")
+    iam_a = fleet.hosts["a"].client("iam")
+    user = unique("hosts-db-user")
+    iam_a.create_user(UserName=user)
+    iam_a.put_user_policy(UserName=user, PolicyName="p", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "rds-db:connect", "Resource": "*"}]}))
+    key = iam_a.create_access_key(UserName=user)["AccessKey"]
+
+    def login():
+        return psycopg.connect(host=ADDRESSES["b"], port=on_b["Port"], user="jane", password=_token(on_b, key),
+                               dbname="appdb", sslmode="verify-full", connect_timeout=10,
+                               sslrootcert=str(fleet.hosts["a"].state_dir / "ca.pem"))
+
+    deadline = time.monotonic() + 60  # B's gateway reads the cluster's IAM flag within a second or two
+    while True:
+        try:
+            with login() as conn:
+                assert conn.execute("SELECT current_user").fetchone()[0] == "jane"
+            break
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+    iam_a.update_access_key(UserName=user, AccessKeyId=key["AccessKeyId"], Status="Inactive")
+    with pytest.raises(psycopg.OperationalError, match='PAM authentication failed for user "jane"'):
+        login()
+    audit = (fleet.hosts["b"].state_dir / "audit.log").read_text().splitlines()
+    denied = [json.loads(line) for line in audit if '"gateway.iam_login"' in line and key["AccessKeyId"] in line]
+    assert denied and denied[-1]["verdict"] == "deny", denied[-1:]
+
+
 def _verifier_like_b(fleet: Fleet):
     """A TokenVerifier on its own connection to the shared catalog, opened as a host opens it
     (the cluster key unseals the catalog's key), with the cross-host IAM change counter."""
