@@ -40,7 +40,6 @@ Issue 12's inspected/uninspected runs alone, prepared and text protocol:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import re
 import shutil
@@ -48,9 +47,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +56,7 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e")]
 
 from clusters import create_cluster, socket_of  # noqa: E402
 from dbkeep_process import DbkeepProcess  # noqa: E402
+from scrape import scraping  # noqa: E402
 
 PASSWORD = "Bench-Pass-1"
 TABLES, TABLE_SIZE = 4, 10000
@@ -207,27 +205,6 @@ backend engine
     proc.kill()
     _, err = proc.communicate()
     raise RuntimeError(f"haproxy did not start: {err.decode(errors='replace')[-2000:]}")
-
-
-@contextlib.contextmanager
-def scraping(url: str | None):
-    """Scrape ``url``/metrics every second meanwhile (a Prometheus server's load), if a url is given."""
-    if url is None:
-        yield
-        return
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.wait(1.0):
-            urllib.request.urlopen(f"{url}/metrics", timeout=5).read()
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def create_app_user(engine_socket: str) -> None:

@@ -51,7 +51,6 @@ Issue 12's inspected/uninspected runs alone (PgBouncer cannot run everywhere):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import pwd
 import re
@@ -61,9 +60,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,6 +68,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "tests" / "e2
 
 from clusters import create_cluster, socket_of  # noqa: E402
 from dbkeep_process import DbkeepProcess  # noqa: E402
+from scrape import scraping  # noqa: E402
 
 from dbkeep.engines.passwords import scram_sha256_verifier  # noqa: E402
 
@@ -220,27 +218,6 @@ backend engine
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-
-
-@contextlib.contextmanager
-def scraping(url: str | None):
-    """Scrape ``url``/metrics every second meanwhile (a Prometheus server's load), if a url is given."""
-    if url is None:
-        yield
-        return
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.wait(1.0):
-            urllib.request.urlopen(f"{url}/metrics", timeout=5).read()
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def throughput(args: argparse.Namespace, mode: str, clients: list[int],

@@ -22,10 +22,10 @@ import pymysql
 import pytest
 from pymysql.constants import CLIENT
 
-from clusters import create_cluster, mysql, socket_of, unique
+from clusters import create_cluster, mysql, unique
 from gateway_checks import assert_no_exception_escaped_a_session, audit_events, audit_mark
+from mysql_sessions import error_of, rdsadmin, run
 
-from dbkeep.engines.layout import ClusterLayout
 
 PASSWORD = "Bypass-Pass-1"
 SYSTEM_USER = "Access denied; you need (at least one of) the SYSTEM_USER privilege(s) for this operation"
@@ -44,27 +44,6 @@ def by(dbkeep):
 
 def master(dbkeep, cluster, **kw):
     return mysql(dbkeep, cluster, "admin", PASSWORD, "appdb", client_flag=CLIENT.MULTI_STATEMENTS, **kw)
-
-
-def rdsadmin(dbkeep, cluster):
-    secret = ClusterLayout(dbkeep.state_dir, cluster["DbClusterResourceId"]).read_secret()
-    return pymysql.connect(unix_socket=socket_of(dbkeep, cluster), user="rdsadmin", password=secret, autocommit=True,
-                           ssl_disabled=True, connect_timeout=10)
-
-
-def run(conn, sql):
-    with conn.cursor() as cur:
-        cur.execute(sql)
-        rows = cur.fetchall()
-        while cur.nextset():
-            pass
-        return rows
-
-
-def error_of(conn, sql) -> tuple[int, str]:
-    with pytest.raises(pymysql.err.MySQLError) as exc:
-        run(conn, sql)
-    return exc.value.args[0], exc.value.args[1] if len(exc.value.args) > 1 else ""
 
 
 PROBE = "dbkeep_privilege_mask"  # engines/reset.py's throwaway role
