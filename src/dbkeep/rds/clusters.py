@@ -38,6 +38,9 @@ log = logging.getLogger("dbkeep.rds")
 ENGINE_TIMEOUT = 180  # seconds for provisioning or starting an engine
 
 
+IAM_APPLY_WAIT = 15.0  # seconds ModifyDBCluster waits for the engine to take an IAM switch
+
+
 def cluster_state_error(ident: str, status: str) -> ApiError:
     return ApiError("InvalidDBClusterStateFault", f"DbCluster {ident} is not in available state (current status: {status}).", 400)
 
@@ -360,12 +363,32 @@ class ClusterManager:
         if cluster is not None:
             await self.apply_dynamic(cluster, changed)
 
-    def apply_iam_auth(self, ident: str) -> None:
-        """``EnableIAMDatabaseAuthentication`` changed in the catalog: apply it to the engine now
-        (the gateway reads it from the catalog for each new connection already)."""
+    async def apply_iam_auth(self, ident: str, *, wait: float = IAM_APPLY_WAIT) -> None:
+        """``EnableIAMDatabaseAuthentication`` changed in the catalog: apply it to the engine now.
+        The gateway reads the flag from the catalog for each new connection, so on the owner the
+        call waits (up to ``wait`` seconds) until the engine agrees: the next login sees the new
+        state on both sides. A cluster busy with a longer operation (a restart) gets it after that
+        operation; a cluster of another host gets it queued to its owner."""
         cluster = self.store.get_cluster(ident)
-        if cluster is not None:
+        if cluster is None:
+            return
+        if not self.owns(cluster):
             self._run(cluster, "iam_auth", ident=ident)
+            return
+        applied = asyncio.get_running_loop().create_future()
+
+        async def apply() -> None:
+            try:
+                await self._apply_iam_auth(ident)
+            finally:
+                if not applied.done():
+                    applied.set_result(None)
+
+        self._spawn(apply())
+        try:
+            await asyncio.wait_for(asyncio.shield(applied), wait)
+        except TimeoutError:
+            log.info("cluster %s: IAM database authentication is applied after the operation under way", ident)
 
     async def _apply_iam_auth(self, ident: str) -> None:
         async with self._lock(ident):

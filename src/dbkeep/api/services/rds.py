@@ -258,7 +258,7 @@ def describe_db_clusters(ctx: CallContext, args: dict[str, Any]) -> dict[str, An
     return out
 
 
-def modify_db_cluster(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
+async def modify_db_cluster(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     cluster = _cluster(ctx, args["DBClusterIdentifier"], "rds:ModifyDBCluster")
     mgr, store = common.mgr(ctx), common.store(ctx)
     mgr.require_reachable(cluster)
@@ -283,7 +283,7 @@ def modify_db_cluster(ctx: CallContext, args: dict[str, Any]) -> dict[str, Any]:
     if changes:
         store.update_cluster(cluster.identifier, **changes)
         if "iam_auth" in changes and changes["iam_auth"] != cluster.iam_auth:
-            mgr.apply_iam_auth(cluster.identifier)
+            await mgr.apply_iam_auth(cluster.identifier)
         cluster = _require_cluster(ctx, cluster.identifier)
     if password is not None:
         cluster = mgr.reset_master(cluster, password, ctx.principal.arn, ctx.request_id)
