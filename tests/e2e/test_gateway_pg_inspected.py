@@ -85,15 +85,19 @@ def inspections(gw) -> int:
     return gw.ctx.offload.stats()["inspections"]
 
 
+def plain_queries(gw) -> int:
+    return gw.ctx.offload.stats()["plain_queries"]
+
+
 def on_the_relay(conn, gw, timeout: float = 15) -> None:
-    """Wait until the session's statements are reported by the relay threads: its first ones
+    """Wait until the session's statements are judged on the relay threads: its first ones
     are held in Python while the role's facts are read, and it is handed over after that."""
     import time
 
     deadline = time.monotonic() + timeout
     while True:
         before = inspections(gw)
-        conn.execute("SELECT 1")
+        conn.execute("SELECT 1 -- a comment: reported, not one of the relay's ordinary queries")
         if inspections(gw) > before:
             return
         assert time.monotonic() < deadline, "the session never went to the relay threads"
@@ -116,6 +120,28 @@ def test_an_inspected_session_stays_on_the_relay_threads(dbkeep, gateway, sslmod
         assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (20000,)
         assert inspections(gateway) >= before + 4  # each statement was judged on the relay's report
         assert gateway.ctx.offload.live >= 1
+
+
+@pytest.mark.parametrize("sslmode", ["verify-full", "disable"])
+def test_ordinary_queries_pass_on_the_relay_threads_without_a_report(dbkeep, gateway, sslmode):
+    """SELECT/INSERT/UPDATE/DELETE without a function call (relay/pg_plain.h) pass without
+    Python; the refused statement between them is still reported and refused."""
+    with connect(dbkeep, gateway.cluster, sslmode=sslmode) as conn:
+        on_the_relay(conn, gateway)
+        table = f"plain_{sslmode.replace('-', '_')}"
+        conn.execute(f"CREATE TABLE {table} (n int, s text)")
+        reported, passed = inspections(gateway), plain_queries(gateway)
+        for n in range(50):
+            conn.execute(f"INSERT INTO {table} (n, s) VALUES ({n}, 'row ''{n}''')")
+        conn.execute(f"UPDATE {table} SET s = 'x' WHERE n < 10")
+        conn.execute(f"DELETE FROM {table} WHERE n >= 40")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=REFUSED):
+            conn.execute(FORBIDDEN)
+        on_the_relay(conn, gateway)
+        assert conn.execute(f"SELECT n, s FROM {table} WHERE n IN (0, 39) ORDER BY n").fetchall() == [
+            (0, "x"), (39, "row '39'")]
+        assert plain_queries(gateway) - passed >= 53  # shared relay: other sessions may add to it
+        assert inspections(gateway) - reported <= 3  # the refused statement and on_the_relay's probes
 
 
 @pytest.mark.parametrize("sslmode", ["verify-full", "disable"])

@@ -325,7 +325,7 @@ def test_postgres_query_and_parse_wait_for_their_verdict(world, client_tls, engi
     """'Q' and 'P' are reported whole; Bind, Describe, Execute, Sync and CopyData pass unreported;
     the engine gets everything in order once the verdicts are given."""
     s = inspected_pg(world, client_tls, engine_tls)
-    q = message(b"Q", b"SELECT 1\x00")
+    q = message(b"Q", b"SELECT now()\x00")  # a function call: not an ordinary query (pg_plain.h)
     p = message(b"P", b"s1\x00SELECT $1\x00\x00\x00")
     extended = (message(b"B", b"\x00s1\x00" + os.urandom(40)) + message(b"D", b"P\x00") + message(b"E", b"\x00\x00\x00\x00\x00")
                 + message(b"S"))
@@ -346,6 +346,31 @@ def test_postgres_query_and_parse_wait_for_their_verdict(world, client_tls, engi
     assert s.engine.take() == terminate
     s.engine_closes()
     assert expect_end(s, CLOSED, s.client) is None
+
+
+@pytest.mark.parametrize("client_tls, engine_tls", LEGS)
+def test_postgres_ordinary_queries_pass_without_a_report(world, client_tls, engine_tls):
+    """A Query the relay can tell is an ordinary one (relay/pg_plain.h; held to the guard's
+    own test in test_pg_plain_relay.py) goes to the engine at once, in order with the reported
+    ones around it, and is counted in stats()["plain_queries"]."""
+    s = inspected_pg(world, client_tls, engine_tls)
+    stats = s.relay.stats()
+    ordinary = message(b"Q", b"SELECT abalance FROM pgbench_accounts WHERE aid = 7;\x00")
+    reported = message(b"Q", b"SELECT set_config('role', 'rdsadmin', false)\x00")
+    s.client.write(ordinary * 3)
+    pump(s.client, s.engine, until=lambda: len(s.engine.got) >= 3 * len(ordinary), collector=s.collector)
+    assert s.engine.take() == ordinary * 3 and s.collector.results == []
+    s.client.write(ordinary + reported + ordinary)
+    assert next_report(s) == reported
+    pump(s.client, s.engine, until=lambda: len(s.engine.got) >= len(ordinary))
+    settle(s.client, s.engine, seconds=0.05)
+    assert s.engine.take() == ordinary  # the one behind the report waits for its verdict
+    s.relay.verdict(s.handle, True)
+    pump(s.client, s.engine, until=lambda: len(s.engine.got) >= len(reported + ordinary), collector=s.collector)
+    assert s.engine.take() == reported + ordinary
+    after = s.relay.stats()
+    assert after["plain_queries"] - stats["plain_queries"] == 5
+    assert after["inspections"] - stats["inspections"] == 1
 
 
 def test_postgres_refused_verdict_and_stop_types_hand_back(world):
@@ -502,7 +527,7 @@ def test_postgres_hand_back_says_where_the_engines_message_ends(world, row):
     s.client.reading = False
     s.engine.write(rows)
     settle(s.client, s.engine, seconds=0.3)
-    q = message(b"Q", b"SELECT 'refused'\x00")
+    q = message(b"Q", b"SELECT 'refused', now()\x00")
     s.client.write(q)
     assert next_report(s, s.client, s.engine) == q
     s.relay.verdict(s.handle, False)

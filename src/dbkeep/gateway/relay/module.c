@@ -250,8 +250,10 @@ static PyObject *relay_stats(relay_t *r, PyObject *Py_UNUSED(ignored))
     pthread_mutex_lock(&r->lock);
     unsigned long long up = r->bytes_up, down = r->bytes_down, inspections = r->inspections;
     pthread_mutex_unlock(&r->lock);
-    return Py_BuildValue("{s:i,s:K,s:l,s:K,s:K,s:K}", "threads", r->nworkers, "added", (unsigned long long)r->added,
-                         "live", r->live, "bytes_up", up, "bytes_down", down, "inspections", inspections);
+    unsigned long long plain = __atomic_load_n(&r->plain_queries, __ATOMIC_RELAXED);
+    return Py_BuildValue("{s:i,s:K,s:l,s:K,s:K,s:K,s:K}", "threads", r->nworkers, "added", (unsigned long long)r->added,
+                         "live", r->live, "bytes_up", up, "bytes_down", down, "inspections", inspections,
+                         "plain_queries", plain);
 }
 
 static PyMethodDef relay_methods[] = {
@@ -283,7 +285,8 @@ static PyMethodDef relay_methods[] = {
      "Both TLS objects are left with empty BIOs."},
     {"stop", (PyCFunction)relay_stop, METH_NOARGS, "stop()\n\nEnd every session and stop the threads; collect() then returns them."},
     {"fileno", (PyCFunction)relay_fileno, METH_NOARGS, "fileno() -> int\n\nAn eventfd readable when collect() has something."},
-    {"stats", (PyCFunction)relay_stats, METH_NOARGS, "stats() -> dict\n\nThreads, sessions added and live, bytes relayed by finished sessions."},
+    {"stats", (PyCFunction)relay_stats, METH_NOARGS, "stats() -> dict\n\nThreads, sessions added and live, bytes relayed by finished sessions, commands reported "
+     "(inspections) and ordinary queries of inspected sessions passed without a report (plain_queries)."},
     {"traffic", (PyCFunction)relay_traffic, METH_NOARGS,
      "traffic() -> {tag: (bytes_up, bytes_down)}\n\nPlaintext bytes sent to the engine and to the client per tag "
      "given to add(), running sessions included (what they moved so far); tags without any bytes are left out."},
@@ -302,7 +305,20 @@ static PyTypeObject RelayType = {
     .tp_methods = relay_methods,
 };
 
+/* The relay's own test of an ordinary query, for the tests that hold it to the guard's. */
+static PyObject *module_pg_plain(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "pg_plain() takes a Query message's body (bytes, NUL-terminated)");
+        return NULL;
+    }
+    return PyBool_FromLong(pg_plain_query((const unsigned char *)PyBytes_AS_STRING(arg), (size_t)PyBytes_GET_SIZE(arg)));
+}
+
 static PyMethodDef module_methods[] = {
+    {"pg_plain", module_pg_plain, METH_O,
+     "pg_plain(body) -> bool\n\nWhether the relay passes this Query body (the text and its NUL) of an inspected "
+     "session without reporting it: an ordinary query (pg_plain.h)."},
     {"resume_session", module_resume_session, METH_VARARGS,
      "resume_session(sslsock, session)\n\nSet a TLS 1.2 session on a client _ssl._SSLSocket before its handshake, "
      "without CPython's copy. ValueError/TypeError when it cannot (then use `SSLObject.session = session`)."},

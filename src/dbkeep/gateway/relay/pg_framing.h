@@ -6,7 +6,8 @@
  * MySQL packets: what it has framed is cleared for the engine (up_ready, up_consumed in
  * relay.h), a message whose type is in the stop set ends the native relay there (hand_back, as
  * MySQL's), and one in the inspect set ('Q', 'P' ...) is reported whole and waits for Python's
- * verdict. Without postgres= the bytes pass unframed, as before.
+ * verdict. A Query the relay can tell is an ordinary one (pg_plain.h) passes without a report.
+ * Without postgres= the bytes pass unframed, as before.
  *
  * The engine's messages are followed too, as they are delivered to the client
  * (pg_engine_delivered), so that a hand-back can tell Python where the message the client has
@@ -21,6 +22,7 @@
 #define DBKEEP_RELAY_PG_FRAMING_H
 
 #include "relay.h"
+#include "pg_plain.h"
 
 #pragma GCC visibility push(hidden)
 
@@ -53,8 +55,14 @@ static inline void frame_pg(session_t *s)
             s->handback = true;
             return;
         }
-        if (in_set(s->inspect, type) && !inspected_may_pass(s, 1 + (size_t)len, avail))
-            return;
+        if (in_set(s->inspect, type)) {
+            if (type == 'Q' && avail >= 1 + (size_t)len && pg_plain_query(h + 5, len - 4)) {
+                /* an ordinary query: passes as Python's guard would pass it (pg_plain.h) */
+                __atomic_fetch_add(&s->worker->relay->plain_queries, 1, __ATOMIC_RELAXED);
+            } else if (!inspected_may_pass(s, 1 + (size_t)len, avail)) {
+                return;
+            }
+        }
         if (type == 'Q' || type == 'S' || type == 'F')
             s->pg_syncs++; /* the engine answers it with a ReadyForQuery */
         s->scan += 5;

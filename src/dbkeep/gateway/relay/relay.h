@@ -198,6 +198,7 @@ typedef struct relay {
     uint32_t *gens;
     uint32_t nslots, *free_slots, nfree;
     uint64_t added, bytes_up, bytes_down, inspections;
+    uint64_t plain_queries;  /* inspected sessions' Queries passed without a report (pg_plain.h); atomic */
     /* bytes of collected sessions per tag ([0] up, [1] down); Python's thread only, like the
      * slots: add() grows it, collect() adds to it, traffic() reads it */
     uint64_t (*tag_bytes)[2];
