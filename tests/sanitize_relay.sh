@@ -4,7 +4,7 @@
 # aborts the run with a report. `make sanitize`; CI runs it after `make test` (kept apart from it
 # because the sanitizers slow the relay several times over).
 #
-#   tests/sanitize_relay.sh [pytest arguments]   (default: the native relay test files)
+#   tests/sanitize_relay.sh [pytest arguments]   (without file arguments: the native relay test files)
 #   tests/sanitize_relay.sh -n 2 tests/e2e   (`dbkeep up` itself on the build, under the real clients)
 #
 # The checkout is left alone: the build goes into a copy of src/ that PYTHONPATH puts first,
@@ -59,10 +59,15 @@ if [ "$loaded" != "$built" ]; then
     echo "sanitize_relay: the tests would import $loaded, not the sanitized build" >&2
     exit 1
 fi
-if [ $# -eq 0 ]; then
-    set -- tests/unit/test_native_relay.py tests/unit/test_native_relay_mysql.py \
+# Only flags given (`-x`, `-v`): they apply to the relay's test files, not the whole suite.
+paths=0
+for arg in "$@"; do
+    case "$arg" in -*) ;; *) paths=1 ;; esac
+done
+if [ "$paths" -eq 0 ]; then
+    set -- "$@" tests/unit/test_native_relay.py tests/unit/test_native_relay_mysql.py \
         tests/unit/test_native_relay_mysql_differential.py tests/unit/test_native_relay_inspect.py \
-        tests/unit/test_tls_session_resumption.py
+        tests/unit/test_tls_session_resumption.py tests/unit/test_pg_plain_relay.py
 fi
 status=0
 "$python" -m pytest -q -p no:cacheprovider -p sanitizer_env "$@" || status=$?
