@@ -13,8 +13,8 @@ client threads: password logins, password logins with an auth switch (MariaDB on
 names a plugin the engine does not know, so the engine asks again -- the two extra round trips
 an IAM login needs on each leg, without its token), then IAM logins (TLS + token + policy + the
 engine's proof), each over verified TLS. Printed: logins per second of each kind, the IAM/password ratio, and
-the gateway process's CPU per login of each kind (``/proc``: the ``dbkeep up`` process, which
-runs the gateway); the difference is what an IAM login costs the gateway beyond a password one
+the CPU per login of each kind of the gateway (``/proc``: the ``dbkeep up`` process, which
+runs the gateway), the engine (its reaped backends included) and the clients; the gateway's difference is what an IAM login costs the gateway beyond a password one
 (token and policy verification, the extra auth round trip, the proof, one more audit event).
 
 Clients. MariaDB: ``bench/login_load.c`` (compiled here with gcc), whose threads share one
@@ -43,6 +43,7 @@ import multiprocessing
 import os
 import pstats
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -98,6 +99,40 @@ def setup(proc: DbkeepProcess, engine: str) -> tuple[dict, str]:
     return cluster, token
 
 
+def engine_pid(state: Path, engine: str) -> int | None:
+    """The cluster's engine (mariadbd, or PostgreSQL's postmaster) under this state dir."""
+    name = "mariadbd" if engine == "mysql" else "postgres"
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if Path(argv[0].decode(errors="replace")).name == name and str(state).encode() in b" ".join(argv):
+            if engine == "mysql" or Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")[0].decode(
+                    errors="replace").rsplit("/", 1)[-1] != "postgres":
+                return int(entry.name)
+    return None
+
+
+def engine_cpu_seconds(pid: int | None) -> float:
+    """The engine's CPU so far, its reaped children's included (PostgreSQL's backends)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def mysql_logins(binary: Path, port: int, ca: str, user: str, password: str, threads: int,
                  seconds: float, switch: bool = False) -> tuple[int, float]:
     done = subprocess.run([str(binary), "--host=127.0.0.1", f"--port={port}", f"--ca={ca}", "--verify-host=localhost",
@@ -149,20 +184,23 @@ def main() -> int:
     profile_out = workdir / "dbkeep.prof"
     profiler = ["-m", "cProfile", "-o", str(profile_out)] if args.profile else []
     proc = DbkeepProcess(state, interpreter_args=profiler).start(timeout=120)
-    results: dict[str, list[tuple[int, float, float]]] = {"password": [], "switch": [], "iam": []}
+    results: dict[str, list[tuple[int, float, float, float, float]]] = {"password": [], "switch": [], "iam": []}
     try:
         cluster, token = setup(proc, args.engine)
         port, ca = cluster["Port"], str(state / "ca.pem")
         binary = build_login_load(workdir) if args.engine == "mysql" else None
         pid = proc.proc.pid  # type: ignore[union-attr]
 
-        def run(user: str, password: str, seconds: float, switch: bool = False) -> tuple[int, float, float]:
-            before = cpu_seconds(pid)
+        engine = engine_pid(state, args.engine)
+
+        def run(user: str, password: str, seconds: float, switch: bool = False) -> tuple[int, float, float, float, float]:
+            before, engine_before, client_before = cpu_seconds(pid), engine_cpu_seconds(engine), children_cpu_seconds()
             if binary is not None:
                 n, elapsed = mysql_logins(binary, port, ca, user, password, args.threads, seconds, switch)
             else:
                 n, elapsed = pg_logins(port, ca, user, password, args.threads, seconds)
-            return n, elapsed, cpu_seconds(pid) - before
+            return (n, elapsed, cpu_seconds(pid) - before, engine_cpu_seconds(engine) - engine_before,
+                    children_cpu_seconds() - client_before)
 
         run("bench_pw", APP_PASSWORD, 2)  # warm up both paths (TLS sessions, caches, the engine's threads)
         try:
@@ -188,12 +226,12 @@ def main() -> int:
     for kind, runs in results.items():
         if not runs:
             continue
-        logins = sum(n for n, _, _ in runs)
-        elapsed = sum(e for _, e, _ in runs)
-        cpu = sum(c for _, _, c in runs)
-        rates[kind] = (logins / elapsed, cpu / logins * 1e3)
-        print(f"  {labels[kind]:28} {rates[kind][0]:8.1f} logins/s   gateway CPU {rates[kind][1]:.3f} ms/login "
-              f"(rounds: {', '.join(f'{n / e:.0f}/s' for n, e, _ in runs)})")
+        logins = sum(r[0] for r in runs)
+        elapsed = sum(r[1] for r in runs)
+        cpu, engine_cpu, client_cpu = (sum(r[i] for r in runs) / logins * 1e3 for i in (2, 3, 4))
+        rates[kind] = (logins / elapsed, cpu)
+        print(f"  {labels[kind]:28} {rates[kind][0]:8.1f} logins/s   CPU ms/login: gateway {cpu:.3f}, engine "
+              f"{engine_cpu:.3f}, clients {client_cpu:.3f} (rounds: {', '.join(f'{r[0] / r[1]:.0f}/s' for r in runs)})")
     ratio = rates["iam"][0] / rates["password"][0]
     extra = rates["iam"][1] - rates["password"][1]
     print(f"  IAM / password: {ratio:.2f}x (target >= 0.9x)" +

@@ -397,3 +397,56 @@ def test_lax_escaping_of_reserved_characters(world):
     token = hand_token(base_params(akid=TEMP_AKID, token=SESSION_TOKEN), secret=TEMP_SECRET, encode=lax)
     assert "/us-east-1/rds-db/aws4_request" in token and "%2B" in token  # '+' always escaped
     assert verify(verifier, token).allowed
+
+
+# --- what the verifier keeps of a verified token (a token is reused for 15 minutes) ------------
+
+def _signed_at(token: str) -> dt.datetime:
+    return dt.datetime.strptime(re.search(r"X-Amz-Date=(\d{8}T\d{6}Z)", token).group(1),
+                                "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+
+
+def test_a_reused_token_is_checked_again_for_its_time(world):
+    _, clock, verifier = world
+    token = boto_token()
+    assert verify(verifier, token).allowed
+    assert verify(verifier, token).allowed  # the kept one
+    clock.advance((_signed_at(token) - clock.now()).total_seconds() + 901)
+    assert verify(verifier, token).reason == dbauth.EXPIRED
+
+
+def test_a_kept_token_counts_only_for_the_secret_it_verified_with(world):
+    catalog, clock, verifier = world
+    token = boto_token()
+    assert verify(verifier, token).allowed
+    catalog.delete_access_key("jane", AKID)
+    catalog.add_access_key(None, access_key_id=AKID, secret=SECRET[:-1] + "Z", owner_kind="user", owner_name="jane",
+                           created=clock.now())
+    assert verify(verifier, token).reason == dbauth.BAD_SIGNATURE
+    forged = token[:-1] + ("0" if token[-1] != "0" else "1")
+    assert verify(verifier, forged).reason == dbauth.BAD_SIGNATURE
+
+
+def test_decisions_that_read_the_time_are_made_at_each_login(world):
+    catalog, clock, verifier = world
+    until = (clock.now() + dt.timedelta(seconds=60)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    catalog.put_inline_policy("user", "jane", "db", allow_policy(
+        Condition={"DateLessThan": {"aws:CurrentTime": until}, "IpAddress": {"aws:SourceIp": "192.0.2.0/24"}}))
+    token = boto_token()
+    assert verify(verifier, token).allowed
+    assert verify(verifier, token, source_ip="198.51.100.7").reason == dbauth.IMPLICIT_DENY
+    clock.advance(120)  # the token is good for 900 s; the policy no longer allows
+    assert verify(verifier, token).reason == dbauth.IMPLICIT_DENY
+
+
+def test_decisions_without_the_time_are_kept_per_address_and_resource(world):
+    catalog, _, verifier = world
+    catalog.put_inline_policy("user", "jane", "db", allow_policy(
+        f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:{RID}/jane_doe", Condition={"Bool": {"aws:SecureTransport": "true"},
+                                                                            "IpAddress": {"aws:SourceIp": "192.0.2.0/24"}}))
+    token = boto_token()
+    for _ in range(2):
+        assert verify(verifier, token).allowed
+        assert verify(verifier, token, source_ip="198.51.100.7").reason == dbauth.IMPLICIT_DENY
+        assert verify(verifier, token, secure_transport=False).reason == dbauth.IMPLICIT_DENY
+        assert verify(verifier, token, cluster_resource_id="cluster-OTHER").reason == dbauth.IMPLICIT_DENY

@@ -35,6 +35,7 @@ the PAM service denies).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,16 @@ from dbkeep.identity import engine_proof
 from dbkeep.identity.dbauth import TokenVerdict, TokenVerifier
 
 _SWEEP_EVERY = 256
+
+
+@functools.lru_cache(maxsize=256)
+def _loopback(address: str) -> bool:
+    """Whether the gateway's own address of a connection is a loopback one (a handful of
+    addresses, asked at every IAM login)."""
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 class IamLogin:
@@ -63,12 +74,10 @@ class IamLogin:
         for a loopback connection."""
         hosts = {target.hostname}
         if local_host:
-            hosts.add(local_host.split("%", 1)[0])
-            try:
-                if ipaddress.ip_address(local_host.split("%", 1)[0]).is_loopback:
-                    hosts.add("localhost")
-            except ValueError:
-                pass
+            address = local_host.split("%", 1)[0]
+            hosts.add(address)
+            if _loopback(address):
+                hosts.add("localhost")
         return hosts
 
     def verify(self, target: ClusterTarget, *, user: str, token: str | bytes, client_ip: str,

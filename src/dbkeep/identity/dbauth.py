@@ -33,7 +33,13 @@ exactly (case-sensitive); the principal's identity policies allow ``rds-db:conne
 policy variables as for any IAM request; ``aws:SourceIp`` is the client's address, an extension:
 AWS does not evaluate it for ``rds-db:connect``).
 
-Caches: SigV4 signing keys per (secret, date, region, service) (pure, never stale); access keys,
+Caches: SigV4 signing keys per (secret, date, region, service) (pure, never stale); tokens whose
+signature verified, with the secret it verified with (a token is good for 15 minutes and
+clients reuse it for every new connection meanwhile: a reused token skips the parse and the
+HMACs, and everything else -- expiry, the key's state, host, port, user, policy -- is checked at
+each login); policy decisions per (resource, client address, TLS), only for principals none of
+whose policies reads the time (``aws:CurrentTime``, ``aws:EpochTime``, as a condition key or a
+policy variable), kept with the principal's entry below; access keys,
 principals and their parsed policies until the next catalog commit in this process (an
 SQLAlchemy ``commit`` event bumps a generation, as ``gateway/target.py`` does) or ``cache_ttl``
 seconds (writes by another process sharing the catalog). So a key deactivated or deleted, or a
@@ -202,6 +208,26 @@ class _KeyEntry:
     principal: Principal | None
     policies: list[PolicyDocument] | None = None
     base_keys: dict[str, Any] | None = None
+    # decisions by (resource, source ip, secure transport), kept only when no policy of the
+    # principal reads the time (a condition or a policy variable): then nothing else varies
+    decisions: dict[tuple[str, str, bool], Any] | None = None
+
+
+@dataclass(frozen=True)
+class _Signed:
+    """A token whose signature verified, by the secret it verified with (the token's own
+    fields, so a later login with the same token skips the parse and the HMACs)."""
+
+    tok: ParsedToken
+    akid: str
+    stamp: dt.datetime
+    expires: int
+    secret: str
+
+
+# what makes a policy decision depend on the time of the request (condition keys and policy
+# variables are case-insensitive)
+_TIME_KEYS = ("aws:currenttime", "aws:epochtime")
 
 
 class TokenVerifier:
@@ -224,6 +250,7 @@ class TokenVerifier:
         self._loaded_at = 0.0
         self._keys: dict[str, _KeyEntry] = {}
         self._signing: dict[tuple[str, str, str, str], bytes] = {}
+        self._signed: dict[str, _Signed] = {}  # tokens verified; checked again against the key's secret
         self._parsed: dict[str, PolicyDocument | None] = {}
         engine = getattr(catalog, "engine", None)
         if engine is not None:
@@ -283,8 +310,11 @@ class TokenVerifier:
                 self._parsed[text] = None  # stored documents were validated on the way in
         return self._parsed[text]
 
-    def _policies(self, p: Principal) -> list[PolicyDocument]:
-        return [d for d in map(self._parse, identity_policy_texts(self._catalog, p)) if d is not None]
+    def _policies(self, p: Principal) -> tuple[list[PolicyDocument], bool]:
+        """The principal's parsed identity policies, and whether any reads the time."""
+        texts = identity_policy_texts(self._catalog, p)
+        timed = any(k in text.lower() for text in texts for k in _TIME_KEYS)
+        return [d for d in map(self._parse, texts) if d is not None], timed
 
     def _base_keys(self, p: Principal) -> dict[str, Any]:
         keys: dict[str, Any] = {
@@ -302,6 +332,54 @@ class TokenVerifier:
 
     # --- verification -----------------------------------------------------------------------
 
+    def _read(self, token: str) -> tuple[ParsedToken, str, dt.datetime, int] | TokenVerdict:
+        """What a token says, checked for form (nothing here depends on the time or the
+        catalog): (parsed token, access key id, X-Amz-Date, X-Amz-Expires) or a refusal."""
+        try:
+            tok = parse_token(token)
+        except MalformedToken as exc:
+            return _refuse(MALFORMED, f"malformed token: {exc}")
+        v = tok.values
+        if v["X-Amz-Algorithm"] != "AWS4-HMAC-SHA256":
+            return _refuse(MALFORMED, f"unsupported algorithm {v['X-Amz-Algorithm']!r}")
+        parts = v["X-Amz-Credential"].split("/")
+        if len(parts) != 5 or parts[4] != "aws4_request" or not parts[0]:
+            return _refuse(MALFORMED, "malformed credential scope")
+        akid, date, region, service, _ = parts
+        if service != SERVICE:
+            return _refuse(WRONG_SERVICE, f"signed for service {service!r}, not rds-db", access_key_id=akid)
+        if region != self._region:
+            return _refuse(WRONG_REGION, f"signed for region {region!r}, not {self._region}", access_key_id=akid)
+        amz_date = v["X-Amz-Date"]
+        if not _AMZ_DATE_RE.match(amz_date) or amz_date[:8] != date:
+            return _refuse(MALFORMED, "malformed X-Amz-Date", access_key_id=akid)
+        try:
+            expires = int(v["X-Amz-Expires"])
+            stamp = dt.datetime(int(amz_date[0:4]), int(amz_date[4:6]), int(amz_date[6:8]), int(amz_date[9:11]),
+                                int(amz_date[11:13]), int(amz_date[13:15]), tzinfo=dt.timezone.utc)
+        except ValueError:
+            return _refuse(MALFORMED, "malformed X-Amz-Expires or X-Amz-Date", access_key_id=akid)
+        if not 0 < expires <= MAX_EXPIRES:
+            return _refuse(EXPIRES_TOO_LONG, f"X-Amz-Expires {expires} is not within 1..{MAX_EXPIRES}", access_key_id=akid)
+        if v["X-Amz-SignedHeaders"].lower() != "host":
+            return _refuse(BAD_SIGNATURE, f"signed headers {v['X-Amz-SignedHeaders']!r}: only host can be signed",
+                           access_key_id=akid)
+        if not _HEX64_RE.match(tok.signature):
+            return _refuse(BAD_SIGNATURE, "malformed signature", access_key_id=akid)
+        return tok, akid, stamp, expires
+
+    def _signature_matches(self, tok: ParsedToken, secret: str) -> bool:
+        v = tok.values
+        _, date, region, service, _ = v["X-Amz-Credential"].split("/")
+        sign_key = self._signing_key(secret, date, region)
+        scope = f"{date}/{region}/{service}/aws4_request"
+        for canonical in canonical_requests(tok):
+            expected = hmac.new(sign_key, string_to_sign(v["X-Amz-Date"], scope, canonical).encode("utf-8"),
+                                hashlib.sha256).hexdigest()
+            if hmac.compare_digest(expected, tok.signature):
+                return True
+        return False
+
     def resource_arn(self, cluster_resource_id: str, db_user: str) -> str:
         return f"arn:aws:rds-db:{self._region}:{self._account_id}:dbuser:{cluster_resource_id}/{db_user}"
 
@@ -315,43 +393,23 @@ class TokenVerifier:
         try:
             if isinstance(token, bytes):
                 token = token.rstrip(b"\0").decode("utf-8", "strict")
-            tok = parse_token(token)
-        except (MalformedToken, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
             return _refuse(MALFORMED, f"malformed token: {exc}")
+        signed = self._signed.get(token)
+        if signed is not None:
+            tok, akid, stamp, expires = signed.tok, signed.akid, signed.stamp, signed.expires
+        else:
+            read = self._read(token)
+            if isinstance(read, TokenVerdict):
+                return read
+            tok, akid, stamp, expires = read
         v = tok.values
-        if v["X-Amz-Algorithm"] != "AWS4-HMAC-SHA256":
-            return _refuse(MALFORMED, f"unsupported algorithm {v['X-Amz-Algorithm']!r}")
-        scope = v["X-Amz-Credential"]
-        parts = scope.split("/")
-        if len(parts) != 5 or parts[4] != "aws4_request" or not parts[0]:
-            return _refuse(MALFORMED, "malformed credential scope")
-        akid, date, region, service, _ = parts
-        if service != SERVICE:
-            return _refuse(WRONG_SERVICE, f"signed for service {service!r}, not rds-db", access_key_id=akid)
-        if region != self._region:
-            return _refuse(WRONG_REGION, f"signed for region {region!r}, not {self._region}", access_key_id=akid)
-        amz_date = v["X-Amz-Date"]
-        if not _AMZ_DATE_RE.match(amz_date) or amz_date[:8] != date:
-            return _refuse(MALFORMED, "malformed X-Amz-Date", access_key_id=akid)
-        try:
-            expires = int(v["X-Amz-Expires"])
-            stamp = dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
-        except ValueError:
-            return _refuse(MALFORMED, "malformed X-Amz-Expires or X-Amz-Date", access_key_id=akid)
-        if not 0 < expires <= MAX_EXPIRES:
-            return _refuse(EXPIRES_TOO_LONG, f"X-Amz-Expires {expires} is not within 1..{MAX_EXPIRES}", access_key_id=akid)
         now = self._clock.now()
         if now > stamp + dt.timedelta(seconds=expires):
-            return _refuse(EXPIRED, f"token expired: X-Amz-Date {amz_date}, X-Amz-Expires {expires}, now "
+            return _refuse(EXPIRED, f"token expired: X-Amz-Date {v['X-Amz-Date']}, X-Amz-Expires {expires}, now "
                            f"{now.strftime('%Y%m%dT%H%M%SZ')}", access_key_id=akid)
         if stamp - now > self._skew:
-            return _refuse(NOT_YET_VALID, f"token dated {amz_date}, in the future", access_key_id=akid)
-        if v["X-Amz-SignedHeaders"].lower() != "host":
-            return _refuse(BAD_SIGNATURE, f"signed headers {v['X-Amz-SignedHeaders']!r}: only host can be signed",
-                           access_key_id=akid)
-        signature = tok.signature
-        if not _HEX64_RE.match(signature):
-            return _refuse(BAD_SIGNATURE, "malformed signature", access_key_id=akid)
+            return _refuse(NOT_YET_VALID, f"token dated {v['X-Amz-Date']}, in the future", access_key_id=akid)
 
         self._fresh()
         entry = self._key_entry(akid)
@@ -370,14 +428,12 @@ class TokenVerifier:
         elif session_token is not None:
             return _refuse(BAD_SESSION_TOKEN, "a long-term access key with a session token", access_key_id=akid)
 
-        sign_key = self._signing_key(key.secret, date, region)
-        for canonical in canonical_requests(tok):
-            expected = hmac.new(sign_key, string_to_sign(amz_date, f"{date}/{region}/{service}/aws4_request",
-                                                         canonical).encode("utf-8"), hashlib.sha256).hexdigest()
-            if hmac.compare_digest(expected, signature):
-                break
-        else:
-            return _refuse(BAD_SIGNATURE, "signature does not match", access_key_id=akid)
+        if signed is None or not hmac.compare_digest(signed.secret, key.secret):
+            if not self._signature_matches(tok, key.secret):
+                return _refuse(BAD_SIGNATURE, "signature does not match", access_key_id=akid)
+            if len(self._signed) >= 4096:
+                self._signed.clear()
+            self._signed[token] = _Signed(tok, akid, stamp, expires, key.secret)
 
         if v["Action"] != "connect":
             return _refuse(WRONG_ACTION, f"Action={v['Action']!r}, not connect", access_key_id=akid)
@@ -401,14 +457,23 @@ class TokenVerifier:
         if principal.is_root:
             return TokenVerdict(True, ALLOW, "root", principal.arn, akid, resource)
         if entry.policies is None:
-            entry.policies = self._policies(principal)
+            entry.policies, timed = self._policies(principal)
             entry.base_keys = self._base_keys(principal)
-        keys = dict(entry.base_keys or {})
-        keys["aws:SourceIp"] = source_ip
-        keys["aws:SecureTransport"] = "true" if secure_transport else "false"
-        keys["aws:CurrentTime"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-        keys["aws:EpochTime"] = str(int(now.timestamp()))
-        decision = evaluate(entry.policies, RequestContext(ACTION, resource, principal.arn, keys))
+            entry.decisions = None if timed else {}
+        decisions = entry.decisions
+        asked = (resource, source_ip, secure_transport)
+        decision = decisions.get(asked) if decisions is not None else None
+        if decision is None:
+            keys = dict(entry.base_keys or {})
+            keys["aws:SourceIp"] = source_ip
+            keys["aws:SecureTransport"] = "true" if secure_transport else "false"
+            keys["aws:CurrentTime"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+            keys["aws:EpochTime"] = str(int(now.timestamp()))
+            decision = evaluate(entry.policies, RequestContext(ACTION, resource, principal.arn, keys))
+            if decisions is not None:
+                if len(decisions) >= 1024:
+                    decisions.clear()
+                decisions[asked] = decision
         if decision.allowed:
             return TokenVerdict(True, ALLOW, f"allowed by {decision.sid or 'a statement'}", principal.arn, akid, resource)
         reason = EXPLICIT_DENY if decision.reason == "explicit_deny" else IMPLICIT_DENY

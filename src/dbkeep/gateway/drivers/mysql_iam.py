@@ -55,21 +55,20 @@ class MySQLIam:
         session.login_method = "iam"  # the login event's and the logins metric's method
         target = session.target
         assert target is not None
-        denied = wire_errors.access_denied(event.user, session.peer_host, True)
         if type(event) is IamPluginMissing:
             self._audit(event.user, "deny", dbauth.IAM_DISABLED,
                         detail=f"the engine refused the account: {event.error.message}")
-            return denied
+            return self._denied(event.user)
         assert isinstance(event, IamToken)
         if event.token is None:
             self._audit(event.user, "deny", CLEARTEXT, detail="IAM token over a cleartext connection, not read")
-            return denied
+            return self._denied(event.user)
         verdict = self.login.verify(target, user=event.user, token=event.token, client_ip=session.peer_host,
                                     local_host=self._local_host())
         fields = self.login.audit_fields(verdict)
         if not verdict.allowed:
             self._audit(event.user, **fields)
-            return denied
+            return self._denied(event.user)
         try:
             proof = self.login.mysql_answer(target, event.nonce, event.user)
         except (OSError, ValueError) as exc:
@@ -77,10 +76,13 @@ class MySQLIam:
                         session.identifier, exc)
             fields.update(verdict="deny", reason=PROOF_UNAVAILABLE, detail=str(exc)[:200])
             self._audit(event.user, **fields)
-            return denied
+            return self._denied(event.user)
         self._allowed = {"user": event.user, **fields}
         session.iam_principal = verdict.principal_arn  # the guard's audit events name it
         return proof
+
+    def _denied(self, user: str) -> ErrPacket:
+        return wire_errors.access_denied(user, self.session.peer_host, True)
 
     def engine_answered(self, ok: bool, thread_id: int | None, message: str = "") -> None:
         """The engine's OK or ERR after a proof: the allowed token's audit event."""
