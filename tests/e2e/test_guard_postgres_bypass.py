@@ -274,3 +274,45 @@ def test_opaque_code_pipelined_behind_a_slow_statement_is_checked_after_it_ran(d
     finally:
         conn.close()
     assert snapshot(dbkeep, pg) == baseline
+
+
+# With standard_conforming_strings off the engine reads a backslash in an ordinary string
+# literal as an escape; pglast (like the engine by default) reads it as a character. So
+# '\'' is one string to the parser, and a string that ends at the second quote to the engine:
+# what follows would run unread. The guard refuses such literals while the setting is off or
+# may have changed (E'' strings, dollar quotes and backslash-free strings read the same).
+HIDDEN = "SELECT '\\''; ALTER ROLE rds_replication CONNECTION LIMIT 7; --'"
+STRINGS_REFUSED = "standard_conforming_strings"
+
+
+@pytest.mark.parametrize("how", ["set", "startup", "set_config", "pipelined"])
+def test_a_statement_hidden_in_a_string_with_standard_conforming_strings_off(dbkeep, pg, baseline, how):
+    mark = audit_mark(dbkeep)
+    options = {"options": "-c standard_conforming_strings=off"} if how == "startup" else {}
+    with master(dbkeep, pg, **options) as conn:
+        if how == "set":
+            conn.execute("SET standard_conforming_strings = off")
+        elif how == "set_config":
+            conn.execute("SELECT set_config('standard_conforming_strings', 'off', false)")
+        if how == "pipelined":  # sent before the engine has answered the SET
+            with pytest.raises(psycopg.errors.InsufficientPrivilege) as refused, conn.pipeline():
+                conn.execute("SET standard_conforming_strings = off")
+                conn.execute(HIDDEN)
+            error = refused.value
+        else:
+            error = error_of(conn, HIDDEN)
+        assert error is not None and error.sqlstate == "42501", error
+        assert STRINGS_REFUSED in error.diag.message_primary
+        if how != "pipelined":  # there the refusal rolled back the batch's implicit transaction, SET included
+            assert conn.execute("SHOW standard_conforming_strings").fetchone() == ("off",)
+            assert conn.execute("SELECT E'a\\\\b', 'plain', $$c\\d$$").fetchone() == ("a\\b", "plain", "c\\d")
+    assert snapshot(dbkeep, pg) == baseline
+    events = audit_events(dbkeep, "gateway.statement_refused", pg["DBClusterIdentifier"], since=mark)
+    assert any(STRINGS_REFUSED in (e.get("rule") or "") for e in events), events
+
+
+def test_backslashes_in_strings_pass_with_standard_conforming_strings_on(dbkeep, pg, baseline):
+    with master(dbkeep, pg) as conn:
+        assert conn.execute(HIDDEN).fetchone() == ("\\'; ALTER ROLE rds_replication CONNECTION LIMIT 7; --",)
+        assert conn.execute("SELECT 'C:\\temp\\new'").fetchone() == ("C:\\temp\\new",)
+    assert snapshot(dbkeep, pg) == baseline

@@ -307,3 +307,22 @@ def test_deeply_nested_statements_are_refused_not_crashed() -> None:
     sql = "SELECT " + "f(" * 3000 + "1" + ")" * 3000
     verdict = judge(sql, FACTS)
     assert verdict.refusal is not None and verdict.refusal.sqlstate == "42601"
+
+
+@pytest.mark.parametrize("sql, ambiguous", [
+    ("SELECT 1", False),
+    ("SELECT 'no backslash', E'\\\\n', $$a\\b$$, $q$\\$q$", False),
+    ('SELECT "odd\\name" FROM t', False),
+    ("SELECT '\\''; ALTER ROLE rds_iam NOLOGIN; --'", True),
+    ("SELECT N'a\\b'", True),
+    ("SELECT 'C:\\temp'", True),
+    ("SELECT 1 -- a comment \\ with a backslash", False),
+    ("SELECT 'unterminated \\", True),
+])
+def test_backslash_in_standard_string(sql, ambiguous):
+    """What reads differently with standard_conforming_strings off (the gateway refuses it
+    then): a backslash in an ordinary literal; E'' strings, dollar quotes, identifiers and
+    comments read alike."""
+    from dbkeep.guard.pg_statements import backslash_in_standard_string
+
+    assert backslash_in_standard_string(sql) is ambiguous

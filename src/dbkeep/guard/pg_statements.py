@@ -24,7 +24,8 @@ from typing import Any
 
 from pglast import parser as _parser
 
-__all__ = ["ParseFailure", "Statement", "INTERESTING", "parse", "plain", "native_settings_safe", "mask", "walk", "nodes_of"]
+__all__ = ["ParseFailure", "Statement", "INTERESTING", "parse", "plain", "native_settings_safe", "mask", "walk", "nodes_of",
+           "backslash_in_standard_string"]
 
 # Node types at least one rule reads (pg_rules.py); a statement with none of them passes as it is.
 INTERESTING = (
@@ -100,6 +101,23 @@ def native_settings_safe(sql: str) -> bool:
     except Exception:  # noqa: BLE001
         return False
     return not any(marker in raw for marker in _SETTINGS)
+
+
+def backslash_in_standard_string(sql: str) -> bool:
+    """True when an ordinary string literal ('...', not E'...' nor dollar-quoted) holds a
+    backslash, or the text cannot be scanned. pglast reads such a literal as PostgreSQL does
+    with ``standard_conforming_strings`` on (the backslash is a character); with it off the
+    engine reads an escape, so ``'\''`` is one literal here and a literal followed by code
+    there. Up to the first such backslash both readings are the same: a text without one is
+    read alike whatever the setting."""
+    if "\\" not in sql:
+        return False
+    try:
+        tokens = _parser.scan(sql)
+    except Exception:  # noqa: BLE001 - unreadable: not the same for sure
+        return True
+    return any(token.name == "SCONST" and sql[token.start:token.start + 1] == "'" and "\\" in sql[token.start:token.end + 1]
+               for token in tokens)
 
 
 def interesting(raw_json: str) -> bool:

@@ -49,7 +49,7 @@ from dbkeep.errors import DbError
 from dbkeep.guard.pg_roles import RoleGraph
 from dbkeep.guard.pg_rules import UNKNOWN_ROLE, PgFacts, Verdict, judge
 from dbkeep.guard.pg_rules import judge as judge_statement
-from dbkeep.guard.pg_statements import mask, native_settings_safe, plain
+from dbkeep.guard.pg_statements import backslash_in_standard_string, mask, native_settings_safe, plain
 
 from dbkeep.gateway.postgres import FunctionCall, Parse, Query, StartupMessage
 from dbkeep.gateway.postgres import errors as wire_errors
@@ -68,7 +68,12 @@ log = logging.getLogger("dbkeep.gateway.postgres")
 
 FACTS_TTL = 5.0  # seconds a role's facts are reused for new sessions of the same cluster
 ROUTINES_TTL = 2.0  # seconds a database's routine names are reused
-GUARD_PAUSE = "guard"  # a pause reason of the client leg: a statement waits for its verdict
+GUARD_PAUSE = "guard"
+# what in a statement that changes settings may change standard_conforming_strings
+_MAY_SET_STRINGS = ("standard_conforming_strings", "reset", "discard", "set_config")
+STRINGS_UNREADABLE = ("dbkeep's statement guard does not read a backslash in an ordinary string literal while "
+                      "standard_conforming_strings is off or changing: write the literal as an E'' string, or turn "
+                      "standard_conforming_strings on")  # a pause reason of the client leg: a statement waits for its verdict
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,9 @@ class Inspector:
         # Python, which reads the engine's ParameterStatus (client_encoding decodes what follows),
         # until the engine has answered everything and no transaction that could undo it is open
         self.settings_pending = False
+        # ... and that change may be to standard_conforming_strings: until the engine's
+        # ParameterStatus is read, a statement is read as if it were off (``_strings_unreadable``)
+        self.strings_unsure = False
         self._graph: RoleGraph | None = None  # read for the statement being held
         self._opaque_statement = ""
         self._rule = ""
@@ -236,7 +244,7 @@ class Inspector:
         if not self.may_go_native or type(event) is FunctionCall:
             return False
         sql = event.sql  # type: ignore[union-attr]
-        if sql is None:
+        if sql is None or self._strings_unreadable(sql):
             return False
         if plain(sql):
             return True
@@ -253,6 +261,9 @@ class Inspector:
         if not self.active:
             return FORWARD
         sql = None if type(event) is FunctionCall else event.sql  # type: ignore[union-attr]
+        if sql is not None and self._strings_unreadable(sql):
+            return self._refused(Refuse(DbError(STRINGS_UNREADABLE, sqlstate=INSUFFICIENT_PRIVILEGE)),
+                                 "standard_conforming_strings off", sql)
         if sql is not None and plain(sql):
             return FORWARD  # nothing any rule reads: passes whatever the facts (the hot path)
         facts = self.facts
@@ -278,11 +289,21 @@ class Inspector:
             return self._refused(Refuse(DbError(r.message, sqlstate=r.sqlstate)), r.rule, r.statement)
         return self._passed(verdict, sql, parse=isinstance(event, Parse) and bool(event.name))
 
+    def _strings_unreadable(self, sql: str) -> bool:
+        """An ordinary string literal holds a backslash while standard_conforming_strings is off
+        (as the engine last reported it) or may have just changed: the engine would read it
+        differently from the guard (``pg_statements.backslash_in_standard_string``)."""
+        if self.session.client.parameters.get("standard_conforming_strings", "on") == "on" and not self.strings_unsure:
+            return False
+        return backslash_in_standard_string(sql)
+
     def _passed(self, verdict: Verdict, sql: str, *, parse: bool) -> str:
         assert self.facts is not None
         target = self.session.target
         if not native_settings_safe(sql):
             self.settings_pending = True
+            if any(word in sql.lower() for word in _MAY_SET_STRINGS):
+                self.strings_unsure = True
         if verdict.role is not None:
             self.facts = replace(self.facts, current_role=verdict.role or None)
         if verdict.roles_changed and target is not None:
@@ -345,6 +366,7 @@ class Inspector:
         ready = engine.ready_count
         if self.settings_pending and ready >= engine.sync_points:
             self.settings_pending = False  # the engine's ParameterStatus has been read here
+            self.strings_unsure = False
         if self.checking:
             return
         if self.recheck_due_at is not None and ready >= self.recheck_due_at:
