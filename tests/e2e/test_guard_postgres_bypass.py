@@ -316,3 +316,17 @@ def test_backslashes_in_strings_pass_with_standard_conforming_strings_on(dbkeep,
         assert conn.execute(HIDDEN).fetchone() == ("\\'; ALTER ROLE rds_replication CONNECTION LIMIT 7; --",)
         assert conn.execute("SELECT 'C:\\temp\\new'").fetchone() == ("C:\\temp\\new",)
     assert snapshot(dbkeep, pg) == baseline
+
+
+def test_non_ascii_sent_before_a_change_of_client_encoding_is_answered(dbkeep, pg, baseline):
+    """A pipelined statement is decoded here in the encoding the engine last reported; after
+    a SET client_encoding the engine decodes it in the new one (a multi-byte character whose
+    second byte is a backslash or a quote could hide code): refused until the engine answered."""
+    with master(dbkeep, pg) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as refused, conn.pipeline():
+            conn.execute("SET client_encoding TO 'LATIN1'")
+            conn.execute("SELECT 'caf\u00e9'")
+        assert "client_encoding" in refused.value.diag.message_primary
+        conn.execute("SET client_encoding TO 'LATIN1'")  # answered before the next one: read alike
+        assert conn.execute("SELECT 'caf\u00e9'").fetchone() == ("caf\u00e9",)
+    assert snapshot(dbkeep, pg) == baseline

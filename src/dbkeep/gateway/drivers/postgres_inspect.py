@@ -71,6 +71,9 @@ ROUTINES_TTL = 2.0  # seconds a database's routine names are reused
 GUARD_PAUSE = "guard"
 # what in a statement that changes settings may change standard_conforming_strings
 _MAY_SET_STRINGS = ("standard_conforming_strings", "reset", "discard", "set_config")
+_MAY_SET_ENCODING = ("client_encoding", "names", "reset", "discard", "set_config")
+ENCODING_UNSURE = ("dbkeep's statement guard does not read a statement with non-ASCII characters sent before the "
+                   "engine has answered a change of client_encoding: send it after that answer")
 STRINGS_UNREADABLE = ("dbkeep's statement guard does not read a backslash in an ordinary string literal while "
                       "standard_conforming_strings is off or changing: write the literal as an E'' string, or turn "
                       "standard_conforming_strings on")  # a pause reason of the client leg: a statement waits for its verdict
@@ -163,6 +166,9 @@ class Inspector:
         # ... and that change may be to standard_conforming_strings: until the engine's
         # ParameterStatus is read, a statement is read as if it were off (``_strings_unreadable``)
         self.strings_unsure = False
+        # ... or to client_encoding: until then a statement with a non-ASCII byte may be decoded
+        # here otherwise than by the engine (ASCII reads alike in every encoding)
+        self.encoding_unsure = False
         self._graph: RoleGraph | None = None  # read for the statement being held
         self._opaque_statement = ""
         self._rule = ""
@@ -264,6 +270,9 @@ class Inspector:
         if sql is not None and self._strings_unreadable(sql):
             return self._refused(Refuse(DbError(STRINGS_UNREADABLE, sqlstate=INSUFFICIENT_PRIVILEGE)),
                                  "standard_conforming_strings off", sql)
+        if sql is not None and self.encoding_unsure and not sql.isascii():
+            return self._refused(Refuse(DbError(ENCODING_UNSURE, sqlstate=INSUFFICIENT_PRIVILEGE)),
+                                 "client_encoding changing", sql)
         if sql is not None and plain(sql):
             return FORWARD  # nothing any rule reads: passes whatever the facts (the hot path)
         facts = self.facts
@@ -302,8 +311,11 @@ class Inspector:
         target = self.session.target
         if not native_settings_safe(sql):
             self.settings_pending = True
-            if any(word in sql.lower() for word in _MAY_SET_STRINGS):
+            lowered = sql.lower()
+            if any(word in lowered for word in _MAY_SET_STRINGS):
                 self.strings_unsure = True
+            if any(word in lowered for word in _MAY_SET_ENCODING):
+                self.encoding_unsure = True
         if verdict.role is not None:
             self.facts = replace(self.facts, current_role=verdict.role or None)
         if verdict.roles_changed and target is not None:
@@ -366,7 +378,7 @@ class Inspector:
         ready = engine.ready_count
         if self.settings_pending and ready >= engine.sync_points:
             self.settings_pending = False  # the engine's ParameterStatus has been read here
-            self.strings_unsure = False
+            self.strings_unsure = self.encoding_unsure = False
         if self.checking:
             return
         if self.recheck_due_at is not None and ready >= self.recheck_due_at:
