@@ -8,10 +8,11 @@ BIN := $(VENV)/bin
 # libssl-dev and gcc build the native relay (src/dbkeep/gateway/relay/*.c) against the system OpenSSL;
 # libmariadb-java, libpostgresql-jdbc-java and the JDK run the Java client tests (Connector/J, pgjdbc);
 # libmariadbd-dev has the server plugin headers for dbkeep's AWSAuthenticationPlugin (IAM accounts);
-# libpam0g-dev has the headers of dbkeep's PAM module (PostgreSQL IAM accounts);
+# libpam0g-dev has the headers of dbkeep's PAM module (PostgreSQL IAM accounts), postgresql-server-dev-15
+# those of its ProcessUtility hook (the engine refuses changes to the roles dbkeep owns);
 # chromium (and chromium-driver for WebDriver clients) runs the web console's browser tests;
 # awscli is Debian's AWS CLI v2 (2.9, before endpoint_url in the config): tests DIR/config-plugin
-DEB_PACKAGES := mariadb-server mariadb-client postgresql postgresql-client acl pgbouncer sysbench haproxy libssl-dev gcc libmariadb-java libpostgresql-jdbc-java openjdk-17-jdk-headless libmariadbd-dev libpam0g-dev chromium chromium-driver awscli
+DEB_PACKAGES := mariadb-server mariadb-client postgresql postgresql-client acl pgbouncer sysbench haproxy libssl-dev gcc libmariadb-java libpostgresql-jdbc-java openjdk-17-jdk-headless libmariadbd-dev libpam0g-dev postgresql-server-dev-15 chromium chromium-driver awscli
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # pytest workers: independent test files run in parallel; engines are shared per worker.
 TEST_WORKERS ?= 2

@@ -8,6 +8,9 @@
   loads (headers from libpam0g-dev), and ``dbkeep-iam-check``, its check as a program (tests).
   Without the MariaDB headers the plugin is skipped with a warning (IAM accounts on MariaDB then
   cannot be enabled); both link libcrypto.
+- ``dbkeep_protect.so``, a PostgreSQL ProcessUtility hook every cluster preloads: the engine
+  itself refuses changes to the roles dbkeep owns (engines/pg_hook.py; headers from
+  postgresql-server-dev-15, skipped with a warning without them).
 """
 
 import os
@@ -19,6 +22,7 @@ from setuptools.command.build_ext import build_ext
 NATIVE = os.path.join("src", "dbkeep", "engines", "native")
 MARIADB_SERVER_INCLUDE = "/usr/include/mariadb/server"
 PAM_MODULES_H = "/usr/include/security/pam_modules.h"
+PG_SERVER_INCLUDE = "/usr/include/postgresql/15/server"  # Debian bookworm's PostgreSQL, the engines' (postgresql-server-dev-15)
 CFLAGS = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
 
 
@@ -42,6 +46,13 @@ class BuildWithNative(build_ext):
         else:
             print(f"warning: {MARIADB_SERVER_INCLUDE}/mysql/plugin_auth.h missing (apt-get install libmariadbd-dev): "
                   "the MariaDB IAM plugin is not built", file=sys.stderr)
+        if os.path.isfile(os.path.join(PG_SERVER_INCLUDE, "postgres.h")):
+            objs = cc.compile([os.path.join(NATIVE, "dbkeep_protect.c")], output_dir=tmp,
+                              include_dirs=[PG_SERVER_INCLUDE], extra_postargs=[*CFLAGS, "-fPIC"])
+            cc.link_shared_object(objs, os.path.join(out, "dbkeep_protect.so"))
+        else:
+            print(f"warning: {PG_SERVER_INCLUDE}/postgres.h missing (apt-get install postgresql-server-dev-15): "
+                  "the PostgreSQL hook that protects dbkeep's roles is not built", file=sys.stderr)
         if os.path.isfile(PAM_MODULES_H):
             objs = cc.compile([os.path.join(NATIVE, "pam_dbkeep_iam.c")], output_dir=tmp, extra_postargs=[*CFLAGS, "-fPIC"])
             cc.link_shared_object(objs, os.path.join(out, "pam_dbkeep_iam.so"), libraries=["pam", "crypto"])
@@ -60,7 +71,7 @@ setup(
         Extension(
             "dbkeep.gateway._relay",
             [f"{RELAY}/{name}.c" for name in ("module", "sessions", "loop", "tls", "mysql_framing", "pg_framing")],
-            depends=[f"{RELAY}/{name}.h" for name in ("relay", "tls", "mysql_framing", "pg_framing")],
+            depends=[f"{RELAY}/{name}.h" for name in ("relay", "tls", "mysql_framing", "pg_framing", "pg_plain")],
             libraries=["ssl", "crypto"],
             extra_compile_args=CFLAGS,
         )

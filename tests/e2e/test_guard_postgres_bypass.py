@@ -39,6 +39,31 @@ def baseline(dbkeep, pg):
     return snapshot(dbkeep, pg)
 
 
+@pytest.fixture(scope="module")
+def unhooked(tmp_path_factory):
+    """A ``dbkeep up`` whose engines run without dbkeep_protect.so (engines/pg_hook.py), so that
+    opaque code can do the damage the gateway's check after it must find and undo (the layer
+    behind the hook): (dbkeep, cluster, baseline)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from dbkeep.engines.pg_hook import TEST_OFF_ENV
+    from dbkeep_process import DbkeepProcess
+
+    base = Path(tempfile.mkdtemp(prefix="dbkeep-e2e-unhooked-"))
+    proc = DbkeepProcess(base / "state", extra_args=["--max-connections", "200"], extra_env={TEST_OFF_ENV: "1"}).start()
+    try:
+        cluster = create_cluster(proc, "aurora-postgresql", unique("pgbare"), PASSWORD)
+        with master(proc, cluster) as conn:
+            assert conn.execute("SHOW shared_preload_libraries").fetchone() == ("",)
+            conn.execute("CREATE ROLE app_user LOGIN PASSWORD 'App-Pass-1'")
+        yield proc, cluster, snapshot(proc, cluster)
+    finally:
+        assert proc.stop() == 0
+        shutil.rmtree(base, ignore_errors=True)
+
+
 REFUSED_RDSADMIN = [
     "ALTER ROLE rdsadmin NOLOGIN",
     "ALTER USER RDSADMIN WITH PASSWORD 'x'",
@@ -169,7 +194,8 @@ OPAQUE = {
 
 
 @pytest.mark.parametrize("case", sorted(OPAQUE))
-def test_code_the_guard_cannot_see_into_is_undone_and_ends_the_session(dbkeep, pg, baseline, case):
+def test_code_the_guard_cannot_see_into_is_undone_and_ends_the_session(unhooked, case):
+    dbkeep, pg, baseline = unhooked  # opaque code can do harm there
     u = uuid.uuid4().hex[:8]
     mark = audit_mark(dbkeep)
     if case == "unnamed_parse":  # the extended protocol, an unnamed statement
@@ -197,6 +223,67 @@ def test_code_the_guard_cannot_see_into_is_undone_and_ends_the_session(dbkeep, p
         assert again.execute("SELECT 1").fetchone() == (1,)
 
 
+@pytest.mark.parametrize("case", sorted(OPAQUE))
+def test_the_engine_itself_refuses_what_opaque_code_would_do_to_the_protected_roles(dbkeep, pg, baseline, case):
+    """dbkeep_protect.so (engines/pg_hook.py): the same code, run inside the engine, is refused
+    there with the guard's text; the session goes on and nothing needs undoing."""
+    u = uuid.uuid4().hex[:8]
+    mark = audit_mark(dbkeep)
+    if case == "unnamed_parse":
+        with master(dbkeep, pg) as setup:
+            setup.execute(OPAQUE["function"][0].format(u=u))
+    with master(dbkeep, pg) as conn:
+        assert conn.execute("SHOW shared_preload_libraries").fetchone()[0].endswith("/conf/dbkeep_protect.so")
+        refused = None
+        for sql in OPAQUE[case]:
+            sql = sql.format(u=u) if "{u}" in sql else sql
+            try:
+                conn.execute(sql, (1,), prepare=False) if "%s" in sql else conn.execute(sql)
+            except psycopg.Error as exc:
+                refused = exc
+                break
+        assert refused is not None and refused.sqlstate == "42501", refused
+        assert refused.diag.message_primary.startswith("permission denied to ") and "role" in refused.diag.message_primary
+        assert refused.diag.message_detail == "The role is managed by dbkeep."
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
+        assert conn.execute("SELECT 1").fetchone() == (1,)  # the session goes on
+    assert snapshot(dbkeep, pg) == baseline
+    assert audit_events(dbkeep, "gateway.protected_roles_restored", pg["DBClusterIdentifier"], since=mark) == []
+
+
+def test_a_trigger_fired_by_an_uninspected_session_cannot_change_a_protected_role(dbkeep, pg, baseline):
+    """An application role's sessions are not read by the gateway; a trigger of the master's that
+    alters a protected role with the master's rights (SECURITY DEFINER) is refused by the engine."""
+    u = uuid.uuid4().hex[:8]
+    with master(dbkeep, pg) as conn:
+        conn.execute(f"CREATE TABLE audit_{u} (n int)")
+        conn.execute(f"CREATE FUNCTION trg_{u}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS "
+                     f"$$ BEGIN EXECUTE 'ALTER ROLE ' || 'rds_replication CONNECTION LIMIT 3'; RETURN NEW; END $$")
+        conn.execute(f"CREATE TRIGGER t_{u} BEFORE INSERT ON audit_{u} FOR EACH ROW EXECUTE FUNCTION trg_{u}()")
+        conn.execute(f"GRANT INSERT ON audit_{u} TO app_user")
+    from pg_guard_helpers import login
+
+    with login(dbkeep, pg, "app_user", "App-Pass-1") as app:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match='permission denied to alter role "rds_replication"'):
+            app.execute(f"INSERT INTO audit_{u} VALUES (1)")
+    assert snapshot(dbkeep, pg) == baseline
+
+
+def test_granting_the_protected_roles_to_others_stays_allowed_inside_the_engine(dbkeep, pg, baseline):
+    with master(dbkeep, pg) as conn:
+        conn.execute("DO $$ BEGIN EXECUTE 'GRANT rds_password TO app_user'; EXECUTE 'REVOKE rds_password FROM app_user'; END $$")
+        conn.execute("DO $$ BEGIN EXECUTE 'CREATE ROLE hooked_' || 'x IN ROLE rds_iam'; EXECUTE 'DROP ROLE hooked_x'; END $$")
+        conn.execute("DO $$ BEGIN EXECUTE 'ALTER GROUP rds_password ADD USER ' || 'app_user'; "
+                     "EXECUTE 'ALTER GROUP rds_password DROP USER app_user'; END $$")
+        # rdsadmin itself (a superuser) is refused by the engine with its own text
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="must be superuser"):
+            conn.execute("DO $$ BEGIN EXECUTE 'ALTER ROLE ' || 'rdsadmin NOLOGIN'; END $$")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match='permission denied to alter role "rdsadmin"'):
+            conn.execute("DO $$ BEGIN EXECUTE 'GRANT pg_monitor TO ' || 'rdsadmin'; END $$")
+    assert snapshot(dbkeep, pg) == baseline
+
+
 def test_opaque_code_that_does_no_harm_keeps_its_session(dbkeep, pg, baseline):
     with master(dbkeep, pg) as conn:
         conn.execute("DO $$ BEGIN PERFORM 1; END $$")
@@ -207,7 +294,8 @@ def test_opaque_code_that_does_no_harm_keeps_its_session(dbkeep, pg, baseline):
     assert snapshot(dbkeep, pg) == baseline
 
 
-def test_a_session_that_leaves_right_after_opaque_code_is_still_checked(dbkeep, pg, baseline):
+def test_a_session_that_leaves_right_after_opaque_code_is_still_checked(unhooked):
+    dbkeep, pg, baseline = unhooked  # opaque code can do harm there
     mark = audit_mark(dbkeep)
     with master(dbkeep, pg) as conn:
         conn.execute("DO $$ BEGIN EXECUTE 'ALTER ROLE rds_iam VALID UNTIL ''infinity'''; END $$")
@@ -244,10 +332,11 @@ def test_pg_terminate_backend_of_rdsadmin_is_refused_but_others_may_be_ended(dbk
                 victim.execute("SELECT 1")
 
 
-def test_opaque_code_pipelined_behind_a_slow_statement_is_checked_after_it_ran(dbkeep, pg, baseline):
+def test_opaque_code_pipelined_behind_a_slow_statement_is_checked_after_it_ran(unhooked):
     """The check waits for the opaque statement's own answer, not an earlier one's: slow
     statements and their Syncs go first (the native relay carries them, Python never frames them),
     DO and its Sync right behind. The check must run after DO did, find the damage and undo it."""
+    dbkeep, pg, baseline = unhooked  # opaque code can do harm there
     import time
 
     mark = audit_mark(dbkeep)

@@ -347,6 +347,13 @@ def _pg_as_master(*stmts):
     return damage
 
 
+def _pg_as_rdsadmin(*stmts):
+    def damage(c):
+        for s in stmts:
+            c.rdsadmin(s)
+    return damage
+
+
 def _pg_as_helper(*stmts):
     def damage(c):
         with _pg_helper(c) as h:
@@ -419,7 +426,9 @@ PG_CASES = [
     Case("iam_and_ad_membership", _pg_as_master(
         f"GRANT rds_iam TO {PG_MASTER}", "CREATE ROLE adgroup NOLOGIN", "GRANT rds_ad TO adgroup",
         f"GRANT adgroup TO {PG_MASTER}"), _pg_iam_member),
-    Case("rds_superuser_damaged", _pg_as_master(
+    # the engine refuses this to the master (dbkeep_protect.so, engines/pg_hook.py); done as
+    # rdsadmin it stands for an engine that ran without the hook, and what the reset repairs
+    Case("rds_superuser_damaged", _pg_as_rdsadmin(
         "REVOKE pg_monitor FROM rds_superuser", "ALTER ROLE rds_superuser NOCREATEROLE",
         f"REVOKE rds_superuser FROM {PG_MASTER}"), _pg_membership_gone),
 ]

@@ -34,7 +34,7 @@ import psycopg
 from psycopg import sql as pgsql
 
 from dbkeep.engines import bootstrap as b
-from dbkeep.engines import iam, pg_protect
+from dbkeep.engines import iam, pg_hook, pg_protect
 from dbkeep.engines import reset
 from dbkeep.engines.base import LocalEngine
 from dbkeep.engines.driver import POSTGRES, EngineSpec
@@ -146,6 +146,9 @@ class Postgres(LocalEngine):
             "log_timezone": "UTC",
             "timezone": "UTC",
         }
+        hook = pg_hook.sync_hook(layout)
+        if hook is not None:  # the engine's own refusal of changes to the roles dbkeep owns
+            fixed["shared_preload_libraries"] = str(hook)
         lines = ["# Written by dbkeep for this cluster; changes here are overwritten."]
         lines += [f"{k} = {_quote_conf(v)}" for k, v in fixed.items() if k not in checked]
         lines.append("# parameter group settings")
