@@ -117,17 +117,6 @@ def engine_pid(state: Path, engine: str) -> int | None:
     return None
 
 
-def engine_cpu_seconds(pid: int | None) -> float:
-    """The engine's CPU so far, its reaped children's included (PostgreSQL's backends)."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-
-
 def children_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -194,12 +183,13 @@ def main() -> int:
         engine = engine_pid(state, args.engine)
 
         def run(user: str, password: str, seconds: float, switch: bool = False) -> tuple[int, float, float, float, float]:
-            before, engine_before, client_before = cpu_seconds(pid), engine_cpu_seconds(engine), children_cpu_seconds()
+            before, client_before = cpu_seconds(pid), children_cpu_seconds()
+            engine_before = cpu_seconds(engine, reaped_children=True)
             if binary is not None:
                 n, elapsed = mysql_logins(binary, port, ca, user, password, args.threads, seconds, switch)
             else:
                 n, elapsed = pg_logins(port, ca, user, password, args.threads, seconds)
-            return (n, elapsed, cpu_seconds(pid) - before, engine_cpu_seconds(engine) - engine_before,
+            return (n, elapsed, cpu_seconds(pid) - before, cpu_seconds(engine, reaped_children=True) - engine_before,
                     children_cpu_seconds() - client_before)
 
         run("bench_pw", APP_PASSWORD, 2)  # warm up both paths (TLS sessions, caches, the engine's threads)

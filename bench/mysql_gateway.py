@@ -74,15 +74,16 @@ _EVENTS = re.compile(r"total number of events:\s+(\d+)")
 _TOTAL_TIME = re.compile(r"total time:\s+([\d.]+)s")
 
 
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU time of a process so far (0 when there is no such process)."""
+def cpu_seconds(pid: int | None, *, reaped_children: bool = False) -> float:
+    """User + system CPU time of a process so far (0 when there is no such process), with
+    ``reaped_children`` that of its children it has waited for too (PostgreSQL's backends)."""
     if pid is None:
         return 0.0
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(int(f) for f in fields[11:15 if reaped_children else 13]) / os.sysconf("SC_CLK_TCK")
 
 
 def engine_pid(socket_path: str) -> int | None:

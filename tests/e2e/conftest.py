@@ -1,3 +1,4 @@
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,6 +21,8 @@ def dbkeep(tmp_path_factory):
     proc.clock_file = clock_file
     yield proc
     code = proc.stop()
+    if os.environ.get("DBKEEP_TEST_LOG_DIR"):  # keep dbkeep up's log of every run (debugging a flaky test)
+        Path(os.environ["DBKEEP_TEST_LOG_DIR"], f"{base.name}.log").write_text(proc.logs())
     if code not in (0, None):
         print(proc.logs())
     assert code == 0, f"dbkeep up exited with {code}"

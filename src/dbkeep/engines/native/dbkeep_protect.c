@@ -98,24 +98,20 @@ static void check_target_spec(const RoleSpec *spec, const char *action)
     check_target(spec_name(spec), action);
 }
 
-static void check_target_specs(List *specs, const char *action)
+
+static void each_spec(List *specs, void (*check)(const RoleSpec *, const char *), const char *action)
 {
     ListCell *cell;
     foreach (cell, specs) {
         Node *node = lfirst(cell);
         if (node != NULL && IsA(node, RoleSpec))
-            check_target_spec((RoleSpec *)node, action);
+            check((RoleSpec *)node, action);
     }
 }
 
 static void check_specs(List *specs, const char *action)
 {
-    ListCell *cell;
-    foreach (cell, specs) {
-        Node *node = lfirst(cell);
-        if (node != NULL && IsA(node, RoleSpec))
-            check_spec((RoleSpec *)node, action);
-    }
+    each_spec(specs, check_spec, action);
 }
 
 /* CREATE ROLE / ALTER ROLE options that make the named roles members of another:
@@ -148,7 +144,7 @@ static void check_statement(Node *stmt)
         check_target_spec(((AlterRoleSetStmt *)stmt)->role, "alter");
         break;
     case T_DropRoleStmt:
-        check_target_specs(((DropRoleStmt *)stmt)->roles, "drop");
+        each_spec(((DropRoleStmt *)stmt)->roles, check_target_spec, "drop");
         break;
     case T_RenameStmt: {
         RenameStmt *s = (RenameStmt *)stmt;

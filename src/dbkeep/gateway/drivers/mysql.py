@@ -109,7 +109,7 @@ from dbkeep.gateway.mysql.events import ChangeUser, LoginRequested, Prepare, Que
 from dbkeep.gateway.mysql.states import ClientState
 from dbkeep.gateway.mysql.wire import frame
 from dbkeep.gateway.mysql.messages import CommandCode, ErrPacket, OkPacket
-from dbkeep.gateway.mysql.relay import Decidable, Output, Relay
+from dbkeep.gateway.mysql.relay import HOLD, Decidable, Output, Relay
 from dbkeep.gateway.proxy_header import proxy_v1
 
 from .leg import LIMIT
@@ -263,7 +263,13 @@ class MySQLSession(NativeRelay, Session):
         kind = type(event)
         inspector = self._inspector
         predecided, self._predecided = self._predecided, None
-        if predecided is not None and kind is not LoginRequested and bytes(event.raw) == predecided[0]:  # type: ignore[union-attr]
+        if predecided is not None and (kind is LoginRequested or bytes(event.raw) != predecided[0]):  # type: ignore[union-attr]
+            predecided = None
+        if predecided is not None and predecided[1] is HOLD and inspector is not None and not inspector.busy:
+            # the work that HOLD waited for (a hygiene before the command) ended before the
+            # hand-back was read here: nothing would release a hold now, so judge it again
+            predecided = None
+        if predecided is not None:
             verdict, post = predecided[1], predecided[2]
             if post is not None and inspector is not None:
                 inspector.post = post  # forwarded now: the engine's answer starts the hygiene
