@@ -384,6 +384,7 @@ def _judge_packet(text: str, facts: SessionFacts, depth: int = 0, *, other_readi
     strict = False  # it was opaque: nothing at all may follow it
     for index, stmt in enumerate(statements):
         c = classify(stmt, current.database)
+        unread = False
         if c.variable is not None and depth == 0:
             if index or not first:
                 verdict.refusal = Refusal(ERR_ACCESS, "42000", VARIABLE_NOT_FIRST,
@@ -395,6 +396,7 @@ def _judge_packet(text: str, facts: SessionFacts, depth: int = 0, *, other_readi
                 c.dynamic = variables[c.variable]  # None: NULL, which the engine refuses
             else:
                 verdict.read_variable = c.variable
+                unread = True
         if pending_after is not None and (strict or not _may_follow(c)):
             verdict.refusal = Refusal(
                 ERR_NOT_SUPPORTED, "42000",
@@ -421,7 +423,8 @@ def _judge_packet(text: str, facts: SessionFacts, depth: int = 0, *, other_readi
             verdict.rules.append(judged.rule)
             pending_after = pending_after or judged.rule
             strict = strict or c.opaque or c.kind is Kind.COMPOUND or c.dynamic is not None
-        current = _advance(current, c, judged)
+        # an unread PREPARE is recorded as before (opaque): a caller may forward it unread
+        current = _advance(current, replace(c, opaque=True) if unread else c, judged)
         if c.sql_mode is not None and index + 1 < len(statements):
             # the rest of the packet is lexed under the new mode (or every mode if unknown)
             rest = _judge_packet(text[stmt.tokens[-1].end:], current, depth, variables=variables, first=False)
@@ -519,7 +522,12 @@ def judge(text: str, facts: SessionFacts, variables: dict[str, str | None] | Non
     if len(text) < 4096 and plain(text, facts):
         return Verdict(facts=facts)
     try:
-        return _judge_packet(text, facts, variables=variables)
+        verdict = _judge_packet(text, facts, variables=variables)
+        if verdict.read_variable is not None:
+            # for a caller that forwards it unread: what the guard cannot read (the last line)
+            verdict.hygiene_after = verdict.opaque = verdict.check_routines = True
+            verdict.rules.append(f"PREPARE of the unread variable @{verdict.read_variable}")
+        return verdict
     except RecursionError:  # pragma: no cover - pathological nesting
         return Verdict(refusal=_access_denied("SUPER", "statement too deeply nested"), facts=facts)
 

@@ -116,6 +116,7 @@ from .leg import LIMIT
 from .mysql_iam import MySQLIam
 from .mysql_inspect import Inspector
 from .mysql_native import NativeRelay
+from .mysql_private import PrivateReads
 from .mysql_protocols import _ClientLeg, _ClientStream, _EngineLeg
 from .mysql_tls import EngineTlsContext, engine_tls_context
 from .session import RDSADMIN, Phase, Session
@@ -146,7 +147,7 @@ _NO_COMMANDS: frozenset[int] = frozenset()
 _HELD = "hold"  # the client leg's pause reason while a command is held
 
 
-class MySQLSession(NativeRelay, Session):
+class MySQLSession(PrivateReads, NativeRelay, Session):
     """One MySQL client connection at a cluster endpoint (see the module docstring).
 
     What a statement guard may read: ``user`` (the current account), ``users`` (every account
@@ -219,6 +220,7 @@ class MySQLSession(NativeRelay, Session):
     def _finish(self) -> None:
         if self._inspector is not None and self.phase is not _CLOSED:
             self._inspector.session_closed()
+        self._variable_read_closed()
         super()._finish()
 
     def _release(self) -> None:
@@ -354,6 +356,8 @@ class MySQLSession(NativeRelay, Session):
             return
         if out.held:
             self.client_leg.pause(_HELD)  # nothing more is read until the hygiene has run
+            if self._inspector is not None and self._inspector.read_request is not None:
+                self._start_variable_read()  # PREPARE … FROM @v: read @v first (mysql_private.py)
         if out.start_client_tls:
             self._start_client_tls()
         if out.start_engine_tls:
@@ -591,6 +595,26 @@ class MySQLSession(NativeRelay, Session):
         self._enter(Phase.LOGIN)
 
     def _engine_data(self, data: bytes) -> None:
+        if self._variable_read is not None:  # a private read is outstanding (mysql_private.py)
+            try:
+                data = self._engine_scanned(data)
+            except ProtocolError as exc:
+                self._engine_failed(exc)
+                return
+            except Exception as exc:  # noqa: BLE001
+                self._internal_error(exc)
+                return
+            if data:
+                self._engine_relayed(data)
+            if self.phase is not _CLOSED:
+                try:
+                    self._variable_read_finished()
+                except Exception as exc:  # noqa: BLE001
+                    self._internal_error(exc)
+            return
+        self._engine_relayed(data)
+
+    def _engine_relayed(self, data: bytes) -> None:
         self.traffic[1] += len(data)
         relay = self.relay
         assert relay is not None  # set before the engine is connected

@@ -26,6 +26,10 @@ and the gateway has injected the engine driver's checks (``ctx.mysql_hygiene``):
    trigger. What was taken back is a ``gateway.privileges_taken_back`` event (the driver's
    own ``engine.repaired`` events name each repair). A hygiene that fails ends the session.
    Hygiene runs even when the client has gone: it is not one of the session's tasks.
+4. **PREPARE … FROM @v** (and ``EXECUTE IMMEDIATE @v``) as the first statement of a packet:
+   held while the session reads ``@v`` on its own engine leg (``mysql_private.py``; the
+   inspector names it in ``read_request``), then judged with that value as
+   ``PREPARE s FROM '<value>'`` would be (:meth:`Inspector.variable_read`).
 """
 
 from __future__ import annotations
@@ -142,6 +146,10 @@ class Inspector:
         self.post: tuple[str, str] | None = None  # (rule, statement) forwarded, engine not answered yet
         self._user: str | None = None
         self.charset_unknown = False  # the client may have changed its character set
+        # PREPARE … FROM @v held: (the statement's bytes, v) until the session has read @v
+        self.read_request: tuple[bytes, str] | None = None
+        # what was read for that statement: (its bytes, {v: text or None}, why unreadable)
+        self.read_values: tuple[bytes, dict[str, str | None], str | None] | None = None
 
     # --- who ------------------------------------------------------------------------------
 
@@ -213,11 +221,29 @@ class Inspector:
         return None
 
     def _statement(self, event: Query | Prepare, *, prepare: bool) -> ErrPacket | object | None:
+        verdict = self._statement_verdict(event, prepare=prepare)
+        if verdict is not HOLD:
+            self.read_values = None  # a value read is for this one decision only
+        return verdict
+
+    def _statement_verdict(self, event: Query | Prepare, *, prepare: bool) -> ErrPacket | object | None:
         session = self.session
         text = event.sql
-        verdict = judge(text, self.facts)
+        raw = bytes(event.raw)
+        read = self.read_values if self.read_values is not None and self.read_values[0] == raw else None
+        values = read[1] if read is not None else None
+        verdict = judge(text, self.facts, values)
         if self.charset_unknown and any(b >= 0x80 for b in bytes(event.payload[1:])):
-            verdict = self._judge_readings(bytes(event.payload[1:]), verdict)
+            verdict = self._judge_readings(bytes(event.payload[1:]), verdict, values)
+        if read is not None and read[2] is not None and verdict.refusal is None:
+            verdict.refusal = Refusal(1227, "42000", "Access denied; dbkeep cannot read this variable's value "
+                                      f"({read[2]})", f"PREPARE of {read[2]}")
+        if verdict.read_variable is not None and verdict.refusal is None and not prepare:
+            # (a COM_STMT_PREPARE of it, which the engine refuses, goes unread as opaque)
+            self.busy = True
+            self.read_request = (raw, verdict.read_variable)
+            session._inspection_changed()
+            return HOLD
         self.judged += 1
         refusal = verdict.refusal
         if refusal is None and self.cleared and self.held_refusal is not None and not prepare:
@@ -250,12 +276,16 @@ class Inspector:
             self._after("; ".join(verdict.rules), text)
         return None
 
-    def _judge_readings(self, raw: bytes, verdict: Any) -> Any:
+    def _judge_readings(self, raw: bytes, verdict: Any, values: dict[str, str | None] | None = None) -> Any:
         """The strictest verdict over the statement read in each candidate character set."""
         for collation in _READINGS:
-            other = judge(charsets.decode(raw, collation), self.facts)
+            other = judge(charsets.decode(raw, collation), self.facts, values)
             if other.refusal is not None:
                 return other
+            if other.read_variable is not None and other.read_variable != verdict.read_variable:
+                return replace(verdict, refusal=Refusal(1227, "42000", "Access denied; you need (at least one of) the "
+                                                        "SYSTEM_USER privilege(s) for this operation",
+                                                        "PREPARE of a variable the guard cannot name"))
             verdict.hygiene_before |= other.hygiene_before
             verdict.hygiene_after |= other.hygiene_after
             verdict.check_routines |= other.check_routines
@@ -292,6 +322,14 @@ class Inspector:
             if user is not None and user.lower() in PROTECTED_THREAD_USERS:
                 return Refusal(1095, "HY000", f"You are not owner of thread {thread}", f"KILL of a thread of {user}")
         return None
+
+    def variable_read(self, raw: bytes, name: str, text: str | None, *, unreadable: str | None = None) -> None:
+        """The session read ``@name`` for the held statement ``raw`` (``text`` None: NULL;
+        ``unreadable``: why its value cannot be judged, a refusal): decide it again."""
+        self.read_request = None
+        self.read_values = (raw, {name: text}, unreadable)
+        self.busy = False
+        self.session._hygiene_done()
 
     def _refused(self, refusal: Refusal, statement: str, *, prepare: bool) -> None:
         session = self.session
