@@ -104,6 +104,16 @@ def test_after_another_statement_of_the_query_it_is_refused(dbkeep, pv, baseline
     assert protected_state(dbkeep, pv) == baseline
 
 
+def last_rows(conn, sql):
+    """The rows of the last result of a multi-statement query."""
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        rows = cur.fetchall()
+        while cur.nextset():
+            rows = cur.fetchall()
+        return rows
+
+
 def no_refusals(dbkeep, cluster, mark) -> None:
     for kind in ("gateway.statement_refused", "gateway.variable_read_failed", "gateway.protected_account_restored"):
         assert audit_events(dbkeep, kind, cluster["DBClusterIdentifier"], since=mark) == [], kind
@@ -117,7 +127,7 @@ def test_a_harmless_variable_runs_as_without_the_gateway(dbkeep, pv):
         assert run(conn, "EXECUTE s") == ((1,),)
         assert run(conn, "EXECUTE IMMEDIATE @S") == ((1,),)
         run(conn, "SET @`m` = CONCAT('SELECT ''é€𝄞'', ', 40 + 2)")
-        assert run(conn, "PREPARE m FROM @m; EXECUTE m") == (("é€𝄞", 42),)  # first of a multi-statement
+        assert last_rows(conn, "PREPARE m FROM @m; EXECUTE m") == (("é€𝄞", 42),)  # first of a multi-statement
         run(conn, "SET @w = 'SELECT ''rdsadmin'' AS who'")  # only a string that names it
         assert run(conn, "EXECUTE IMMEDIATE @w") == (("rdsadmin",),)
         run(conn, f"SET @b = X'{b'SELECT 7'.hex()}'")
@@ -206,4 +216,27 @@ def test_execute_of_a_statement_read_from_a_variable_is_judged_by_what_was_read(
         run(conn, "EXECUTE d")
         assert run(conn, "SELECT 10") == ((10,),)
     no_refusals(dbkeep, pv, mark)
+    assert protected_state(dbkeep, pv) == baseline
+
+
+def test_no_answer_to_the_read_ends_the_session_and_nothing_runs(dbkeep, pv, baseline):
+    """Fail closed: while the engine sends nothing for longer than the read may wait (here a
+    SLEEP pipelined before the PREPARE), the session ends with an error and an audit event;
+    the held PREPARE never reaches the engine. (An ERR answer to the private read -- a KILL
+    QUERY from another session -- carries no alias and ends the same way.)"""
+    mark = audit_mark(dbkeep)
+    conn = master(dbkeep, pv)
+    try:
+        run(conn, f"SET @v = '{DROP}'")
+        conn._write_bytes(_packet("SELECT SLEEP(8)") + _packet("PREPARE s FROM @v"))
+        conn._next_seq_id = 1
+        with pytest.raises(pymysql.err.MySQLError) as exc:
+            conn._read_query_result()
+        assert exc.value.args[0] in (1105, 2013), exc.value.args
+        if exc.value.args[0] == 1105:
+            assert "could not read the variable" in exc.value.args[1]
+    finally:
+        conn.close()
+    [event] = audit_events(dbkeep, "gateway.variable_read_failed", pv["DBClusterIdentifier"], since=mark)
+    assert event["user"] == "admin" and event["variable"] == "v" and event["verdict"] == "deny"
     assert protected_state(dbkeep, pv) == baseline

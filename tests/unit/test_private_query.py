@@ -145,3 +145,36 @@ def test_an_error_answer_is_not_recognised():
     err = frame(b"\xff\x8e\x05#XAE07XAER_RMFAIL", 1)
     out = read.feed(err) + read.feed(b"")
     assert not read.done and len(out) <= len(err)
+
+
+# --- what the value reads as (drivers/mysql_private.statement_texts) -------------------------------
+
+from dbkeep.gateway.drivers.mysql_inspect import READINGS  # noqa: E402
+from dbkeep.gateway.drivers.mysql_private import statement_texts  # noqa: E402
+
+UTF8MB4 = 45
+
+
+def test_value_texts():
+    assert statement_texts(None, UTF8MB4, False, READINGS) == (None, None)
+    assert statement_texts(encoded("utf8mb4", "SELECT 'é'".encode()).decode(), UTF8MB4, False, READINGS) == (
+        ["SELECT 'é'"], None)
+    assert statement_texts(encoded("latin1", "SELECT 'é'".encode("latin-1")).decode(), UTF8MB4, False, READINGS)[0] == [
+        "SELECT 'é'"]
+    assert statement_texts(encoded("binary", b"SELECT 1").decode(), UTF8MB4, True, READINGS) == (["SELECT 1"], None)
+    texts, why = statement_texts(encoded("ucs2", b"\x00S").decode(), UTF8MB4, False, READINGS)
+    assert texts is None and "ucs2" in why
+
+
+def test_after_a_change_of_character_set_every_reading_is_judged():
+    # 0x81 0x60 is one gbk character; read as UTF-8 the 0x60 is a backtick that hides the rest
+    # inside a quoted name
+    from dbkeep.guard.mysql_grants import SessionFacts, judge
+
+    raw = b"SELECT \x81` , 1; DROP USER rdsadmin@localhost -- `"
+    texts, _ = statement_texts(encoded("binary", raw).decode(), UTF8MB4, True, READINGS)
+    facts = SessionFacts(database="appdb")
+    assert judge(texts[0], facts).refusal is None  # the naive reading
+    assert any(judge(t, facts).refusal is not None for t in texts[1:])
+    once, _ = statement_texts(encoded("binary", raw).decode(), UTF8MB4, False, READINGS)
+    assert once == texts[:1]  # the client's character set known: one reading

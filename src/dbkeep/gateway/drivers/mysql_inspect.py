@@ -61,7 +61,7 @@ log = logging.getLogger("dbkeep.gateway.mysql")
 # … in big5/cp932/gbk/sjis) would make the guard and the engine read different statements.
 _CHARSET_CHANGE = re.compile(r"\b(names|character|charset|character_set_client)\b", re.IGNORECASE)
 # the collations (ids) whose character sets have such bytes, and a few common others
-_READINGS = (45, 28, 1, 13, 95, 8)  # utf8mb4, gbk, big5, sjis, cp932, latin1
+READINGS = (45, 28, 1, 13, 95, 8)  # utf8mb4, gbk, big5, sjis, cp932, latin1
 FACTS_TTL = 5.0  # seconds an account's facts are reused for new sessions of the same cluster
 _PRIVILEGE_WORDS = ("GRANT", "REVOKE", "ROLE", "USER", "MYSQL", "CALL", "EXECUTE")
 
@@ -148,8 +148,9 @@ class Inspector:
         self.charset_unknown = False  # the client may have changed its character set
         # PREPARE … FROM @v held: (the statement's bytes, v) until the session has read @v
         self.read_request: tuple[bytes, str] | None = None
-        # what was read for that statement: (its bytes, {v: text or None}, why unreadable)
-        self.read_values: tuple[bytes, dict[str, str | None], str | None] | None = None
+        # what was read for that statement: (its bytes, v, the texts it may be read as (None:
+        # NULL), why it cannot be read)
+        self.read_values: tuple[bytes, str, list[str] | None, str | None] | None = None
 
     # --- who ------------------------------------------------------------------------------
 
@@ -231,13 +232,26 @@ class Inspector:
         text = event.sql
         raw = bytes(event.raw)
         read = self.read_values if self.read_values is not None and self.read_values[0] == raw else None
-        values = read[1] if read is not None else None
-        verdict = judge(text, self.facts, values)
-        if self.charset_unknown and any(b >= 0x80 for b in bytes(event.payload[1:])):
-            verdict = self._judge_readings(bytes(event.payload[1:]), verdict, values)
-        if read is not None and read[2] is not None and verdict.refusal is None:
+        texts: list[str | None] = [None] if read is None or read[2] is None else list(read[2])
+        verdict = None
+        for value in texts:  # the strictest verdict over every reading of the value
+            values = {read[1]: value} if read is not None else None
+            other = judge(text, self.facts, values)
+            if self.charset_unknown and any(b >= 0x80 for b in bytes(event.payload[1:])):
+                other = self._judge_readings(bytes(event.payload[1:]), other, values)
+            if verdict is None or other.refusal is not None:
+                verdict = other
+            else:
+                verdict.hygiene_before |= other.hygiene_before
+                verdict.hygiene_after |= other.hygiene_after
+                verdict.check_routines |= other.check_routines
+                verdict.facts = replace(verdict.facts, triggers=verdict.facts.triggers | other.facts.triggers)
+            if verdict.refusal is not None:
+                break
+        assert verdict is not None
+        if read is not None and read[3] is not None and verdict.refusal is None:
             verdict.refusal = Refusal(1227, "42000", "Access denied; dbkeep cannot read this variable's value "
-                                      f"({read[2]})", f"PREPARE of {read[2]}")
+                                      f"({read[3]})", f"PREPARE of {read[3]}")
         if verdict.read_variable is not None and verdict.refusal is None and not prepare:
             # (a COM_STMT_PREPARE of it, which the engine refuses, goes unread as opaque)
             self.busy = True
@@ -278,7 +292,7 @@ class Inspector:
 
     def _judge_readings(self, raw: bytes, verdict: Any, values: dict[str, str | None] | None = None) -> Any:
         """The strictest verdict over the statement read in each candidate character set."""
-        for collation in _READINGS:
+        for collation in READINGS:
             other = judge(charsets.decode(raw, collation), self.facts, values)
             if other.refusal is not None:
                 return other
@@ -323,11 +337,12 @@ class Inspector:
                 return Refusal(1095, "HY000", f"You are not owner of thread {thread}", f"KILL of a thread of {user}")
         return None
 
-    def variable_read(self, raw: bytes, name: str, text: str | None, *, unreadable: str | None = None) -> None:
-        """The session read ``@name`` for the held statement ``raw`` (``text`` None: NULL;
-        ``unreadable``: why its value cannot be judged, a refusal): decide it again."""
+    def variable_read(self, raw: bytes, name: str, texts: list[str] | None, *, unreadable: str | None = None) -> None:
+        """The session read ``@name`` for the held statement ``raw`` (``texts``: every reading
+        of its value, None for NULL; ``unreadable``: why it cannot be judged, a refusal):
+        decide the statement again."""
         self.read_request = None
-        self.read_values = (raw, {name: text}, unreadable)
+        self.read_values = (raw, name, texts, unreadable)
         self.busy = False
         self.session._hygiene_done()
 

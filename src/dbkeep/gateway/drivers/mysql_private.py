@@ -10,8 +10,9 @@ statement -- and from then on every engine byte goes through the scanner first, 
 on what belongs to the client and keeps the private answer. The value is decoded as the engine
 will read it (:func:`statement_text`) and given to the inspector, which judges the statement
 as ``PREPARE s FROM '<value>'`` when the relay asks again (``Relay.release``). Fail closed: an
-answer that does not frame, or none within :data:`READ_TIMEOUT` seconds (the engine refused
-the query: an ERR carries no alias), ends the session with an error and an audit event; the
+answer that does not frame, or no engine byte for :data:`READ_TIMEOUT` seconds (the engine refused
+the query: an ERR carries no alias; or a command pipelined before it runs that long
+without output), ends the session with an error and an audit event; the
 held statement never runs unread. A session on the native relay threads comes back to this
 path first (the inspector's HOLD is replayed by ``_decide``, as for a hygiene).
 """
@@ -29,11 +30,15 @@ from dbkeep.gateway.mysql.messages import ErrPacket
 from dbkeep.gateway.mysql.private_query import VariableRead, decode_value
 from dbkeep.gateway.mysql.states import EngineState
 
-__all__ = ["PrivateReads", "READ_TIMEOUT", "statement_text"]
+from .mysql_inspect import READINGS
+
+__all__ = ["PrivateReads", "READ_TIMEOUT", "statement_texts"]
 
 log = logging.getLogger("dbkeep.gateway.mysql")
 
-READ_TIMEOUT = 5.0  # seconds the engine has to answer the private read before the session ends
+# seconds without an engine byte, while the private read is outstanding, before the session
+# ends: the answers to commands pipelined before it come first, the read's own at once
+READ_TIMEOUT = 5.0
 READ_FAILED = ErrPacket(
     ER_UNKNOWN_ERROR,
     "dbkeep could not read the variable of PREPARE … FROM @variable on this session: the statement "
@@ -42,25 +47,39 @@ READ_FAILED = ErrPacket(
 )
 
 
-def statement_text(value: str | None, client_collation: int, charset_unknown: bool) -> tuple[str | None, str | None]:
-    """(the text the engine will prepare, why it cannot be read) from the private read's row.
+def statement_texts(value: str | None, client_collation: int, charset_unknown: bool,
+                    readings: tuple[int, ...]) -> tuple[list[str] | None, str | None]:
+    """(the texts the engine may prepare, the first its likely reading; why none can be read)
+    from the private read's row; ``None`` texts for NULL.
 
-    The engine converts a string variable to the connection's character set and parses it; a
-    binary one (``UNHEX``, ``0x…``, ``CONCAT`` with a binary argument) is parsed as its bytes
-    are, in the client's. Once the session may have changed its character set, non-ASCII bytes
-    cannot be read safely (``mysql_inspect``'s ``charset_unknown``): refused."""
+    The engine converts a string variable to the connection's character set and parses the
+    result in the client's; a binary one (``UNHEX``, ``0x…``, ``CHAR()``, ``CONCAT`` with a
+    binary argument) is parsed as its bytes are, in the client's. Once the session may have
+    changed its character set (``mysql_inspect``'s ``charset_unknown``; ``readings``: the
+    candidate collations), non-ASCII bytes are read in every candidate, as statements are (a
+    multi-byte character whose second byte is a quote or backslash in one reading)."""
     decoded = decode_value(value)
     if decoded is None:
         return None, None  # NULL: the engine refuses to prepare it
     charset, raw = decoded
-    if charset_unknown and not raw.isascii():
-        return None, "a variable with non-ASCII bytes after a change of character set"
     if charset == "binary":
-        return charsets.decode(raw, client_collation), None
-    text = charsets.decode_charset(raw, charset)
-    if text is None:
-        return None, f"a variable in the character set {charset}"
-    return text, None
+        text = charsets.decode(raw, client_collation)
+    else:
+        text = charsets.decode_charset(raw, charset)
+        if text is None:
+            return None, f"a variable in the character set {charset}"
+    texts = [text]
+    if charset_unknown and not raw.isascii():
+        candidates = [raw] if charset == "binary" else [_encoded(text, c) for c in readings]
+        for data in candidates:
+            texts += [charsets.decode(data, c) for c in readings]
+    return list(dict.fromkeys(texts)), None
+
+
+def _encoded(text: str, collation: int) -> bytes:
+    """``text`` as the engine converts it to a connection character set (``?`` for what it lacks)."""
+    codec = charsets.codec_for(collation).codec
+    return text.encode("cp1252" if codec == "mysql-latin1" else codec, errors="replace")
 
 
 class PrivateReads:
@@ -104,6 +123,9 @@ class PrivateReads:
         RemoteProtocolError: the session ends)."""
         read = self._variable_read
         assert read is not None
+        if data and self._read_timer is not None:  # the engine is busy with what came before: wait on
+            self._read_timer.cancel()
+            self._read_timer = asyncio.get_running_loop().call_later(READ_TIMEOUT, self._variable_read_timed_out)
         return read.feed(data)
 
     def _variable_read_finished(self) -> None:
@@ -116,8 +138,8 @@ class PrivateReads:
         if inspector is None or inspector.read_request is None or relay is None:
             return
         raw, name = inspector.read_request
-        text, unreadable = statement_text(read.value, relay.client.charset, inspector.charset_unknown)
-        inspector.variable_read(raw, name, text, unreadable=unreadable)
+        texts, unreadable = statement_texts(read.value, relay.client.charset, inspector.charset_unknown, READINGS)
+        inspector.variable_read(raw, name, texts, unreadable=unreadable)
 
     def _variable_read_timed_out(self) -> None:
         self._read_timer = None
@@ -125,7 +147,7 @@ class PrivateReads:
         if read is None or read.done:
             return
         request = inspector.read_request if inspector is not None else None
-        self._variable_read_failed(request[1] if request else "?", f"no answer within {READ_TIMEOUT:g} s")
+        self._variable_read_failed(request[1] if request else "?", f"no engine byte for {READ_TIMEOUT:g} s")
 
     def _variable_read_failed(self, name: str, reason: str) -> None:
         log.warning("mysql session %s (cluster %s): cannot read @%s before its PREPARE: %s; session ended",

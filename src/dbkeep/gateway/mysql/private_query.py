@@ -5,7 +5,9 @@ Theory of operation. User variables live in the session: only its own engine con
 read them, so the statement guard reads ``@v`` of ``PREPARE s FROM @v`` by sending, while the
 client's statement is held, one COM_QUERY of its own (:class:`VariableRead`)::
 
-    SELECT CONCAT(CHARSET(@`v`), ':', HEX(CAST(@`v` AS BINARY))) AS `dbkeep_<128-bit random hex>`
+    SELECT CONCAT(CHARSET(@`v`), ':', HEX(CAST(@`v` AS BINARY))) AS `dbkeep_<128-bit random hex>` LIMIT 1
+
+(``LIMIT 1``: the session's ``sql_select_limit`` would otherwise apply, and 0 gives no row).
 
 The engine leg is relayed unparsed and the client may have pipelined commands whose answers
 are still on their way, so "the next response" cannot be parsed. Instead every engine byte is
@@ -65,7 +67,7 @@ class VariableRead:
             raise ValueError("only ASCII variable names are read (the engine decodes the query in the client's charset)")
         self.alias = alias or "dbkeep_" + secrets.token_hex(16)
         var = _quoted_variable(variable)
-        sql = f"SELECT CONCAT(CHARSET({var}), ':', HEX(CAST({var} AS BINARY))) AS `{self.alias}`"
+        sql = f"SELECT CONCAT(CHARSET({var}), ':', HEX(CAST({var} AS BINARY))) AS `{self.alias}` LIMIT 1"
         self.packet = frame(b"\x03" + sql.encode("ascii"), 0)
         self._alias = self.alias.encode("ascii")
         self._deprecate_eof = deprecate_eof
@@ -151,6 +153,8 @@ def _row_value(payload: bytes) -> str | None:
     """A text row of one column: a length-encoded string, or 0xFB (NULL)."""
     if payload == bytes([_NULL]):
         return None
+    if payload[:1] == bytes([_EOF]) and len(payload) < 9:
+        raise RemoteProtocolError("dbkeep's variable read: no row")
     first = payload[0] if payload else _ERR
     if first < 0xFB:
         length, at = first, 1
