@@ -79,7 +79,8 @@ ERR_ACCESS = 1227
 ERR_NOT_SUPPORTED = 1235
 ERR_PARSE = 1064
 # A variable is read on the session before the packet runs: one set by an earlier statement of
-# the same packet cannot be (mysql_inspect.py reads it; SPEC.md, "PREPARE FROM a variable").
+# the same packet cannot be (mysql_inspect.py reads it; docs/DESIGN-NOTES.md, "rdsadmin and
+# rds_superuser_role untouchable").
 VARIABLE_NOT_FIRST = ("Access denied; PREPARE … FROM @variable and EXECUTE IMMEDIATE @variable must be the first "
                       "statement of a query: send it as a statement of its own")
 SYSTEM_USER = "SYSTEM_USER"  # Aurora MySQL 3's answer for rdsadmin (SPEC.md)
