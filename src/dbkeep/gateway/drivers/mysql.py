@@ -60,7 +60,8 @@ comes from :mod:`dbkeep.gateway.mysql.errors`.
    **Inspection.** With ``ctx.mysql_hygiene`` (``dbkeep up``), every session starts
    *inspected* and stays here until its account's facts show it cannot reach the grant
    tables; an inspected session's statements are judged by the grant-table rules and may be
-   held while dbkeep checks the engine (:mod:`.mysql_inspect`).
+   held while dbkeep checks the engine (:mod:`.mysql_inspect`), or reads the variable of a
+   ``PREPARE … FROM @v`` on the session's own engine leg (:mod:`.mysql_private`).
    **Native relay.** With ``ctx.offload`` (``dbkeep up``, ``--relay-threads`` > 0) and no
    guard, a logged-in session at a command boundary with nothing buffered is handed to the
    native relay threads (``gateway/relay/``; :mod:`.mysql_native`), both legs' TLS included.
@@ -596,21 +597,7 @@ class MySQLSession(PrivateReads, NativeRelay, Session):
 
     def _engine_data(self, data: bytes) -> None:
         if self._variable_read is not None:  # a private read is outstanding (mysql_private.py)
-            try:
-                data = self._engine_scanned(data)
-            except ProtocolError as exc:
-                self._engine_failed(exc)
-                return
-            except Exception as exc:  # noqa: BLE001
-                self._internal_error(exc)
-                return
-            if data:
-                self._engine_relayed(data)
-            if self.phase is not _CLOSED:
-                try:
-                    self._variable_read_finished()
-                except Exception as exc:  # noqa: BLE001
-                    self._internal_error(exc)
+            self._engine_data_during_read(data)
             return
         self._engine_relayed(data)
 

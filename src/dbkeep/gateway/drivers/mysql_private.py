@@ -23,6 +23,7 @@ import asyncio
 import logging
 from typing import Any
 
+from dbkeep.errors import ProtocolError
 from dbkeep.gateway.mysql import charsets
 from dbkeep.gateway.mysql.codes import ER_UNKNOWN_ERROR, GENERAL_ERROR
 from dbkeep.gateway.mysql.flags import Capability
@@ -31,6 +32,7 @@ from dbkeep.gateway.mysql.private_query import VariableRead, decode_value
 from dbkeep.gateway.mysql.states import EngineState
 
 from .mysql_inspect import READINGS
+from .session import Phase
 
 __all__ = ["PrivateReads", "READ_TIMEOUT", "statement_texts"]
 
@@ -90,11 +92,14 @@ class PrivateReads:
     peer_host: str
     user: str | None
     ctx: Any
+    phase: Any
     relay: Any
     engine_leg: Any
     _inspector: Any
     _write_client: Any
     _close: Any
+    _internal_error: Any
+    _engine_relayed: Any
     _variable_read: VariableRead | None = None
     _read_timer: asyncio.TimerHandle | None = None
 
@@ -118,15 +123,31 @@ class PrivateReads:
         self.engine_leg.transport.write(read.packet)
         self._read_timer = asyncio.get_running_loop().call_later(READ_TIMEOUT, self._variable_read_timed_out)
 
-    def _engine_scanned(self, data: bytes) -> bytes:
-        """Engine bytes while a read is outstanding: what goes on to the client (may raise
-        RemoteProtocolError: the session ends)."""
+    def _engine_data_during_read(self, data: bytes) -> None:
+        """Engine bytes while a read is outstanding: the client's go on as usual
+        (``_engine_relayed``), the private answer is kept; an answer that does not frame ends
+        the session."""
         read = self._variable_read
         assert read is not None
         if data and self._read_timer is not None:  # the engine is busy with what came before: wait on
             self._read_timer.cancel()
             self._read_timer = asyncio.get_running_loop().call_later(READ_TIMEOUT, self._variable_read_timed_out)
-        return read.feed(data)
+        try:
+            data = read.feed(data)
+        except ProtocolError as exc:
+            request = self._inspector.read_request if self._inspector is not None else None
+            self._variable_read_failed(request[1] if request else "?", str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - one session ends, the gateway goes on
+            self._internal_error(exc)
+            return
+        if data:
+            self._engine_relayed(data)
+        if self.phase is not Phase.CLOSED:
+            try:
+                self._variable_read_finished()
+            except Exception as exc:  # noqa: BLE001
+                self._internal_error(exc)
 
     def _variable_read_finished(self) -> None:
         """After the scanner's output was relayed: hand a complete read to the inspector."""
