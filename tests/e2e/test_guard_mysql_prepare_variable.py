@@ -240,3 +240,29 @@ def test_no_answer_to_the_read_ends_the_session_and_nothing_runs(dbkeep, pv, bas
     [event] = audit_events(dbkeep, "gateway.variable_read_failed", pv["DBClusterIdentifier"], since=mark)
     assert event["user"] == "admin" and event["variable"] == "v" and event["verdict"] == "deny"
     assert protected_state(dbkeep, pv) == baseline
+
+
+def _raw_answers(conn, statements: list[str], marker: str) -> bytes:
+    """The bytes the client reads for pipelined ``statements`` (the last selects ``marker``)."""
+    conn._write_bytes(b"".join(_packet(sql) for sql in statements))
+    sock, buf = conn._sock, bytearray()
+    while (at := buf.find(marker.encode())) < 0 or len(buf) < at + len(marker) + 9:  # the row, then its EOF
+        chunk = sock.recv(65536)
+        assert chunk, bytes(buf[-200:])
+        buf += chunk
+    return bytes(buf)
+
+
+def test_the_client_reads_exactly_the_engines_bytes(dbkeep, pv):
+    """Pipelined behind a large result, the PREPARE's private read leaves no byte in the
+    client's stream: the bytes match a direct connection's to the engine, byte for byte."""
+    mark = audit_mark(dbkeep)
+    statements = ["SELECT 'a'", LARGE, "PREPARE s FROM @s", "EXECUTE s", "SELECT 'dbkeep-end-marker'"]
+    answers = []
+    for conn in (mysql(dbkeep, pv, "admin", PASSWORD, "appdb", via="socket"), master(dbkeep, pv)):
+        with conn:
+            run(conn, "SET @s = 'SELECT 11'")
+            answers.append(_raw_answers(conn, statements, "dbkeep-end-marker"))
+    assert len(answers[0]) > 20000 * 200
+    assert answers[1] == answers[0]
+    no_refusals(dbkeep, pv, mark)
