@@ -266,3 +266,24 @@ def test_the_client_reads_exactly_the_engines_bytes(dbkeep, pv):
     assert len(answers[0]) > 20000 * 200
     assert answers[1] == answers[0]
     no_refusals(dbkeep, pv, mark)
+
+
+def test_the_mariadb_client(dbkeep, pv, baseline):
+    """MariaDB's own client (Connector/C, which negotiates MARIADB_CLIENT_CACHE_METADATA: a byte
+    more in every column count packet): a harmless variable runs, a dangerous one is refused at
+    its PREPARE and the script goes on."""
+    import subprocess
+
+    script = "\n".join([
+        "SET @s = 'SELECT 12 AS twelve';", "PREPARE s FROM @s;", "EXECUTE s;",
+        "SET @d = CONCAT('DROP USER ', 'rdsadmin@localhost');", "PREPARE d FROM @d;", "EXECUTE IMMEDIATE @d;",
+        "SELECT 'still here' AS after;",
+    ])
+    tls = [f"--ssl-ca={dbkeep.state_dir / 'ca.pem'}", "--ssl-verify-server-cert"]
+    done = subprocess.run(["mariadb", "--protocol=tcp", "-h", "localhost", "-P", str(pv["Port"]), "-u", "admin",
+                           f"-p{PASSWORD}", *tls, "--force", "--batch", "appdb"], input=script.encode(),
+                          capture_output=True, timeout=60, check=False)
+    out, err = done.stdout.decode(), done.stderr.decode()
+    assert "twelve\n12\n" in out and "still here" in out, (out, err)
+    assert err.count("ERROR 1227 (42000)") == 2 and SYSTEM_USER in err, err
+    assert protected_state(dbkeep, pv) == baseline

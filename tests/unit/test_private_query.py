@@ -36,9 +36,11 @@ EOF = b"\xfe\x00\x00\x02\x00"
 OK_EOF = b"\xfe\x00\x00\x02\x00\x00\x00"
 
 
-def result_set(name: bytes, rows: list[bytes | None], *, deprecate_eof: bool, columns: int = 1) -> bytes:
-    """A text result set as MariaDB sends it."""
-    out = [frame(bytes([columns]), 1)]
+def result_set(name: bytes, rows: list[bytes | None], *, deprecate_eof: bool, columns: int = 1,
+               cache_metadata: bool = False) -> bytes:
+    """A text result set as MariaDB sends it (``cache_metadata``: MARIADB_CLIENT_CACHE_METADATA
+    was negotiated, as MariaDB's Connector/C does: a "metadata follows" byte after the count)."""
+    out = [frame(bytes([columns]) + (b"\x01" if cache_metadata else b""), 1)]
     seq = 2
     for k in range(columns):
         out.append(column(name if k == 0 else b"c%d" % k, seq))
@@ -54,8 +56,8 @@ def result_set(name: bytes, rows: list[bytes | None], *, deprecate_eof: bool, co
     return b"".join(out)
 
 
-def private_answer(value: bytes | None, *, deprecate_eof: bool) -> bytes:
-    return result_set(ALIAS.encode(), [value], deprecate_eof=deprecate_eof)
+def private_answer(value: bytes | None, *, deprecate_eof: bool, cache_metadata: bool = False) -> bytes:
+    return result_set(ALIAS.encode(), [value], deprecate_eof=deprecate_eof, cache_metadata=cache_metadata)
 
 
 def encoded(charset: str, raw: bytes) -> bytes:
@@ -83,13 +85,14 @@ def test_the_query_quotes_the_name():
         VariableRead("é", deprecate_eof=True)
 
 
+@pytest.mark.parametrize("cache_metadata", [False, True])
 @pytest.mark.parametrize("deprecate_eof", [False, True])
 @pytest.mark.parametrize("value", [None, encoded("utf8mb4", "SELECT 'é€𝄞'".encode()), encoded("binary", b"\xff\x00")])
-def test_every_chunk_size(deprecate_eof, value):
-    earlier = (result_set(b"x", [b"1", b"2", None], deprecate_eof=deprecate_eof)
+def test_every_chunk_size(deprecate_eof, cache_metadata, value):
+    earlier = (result_set(b"x", [b"1", b"2", None], deprecate_eof=deprecate_eof, cache_metadata=cache_metadata)
                + frame(b"\x00\x00\x00\x02\x00\x00\x00", 1)  # an OK
                + frame(b"\xff\x28\x04#42000oops", 1))  # an ERR
-    stream = earlier + private_answer(value, deprecate_eof=deprecate_eof)
+    stream = earlier + private_answer(value, deprecate_eof=deprecate_eof, cache_metadata=cache_metadata)
     for size in range(1, len(stream) + 1):
         out, read = run(stream, [size], deprecate_eof=deprecate_eof)
         assert out == earlier, size
@@ -98,11 +101,13 @@ def test_every_chunk_size(deprecate_eof, value):
 
 @settings(max_examples=200, deadline=None)
 @given(sizes=st.lists(st.integers(1, 300), min_size=1, max_size=20), deprecate_eof=st.booleans(),
-       rows=st.integers(0, 3000))
-def test_large_earlier_results_any_cuts(sizes, deprecate_eof, rows):
-    earlier = result_set(b"n", [str(k).encode() * 40 for k in range(rows)], deprecate_eof=deprecate_eof, columns=3)
+       cache_metadata=st.booleans(), rows=st.integers(0, 3000))
+def test_large_earlier_results_any_cuts(sizes, deprecate_eof, cache_metadata, rows):
+    earlier = result_set(b"n", [str(k).encode() * 40 for k in range(rows)], deprecate_eof=deprecate_eof, columns=3,
+                         cache_metadata=cache_metadata)
     value = encoded("utf8mb4", b"SELECT 1")
-    out, read = run(earlier + private_answer(value, deprecate_eof=deprecate_eof), sizes, deprecate_eof=deprecate_eof)
+    answer = private_answer(value, deprecate_eof=deprecate_eof, cache_metadata=cache_metadata)
+    out, read = run(earlier + answer, sizes, deprecate_eof=deprecate_eof)
     assert out == earlier and read.done and read.value == value.decode()
 
 

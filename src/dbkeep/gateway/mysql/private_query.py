@@ -12,9 +12,10 @@ client's statement is held, one COM_QUERY of its own (:class:`VariableRead`)::
 The engine leg is relayed unparsed and the client may have pipelined commands whose answers
 are still on their way, so "the next response" cannot be parsed. Instead every engine byte is
 scanned for the random alias, which nobody else can know before the engine sends it: the
-private answer starts exactly :data:`_ALIAS_AT` bytes before it (a column count packet ``01 00
-00 01 01``, then the column definition with sequence id 2 whose catalog is ``def``, schema,
-table and original table empty, and name the alias). Bytes before that start are the client's;
+private answer starts a fixed distance before it (a column count packet ``01 00 00 01 01``,
+or ``02 00 00 01 01 01`` when MARIADB_CLIENT_CACHE_METADATA was negotiated, then the column
+definition with sequence id 2 whose catalog is ``def``, schema, table and original table
+empty, and name the alias). Bytes before that start are the client's;
 from it on the answer is framed packet by packet -- the column definition, an EOF unless
 CLIENT_DEPRECATE_EOF was negotiated, one row (a length-encoded string or 0xFB for NULL), the
 terminating EOF/OK -- and consumed. Until the alias is found, the last bytes that could be the
@@ -38,11 +39,14 @@ from .wire import frame
 
 __all__ = ["VariableRead", "decode_value"]
 
-_COLUMN_COUNT = b"\x01\x00\x00\x01\x01"  # one column, sequence id 1
+# one column, sequence id 1; with MARIADB_CLIENT_CACHE_METADATA (MariaDB's Connector/C) a
+# "metadata follows" byte after the count
+_COLUMN_COUNTS = (b"\x01\x00\x00\x01\x01", b"\x02\x00\x00\x01\x01\x01")
 _DEFINITION_PREFIX = b"\x03def\x00\x00\x00"  # catalog "def", empty schema, table, original table
-# the alias's first byte, counted from the answer's first byte: column count packet (5), the
-# definition's header (4), the prefix, the alias's length byte
-_ALIAS_AT = len(_COLUMN_COUNT) + 4 + len(_DEFINITION_PREFIX) + 1
+# the alias's first byte, counted from the column definition's first byte: its header (4), the
+# prefix, the alias's length byte
+_ALIAS_IN_DEFINITION = 4 + len(_DEFINITION_PREFIX) + 1
+_LEAD = max(map(len, _COLUMN_COUNTS)) + _ALIAS_IN_DEFINITION  # at most this far before the alias
 _MAX_PAYLOAD = 0xFFFFFF  # a longer row spans packets: not read (fail closed)
 _EOF = 0xFE
 _NULL = 0xFB
@@ -86,14 +90,13 @@ class VariableRead:
         if not self._found:
             at = self._buf.find(self._alias, self._scanned)
             if at < 0:
-                keep = _ALIAS_AT + len(self._alias) - 1  # the answer may have begun in these
+                keep = _LEAD + len(self._alias) - 1  # the answer may have begun in these
                 cut = max(0, len(self._buf) - keep)
                 self._scanned = max(0, len(self._buf) - len(self._alias) + 1) - cut
                 out = bytes(self._buf[:cut])
                 del self._buf[:cut]
                 return out
-            start = at - _ALIAS_AT
-            self._check_header(start)
+            start = self._answer_start(at - _ALIAS_IN_DEFINITION)
             self._found = True
             out = bytes(self._buf[:start])
             del self._buf[:start]
@@ -105,13 +108,17 @@ class VariableRead:
             return out + rest
         return out
 
-    def _check_header(self, start: int) -> None:
+    def _answer_start(self, definition: int) -> int:
+        """Where the answer starts, given where its column definition does; checks the frame."""
         buf = self._buf
-        definition = start + len(_COLUMN_COUNT)
-        if (start < 0 or bytes(buf[start:definition]) != _COLUMN_COUNT or buf[definition + 3] != 2
-                or bytes(buf[definition + 4:definition + 4 + len(_DEFINITION_PREFIX)]) != _DEFINITION_PREFIX
-                or buf[start + _ALIAS_AT - 1] != len(self._alias)):
-            raise RemoteProtocolError("the engine's answer to dbkeep's variable read is not framed as expected")
+        if (definition >= 0 and buf[definition + 3] == 2
+                and bytes(buf[definition + 4:definition + 4 + len(_DEFINITION_PREFIX)]) == _DEFINITION_PREFIX
+                and buf[definition + _ALIAS_IN_DEFINITION - 1] == len(self._alias)):
+            for count in _COLUMN_COUNTS:
+                start = definition - len(count)
+                if start >= 0 and bytes(buf[start:definition]) == count:
+                    return start
+        raise RemoteProtocolError("the engine's answer to dbkeep's variable read is not framed as expected")
 
     def _packets(self) -> list[tuple[int, bytes]]:
         """The whole packets buffered, as (sequence id, payload)."""
