@@ -596,12 +596,9 @@ class MySQLSession(PrivateReads, NativeRelay, Session):
         self._enter(Phase.LOGIN)
 
     def _engine_data(self, data: bytes) -> None:
-        if self._variable_read is not None:  # a private read is outstanding (mysql_private.py)
-            self._engine_data_during_read(data)
+        # a private read is outstanding (mysql_private.py): its answer is taken out
+        if self._variable_read is not None and not (data := self._engine_scan(data)):
             return
-        self._engine_relayed(data)
-
-    def _engine_relayed(self, data: bytes) -> None:
         self.traffic[1] += len(data)
         relay = self.relay
         assert relay is not None  # set before the engine is connected

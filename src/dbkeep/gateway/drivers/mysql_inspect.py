@@ -245,6 +245,7 @@ class Inspector:
                 verdict.hygiene_before |= other.hygiene_before
                 verdict.hygiene_after |= other.hygiene_after
                 verdict.check_routines |= other.check_routines
+                verdict.rules += [rule for rule in other.rules if rule not in verdict.rules]
                 verdict.facts = replace(verdict.facts, triggers=verdict.facts.triggers | other.facts.triggers)
             if verdict.refusal is not None:
                 break

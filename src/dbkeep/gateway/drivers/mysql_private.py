@@ -4,17 +4,19 @@
 
 Theory of operation. The inspector (``mysql_inspect.py``) answers such a statement with HOLD
 and names the variable (``Inspector.read_request``). Once the relay holds it (the client's
-reading paused, nothing of the client's after it forwarded), :meth:`PrivateReads._start_variable_read`
-writes the private query to the engine leg -- the last thing the engine gets before the held
-statement -- and from then on every engine byte goes through the scanner first, which passes
-on what belongs to the client and keeps the private answer. The value is decoded as the engine
-will read it (:func:`statement_text`) and given to the inspector, which judges the statement
-as ``PREPARE s FROM '<value>'`` when the relay asks again (``Relay.release``). Fail closed: an
-answer that does not frame, or no engine byte for :data:`READ_TIMEOUT` seconds (the engine refused
-the query: an ERR carries no alias; or a command pipelined before it runs that long
-without output), ends the session with an error and an audit event; the
-held statement never runs unread. A session on the native relay threads comes back to this
-path first (the inspector's HOLD is replayed by ``_decide``, as for a hygiene).
+reading paused, nothing of the client's after it forwarded),
+:meth:`PrivateReads._start_variable_read` writes the private query to the engine leg -- the
+last thing the engine gets before the held statement -- and from then on every engine byte
+goes through the scanner first (``_engine_scan``, one attribute test on the hot path
+otherwise), which passes on what belongs to the client and keeps the private answer. The
+value is decoded as the engine will read it (:func:`statement_texts`) and given to the
+inspector, which judges the statement as ``PREPARE s FROM '<value>'`` when the relay asks
+again (``Relay.release``). Fail closed: an answer that does not frame, or no engine byte for
+:data:`READ_TIMEOUT` seconds (the engine refused the query: an ERR carries no alias; or a
+command pipelined before it runs that long without output), ends the session with an error
+and a ``gateway.variable_read_failed`` event; the held statement never runs unread. A session
+on the native relay threads comes back to this path first (the inspector's HOLD is replayed
+by ``_decide``, as for a hygiene).
 """
 
 from __future__ import annotations
@@ -99,7 +101,6 @@ class PrivateReads:
     _write_client: Any
     _close: Any
     _internal_error: Any
-    _engine_relayed: Any
     _variable_read: VariableRead | None = None
     _read_timer: asyncio.TimerHandle | None = None
 
@@ -123,10 +124,10 @@ class PrivateReads:
         self.engine_leg.transport.write(read.packet)
         self._read_timer = asyncio.get_running_loop().call_later(READ_TIMEOUT, self._variable_read_timed_out)
 
-    def _engine_data_during_read(self, data: bytes) -> None:
-        """Engine bytes while a read is outstanding: the client's go on as usual
-        (``_engine_relayed``), the private answer is kept; an answer that does not frame ends
-        the session."""
+    def _engine_scan(self, data: bytes) -> bytes:
+        """Engine bytes while a read is outstanding: the client's, which go on as usual; the
+        private answer is kept, and handed to the inspector once the bytes before it are
+        relayed (next loop turn). An answer that does not frame ends the session."""
         read = self._variable_read
         assert read is not None
         if data and self._read_timer is not None:  # the engine is busy with what came before: wait on
@@ -137,29 +138,35 @@ class PrivateReads:
         except ProtocolError as exc:
             request = self._inspector.read_request if self._inspector is not None else None
             self._variable_read_failed(request[1] if request else "?", str(exc))
-            return
+            return b""
         except Exception as exc:  # noqa: BLE001 - one session ends, the gateway goes on
             self._internal_error(exc)
-            return
-        if data:
-            self._engine_relayed(data)
-        if self.phase is not Phase.CLOSED:
-            try:
-                self._variable_read_finished()
-            except Exception as exc:  # noqa: BLE001
-                self._internal_error(exc)
+            return b""
+        if read.done:
+            asyncio.get_running_loop().call_soon(self._variable_read_finished)
+        return data
 
     def _variable_read_finished(self) -> None:
         """After the scanner's output was relayed: hand a complete read to the inspector."""
+        try:
+            self._hand_over_read()
+        except Exception as exc:  # noqa: BLE001 - one session ends, the gateway goes on
+            self._internal_error(exc)
+
+    def _hand_over_read(self) -> None:
         read, inspector, relay = self._variable_read, self._inspector, self.relay
-        if read is None or not read.done:
+        if read is None or not read.done or self.phase is Phase.CLOSED:
             return
         self._variable_read = None
         self._cancel_read_timer()
         if inspector is None or inspector.read_request is None or relay is None:
             return
         raw, name = inspector.read_request
-        texts, unreadable = statement_texts(read.value, relay.client.charset, inspector.charset_unknown, READINGS)
+        try:
+            texts, unreadable = statement_texts(read.value, relay.client.charset, inspector.charset_unknown, READINGS)
+        except ValueError:  # not the row dbkeep asked for
+            self._variable_read_failed(name, "the engine's answer is not a variable's value")
+            return
         inspector.variable_read(raw, name, texts, unreadable=unreadable)
 
     def _variable_read_timed_out(self) -> None:
