@@ -287,3 +287,17 @@ def test_the_mariadb_client(dbkeep, pv, baseline):
     assert "twelve\n12\n" in out and "still here" in out, (out, err)
     assert err.count("ERROR 1227 (42000)") == 2 and SYSTEM_USER in err, err
     assert protected_state(dbkeep, pv) == baseline
+
+
+def test_a_variable_whose_name_dbkeep_cannot_send_is_refused(dbkeep, pv, baseline):
+    """The private query names the variable in the client's character set, which may change:
+    only ASCII names are read; any other is refused (audited), never forwarded unread."""
+    mark = audit_mark(dbkeep)
+    with master(dbkeep, pv) as conn:
+        run(conn, "SET @`prüfung` = 'SELECT 1'")
+        # (after PyMySQL's SET NAMES its bytes also read as other names in other character sets)
+        assert error_of(conn, "PREPARE s FROM @`prüfung`")[0] == 1227
+        assert error_of(conn, "EXECUTE s")[0] == 1243  # nothing was prepared
+        assert run(conn, "SELECT 1") == ((1,),)
+    assert len(audit_events(dbkeep, "gateway.statement_refused", pv["DBClusterIdentifier"], since=mark)) == 1
+    assert protected_state(dbkeep, pv) == baseline
