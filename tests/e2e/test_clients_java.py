@@ -125,3 +125,16 @@ def test_pgjdbc_wrong_password_is_the_engines_28p01(dbkeep, probe, pg_cluster) -
     assert result.returncode == 1
     assert result.stdout.startswith("ERROR 28P01 0 ") and 'password authentication failed for user "master"' in result.stdout, \
         result.stdout
+
+
+def test_connector_j_execute_immediate_of_a_variable(dbkeep, probe, cluster) -> None:
+    """The gateway reads ``@s`` on the session before ``EXECUTE IMMEDIATE @s`` runs (a private
+    query whose answer Connector/J never sees: its capabilities frame it differently from
+    PyMySQL's); the variable is set at connect by the driver's ``sessionVariables``."""
+    base = (f"jdbc:mariadb://localhost:{cluster['Port']}/appdb?useSsl=true"
+            f"&serverSslCert={dbkeep.state_dir / 'ca.pem'}&sessionVariables=")
+    result = jdbc(probe, base + "@s='SELECT 13'", "admin", PASSWORD, "EXECUTE IMMEDIATE @s", "SELECT ? + 1", "41")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == ["13", "prepared 42", "prepared 42"]
+    refused = jdbc(probe, base + "@s='DROP USER rdsadmin@localhost'", "admin", PASSWORD, "EXECUTE IMMEDIATE @s")
+    assert refused.returncode == 1 and refused.stdout.startswith("ERROR 42000 1227 "), refused.stdout

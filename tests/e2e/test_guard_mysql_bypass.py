@@ -7,9 +7,9 @@ comments, whitespace, multi-statements, sql_mode), through prepared statements, 
 IMMEDIATE, routines, events and triggers, and grant-table DML and DDL. Each is refused with
 Aurora MySQL 3's ``ERROR 1227 (42000)`` naming SYSTEM_USER (or the grant-table rules' 1227),
 audited, and followed by a check that rdsadmin's definition, password hash, grants and role
-memberships and the role itself are unchanged. What the guard cannot read (EXECUTE IMMEDIATE of
-a variable, PREPARE from a variable) runs, and the last line puts rdsadmin back and ends the
-session. KILL of rdsadmin's threads is refused by the gateway; ``mysql.rds_kill`` ends an
+memberships and the role itself are unchanged. What the guard cannot read (EXECUTE IMMEDIATE or
+PREPARE of an expression; a bare variable is read first, test_guard_mysql_prepare_variable.py)
+runs, and the last line puts rdsadmin back and ends the session. KILL of rdsadmin's threads is refused by the gateway; ``mysql.rds_kill`` ends an
 ordinary session.
 """
 
@@ -192,13 +192,13 @@ def test_change_user_to_rdsadmin_is_refused(dbkeep, by, baseline):
 
 # --- what the guard cannot read: the last line ------------------------------------------------------
 
+# (a bare user variable is read before it runs: test_guard_mysql_prepare_variable.py)
 LAST_LINE = {
-    "execute_immediate_variable": ["SET @s = CONCAT('ALTER USER rds', 'admin@localhost ACCOUNT LOCK')",
-                                   "EXECUTE IMMEDIATE @s"],
-    "prepare_from_variable": ["SET @s = CONCAT('REVOKE ALL PRIVILEGES, GRANT OPTION FROM ', 'rds_superuser_role')",
-                              "PREPARE s FROM @s", "EXECUTE s"],
-    "role_grants_through_a_variable": ["SET @s = CONCAT('GRANT app_role TO rds_', 'superuser_role')",
-                                       "EXECUTE IMMEDIATE @s"],
+    "execute_immediate_expression": ["EXECUTE IMMEDIATE CONCAT('ALTER USER rds', 'admin@localhost ACCOUNT LOCK')"],
+    "prepare_from_expression": ["PREPARE s FROM CONCAT('REVOKE ALL PRIVILEGES, GRANT OPTION FROM ', "
+                                "'rds_superuser_role')", "EXECUTE s"],
+    "role_grants_through_an_expression": ["SET @s = 'GRANT app_role TO rds_'",
+                                          "EXECUTE IMMEDIATE CONCAT(@s, 'superuser_role')"],
 }
 
 

@@ -349,3 +349,76 @@ def test_routine_refusal():
 ])
 def test_views_over_grant_tables_and_bodies_that_load_privileges_are_refused(sql):
     assert refused(sql).errno == 1227, sql
+
+
+# --- PREPARE … FROM @var / EXECUTE IMMEDIATE @var (read on the session first) ----------------------
+
+
+@pytest.mark.parametrize("sql, name", [
+    ("PREPARE s FROM @v", "v"), ("PREPARE s FROM @V;", "v"), ("prepare s from @'My Var'", "my var"),
+    ('PREPARE s FROM @"x"', "x"), ("PREPARE s FROM @`a``b`", "a`b"), ("EXECUTE IMMEDIATE @Stmt", "stmt"),
+    ("PREPARE s FROM @@v", None), ("PREPARE s FROM CONCAT(@v)", None), ("PREPARE s FROM @v || 'x'", None),
+    ("EXECUTE IMMEDIATE @v USING 1", None), ("PREPARE s FROM 'SELECT 1'", None),
+])
+def test_classify_names_the_variable(sql, name):
+    [stmt] = split(sql, SqlMode())
+    c = classify(stmt, "appdb")
+    assert c.variable == name
+    assert c.opaque or c.dynamic is not None  # unread, it is what the guard cannot see into
+
+
+def test_an_unread_variable_is_asked_for_and_stays_opaque_for_other_callers():
+    verdict = judge("PREPARE s FROM @v", APP)
+    assert verdict.allowed and verdict.read_variable == "v"
+    assert verdict.hygiene_after and verdict.opaque and verdict.check_routines  # as before, if forwarded unread
+    assert verdict.facts.triggers == {"s"}
+    multi = judge("PREPARE s FROM @v; EXECUTE s", APP)  # first of a multi-statement: read too
+    assert multi.allowed and multi.read_variable == "v"
+
+
+@pytest.mark.parametrize("value", [
+    "DROP USER rdsadmin@localhost", "ALTER USER 'RDSADMIN'@'localhost' ACCOUNT LOCK",
+    "REVOKE ALL PRIVILEGES, GRANT OPTION FROM rds_superuser_role", "SELECT 1; DROP USER rdsadmin",
+    "UPDATE mysql.global_priv SET Priv = '{}' WHERE User = 'x'", "PREPARE t FROM 'DROP USER rdsadmin'",
+])
+def test_a_read_value_is_judged_as_a_literal(value):
+    for sql in ("PREPARE s FROM @v", "EXECUTE IMMEDIATE @V", "PREPARE s FROM @`v`; SELECT 1"):
+        literal = judge(sql.replace("@`v`", "@v").replace("@V", "@v").replace("@v", "'" + value.replace("'", "''") + "'"),
+                        APP)
+        verdict = judge(sql, APP, {"v": value})
+        assert verdict.refusal is not None and verdict.refusal == literal.refusal, (sql, value)
+
+
+def test_a_harmless_read_value_passes_and_its_execute_is_judged_by_it():
+    verdict = judge("PREPARE s FROM @v", APP, {"v": "SELECT 1"})
+    assert verdict.allowed and not verdict.hygiene_after and not verdict.opaque and verdict.read_variable is None
+    assert judge("EXECUTE s", verdict.facts).hygiene_after is False
+    trigger = judge("PREPARE d FROM @v", APP, {"v": "DELETE FROM mysql.db WHERE User = 'x'"})
+    assert trigger.allowed and trigger.facts.triggers == {"d"}
+    assert judge("EXECUTE d", trigger.facts).hygiene_after
+    null = judge("EXECUTE IMMEDIATE @v", APP, {"v": None})  # NULL: the engine refuses it
+    assert null.allowed and not null.hygiene_after and not null.opaque
+    assert judge("PREPARE s FROM @v; EXECUTE s", APP, {"v": "SELECT 1"}).allowed
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT 1; PREPARE s FROM @v", "SET @v = 'SELECT 1'; EXECUTE IMMEDIATE @v",
+    "SET sql_mode = ''; PREPARE s FROM @v", "PREPARE s FROM @v; PREPARE t FROM @v",
+])
+def test_a_variable_after_another_statement_is_refused(sql):
+    for variables in (None, {"v": "SELECT 1"}):
+        verdict = judge(sql, APP, variables)
+        assert verdict.refusal is not None and verdict.refusal.errno == 1227
+        assert "send it as a statement of its own" in verdict.refusal.message
+
+
+def test_variable_reads_under_an_unknown_sql_mode():
+    facts = SessionFacts(database="appdb", sql_mode=None)
+    assert judge('PREPARE s FROM @"v"', facts).read_variable == "v"
+    assert not judge('PREPARE s FROM @"v"', facts, {"v": "DROP USER rdsadmin"}).allowed
+
+
+def test_nested_and_body_forms_stay_what_the_guard_cannot_read():
+    assert not judge("CREATE PROCEDURE p() BEGIN PREPARE s FROM @v; END", APP).allowed
+    nested = judge("EXECUTE IMMEDIATE 'PREPARE s FROM @v'", APP)
+    assert nested.allowed and nested.read_variable is None and nested.hygiene_after

@@ -10,8 +10,11 @@ UPDATE``, ``INSERT … ON DUPLICATE KEY UPDATE`` or a statement of a routine bod
 ``DECLARE … HANDLER FOR`` are seen too: over-reading makes the guard stricter, never blinder.
 
 A literal of ``PREPARE s FROM '…'`` or ``EXECUTE IMMEDIATE '…'`` is returned as ``dynamic``
-for the caller to judge as statements of its own; a compound statement (routine, trigger or
-event body; ``BEGIN NOT ATOMIC``) has ``body`` set to the tokens inside it.
+for the caller to judge as statements of its own. ``PREPARE s FROM @var`` and ``EXECUTE
+IMMEDIATE @var`` (one user variable, nothing else) stay opaque but name the variable in
+``variable`` (lower case, without the ``@``): the gateway may read its value on the session and
+judge it as a literal (``mysql_grants.judge``'s ``variables``). A compound statement (routine,
+trigger or event body; ``BEGIN NOT ATOMIC``) has ``body`` set to the tokens inside it.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class Classified:
     prepare_name: str | None = None
     execute_name: str | None = None
     dynamic: str | None = None  # the literal text of PREPARE … FROM '…' / EXECUTE IMMEDIATE '…'
+    variable: str | None = None  # PREPARE … FROM @v / EXECUTE IMMEDIATE @v: the name (lower case, no @)
     view_sources: set[TableRef] = field(default_factory=set)  # CREATE/ALTER VIEW: every name after AS
     call: TableRef | None = None  # CALL: the routine (schema UNKNOWN_DB when not known)
     call_args: list[str | None] | None = None  # CALL: each argument's string value, None if not a literal
@@ -204,6 +208,18 @@ def _string_after(tokens: list[Token], k: int) -> Token | None:
     return None
 
 
+def _user_variable_after(tokens: list[Token], k: int) -> str | None:
+    """The name of the one user variable at ``tokens[k]`` that ends the statement (``@v``,
+    ``@'v'``, ``@"v"``, ``@`v```; not ``@@system``), lower case without the ``@``: MariaDB's
+    user variable names are case-insensitive."""
+    if k >= len(tokens) or tokens[k].kind != VAR or tokens[k].bad or tokens[k].value.startswith("@@"):
+        return None
+    if k + 1 < len(tokens) and tokens[k + 1].kind != SEMI:
+        return None
+    name = tokens[k].value[1:]
+    return name.lower() if name else None
+
+
 def _int(text: str) -> int | None:
     try:
         return int(text, 0) if text.lower().startswith(("0x", "0b")) else int(text)
@@ -301,6 +317,7 @@ def classify(stmt: Statement, db: str | None) -> Classified:
             literal = _string_after(tokens, 2)
             if literal is None or literal.bad:
                 out.opaque = True
+                out.variable = _user_variable_after(tokens, 2)
             else:
                 out.dynamic = literal.value
         else:
@@ -314,6 +331,8 @@ def classify(stmt: Statement, db: str | None) -> Classified:
         literal = _string_after(tokens, 3) if len(tokens) > 3 and tokens[2].upper == "FROM" else None
         if literal is None or literal.bad or out.prepare_name is None:
             out.opaque = True
+            if out.prepare_name is not None and len(tokens) > 3 and tokens[2].upper == "FROM":
+                out.variable = _user_variable_after(tokens, 3)
         else:
             out.dynamic = literal.value
     elif first in ("DEALLOCATE", "DROP") and second == "PREPARE":

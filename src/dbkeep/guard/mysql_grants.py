@@ -78,6 +78,11 @@ SYSTEM_DB = "mysql"
 ERR_ACCESS = 1227
 ERR_NOT_SUPPORTED = 1235
 ERR_PARSE = 1064
+# A variable is read on the session before the packet runs: one set by an earlier statement of
+# the same packet cannot be (mysql_inspect.py reads it; docs/DESIGN-NOTES.md, "rdsadmin and
+# rds_superuser_role untouchable").
+VARIABLE_NOT_FIRST = ("Access denied; PREPARE … FROM @variable and EXECUTE IMMEDIATE @variable must be the first "
+                      "statement of a query: send it as a statement of its own")
 SYSTEM_USER = "SYSTEM_USER"  # Aurora MySQL 3's answer for rdsadmin (SPEC.md)
 
 
@@ -116,6 +121,9 @@ class Verdict:
     # expression): rdsadmin and rds_superuser_role are checked right after it (the last line)
     opaque: bool = False
     malformed: bool = False  # a statement of this reading is malformed (see _judge_packet)
+    # the packet's first statement is PREPARE … FROM @v / EXECUTE IMMEDIATE @v and the value of
+    # @v was not given: read it on the session, then judge the packet again with it
+    read_variable: str | None = None
 
     @property
     def allowed(self) -> bool:
@@ -333,23 +341,32 @@ def _judge_text(text: str, facts: SessionFacts, depth: int) -> _Judged:
                    verdict.check_routines)
 
 
-def _judge_packet(text: str, facts: SessionFacts, depth: int = 0, *, other_readings: bool = False) -> Verdict:
+def _judge_packet(text: str, facts: SessionFacts, depth: int = 0, *, other_readings: bool = False,
+                  variables: dict[str, str | None] | None = None, first: bool = True) -> Verdict:
     """``other_readings``: this is one of several readings (the sql_mode is not known); a
     malformed statement in it is what the engine would refuse in that mode, not a reason to
-    refuse the packet while another reading is well formed."""
+    refuse the packet while another reading is well formed. ``variables``: user variables read
+    on the session (see :func:`judge`); ``first``: the text starts the packet."""
     mode = facts.sql_mode
     if mode is None:
         modes = [SqlMode()]
         if '"' in text or "\\" in text:
             modes = [SqlMode(a, b) for a in (False, True) for b in (False, True)]
-        verdicts = [_judge_packet(text, replace(facts, sql_mode=m), depth, other_readings=len(modes) > 1)
+        verdicts = [_judge_packet(text, replace(facts, sql_mode=m), depth, other_readings=len(modes) > 1,
+                                  variables=variables, first=first)
                     for m in modes]
         for v in verdicts:  # the strictest wins
             if v.refusal is not None:
                 return replace(v, facts=replace(v.facts, sql_mode=None))
         if all(v.malformed for v in verdicts):
             return Verdict(refusal=_malformed(), facts=replace(facts, sql_mode=None))
+        names = {v.read_variable for v in verdicts if v.read_variable is not None}
+        if len(names) > 1 or (names and any(v.read_variable is None and not v.malformed for v in verdicts)):
+            # the readings do not agree on which variable is prepared: nothing to read safely
+            return Verdict(refusal=_access_denied(SYSTEM_USER, "PREPARE of a variable the guard cannot name"),
+                           facts=replace(facts, sql_mode=None))
         out = verdicts[0]
+        out.read_variable = next(iter(names), None)
         out.hygiene_before = any(v.hygiene_before for v in verdicts)
         out.check_routines = any(v.check_routines for v in verdicts)
         out.hygiene_after = any(v.hygiene_after for v in verdicts)
@@ -368,6 +385,19 @@ def _judge_packet(text: str, facts: SessionFacts, depth: int = 0, *, other_readi
     strict = False  # it was opaque: nothing at all may follow it
     for index, stmt in enumerate(statements):
         c = classify(stmt, current.database)
+        unread = False
+        if c.variable is not None and depth == 0:
+            if index or not first:
+                verdict.refusal = Refusal(ERR_ACCESS, "42000", VARIABLE_NOT_FIRST,
+                                          f"{c.kind.value} of a variable after another statement of the query")
+                return verdict
+            # read on the session before the packet runs: judged as its literal would be
+            c.opaque = False
+            if variables is not None and c.variable in variables:
+                c.dynamic = variables[c.variable]  # None: NULL, which the engine refuses
+            else:
+                verdict.read_variable = c.variable
+                unread = True
         if pending_after is not None and (strict or not _may_follow(c)):
             verdict.refusal = Refusal(
                 ERR_NOT_SUPPORTED, "42000",
@@ -394,10 +424,11 @@ def _judge_packet(text: str, facts: SessionFacts, depth: int = 0, *, other_readi
             verdict.rules.append(judged.rule)
             pending_after = pending_after or judged.rule
             strict = strict or c.opaque or c.kind is Kind.COMPOUND or c.dynamic is not None
-        current = _advance(current, c, judged)
+        # an unread PREPARE is recorded as before (opaque): a caller may forward it unread
+        current = _advance(current, replace(c, opaque=True) if unread else c, judged)
         if c.sql_mode is not None and index + 1 < len(statements):
             # the rest of the packet is lexed under the new mode (or every mode if unknown)
-            rest = _judge_packet(text[stmt.tokens[-1].end:], current, depth)
+            rest = _judge_packet(text[stmt.tokens[-1].end:], current, depth, variables=variables, first=False)
             if rest.refusal is not None:
                 verdict.refusal = rest.refusal
                 return verdict
@@ -481,12 +512,23 @@ def plain(text: str, facts: SessionFacts) -> bool:
     return _PLAIN.match(text) is not None
 
 
-def judge(text: str, facts: SessionFacts) -> Verdict:
-    """The verdict on one COM_QUERY (or the text of a COM_STMT_PREPARE), never raising."""
+def judge(text: str, facts: SessionFacts, variables: dict[str, str | None] | None = None) -> Verdict:
+    """The verdict on one COM_QUERY (or the text of a COM_STMT_PREPARE), never raising.
+
+    A packet whose first statement is ``PREPARE s FROM @v`` / ``EXECUTE IMMEDIATE @v`` gets
+    ``read_variable`` (``v``) unless ``variables`` holds its value (the text, or None for
+    NULL): the caller reads it on the session and asks again; with the value, the statement is
+    judged exactly as ``PREPARE s FROM '<value>'``. The same forms later in a packet are
+    refused (an earlier statement may set the variable)."""
     if len(text) < 4096 and plain(text, facts):
         return Verdict(facts=facts)
     try:
-        return _judge_packet(text, facts)
+        verdict = _judge_packet(text, facts, variables=variables)
+        if verdict.read_variable is not None:
+            # for a caller that forwards it unread: what the guard cannot read (the last line)
+            verdict.hygiene_after = verdict.opaque = verdict.check_routines = True
+            verdict.rules.append(f"PREPARE of the unread variable @{verdict.read_variable}")
+        return verdict
     except RecursionError:  # pragma: no cover - pathological nesting
         return Verdict(refusal=_access_denied("SUPER", "statement too deeply nested"), facts=facts)
 

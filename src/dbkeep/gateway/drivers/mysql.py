@@ -60,7 +60,8 @@ comes from :mod:`dbkeep.gateway.mysql.errors`.
    **Inspection.** With ``ctx.mysql_hygiene`` (``dbkeep up``), every session starts
    *inspected* and stays here until its account's facts show it cannot reach the grant
    tables; an inspected session's statements are judged by the grant-table rules and may be
-   held while dbkeep checks the engine (:mod:`.mysql_inspect`).
+   held while dbkeep checks the engine (:mod:`.mysql_inspect`), or reads the variable of a
+   ``PREPARE … FROM @v`` on the session's own engine leg (:mod:`.mysql_private`).
    **Native relay.** With ``ctx.offload`` (``dbkeep up``, ``--relay-threads`` > 0) and no
    guard, a logged-in session at a command boundary with nothing buffered is handed to the
    native relay threads (``gateway/relay/``; :mod:`.mysql_native`), both legs' TLS included.
@@ -116,6 +117,7 @@ from .leg import LIMIT
 from .mysql_iam import MySQLIam
 from .mysql_inspect import Inspector
 from .mysql_native import NativeRelay
+from .mysql_private import PrivateReads
 from .mysql_protocols import _ClientLeg, _ClientStream, _EngineLeg
 from .mysql_tls import EngineTlsContext, engine_tls_context
 from .session import RDSADMIN, Phase, Session
@@ -146,7 +148,7 @@ _NO_COMMANDS: frozenset[int] = frozenset()
 _HELD = "hold"  # the client leg's pause reason while a command is held
 
 
-class MySQLSession(NativeRelay, Session):
+class MySQLSession(PrivateReads, NativeRelay, Session):
     """One MySQL client connection at a cluster endpoint (see the module docstring).
 
     What a statement guard may read: ``user`` (the current account), ``users`` (every account
@@ -219,6 +221,7 @@ class MySQLSession(NativeRelay, Session):
     def _finish(self) -> None:
         if self._inspector is not None and self.phase is not _CLOSED:
             self._inspector.session_closed()
+        self._variable_read_closed()
         super()._finish()
 
     def _release(self) -> None:
@@ -360,6 +363,8 @@ class MySQLSession(NativeRelay, Session):
             return
         if out.held:
             self.client_leg.pause(_HELD)  # nothing more is read until the hygiene has run
+            if self._inspector is not None and self._inspector.read_request is not None:
+                self._start_variable_read()  # PREPARE … FROM @v: read @v first (mysql_private.py)
         if out.start_client_tls:
             self._start_client_tls()
         if out.start_engine_tls:
@@ -597,6 +602,9 @@ class MySQLSession(NativeRelay, Session):
         self._enter(Phase.LOGIN)
 
     def _engine_data(self, data: bytes) -> None:
+        # a private read is outstanding (mysql_private.py): its answer is taken out
+        if self._variable_read is not None and not (data := self._engine_scan(data)):
+            return
         self.traffic[1] += len(data)
         relay = self.relay
         assert relay is not None  # set before the engine is connected

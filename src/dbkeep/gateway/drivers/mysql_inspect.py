@@ -26,6 +26,10 @@ and the gateway has injected the engine driver's checks (``ctx.mysql_hygiene``):
    trigger. What was taken back is a ``gateway.privileges_taken_back`` event (the driver's
    own ``engine.repaired`` events name each repair). A hygiene that fails ends the session.
    Hygiene runs even when the client has gone: it is not one of the session's tasks.
+4. **PREPARE … FROM @v** (and ``EXECUTE IMMEDIATE @v``) as the first statement of a packet:
+   held while the session reads ``@v`` on its own engine leg (``mysql_private.py``; the
+   inspector names it in ``read_request``), then judged with that value as
+   ``PREPARE s FROM '<value>'`` would be (:meth:`Inspector.variable_read`).
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ log = logging.getLogger("dbkeep.gateway.mysql")
 # … in big5/cp932/gbk/sjis) would make the guard and the engine read different statements.
 _CHARSET_CHANGE = re.compile(r"\b(names|character|charset|character_set_client)\b", re.IGNORECASE)
 # the collations (ids) whose character sets have such bytes, and a few common others
-_READINGS = (45, 28, 1, 13, 95, 8)  # utf8mb4, gbk, big5, sjis, cp932, latin1
+READINGS = (45, 28, 1, 13, 95, 8)  # utf8mb4, gbk, big5, sjis, cp932, latin1
 FACTS_TTL = 5.0  # seconds an account's facts are reused for new sessions of the same cluster
 _PRIVILEGE_WORDS = ("GRANT", "REVOKE", "ROLE", "USER", "MYSQL", "CALL", "EXECUTE")
 
@@ -142,6 +146,11 @@ class Inspector:
         self.post: tuple[str, str] | None = None  # (rule, statement) forwarded, engine not answered yet
         self._user: str | None = None
         self.charset_unknown = False  # the client may have changed its character set
+        # PREPARE … FROM @v held: (the statement's bytes, v) until the session has read @v
+        self.read_request: tuple[bytes, str] | None = None
+        # what was read for that statement: (its bytes, v, the texts it may be read as (None:
+        # NULL), why it cannot be read)
+        self.read_values: tuple[bytes, str, list[str] | None, str | None] | None = None
 
     # --- who ------------------------------------------------------------------------------
 
@@ -213,11 +222,43 @@ class Inspector:
         return None
 
     def _statement(self, event: Query | Prepare, *, prepare: bool) -> ErrPacket | object | None:
+        verdict = self._statement_verdict(event, prepare=prepare)
+        if verdict is not HOLD:
+            self.read_values = None  # a value read is for this one decision only
+        return verdict
+
+    def _statement_verdict(self, event: Query | Prepare, *, prepare: bool) -> ErrPacket | object | None:
         session = self.session
         text = event.sql
-        verdict = judge(text, self.facts)
-        if self.charset_unknown and any(b >= 0x80 for b in bytes(event.payload[1:])):
-            verdict = self._judge_readings(bytes(event.payload[1:]), verdict)
+        raw = bytes(event.raw)
+        read = self.read_values if self.read_values is not None and self.read_values[0] == raw else None
+        texts: list[str | None] = [None] if read is None or read[2] is None else list(read[2])
+        verdict = None
+        for value in texts:  # the strictest verdict over every reading of the value
+            values = {read[1]: value} if read is not None else None
+            other = judge(text, self.facts, values)
+            if self.charset_unknown and any(b >= 0x80 for b in bytes(event.payload[1:])):
+                other = self._judge_readings(bytes(event.payload[1:]), other, values)
+            if verdict is None or other.refusal is not None:
+                verdict = other
+            else:
+                verdict.hygiene_before |= other.hygiene_before
+                verdict.hygiene_after |= other.hygiene_after
+                verdict.check_routines |= other.check_routines
+                verdict.rules += [rule for rule in other.rules if rule not in verdict.rules]
+                verdict.facts = replace(verdict.facts, triggers=verdict.facts.triggers | other.facts.triggers)
+            if verdict.refusal is not None:
+                break
+        assert verdict is not None
+        if read is not None and read[3] is not None and verdict.refusal is None:
+            verdict.refusal = Refusal(1227, "42000", "Access denied; dbkeep cannot read this variable's value "
+                                      f"({read[3]})", f"PREPARE of {read[3]}")
+        if verdict.read_variable is not None and verdict.refusal is None and not prepare:
+            # (a COM_STMT_PREPARE of it, which the engine refuses, goes unread as opaque)
+            self.busy = True
+            self.read_request = (raw, verdict.read_variable)
+            session._inspection_changed()
+            return HOLD
         self.judged += 1
         refusal = verdict.refusal
         if refusal is None and self.cleared and self.held_refusal is not None and not prepare:
@@ -250,12 +291,16 @@ class Inspector:
             self._after("; ".join(verdict.rules), text)
         return None
 
-    def _judge_readings(self, raw: bytes, verdict: Any) -> Any:
+    def _judge_readings(self, raw: bytes, verdict: Any, values: dict[str, str | None] | None = None) -> Any:
         """The strictest verdict over the statement read in each candidate character set."""
-        for collation in _READINGS:
-            other = judge(charsets.decode(raw, collation), self.facts)
+        for collation in READINGS:
+            other = judge(charsets.decode(raw, collation), self.facts, values)
             if other.refusal is not None:
                 return other
+            if other.read_variable is not None and other.read_variable != verdict.read_variable:
+                return replace(verdict, refusal=Refusal(1227, "42000", "Access denied; you need (at least one of) the "
+                                                        "SYSTEM_USER privilege(s) for this operation",
+                                                        "PREPARE of a variable the guard cannot name"))
             verdict.hygiene_before |= other.hygiene_before
             verdict.hygiene_after |= other.hygiene_after
             verdict.check_routines |= other.check_routines
@@ -292,6 +337,15 @@ class Inspector:
             if user is not None and user.lower() in PROTECTED_THREAD_USERS:
                 return Refusal(1095, "HY000", f"You are not owner of thread {thread}", f"KILL of a thread of {user}")
         return None
+
+    def variable_read(self, raw: bytes, name: str, texts: list[str] | None, *, unreadable: str | None = None) -> None:
+        """The session read ``@name`` for the held statement ``raw`` (``texts``: every reading
+        of its value, None for NULL; ``unreadable``: why it cannot be judged, a refusal):
+        decide the statement again."""
+        self.read_request = None
+        self.read_values = (raw, name, texts, unreadable)
+        self.busy = False
+        self.session._hygiene_done()
 
     def _refused(self, refusal: Refusal, statement: str, *, prepare: bool) -> None:
         session = self.session

@@ -161,3 +161,18 @@ def codec_for(collation_id: int) -> TextCodec:
 
 def decode(data: bytes | bytearray | memoryview, collation_id: int) -> str:
     return codec_for(collation_id).decode(data)
+
+
+def decode_charset(data: bytes | bytearray | memoryview, charset: str) -> str | None:
+    """``data`` decoded as MariaDB's character set ``charset`` (a name), or None when it has no
+    exact Python codec or the bytes are not valid in it."""
+    codec = _PY_CODEC.get(charset.lower())
+    if codec is None:
+        return None
+    raw = bytes(data)
+    if codec == "mysql-latin1":
+        return raw.decode("latin-1").translate(_LATIN1_TO_MYSQL)
+    try:
+        return raw.decode(codec, errors="strict")
+    except (UnicodeDecodeError, LookupError):
+        return None
