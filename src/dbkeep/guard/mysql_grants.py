@@ -492,7 +492,7 @@ def _advance(facts: SessionFacts, c: Classified, judged: _Judged) -> SessionFact
 
 # Ordinary DML that no rule reads: one SELECT/INSERT/UPDATE/DELETE/REPLACE of names, numbers,
 # operators and plain '...' literals (no backslash or quote inside), with no comment, no other
-# quoting, no statement separator, no variable and no word `mysql`, in a known database other
+# quoting, no statement separator, no variable and no word `mysql` or `definer`, in a known database other
 # than `mysql`. Every rule needs one of those (a grant table, an account, a routine body, dynamic
 # SQL, a SET, KILL, USE ...), so judge's verdict on such a text is always "pass, facts unchanged":
 # this skips the lexer for the bulk of an inspected session's simple-protocol traffic
@@ -507,7 +507,8 @@ def plain(text: str, facts: SessionFacts) -> bool:
     db = facts.database
     if db is None or db == UNKNOWN_DB or db.lower() == SYSTEM_DB:
         return False
-    if "--" in text or "/*" in text or "mysql" in text.lower():
+    lowered = text.lower()
+    if "--" in text or "/*" in text or "mysql" in lowered or "definer" in lowered:  # DEFINER names an account
         return False
     return _PLAIN.match(text) is not None
 
