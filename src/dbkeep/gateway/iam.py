@@ -62,11 +62,16 @@ class IamLogin:
         self.verifier = verifier
         self.state_dir = Path(state_dir)
         self._keys = engine_proof.ProofKeys()
+        self._dirs: dict[str, Path] = {}
         self._mints = 0
 
     def iam_dir(self, target: ClusterTarget) -> Path:
-        """``DIR/clusters/<resource id>/iam`` (engines/iam.py)."""
-        return self.state_dir / "clusters" / target.resource_id / "iam"
+        """``DIR/clusters/<resource id>/iam`` (engines/iam.py), made once per cluster (asked at
+        every IAM login)."""
+        d = self._dirs.get(target.resource_id)
+        if d is None:
+            d = self._dirs[target.resource_id] = self.state_dir / "clusters" / target.resource_id / "iam"
+        return d
 
     def endpoint_hosts(self, target: ClusterTarget, local_host: str | None) -> set[str]:
         """The names a token may be signed for: the cluster's endpoint name (every endpoint of a
