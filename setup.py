@@ -71,7 +71,7 @@ setup(
         Extension(
             "dbkeep.gateway._relay",
             [f"{RELAY}/{name}.c" for name in ("module", "sessions", "loop", "tls", "mysql_framing", "pg_framing")],
-            depends=[f"{RELAY}/{name}.h" for name in ("relay", "tls", "mysql_framing", "pg_framing", "pg_plain")],
+            depends=[f"{RELAY}/{name}.h" for name in ("relay", "tls", "mysql_framing", "mysql_plain", "pg_framing", "pg_plain")],
             libraries=["ssl", "crypto"],
             extra_compile_args=CFLAGS,
         )

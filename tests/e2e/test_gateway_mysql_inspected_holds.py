@@ -64,21 +64,25 @@ def gateway(dbkeep, my):
     gw.close()
 
 
+def _on_the_relay(conn, gateway) -> None:
+    deadline = time.monotonic() + 15
+    while True:  # its statements are reported by the relay threads (a comment: never an ordinary one)
+        before = gateway.ctx.offload.stats()["inspections"]
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 /* on the relay? */")
+        if gateway.ctx.offload.stats()["inspections"] > before:
+            return
+        assert time.monotonic() < deadline, "the session never went to the relay threads"
+        time.sleep(0.05)
+
+
 def test_a_call_held_for_work_that_ended_before_the_hand_back_runs(dbkeep, my, gateway):
     conn = pymysql.connect(host="127.0.0.1", port=gateway.port, user="admin", password=PASSWORD, database="appdb",
                            autocommit=True, read_timeout=20, write_timeout=20)
     try:
         with conn.cursor() as cur:
             cur.execute("CREATE PROCEDURE IF NOT EXISTS count_one() BEGIN SELECT 1; END")
-        deadline = time.monotonic() + 15
-        while True:  # on the relay threads: its statements are reported there
-            before = gateway.ctx.offload.stats()["inspections"]
-            with conn.cursor() as cur:
-                cur.execute("SELECT 1")
-            if gateway.ctx.offload.stats()["inspections"] > before:
-                break
-            assert time.monotonic() < deadline, "the session never went to the relay threads"
-            time.sleep(0.05)
+        _on_the_relay(conn, gateway)
         hygienes = gateway.hygienes
         for _ in range(20):
             with conn.cursor() as cur:
@@ -88,5 +92,38 @@ def test_a_call_held_for_work_that_ended_before_the_hand_back_runs(dbkeep, my, g
                 cur.execute("SELECT 2")
                 assert cur.fetchall() == ((2,),)
         assert gateway.hygienes >= hygienes + 20  # each CALL had its grant-table check after it
+    finally:
+        conn.close()
+
+
+def test_ordinary_statements_pass_on_the_relay_and_a_change_of_database_is_seen(dbkeep, my, gateway):
+    """relay/mysql_plain.h: in a known database other than mysql, ordinary statements pass without
+    Python; after USE mysql the same kind of text is judged again (a grant-table write refused)."""
+    conn = pymysql.connect(host="127.0.0.1", port=gateway.port, user="admin", password=PASSWORD, database="appdb",
+                           autocommit=True, read_timeout=20, write_timeout=20)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS plain_rows (id INT PRIMARY KEY, v VARCHAR(20))")
+        _on_the_relay(conn, gateway)
+        stats = gateway.ctx.offload.stats()
+        with conn.cursor() as cur:
+            for n in range(40):
+                cur.execute(f"REPLACE INTO plain_rows (id, v) VALUES ({n}, 'row {n}')")
+            cur.execute("UPDATE plain_rows SET v = 'x' WHERE id < 10")
+            cur.execute("SELECT COUNT(*) FROM plain_rows WHERE v = 'x'")
+            assert cur.fetchall() == ((10,),)
+        after = gateway.ctx.offload.stats()
+        assert after["plain_queries"] - stats["plain_queries"] >= 42
+        assert after["inspections"] - stats["inspections"] <= 1
+        with conn.cursor() as cur:
+            cur.execute("USE mysql")
+            with pytest.raises(pymysql.err.OperationalError) as refused:
+                cur.execute("DELETE FROM global_priv WHERE 1 = 1")
+            assert refused.value.args[0] == 1227
+            cur.execute("SELECT COUNT(*) FROM global_priv WHERE User = 'rdsadmin'")
+            assert cur.fetchall() == ((1,),)
+            cur.execute("USE appdb")
+            cur.execute("SELECT v FROM plain_rows WHERE id = 20")
+            assert cur.fetchall() == (("row 20",),)
     finally:
         conn.close()

@@ -152,14 +152,15 @@ class Offload:
     def hand_over(self, client: Any, raw: Any | None, engine: Any, on_done: Callable[[str, HandedBack | None], None],
                   *, engine_raw: Any | None = None, mysql: tuple[bytes, bool, bool] | None = None,
                   postgres: bytes | None = None, inspect: bytes | None = None,
-                  on_inspect: Callable[[bytes], None] | None = None, cluster: str | None = None) -> int | None:
+                  on_inspect: Callable[[bytes], None] | None = None, cluster: str | None = None,
+                  plain: bool = False) -> int | None:
         """Give a session's sockets to the relay: ``client`` is the client's transport (TLS or
         TCP), ``raw`` the TCP transport under TLS (None in cleartext), ``engine`` the engine's
         and ``engine_raw`` the one under the engine leg's TLS (None in cleartext). ``mysql``:
         (stop set, ``_wrap_continues``, ``_expect_silence``) to frame a MySQL session;
         ``postgres``: a stop set of message types to frame a PostgreSQL one. ``inspect`` (a
         set, :func:`stop_set`) with ``on_inspect(command)``: the commands reported for a
-        :meth:`verdict`. ``cluster``: whose byte counters the session's bytes go to
+        :meth:`verdict`; ``plain`` (MySQL): an ordinary COM_QUERY passes without one. ``cluster``: whose byte counters the session's bytes go to
         (:meth:`traffic`). Returns the relay's handle, or None when the session must stay in
         Python. ``on_done(reason, handed_back)`` runs in the event loop when the relay is done
         with it."""
@@ -190,7 +191,8 @@ class Offload:
             transport.pause_reading()  # from here on the loop does not read these sockets
         try:
             handle: int = self._relay.add(client_socket.fileno(), engine_socket.fileno(), sslsock, engine_ssl=essl,
-                                          mysql=mysql, postgres=postgres, inspect=inspect, tag=self._tag(cluster))
+                                          mysql=mysql, postgres=postgres, inspect=inspect, tag=self._tag(cluster),
+                                          plain=plain)
         except (ValueError, TypeError, OSError, RuntimeError, MemoryError) as exc:
             for transport in paused:
                 transport.resume_reading()

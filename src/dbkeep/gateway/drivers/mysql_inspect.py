@@ -42,7 +42,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from dbkeep.guard.mysql_accounts import PROTECTED_THREAD_USERS
-from dbkeep.guard.mysql_grants import Refusal, SessionFacts, judge, mask_literals, routine_refusal, use_database
+from dbkeep.guard.mysql_grants import (SYSTEM_DB, UNKNOWN_DB, Refusal, SessionFacts, judge, mask_literals,
+                                       routine_refusal, use_database)
 from dbkeep.guard.mysql_lexer import SqlMode
 
 from dbkeep.gateway.mysql import charsets
@@ -184,6 +185,14 @@ class Inspector:
         if not self.privileged and not self.busy and self.active:
             self.active = False
             session._inspection_changed()
+
+    def plain_on_relay(self) -> bool:
+        """Whether the native relay may pass ordinary statements unreported (relay/mysql_plain.h,
+        the C twin of ``mysql_grants.plain``): the session's database is known and not ``mysql``
+        (``plain`` needs that), and nothing of the session's own changes what plain text means."""
+        db = self.facts.database
+        return (db is not None and db != UNKNOWN_DB and db.lower() != SYSTEM_DB and not self.charset_unknown
+                and self.read_request is None)
 
     # --- decisions ------------------------------------------------------------------------
 

@@ -21,6 +21,8 @@ from dbkeep.gateway.offload import HandedBack, stop_set
 
 from .session import Phase
 
+_UNTRACKED = object()  # an uninspected session: the relay reports nothing
+
 __all__ = ["NativeRelay"]
 
 # The native relay gives an unguarded session back before these (COM_CHANGE_USER is a new
@@ -60,6 +62,10 @@ class NativeRelay:
                                 and self.phase is not Phase.CLOSED)
         self._offload_attempts = _OFFLOAD_ATTEMPTS
 
+    # the inspected session's database when it went to the relay: its plain statements were
+    # allowed (or not) for that one, so a change of database brings the session back first
+    _relay_database: object = _UNTRACKED
+
     def _inspection_idle(self) -> bool:
         """No hygiene due or running and no verdict waiting to be replayed: the native relay
         may carry the session (inspected or not)."""
@@ -78,8 +84,10 @@ class NativeRelay:
             return
         inspector = self._inspector
         inspect = None
+        plain = False
         if inspector is not None and inspector.active:
             inspect = _NATIVE_INSPECT_EXECUTE if inspector.prepared_trigger else _NATIVE_INSPECT
+            plain = inspector.plain_on_relay()
         if (self.phase is not Phase.RELAYING or self.ctx.offload is None or relay is None or self._pending is not None
                 or client.hold is not None or engine.hold is not None or client.paused or engine.paused):
             return
@@ -90,7 +98,9 @@ class NativeRelay:
         if self._offload_attempts <= 0:
             self._offload_wanted = False
         wrap, quiet = state
-        if self._hand_over(mysql=(_NATIVE_STOP, wrap, quiet), inspect=inspect):
+        database = inspector.facts.database if inspect is not None and inspector is not None else _UNTRACKED
+        if self._hand_over(mysql=(_NATIVE_STOP, wrap, quiet), inspect=inspect, plain=plain):
+            self._relay_database = database
             self._offload_wanted = False
 
     def _inspect_native(self, command: bytes) -> None:
@@ -114,8 +124,11 @@ class NativeRelay:
                     event = Command(raw, code)
                 trigger = inspector.prepared_trigger
                 verdict = inspector.decide(event)
+                # the relay's plain statements were allowed for the database at the hand-over:
+                # another one (USE, COM_INIT_DB, a multi-statement) sends the session back first
+                same_database = self._relay_database is _UNTRACKED or inspector.facts.database == self._relay_database
                 if verdict is None and not inspector.busy and inspector.post is None and (
-                        inspector.prepared_trigger == trigger):
+                        inspector.prepared_trigger == trigger) and same_database:
                     offload.verdict(handle, True)
                     return
                 post, inspector.post = inspector.post, None  # restored when the command is forwarded

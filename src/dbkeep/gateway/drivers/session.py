@@ -460,16 +460,17 @@ class Session(asyncio.Protocol):
     # --- the native relay -------------------------------------------------------------------
 
     def _hand_over(self, *, mysql: tuple[bytes, bool, bool] | None = None, postgres: bytes | None = None,
-                   inspect: bytes | None = None) -> bool:
+                   inspect: bytes | None = None, plain: bool = False) -> bool:
         """Give the logged-in session's sockets to the native relay (``ctx.offload``); False
         when it stays here (nothing has changed then). With ``inspect``, the commands in it
-        come to :meth:`_inspect_native` for a verdict while the relay keeps the session."""
+        come to :meth:`_inspect_native` for a verdict while the relay keeps the session; with
+        ``plain`` (MySQL) ordinary COM_QUERY statements pass without one (relay/mysql_plain.h)."""
         offload, client, engine = self.ctx.offload, self.client_leg, self.engine_leg
         if offload is None or client.transport is None or engine.transport is None:
             return False
         handle = offload.hand_over(client.transport, client.under, engine.transport, self._offload_done,
                                    engine_raw=engine.under, mysql=mysql, postgres=postgres, inspect=inspect,
-                                   cluster=self.identifier,
+                                   plain=plain, cluster=self.identifier,
                                    on_inspect=self._inspect_native if inspect is not None else None)
         if handle is None:
             return False

@@ -59,13 +59,18 @@ static bool is_stream_socket(int fd)
 
 static PyObject *relay_add(relay_t *r, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"client_fd", "engine_fd", "ssl", "engine_ssl", "mysql", "postgres", "inspect", "tag", NULL};
-    int cfd, efd;
+    static char *kwlist[] = {"client_fd", "engine_fd", "ssl", "engine_ssl", "mysql", "postgres", "inspect", "tag",
+                             "plain", NULL};
+    int cfd, efd, plain = 0;
     unsigned int tag = 0;
     PyObject *sslsock = Py_None, *esslsock = Py_None, *mysql = Py_None, *postgres = Py_None, *inspect = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "ii|O$OOOOI", kwlist, &cfd, &efd, &sslsock, &esslsock, &mysql,
-                                     &postgres, &inspect, &tag))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "ii|O$OOOOIp", kwlist, &cfd, &efd, &sslsock, &esslsock, &mysql,
+                                     &postgres, &inspect, &tag, &plain))
         return NULL;
+    if (plain && (mysql == Py_None || inspect == Py_None)) {
+        PyErr_SetString(PyExc_ValueError, "plain needs an inspected MySQL session (mysql= and inspect=)");
+        return NULL;
+    }
     if (tag > 65535) {
         PyErr_SetString(PyExc_ValueError, "tag must be between 0 and 65535");
         return NULL;
@@ -105,6 +110,7 @@ static PyObject *relay_add(relay_t *r, PyObject *args, PyObject *kwds)
         return PyErr_NoMemory();
     }
     s->tag = tag;
+    s->plain = plain;
     if ((mysql != Py_None && !parse_mysql(s, mysql)) || (postgres != Py_None && !parse_pg(s, postgres))) {
         session_free(s);
         return NULL;
@@ -258,14 +264,15 @@ static PyObject *relay_stats(relay_t *r, PyObject *Py_UNUSED(ignored))
 
 static PyMethodDef relay_methods[] = {
     {"add", (PyCFunction)(void (*)(void))relay_add, METH_VARARGS | METH_KEYWORDS,
-     "add(client_fd, engine_fd, ssl=None, *, engine_ssl=None, mysql=None, postgres=None, inspect=None, tag=0) -> handle\n\n"
+     "add(client_fd, engine_fd, ssl=None, *, engine_ssl=None, mysql=None, postgres=None, inspect=None, tag=0, plain=False) -> handle\n\n"
      "Relay two connected non-blocking stream sockets until the engine closes or either side fails. ssl: the "
      "_ssl._SSLSocket of the client's finished server-side TLS over memory BIOs; engine_ssl: that of the engine leg's "
      "finished client-side TLS. mysql=(stop, wrap, quiet): frame the client's MySQL packets and hand the session back "
      "before a command whose code is in `stop` (32 bytes, a bit per code). postgres=stop: frame the client's "
      "PostgreSQL messages (after the startup phase) and hand back before a message whose type is in `stop`. "
      "inspect (with mysql= or postgres=, 32 bytes): commands or message types reported whole by collect() before they "
-     "pass, each waiting for verdict(). tag (0-65535): whose counters the session's bytes go to (traffic()). Python keeps the sockets (and TLS objects) and must not use them until "
+     "pass, each waiting for verdict(); a PostgreSQL Query that is an ordinary query (pg_plain.h), and with plain=True an "
+     "ordinary MySQL COM_QUERY (mysql_plain.h), passes without a report. tag (0-65535): whose counters the session's bytes go to (traffic()). Python keeps the sockets (and TLS objects) and must not use them until "
      "collect() returns the handle as finished."},
     {"close", (PyCFunction)relay_close, METH_O, "close(handle) -> bool\n\nAsk the relay to end a session (reported by collect())."},
     {"verdict", (PyCFunction)relay_verdict, METH_VARARGS,
@@ -315,7 +322,19 @@ static PyObject *module_pg_plain(PyObject *Py_UNUSED(module), PyObject *arg)
     return PyBool_FromLong(pg_plain_query((const unsigned char *)PyBytes_AS_STRING(arg), (size_t)PyBytes_GET_SIZE(arg)));
 }
 
+static PyObject *module_mysql_plain(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "mysql_plain() takes a COM_QUERY's statement (bytes)");
+        return NULL;
+    }
+    return PyBool_FromLong(mysql_plain_query((const unsigned char *)PyBytes_AS_STRING(arg), (size_t)PyBytes_GET_SIZE(arg)));
+}
+
 static PyMethodDef module_methods[] = {
+    {"mysql_plain", module_mysql_plain, METH_O,
+     "mysql_plain(text) -> bool\n\nWhether the relay passes this COM_QUERY statement of an inspected session added "
+     "with plain=True without reporting it: an ordinary statement (mysql_plain.h)."},
     {"pg_plain", module_pg_plain, METH_O,
      "pg_plain(body) -> bool\n\nWhether the relay passes this Query body (the text and its NUL) of an inspected "
      "session without reporting it: an ordinary query (pg_plain.h)."},

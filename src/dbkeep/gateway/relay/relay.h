@@ -128,6 +128,7 @@ typedef struct session {
     bool framed;                 /* mysql || pg */
     uint8_t stop[32];            /* command codes (message types) that end the native relay (a bit each) */
     uint8_t inspect[32];         /* command codes (message types) Python judges before they pass */
+    bool plain;                  /* MySQL: an ordinary COM_QUERY passes unreported (mysql_plain.h) */
     bool parked;                 /* an inspected command was reported: wait for its verdict */
     bool passed;                 /* its verdict: forward it (the next command framed is that one) */
     buf_t inspected;             /* the reported command, a copy Python reads in collect() */
@@ -198,7 +199,7 @@ typedef struct relay {
     uint32_t *gens;
     uint32_t nslots, *free_slots, nfree;
     uint64_t added, bytes_up, bytes_down, inspections;
-    uint64_t plain_queries;  /* inspected sessions' Queries passed without a report (pg_plain.h); atomic */
+    uint64_t plain_queries;  /* inspected sessions' statements passed without a report (pg_plain.h, mysql_plain.h); atomic */
     /* bytes of collected sessions per tag ([0] up, [1] down); Python's thread only, like the
      * slots: add() grows it, collect() adds to it, traffic() reads it */
     uint64_t (*tag_bytes)[2];
