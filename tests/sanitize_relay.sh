@@ -67,7 +67,8 @@ done
 if [ "$paths" -eq 0 ]; then
     set -- "$@" tests/unit/test_native_relay.py tests/unit/test_native_relay_mysql.py \
         tests/unit/test_native_relay_mysql_differential.py tests/unit/test_native_relay_inspect.py \
-        tests/unit/test_tls_session_resumption.py tests/unit/test_pg_plain_relay.py
+        tests/unit/test_tls_session_resumption.py tests/unit/test_pg_plain_relay.py \
+        tests/unit/test_mysql_plain_relay.py
 fi
 status=0
 "$python" -m pytest -q -p no:cacheprovider -p sanitizer_env "$@" || status=$?
