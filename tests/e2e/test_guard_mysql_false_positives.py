@@ -219,3 +219,16 @@ def test_a_dump_of_an_application_database_restores_through_the_gateway(dbkeep, 
         assert run(conn, "SELECT id, name FROM items ORDER BY id") == ((1, "rdsadmin's tea"), (2, "semi;colon"))
         assert run(conn, "SELECT COUNT(*) FROM cheap") == ((1,),)
         assert run(conn, "CALL count_items()") == ((2,),)
+
+
+def test_kill_query_of_the_session_itself(dbkeep, fp):
+    """KILL of CONNECTION_ID() names the session's own thread, never rdsadmin's: the engine
+    answers it, not the guard."""
+    mark = audit_mark(dbkeep)
+    with master(dbkeep, fp) as conn:
+        try:
+            run(conn, "KILL QUERY CONNECTION_ID()")
+        except pymysql.err.MySQLError as exc:
+            assert exc.args[0] == 1317, exc  # the engine's "Query execution was interrupted"
+        assert run(conn, "SELECT 1") == ((1,),)
+    no_refusals(dbkeep, fp, mark)

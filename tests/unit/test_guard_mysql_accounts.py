@@ -96,6 +96,12 @@ def test_kill_of_a_literal_thread_is_looked_up_and_kill_of_an_expression_refused
     assert judge("/*!KILL*/ QUERY ID 7", APP).kill_threads == [7]
     assert refusal("KILL @t").errno == 1227
     assert refusal("KILL (SELECT 1)").errno == 1227
+    # the session's own thread: no owner to check (never rdsadmin's through the gateway)
+    for own in ("KILL QUERY CONNECTION_ID()", "kill connection_id ( )", "KILL SOFT QUERY CONNECTION_ID()"):
+        verdict = judge(own, APP)
+        assert verdict.refusal is None and verdict.kill_threads == [], own
+    assert refusal("KILL QUERY CONNECTION_ID() + 1").errno == 1227
+    assert refusal("KILL appdb.CONNECTION_ID()").errno == 1227  # a stored function of that name
 
 
 def test_unreadable_and_unknown_statements_are_refused():

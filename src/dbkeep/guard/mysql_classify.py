@@ -380,7 +380,7 @@ def _call_args(tokens: list[Token], k: int) -> list[str | None]:
 
 
 def _classify_kill(tokens: list[Token], out: Classified) -> None:
-    """``KILL [HARD|SOFT] [CONNECTION|QUERY [ID]] n`` / ``KILL … USER name``."""
+    """``KILL [HARD|SOFT] [CONNECTION|QUERY [ID]] n`` / ``KILL … CONNECTION_ID()`` / ``KILL … USER name``."""
     k = 1
     while k < len(tokens) and tokens[k].upper in ("HARD", "SOFT", "CONNECTION", "QUERY", "ID"):
         k += 1
@@ -388,6 +388,8 @@ def _classify_kill(tokens: list[Token], out: Classified) -> None:
     if rest and rest[0].upper == "USER":
         out.kill_user_at = k + 1
         return
+    if len(rest) == 3 and rest[0].upper == "CONNECTION_ID" and rest[1].text == "(" and rest[2].text == ")":
+        return  # the session's own thread: never rdsadmin's through the gateway
     value = _int(rest[0].text) if len(rest) == 1 and rest[0].kind == NUMBER else None
     out.kill = value if value is not None else -1
 
