@@ -76,7 +76,7 @@ static inline bool mysql_plain_query(const unsigned char *text, size_t n)
     }
     if (quoted)
         return false;
-    /* "--" and "/*" anywhere, inside literals too, as guard/mysql_grants.plain refuses them */
+    /* two-character comment openers anywhere, inside literals too, as guard/mysql_grants.plain refuses them */
     for (size_t k = 0; k + 1 < n; k++)
         if ((text[k] == '-' && text[k + 1] == '-') || (text[k] == '/' && text[k + 1] == '*'))
             return false;
