@@ -1,6 +1,6 @@
 """Test stand-in for the gateway's side of an IAM login on an engine's private socket: answers
-the MariaDB plugin's nonce, or mints a PostgreSQL nonce, with the proof made from the cluster's
-key (identity/engine_proof.py)."""
+the MariaDB plugin's switch with the proof for the connection's id, or mints a PostgreSQL nonce,
+with the proof made from the cluster's key (identity/engine_proof.py)."""
 
 from __future__ import annotations
 
@@ -17,22 +17,21 @@ def proof_key(iam_dir: Path) -> bytes:
 
 
 class _ProofAnswer:
-    answer = None  # (nonce: bytes) -> bytes
+    answer = None  # (connection id: int) -> bytes
     seen: list = []
 
     def __init__(self, con):
         self.con = con
 
     def authenticate(self, pkt):
-        nonce = pkt.read_all()
-        type(self).seen.append(nonce)
-        self.con.write_packet(type(self).answer(nonce))
+        type(self).seen.append(pkt.read_all())  # the switch's plugin data (empty)
+        self.con.write_packet(type(self).answer(self.con.server_thread_id[0]))
         return self.con._read_packet()
 
 
 def mysql_iam_login(socket: str, user: str, answer, **kw) -> pymysql.Connection:
-    """Log in on the engine's socket, answering its AuthSwitchRequest with ``answer(nonce)``
-    (``conn.seen`` holds the nonces the engine sent)."""
+    """Log in on the engine's socket, answering its AuthSwitchRequest with ``answer(connection
+    id)`` (``conn.seen`` holds the switches' plugin data)."""
     handler = type("Handler", (_ProofAnswer,), {"answer": staticmethod(answer), "seen": []})
     conn = pymysql.connect(unix_socket=socket, user=user, password="", autocommit=True, connect_timeout=5,
                            auth_plugin_map={"mysql_clear_password": handler}, **{"ssl_disabled": True, **kw})
@@ -42,7 +41,7 @@ def mysql_iam_login(socket: str, user: str, answer, **kw) -> pymysql.Connection:
 
 def mysql_proof_login(socket: str, iam_dir: Path, user: str) -> pymysql.Connection:
     key = proof_key(iam_dir)
-    return mysql_iam_login(socket, user, lambda nonce: engine_proof.mysql_proof(key, nonce, user))
+    return mysql_iam_login(socket, user, lambda thread: engine_proof.mysql_proof(key, thread, user))
 
 
 def pg_proof(iam_dir: Path, user: str) -> str:

@@ -351,3 +351,55 @@ def test_host_restricted_accounts_match_the_real_address(world):
     wait_cluster(w.dbkeep, w.ident)
     with w.master() as m:
         assert _query(m, "SELECT CURRENT_USER()") == [("admin@%",)]
+
+
+# --- accounts the engine marked as IAM ones: the next logins ask the client first -----------------
+
+
+def test_an_account_changed_behind_the_gateways_back_still_logs_in_as_it_now_is(world, jane):
+    """After a token login the gateway knows jane_twin as an IAM account and asks the client for
+    its token before the engine sees the login (the login packet then carries the proof). When
+    the account becomes a password one through a path the gateway does not read (rdsadmin on the
+    engine's socket), a password login still works -- the engine decides on the login as the
+    client sent it -- and so does a token login once it is an IAM account again."""
+    from mysql_sessions import rdsadmin, run
+
+    w = world
+    arn, akid, secret = w.principal([w.allow("jane_twin")])
+    with w.master() as m, m.cursor() as cur:
+        cur.execute("CREATE USER jane_twin IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS'")
+        cur.execute("GRANT SELECT ON appdb.* TO jane_twin")
+    for _ in range(3):  # the first login teaches the gateway; the next ones take the short path
+        mark = audit_mark(w.dbkeep)
+        with w.pymysql("jane_twin", boto_token("localhost", w.port, "jane_twin", akid, secret)) as conn:
+            assert _query(conn, "SELECT CURRENT_USER()") == [("jane_twin@%",)]
+            thread = _query(conn, "SELECT CONNECTION_ID()")[0][0]
+        (event,) = _iam_events(w, mark)
+        assert event["verdict"] == "allow" and event["principal"] == arn and event["thread_id"] == thread
+    with rdsadmin(w.dbkeep, w.cluster) as admin:
+        run(admin, "ALTER USER jane_twin IDENTIFIED BY 'Twin-Pass-1'")
+    with w.pymysql("jane_twin", "Twin-Pass-1") as conn:
+        assert _query(conn, "SELECT CURRENT_USER()") == [("jane_twin@%",)]
+    _refused(w, "jane_twin", boto_token("localhost", w.port, "jane_twin", akid, secret), None)
+    with rdsadmin(w.dbkeep, w.cluster) as admin:
+        run(admin, "ALTER USER jane_twin IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS'")
+    for _ in range(2):
+        w.pymysql("jane_twin", boto_token("localhost", w.port, "jane_twin", akid, secret)).close()
+    _refused(w, "jane_twin", "Twin-Pass-1", "malformed_token")  # a password to an IAM account, known or not
+
+
+def test_a_known_account_turned_into_a_password_one_with_a_token_in_hand(world):
+    """The account changed behind the gateway's back and the client still sends a token: the
+    proof goes to the engine, which asks for another plugin: refused, and forgotten."""
+    from mysql_sessions import rdsadmin, run
+
+    w = world
+    _, akid, secret = w.principal([w.allow("jane_flip")])
+    with w.master() as m, m.cursor() as cur:
+        cur.execute("CREATE USER jane_flip IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS'")
+    w.pymysql("jane_flip", boto_token("localhost", w.port, "jane_flip", akid, secret)).close()
+    with rdsadmin(w.dbkeep, w.cluster) as admin:
+        run(admin, "ALTER USER jane_flip IDENTIFIED BY 'Flip-Pass-1'")
+    _refused(w, "jane_flip", boto_token("localhost", w.port, "jane_flip", akid, secret), "not_an_iam_account")
+    _refused(w, "jane_flip", boto_token("localhost", w.port, "jane_flip", akid, secret), None)  # forgotten
+    w.pymysql("jane_flip", "Flip-Pass-1").close()

@@ -67,11 +67,11 @@ def test_mysql_iam_account_and_proof(my_iam):
         (create,), = my_rows(m, "SHOW CREATE USER jane_doe")
         assert "IDENTIFIED VIA AWSAuthenticationPlugin USING 'RDS'" in create
     key = _key(my_iam)
-    conn = _my_iam_login(my_iam, "jane_doe", lambda nonce: engine_proof.mysql_proof(key, nonce, "jane_doe"))
+    conn = _my_iam_login(my_iam, "jane_doe", lambda thread: engine_proof.mysql_proof(key, thread, "jane_doe"))
     with closing_all(conn) as (c,):
         assert my_rows(c, "SELECT CURRENT_USER()") == [("jane_doe@%",)]
-        (nonce,) = conn.seen
-        assert len(nonce) == 32 and all(ch in b"0123456789abcdef" for ch in nonce)
+        assert conn.seen == [b""]  # the plugin's switch carries no data: the proof is bound to the connection id
+        assert my_rows(c, "SELECT CONNECTION_ID()") == [(conn.server_thread_id[0],)]
     with closing_all(my_connect(my_iam)) as (m,):
         # an IAM account has no password: neither a password for the plugin nor SET PASSWORD
         assert my_error(my_rows, m, "CREATE USER iam_pw IDENTIFIED WITH AWSAuthenticationPlugin BY 'x'")[0] != 0
@@ -90,12 +90,13 @@ def test_mysql_replayed_or_wrong_proof_refused(my_iam):
     key = _key(my_iam)
     proofs = []
 
-    def first(nonce):
-        proofs.append(engine_proof.mysql_proof(key, nonce, "iam_two"))
+    def first(thread):
+        proofs.append(engine_proof.mysql_proof(key, thread, "iam_two"))
         return proofs[-1]
 
     _my_iam_login(my_iam, "iam_two", first).close()
-    code, message = my_error(_my_iam_login, my_iam, "iam_two", lambda nonce: proofs[0])
+    # the same proof on another connection (another id)
+    code, message = my_error(_my_iam_login, my_iam, "iam_two", lambda thread: proofs[0])
     assert code == 1045 and "using password: YES" in message
     # a proof for another user, a proof under another key, a token
     assert my_error(_my_iam_login, my_iam, "iam_two",
@@ -163,12 +164,16 @@ def test_mysql_without_the_plugin_offered(my_iam):
 
 def test_mysql_iam_state_survives_a_restart(my_iam):
     driver = my_iam.engines.driver
+    old_key = _key(my_iam)
     my_iam.run(driver.stop(my_iam.spec.cluster_id))
     my_iam.run(driver.start(my_iam.spec))
     with closing_all(my_connect(my_iam)) as (m,):
         my_rows(m, "CREATE USER IF NOT EXISTS jane_doe IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS'")
         assert my_rows(m, "SELECT COUNT(*) FROM mysql.plugin WHERE name = 'AWSAuthenticationPlugin'") == [(0,)]
     key = _key(my_iam)
+    assert key != old_key  # a new key at every start: connection ids start again
+    assert my_error(_my_iam_login, my_iam, "jane_doe", lambda n: engine_proof.mysql_proof(old_key, n, "jane_doe"))[0] \
+        == 1045
     _my_iam_login(my_iam, "jane_doe", lambda n: engine_proof.mysql_proof(key, n, "jane_doe")).close()
     # started with IAM off (the catalog says so): not loaded
     my_iam.run(driver.stop(my_iam.spec.cluster_id))

@@ -71,11 +71,13 @@ def test_verify_through_the_facade(login):
 
 
 def test_mysql_answer_format(login):
-    nonce = b"0123456789abcdef0123456789abcdef"
-    answer = login.mysql_answer(_target(), nonce, "jane_doe")
+    answer = login.mysql_answer(_target(), 4242, "jane_doe")
     key = bytes.fromhex((login.iam_dir(_target()) / engine_proof.KEY_NAME).read_text().strip())
-    expected = hmac.new(key, b"dbkeep-iam-mysql-v1\0" + nonce + b"\0jane_doe", hashlib.sha256).hexdigest()
+    expected = hmac.new(key, b"dbkeep-iam-mysql-v2\0" + b"4242" + b"\0jane_doe", hashlib.sha256).hexdigest()
     assert answer == expected.encode() + b"\0"
+    assert login.mysql_answer(_target(), 4243, "jane_doe") != answer  # bound to the connection
+    with pytest.raises(ValueError):
+        login.mysql_answer(_target(), 1 << 32, "jane_doe")
 
 
 def _check(iam_dir: Path, password: str, user: str) -> int:

@@ -172,8 +172,10 @@ class LocalEngine:
             layout.create(user, self.user)     # directories and traversal may have been changed by hand
             self._check_socket_len(spec.cluster_id)
             iam.record(layout, spec.iam_auth)
-            iam.ensure_files(layout, user)
-            if self.supervisor.is_active(spec.cluster_id):
+            running = self.supervisor.is_active(spec.cluster_id)
+            # a new MariaDB key at every start: connection ids start again (native/aws_iam_auth.c)
+            iam.ensure_files(layout, user, new_key=self.rotates_iam_key and not running)
+            if running:
                 return
             self._write_config(layout, spec.settings)
             await self.supervisor.start(spec.cluster_id, self._process(layout, bootstrap=False),
@@ -228,6 +230,9 @@ class LocalEngine:
             await self._apply_iam(layout, spec, running=self.supervisor.is_active(spec.cluster_id))
         log.info("%s: IAM database authentication %s", self._name(spec.cluster_id),
                  "enabled" if spec.iam_auth else "disabled")
+
+    # a proof bound to a connection id that the engine counts again from 1 after a restart
+    rotates_iam_key = False
 
     # --- engine-specific --------------------------------------------------------------------
     def socket_path(self, cluster_id: str) -> str:

@@ -75,8 +75,9 @@ def record(layout: ClusterLayout, on: bool) -> None:
         layout.update_meta(iam_auth=on)
 
 
-def ensure_files(layout: ClusterLayout, user: EngineUser) -> Path:
-    """``iam/``, its proof key (made once) and ``nonces/``, owned by the engine user."""
+def ensure_files(layout: ClusterLayout, user: EngineUser, *, new_key: bool = False) -> Path:
+    """``iam/``, its proof key (made once, or anew with ``new_key``) and ``nonces/``, owned by
+    the engine user."""
     d = iam_dir(layout)
     for sub in (d, d / engine_proof.NONCES_DIR):
         sub.mkdir(mode=0o700, exist_ok=True)
@@ -85,6 +86,8 @@ def ensure_files(layout: ClusterLayout, user: EngineUser) -> Path:
     engine_proof.sweep_pg_nonces(d)  # one-time nonces of logins that never reached the PAM module
     key = d / engine_proof.KEY_NAME
     try:
+        if new_key:
+            raise ValueError("a new key")
         engine_proof.parse_key(key.read_bytes())
     except (FileNotFoundError, ValueError):
         write_private(key, engine_proof.new_key_text(), owner=user)

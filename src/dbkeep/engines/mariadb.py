@@ -125,6 +125,7 @@ class _MariaDBProcess:
 class MariaDB(LocalEngine):
     engine = MYSQL
     label = "mariadb"
+    rotates_iam_key = True  # IAM proofs are bound to connection ids (native/aws_iam_auth.c)
 
     def __init__(self, state_dir, supervisor, *, binaries: MariaDBBinaries | None = None, **kw) -> None:
         super().__init__(state_dir, supervisor, **kw)

@@ -92,9 +92,10 @@ class IamLogin:
                                     hosts=self.endpoint_hosts(target, local_host), source_ip=client_ip,
                                     secure_transport=secure_transport)
 
-    def mysql_answer(self, target: ClusterTarget, engine_nonce: bytes, user: str) -> bytes:
-        """The reply to the engine's AuthSwitchRequest (NUL included)."""
-        return engine_proof.mysql_proof(self._keys.key(self.iam_dir(target)), engine_nonce, user)
+    def mysql_answer(self, target: ClusterTarget, thread_id: int, user: str) -> bytes:
+        """The proof for the engine connection ``thread_id`` (NUL included): the data of a login
+        packet naming ``mysql_clear_password``, or the reply to the plugin's switch."""
+        return engine_proof.mysql_proof(self._keys.key(self.iam_dir(target)), thread_id, user)
 
     def pg_password(self, target: ClusterTarget, user: str) -> str:
         """The PasswordMessage text for the engine's AuthenticationCleartextPassword."""

@@ -15,11 +15,13 @@ mode 0600, owned by the cluster's engine OS user; the ``iam/`` directory is 0700
 user's too. dbkeep (root, or the engines' own user when not root) and that engine read it; no
 other cluster's engine can (each cluster has its own OS user).
 
-MariaDB (``mysql_proof``): the plugin's AuthSwitchRequest to ``mysql_clear_password`` carries a
-fresh nonce of 32 hex digits as its plugin data; the answer is
-``hex(HMAC-SHA256(key, b"dbkeep-iam-mysql-v1" 0x00 NONCE 0x00 USER))`` followed by a NUL (as
-the cleartext plugin sends). The nonce is the engine's, fresh for each connection: a proof is
-good for that connection's login only.
+MariaDB (``mysql_proof``): ``hex(HMAC-SHA256(key, b"dbkeep-iam-mysql-v2" 0x00 THREAD 0x00
+USER))`` followed by a NUL (as the cleartext plugin sends), THREAD the connection's id in decimal
+as the server's greeting gives it. The plugin reads it from the login packet when that names
+``mysql_clear_password`` (no round trip: the gateway does so for accounts it knows to be IAM
+ones), else from the reply to its AuthSwitchRequest. The server does not reuse a connection id
+while it runs, and the MariaDB engine driver writes a new key at every start (``engines/iam.py``):
+a proof is good for that connection's login only.
 
 PostgreSQL (``pg_proof``): the engine's ``AuthenticationCleartextPassword`` carries no data, and
 its pid and cancel key (BackendKeyData) come only after authentication, so the engine cannot
@@ -41,9 +43,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-MYSQL_LABEL = b"dbkeep-iam-mysql-v1"
+MYSQL_LABEL = b"dbkeep-iam-mysql-v2"
 PG_LABEL = b"dbkeep-iam-pg-v1"
-MYSQL_NONCE_LEN = 32
 PG_NONCE_LEN = 48
 PG_MAX_AGE = 60
 KEY_NAME = "proof.key"
@@ -67,11 +68,12 @@ def _mac(key: bytes, label: bytes, nonce: bytes, user: str) -> str:
     return hmac.new(key, label + b"\0" + nonce + b"\0" + user.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def mysql_proof(key: bytes, nonce: bytes, user: str) -> bytes:
-    """The reply to the plugin's AuthSwitchRequest (its plugin data is ``nonce``), NUL included."""
-    if len(nonce) != MYSQL_NONCE_LEN:
-        raise ValueError("the engine's nonce must be 32 hex digits")
-    return _mac(key, MYSQL_LABEL, nonce, user).encode("ascii") + b"\0"
+def mysql_proof(key: bytes, thread_id: int, user: str) -> bytes:
+    """The proof for the login of ``user`` on the engine connection ``thread_id`` (the id in the
+    server's greeting), NUL included."""
+    if not 0 <= thread_id <= 0xFFFFFFFF:
+        raise ValueError("a MariaDB connection id is 32 bits")
+    return _mac(key, MYSQL_LABEL, str(thread_id).encode("ascii"), user).encode("ascii") + b"\0"
 
 
 def pg_proof(key: bytes, nonce: str, user: str) -> str:

@@ -196,7 +196,8 @@ class MySQLSession(PrivateReads, NativeRelay, Session):
         self._client_protocol = _ClientLeg(self)
         raw.set_protocol(self._client_protocol)  # reading starts after connection_made, with this protocol
         self.relay = Relay(self._decide, client_tls=target.tls is not None, engine_tls="as-client",
-                           max_message_size=limits.max_packet, iam=self._iam.answer if self._iam is not None else None)
+                           max_message_size=limits.max_packet, iam=self._iam.answer if self._iam is not None else None,
+                           iam_accounts=self._iam.accounts() if self._iam is not None else None)
         if self.over_cluster_limit():
             log.debug("mysql session %s (cluster %s, %s): too many connections", self.id, self.identifier, self.peer_host)
             self.refuse(refusals.CLUSTER_LIMIT)

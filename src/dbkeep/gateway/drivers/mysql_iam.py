@@ -20,11 +20,12 @@ is audited when the engine's verdict on the proof arrives; a refusal at once. Th
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from dbkeep.gateway.iam import IamLogin
 from dbkeep.gateway.mysql import errors as wire_errors
-from dbkeep.gateway.mysql.events import IamPluginMissing, IamToken
+from dbkeep.gateway.mysql.events import IamNotIam, IamPluginMissing, IamToken
 from dbkeep.gateway.mysql.messages import ErrPacket
 from dbkeep.identity import dbauth
 from dbkeep.pki.tls import describe_session
@@ -35,6 +36,41 @@ if TYPE_CHECKING:
 log = logging.getLogger("dbkeep.gateway.mysql")
 
 CLEARTEXT = "cleartext"  # the client leg is not TLS: its token is not read
+NOT_IAM = "not_an_iam_account"  # an account known as an IAM one took the login as another kind
+KNOWN_FOR = 300.0  # seconds an account the engine marked as an IAM one is asked for its token first
+
+
+def _known(ctx: Any, resource_id: str) -> dict[str, float]:
+    """A cluster's accounts its engine marked as IAM ones, with when that stops counting."""
+    return ctx.extra.setdefault("mysql.iam_accounts", {}).setdefault(resource_id, {})
+
+
+def forget_iam_accounts(ctx: Any, resource_id: str) -> None:
+    """Accounts may have changed (account DDL seen by the statement guard): ask the engine again."""
+    ctx.extra.get("mysql.iam_accounts", {}).pop(resource_id, None)
+
+
+class ClusterIamAccounts:
+    """The relay's view of :func:`_known` for one session's cluster (``mysql/relay.py``
+    ``IamAccounts``): a login as one of these accounts asks the client for its token before the
+    engine sees it, and the engine gets the proof in the login packet itself."""
+
+    __slots__ = ("_accounts",)
+
+    def __init__(self, accounts: dict[str, float]) -> None:
+        self._accounts = accounts
+
+    def known(self, user: str) -> bool:
+        until = self._accounts.get(user)
+        return until is not None and until > time.monotonic()
+
+    def learned(self, user: str) -> None:
+        if len(self._accounts) >= 10_000:
+            self._accounts.clear()
+        self._accounts[user] = time.monotonic() + KNOWN_FOR
+
+    def forget(self, user: str) -> None:
+        self._accounts.pop(user, None)
 PROOF_UNAVAILABLE = "proof_unavailable"  # the cluster's proof key cannot be read
 ENGINE_REFUSED = "engine_refused_proof"
 
@@ -49,12 +85,19 @@ class MySQLIam:
         self.login = login
         self._allowed: dict[str, Any] | None = None  # an allowed token awaiting the engine's verdict
 
-    def answer(self, event: IamToken | IamPluginMissing) -> bytes | ErrPacket:
+    def accounts(self) -> ClusterIamAccounts | None:
+        target = self.session.target
+        return ClusterIamAccounts(_known(self.session.ctx, target.resource_id)) if target is not None else None
+
+    def answer(self, event: IamToken | IamPluginMissing | IamNotIam) -> bytes | ErrPacket:
         """The relay's ``iam`` hook: the proof for the engine, or the client's 1045."""
         session = self.session
         session.login_method = "iam"  # the login event's and the logins metric's method
         target = session.target
         assert target is not None
+        if type(event) is IamNotIam:
+            self._audit(event.user, "deny", NOT_IAM, detail="the engine asked for another plugin: not an IAM account")
+            return self._denied(event.user)
         if type(event) is IamPluginMissing:
             self._audit(event.user, "deny", dbauth.IAM_DISABLED,
                         detail=f"the engine refused the account: {event.error.message}")
@@ -70,7 +113,7 @@ class MySQLIam:
             self._audit(event.user, **fields)
             return self._denied(event.user)
         try:
-            proof = self.login.mysql_answer(target, event.nonce, event.user)
+            proof = self.login.mysql_answer(target, event.thread_id, event.user)
         except (OSError, ValueError) as exc:
             log.warning("mysql session %s (cluster %s): no IAM proof for the engine: %s", session.id,
                         session.identifier, exc)

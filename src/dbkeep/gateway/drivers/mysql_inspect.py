@@ -50,6 +50,7 @@ from dbkeep.gateway.mysql import charsets
 from dbkeep.gateway.mysql.events import ChangeUser, Command, Prepare, ProcessKill, Query, ResetConnection
 from dbkeep.gateway.mysql.messages import CommandCode, ErrPacket
 from dbkeep.gateway.mysql.relay import HOLD
+from .mysql_iam import forget_iam_accounts
 
 if TYPE_CHECKING:
     from .mysql import MySQLSession
@@ -90,7 +91,8 @@ def _generation(ctx: Any, resource_id: str) -> tuple[int, int]:
 
 def forget_facts(ctx: Any, resource_id: str) -> None:
     """Privileges may have changed on the cluster: no cached account facts are used again,
-    nor stored from a probe that started before now."""
+    nor stored from a probe that started before now (nor the accounts known as IAM ones)."""
+    forget_iam_accounts(ctx, resource_id)
     cache = _facts_cache(ctx)
     for key in [k for k in cache if k[0] == resource_id]:
         del cache[key]

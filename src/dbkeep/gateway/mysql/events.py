@@ -32,6 +32,7 @@ __all__ = [
     "ConnectionClosed",
     "Continuation",
     "EngineEvent",
+    "IamNotIam",
     "IamPluginMissing",
     "IamToken",
     "LoginRequested",
@@ -146,15 +147,17 @@ class Continuation(ClientCommand):
 @dataclass(frozen=True, slots=True)
 class IamToken:
     """An IAM account's login reached the token: the engine asked for ``mysql_clear_password``
-    (only dbkeep's ``AWSAuthenticationPlugin`` does) with its ``nonce``, and ``token`` is what
-    the client sent as that password (NUL stripped) -- in its login packet or in answer to the
-    gateway's own AuthSwitchRequest. ``token`` is None when the client leg is cleartext: it
-    was not asked. The relay's ``iam`` hook answers with the proof for the engine or an ERR
-    for the client (``change_user``: the request was a COM_CHANGE_USER)."""
+    (only dbkeep's ``AWSAuthenticationPlugin`` does), or the gateway knows the account as an IAM
+    one and asked the client first, and ``token`` is what the client sent as that password (NUL
+    stripped) -- in its login packet or in answer to an AuthSwitchRequest. ``token`` is None
+    when the client leg is cleartext: it was not asked. ``thread_id``: the engine connection's
+    id (its greeting's), to which the proof is bound. The relay's ``iam`` hook answers with the
+    proof for the engine or an ERR for the client (``change_user``: the request was a
+    COM_CHANGE_USER)."""
 
     user: str
     token: bytes | None
-    nonce: bytes
+    thread_id: int
     change_user: bool = False
 
 
@@ -165,6 +168,15 @@ class IamPluginMissing:
 
     user: str
     error: ErrPacket
+
+
+@dataclass(frozen=True, slots=True)
+class IamNotIam:
+    """The gateway sent the engine an IAM login for an account it knew as an IAM one, and the
+    engine asked for another plugin: the account is no longer one (the relay's ``iam`` hook
+    gives the client's ERR; the gateway forgets the account)."""
+
+    user: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,7 +78,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from dbkeep.errors import LocalProtocolError, RemoteProtocolError
 from dbkeep.gateway.sansio import NEED_DATA
@@ -93,6 +93,7 @@ from .events import (
     Command,
     ConnectionClosed,
     Continuation,
+    IamNotIam,
     IamPluginMissing,
     IamToken,
     LoginRequested,
@@ -139,7 +140,22 @@ HOLD = _Hold()  # what ``decide`` returns to keep a command until Relay.release(
 
 Decidable = LoginRequested | Query | Prepare | ChangeUser | ProcessKill | ResetConnection | Command
 Decide = Callable[[Decidable], "ErrPacket | _Hold | None"]
-IamHook = Callable[[IamToken | IamPluginMissing], "bytes | ErrPacket"]
+IamHook = Callable[[IamToken | IamPluginMissing | IamNotIam], "bytes | ErrPacket"]
+
+
+class IamAccounts(Protocol):
+    """The cluster's accounts the engine has marked as IAM ones (``drivers/mysql_iam.py``)."""
+
+    def known(self, user: str) -> bool: ...
+
+    def learned(self, user: str) -> None: ...
+
+    def forget(self, user: str) -> None: ...
+
+
+def _looks_like_token(data: bytes) -> bool:
+    """An IAM token (a presigned URL), not a password: what the fast path may verify."""
+    return b"X-Amz-Signature=" in data and b"Action=connect" in data
 
 
 @dataclass
@@ -180,6 +196,7 @@ class Relay:
         refuse_in_order: bool = True,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         iam: IamHook | None = None,
+        iam_accounts: IamAccounts | None = None,
     ) -> None:
         self.client = ClientFacing(max_message_size=max_message_size)
         self.engine = EngineFacing(max_message_size=max_message_size)
@@ -196,7 +213,13 @@ class Relay:
         self._auth_user: str | None = None  # the login or change of user under way
         self._change_user = False
         self._early_token: bytes | None = None  # a token sent in the login packet itself
-        self._iam_nonce: bytes | None = None  # the engine's nonce while the client's token is awaited
+        self._iam_waiting = False  # a switch to mysql_clear_password went to the client: its token is next
+        self._iam_accounts = iam_accounts
+        # a login held for an account known as an IAM one: the client is asked for its token
+        # before the engine sees the login, which then carries the proof (no switch on that leg)
+        self._fast: LoginRequested | None = None
+        self._fast_login: HandshakeResponse41 | None = None
+        self._fast_sent = False  # the engine has that login: its answer decides
 
     def _finish(self, out: Output) -> Output:
         if out.close:
@@ -256,15 +279,27 @@ class Relay:
         """An engine packet of an IAM login, handled here (True) instead of relayed."""
         if self._auth_user is None:
             return False
+        if self._fast_sent:
+            if isinstance(event, AuthSwitchRequest):  # not an IAM account (any more)
+                self._fast_sent = False
+                if self._iam_accounts is not None:
+                    self._iam_accounts.forget(self._auth_user)
+                reply = self._iam(IamNotIam(self._auth_user))  # type: ignore[misc]
+                out.to_client.append(self.client.send(reply))  # type: ignore[arg-type]
+                out.close = True
+                return True
+            if isinstance(event, ErrPacket) and self._iam_accounts is not None:
+                self._iam_accounts.forget(self._auth_user)
         if isinstance(event, AuthSwitchRequest) and event.plugin_name == IAM_CLIENT_PLUGIN:
-            nonce = bytes(event.data).rstrip(b"\0")
+            if self._iam_accounts is not None and not self._change_user:
+                self._iam_accounts.learned(self._auth_user)  # the engine says it is an IAM account
             token, self._early_token = self._early_token, None
             if token is not None and self.client.tls:
-                self._iam_answer(IamToken(self._auth_user, token, nonce, self._change_user), out)
+                self._iam_answer(IamToken(self._auth_user, token, self._thread_id(), self._change_user), out)
             elif not self.client.tls:
-                self._iam_answer(IamToken(self._auth_user, None, nonce, self._change_user), out)
+                self._iam_answer(IamToken(self._auth_user, None, self._thread_id(), self._change_user), out)
             else:
-                self._iam_nonce = nonce
+                self._iam_waiting = True
                 out.to_client.append(self.client.send(AuthSwitchRequest(IAM_CLIENT_PLUGIN, b"")))
             return True
         if isinstance(event, ErrPacket) and event.errno == _PLUGIN_NOT_LOADED and _IAM_SERVER_PLUGIN in event.message:
@@ -273,7 +308,54 @@ class Relay:
             out.close = True
             return True
         if isinstance(event, (OkPacket, ErrPacket)):
-            self._auth_user = self._early_token = self._iam_nonce = None  # the exchange is over
+            self._auth_user = self._early_token = None  # the exchange is over
+            self._iam_waiting = self._fast_sent = False
+        return False
+
+    def _thread_id(self) -> int:
+        greeting = self.engine.greeting
+        assert greeting is not None
+        return greeting.connection_id
+
+    def _fast_eligible(self, event: LoginRequested) -> bool:
+        """Ask the client for its token before the engine sees the login: an account the engine
+        marked as an IAM one before, a TLS client that can switch plugins."""
+        accounts = self._iam_accounts
+        return (accounts is not None and event.tls and self.engine.greeting is not None
+                and bool((self.client.capabilities or 0) & Capability.CLIENT_PLUGIN_AUTH)
+                and accounts.known(event.user))
+
+    def _fast_answer(self, token: bytes, out: Output) -> None:
+        """The token of a held login: the engine gets the login with the proof in it, or (when
+        the client sent no token, a password perhaps: the account may have changed) the login
+        as it came, and the engine decides as it always does."""
+        event, login = self._fast, self._fast_login
+        self._fast = self._fast_login = None
+        assert event is not None and login is not None and self._auth_user is not None
+        if not _looks_like_token(token):
+            if self._iam_accounts is not None:
+                self._iam_accounts.forget(self._auth_user)
+            self._early_token = token  # what the client said, should the engine ask for it
+            self._send_login(event, login, out)
+            return
+        reply = self._iam(IamToken(self._auth_user, token, self._thread_id(), False))  # type: ignore[misc]
+        if isinstance(reply, ErrPacket):
+            out.to_client.append(self.client.send(reply))
+            out.close = True
+            return
+        self._fast_sent = True
+        self._send_login(event, dataclasses.replace(login, auth_plugin_name=IAM_CLIENT_PLUGIN, auth_response=reply),
+                         out)
+
+    def _send_login(self, event: LoginRequested, login: HandshakeResponse41, out: Output) -> bool:
+        """The login to the engine, through TLS first when that leg runs it (then True: the
+        rest waits for ``engine_tls_established``)."""
+        if self._engine_leg_tls(event):
+            out.to_engine.append(self.engine.send(login.ssl_request()))
+            self._pending_login = login
+            out.start_engine_tls = True
+            return True
+        out.to_engine.append(self.engine.send(login))
         return False
 
     def _iam_change_user(self, event: ChangeUser) -> ChangeUser:
@@ -396,24 +478,37 @@ class Relay:
                     out.close = True
                     return
                 response = event.response
+                early = None
                 if self._iam is not None:
                     self._auth_user, self._change_user = event.user, False
                     if response.auth_plugin_name == IAM_CLIENT_PLUGIN and response.auth_response:
                         # a token (or a cleartext password) in the login packet: the engine
-                        # asks for its own plugin either way, and never sees a token
-                        self._early_token = bytes(response.auth_response).rstrip(b"\0")
+                        # never sees a token
+                        early = bytes(response.auth_response).rstrip(b"\0")
                         response = dataclasses.replace(response, auth_response=b"")
-                if self._engine_leg_tls(event):
-                    out.to_engine.append(self.engine.send(response.ssl_request()))
-                    self._pending_login = response
-                    out.start_engine_tls = True
+                    if self._fast_eligible(event):
+                        self._fast, self._fast_login = event, response
+                        if early is not None:
+                            self._fast_answer(early, out)
+                            if out.close or out.start_engine_tls:
+                                return
+                            continue
+                        self._iam_waiting = True
+                        out.to_client.append(self.client.send(AuthSwitchRequest(IAM_CLIENT_PLUGIN, b"")))
+                        continue
+                    self._early_token = early
+                if self._send_login(event, response, out):
                     return
-                out.to_engine.append(self.engine.send(response))
-            elif isinstance(event, AuthData) and self._iam_nonce is not None:
-                nonce, self._iam_nonce = self._iam_nonce, None
+            elif isinstance(event, AuthData) and self._iam_waiting:
+                self._iam_waiting = False
+                token = bytes(event.payload).rstrip(b"\0")
                 assert self._auth_user is not None
-                self._iam_answer(IamToken(self._auth_user, bytes(event.payload).rstrip(b"\0"), nonce,
-                                          self._change_user), out)
+                if self._fast is not None:
+                    self._fast_answer(token, out)
+                    if out.start_engine_tls:
+                        return
+                else:
+                    self._iam_answer(IamToken(self._auth_user, token, self._thread_id(), self._change_user), out)
                 if out.close:
                     return
             elif isinstance(event, (AuthData, Continuation)):
