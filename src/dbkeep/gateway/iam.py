@@ -5,20 +5,23 @@ The contract the sessions follow (MySQL: ``drivers/mysql_iam.py`` and the relay'
 
 MySQL session (``gateway/mysql``): relay the login as for any account. When the *engine* sends an
 AuthSwitchRequest naming ``mysql_clear_password`` (only dbkeep's ``AWSAuthenticationPlugin``
-does: it marks an IAM account), keep its plugin data (the engine's nonce, 32 hex digits), send the
+does: it marks an IAM account; its plugin data is empty), send the
 client an AuthSwitchRequest to ``mysql_clear_password`` *with empty plugin data* (as Aurora does;
 refuse unless the client leg is TLS), read the client's reply (the token and a NUL; tokens are
 1-2 KB: no buffer may truncate them), then::
 
     verdict = iam.verify(target, user=login_name, token=reply, client_ip=peer_ip, local_host=sockname_ip)
-    if verdict.allowed:  send the engine   iam.mysql_answer(target, engine_nonce, login_name)
+    if verdict.allowed:  send the engine   iam.mysql_answer(target, engine_connection_id, login_name)
     else:                answer the client ``ERROR 1045 (28000): Access denied for user
                          'USER'@'ADDR' (using password: YES)`` and close the engine leg
 
 and write the audit event ``gateway.iam_login`` (``iam.audit_fields(verdict)``, plus the engine's
 connection id once the engine's OK arrives). A token never goes to the engine; the proof never
 goes to the client. An AuthSwitchRequest to ``mysql_clear_password`` when the account is not
-dbkeep's plugin cannot happen (the engine offers no other cleartext plugin).
+dbkeep's plugin cannot happen (the engine offers no other cleartext plugin). For an account the
+engine marked so before, the session may ask the client first and send the engine a login packet
+naming ``mysql_clear_password`` with ``mysql_answer``'s proof as its data (the plugin reads the
+login packet's data first): no switch on the engine leg.
 
 PostgreSQL session (``gateway/postgres``): relay as for any role. When the engine sends
 ``AuthenticationCleartextPassword`` (only the ``+rds_iam`` pg_hba line asks for it: the role is

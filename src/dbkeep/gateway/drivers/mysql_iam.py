@@ -2,10 +2,11 @@
 
 Theory of operation (DESIGN.md "IAM database login"; ``gateway/iam.py`` has the contract). The
 sans-I/O relay (``gateway/mysql/relay.py``) recognises an IAM account by the engine's
-AuthSwitchRequest to ``mysql_clear_password``, reads the client's token over TLS and calls
-:meth:`MySQLIam.answer` with it. Here the token is verified (``IamLogin.verify``: signature,
+AuthSwitchRequest to ``mysql_clear_password`` -- or, for an account the engine marked so before
+(:class:`ClusterIamAccounts`), asks the client first -- reads the client's token over TLS and
+calls :meth:`MySQLIam.answer` with it. Here the token is verified (``IamLogin.verify``: signature,
 expiry, host and port, user, key, policy with ``aws:SourceIp`` the client's address) and the
-engine gets the proof bound to its nonce; or the client gets MariaDB's own
+engine gets the proof bound to its connection id; or the client gets MariaDB's own
 ``1045 (28000) Access denied for user 'USER'@'ADDR' (using password: YES)`` -- the same text
 whatever the reason, which goes to the audit log only.
 

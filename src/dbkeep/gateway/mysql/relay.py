@@ -60,17 +60,20 @@ says so (``Output.held``); :meth:`Relay.release` asks ``decide`` again and carri
 gateway holds a statement while dbkeep checks the grant tables).
 
 IAM logins (``iam``, DESIGN.md "IAM database login"): the engine marks an IAM account by
-answering its login with an AuthSwitchRequest to ``mysql_clear_password`` whose plugin data is a
-fresh nonce (dbkeep's ``AWSAuthenticationPlugin``). That request never reaches the client: the
-relay keeps the nonce and asks the client for ``mysql_clear_password`` with empty plugin data,
-as Aurora does -- only over TLS; a cleartext client is refused before its token is read. A
-client that sent the token in its login packet already (it started with
-``mysql_clear_password``) is not asked again; the engine gets that login without the token (it
-asks for its plugin all the same). The token goes to ``iam(IamToken(...))``, which returns the
-proof to send the engine (``bytes``) or an ERR for the client (then the session ends). An engine
-refusal because the plugin is not loaded (IAM authentication off) goes to
-``iam(IamPluginMissing(...))`` for the ERR the client sees. Neither the token nor the proof ever
-crosses to the other side.
+answering its login with an AuthSwitchRequest to ``mysql_clear_password`` (dbkeep's
+``AWSAuthenticationPlugin``, empty plugin data). That request never reaches the client: the relay
+asks the client for ``mysql_clear_password`` itself, with empty plugin data, as Aurora does --
+only over TLS; a cleartext client is refused before its token is read. A client that sent the
+token in its login packet already (it started with ``mysql_clear_password``) is not asked again;
+the engine gets that login without the token. The token goes to ``iam(IamToken(...))``, which
+returns the proof to send the engine (``bytes``, bound to the engine connection's id from its
+greeting) or an ERR for the client (then the session ends). With ``iam_accounts``, an account the
+engine marked so before is asked for its token before the engine sees the login, which then names
+``mysql_clear_password`` with the proof as its data: no switch on the engine leg (a reply that is
+not a token sends the login on as the client sent it; an engine that asks for another plugin
+gets the client ``iam(IamNotIam(...))``'s ERR). An engine refusal because the plugin is not loaded
+(IAM authentication off) goes to ``iam(IamPluginMissing(...))`` for the ERR the client sees.
+Neither the token nor the proof ever crosses to the other side.
 """
 
 from __future__ import annotations
