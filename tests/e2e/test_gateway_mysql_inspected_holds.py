@@ -64,6 +64,11 @@ def gateway(dbkeep, my):
     gw.close()
 
 
+def _connect(gateway) -> pymysql.Connection:
+    return pymysql.connect(host="127.0.0.1", port=gateway.port, user="admin", password=PASSWORD, database="appdb",
+                           autocommit=True, read_timeout=20, write_timeout=20)
+
+
 def _on_the_relay(conn, gateway) -> None:
     deadline = time.monotonic() + 15
     while True:  # its statements are reported by the relay threads (a comment: never an ordinary one)
@@ -77,8 +82,7 @@ def _on_the_relay(conn, gateway) -> None:
 
 
 def test_a_call_held_for_work_that_ended_before_the_hand_back_runs(dbkeep, my, gateway):
-    conn = pymysql.connect(host="127.0.0.1", port=gateway.port, user="admin", password=PASSWORD, database="appdb",
-                           autocommit=True, read_timeout=20, write_timeout=20)
+    conn = _connect(gateway)
     try:
         with conn.cursor() as cur:
             cur.execute("CREATE PROCEDURE IF NOT EXISTS count_one() BEGIN SELECT 1; END")
@@ -99,8 +103,7 @@ def test_a_call_held_for_work_that_ended_before_the_hand_back_runs(dbkeep, my, g
 def test_ordinary_statements_pass_on_the_relay_and_a_change_of_database_is_seen(dbkeep, my, gateway):
     """relay/mysql_plain.h: in a known database other than mysql, ordinary statements pass without
     Python; after USE mysql the same kind of text is judged again (a grant-table write refused)."""
-    conn = pymysql.connect(host="127.0.0.1", port=gateway.port, user="admin", password=PASSWORD, database="appdb",
-                           autocommit=True, read_timeout=20, write_timeout=20)
+    conn = _connect(gateway)
     try:
         with conn.cursor() as cur:
             cur.execute("CREATE TABLE IF NOT EXISTS plain_rows (id INT PRIMARY KEY, v VARCHAR(20))")
