@@ -259,3 +259,13 @@ def test_a_known_account_whose_token_came_in_the_login_packet_needs_no_switch_at
     sent = _login(relay, tls=True, plugin="mysql_clear_password", auth=TOKEN + b"\0")
     login = _engine_login(sent)
     assert bytes(login.auth_response) == PROOF and hook.seen == [IamToken("jane", TOKEN, THREAD, False)]
+
+
+def test_a_client_that_leaves_when_asked_for_its_token_is_asked_by_the_engine_next_time():
+    """A client that cannot send cleartext (libmysqlclient without the cleartext plugin) closes
+    at the gateway's switch: the account may have become a password one, so it is forgotten."""
+    known = Known("jane")
+    relay = Relay(lambda e: None, client_tls=True, engine_tls=False, iam=Hook(PROOF), iam_accounts=known)
+    _login(relay, tls=True)
+    out = relay.client_data(b"")
+    assert out.close and out.to_engine == [] and known.users == set()

@@ -472,6 +472,10 @@ class Relay:
                 out.start_client_tls = True
                 return
             if isinstance(event, ConnectionClosed):
+                if self._fast is not None and self._iam_accounts is not None and self._auth_user is not None:
+                    # asked for its token, the client left: one that cannot send cleartext (the
+                    # account may have become a password one): the engine is asked next time
+                    self._iam_accounts.forget(self._auth_user)
                 out.close = True
                 return
             if isinstance(event, LoginRequested):
