@@ -78,7 +78,9 @@ static inline void frame_mysql(session_t *s)
                     s->handback = true;
                     return;
                 }
-                if (code == COM_QUERY && s->plain && avail >= 4 + (size_t)len && mysql_plain_query(h + 5, len - 1)) {
+                /* (a command given its verdict is framed again: it was not an ordinary one) */
+                if (code == COM_QUERY && s->plain && !s->passed && avail >= 4 + (size_t)len &&
+                    mysql_plain_query(h + 5, len - 1)) {
                     /* an ordinary statement: passes as the guard's fast path would pass it */
                     __atomic_fetch_add(&s->worker->relay->plain_queries, 1, __ATOMIC_RELAXED);
                 } else if (!inspected_may_pass(s, 4 + (size_t)len, avail)) {

@@ -37,12 +37,12 @@ static inline bool mysql_plain_char(unsigned char c)
     return c != 0 && strchr(",.=()<>!+*/%&|^~-", c) != NULL;
 }
 
-/* whether `word` (lower case) occurs in text[0..n) in any case */
+/* whether `word` (lower case) occurs in text[0..n) in any case (text is ASCII here) */
 static inline bool mysql_plain_contains(const unsigned char *text, size_t n, const char *word)
 {
     size_t w = strlen(word);
     for (size_t i = 0; i + w <= n; i++)
-        if (strncasecmp((const char *)text + i, word, w) == 0)
+        if ((text[i] | 0x20) == (unsigned char)word[0] && strncasecmp((const char *)text + i, word, w) == 0)
             return true;
     return false;
 }
@@ -73,13 +73,12 @@ static inline bool mysql_plain_query(const unsigned char *text, size_t n)
         }
         if (!mysql_plain_char(c))
             return false;
+        /* two-character comment openers anywhere, inside literals too, as guard/mysql_grants.plain refuses them */
+        if (i + 1 < n && ((c == '-' && text[i + 1] == '-') || (c == '/' && text[i + 1] == '*')))
+            return false;
     }
     if (quoted)
         return false;
-    /* two-character comment openers anywhere, inside literals too, as guard/mysql_grants.plain refuses them */
-    for (size_t k = 0; k + 1 < n; k++)
-        if ((text[k] == '-' && text[k + 1] == '-') || (text[k] == '/' && text[k + 1] == '*'))
-            return false;
     for (const char *const *w = words; *w != NULL; w++)
         if (mysql_plain_contains(text, n, *w))
             return false;

@@ -56,7 +56,8 @@ static inline void frame_pg(session_t *s)
             return;
         }
         if (in_set(s->inspect, type)) {
-            if (type == 'Q' && avail >= 1 + (size_t)len && pg_plain_query(h + 5, len - 4)) {
+            /* (a message given its verdict is framed again: it was not an ordinary one) */
+            if (type == 'Q' && !s->passed && avail >= 1 + (size_t)len && pg_plain_query(h + 5, len - 4)) {
                 /* an ordinary query: passes as Python's guard would pass it (pg_plain.h) */
                 __atomic_fetch_add(&s->worker->relay->plain_queries, 1, __ATOMIC_RELAXED);
             } else if (!inspected_may_pass(s, 1 + (size_t)len, avail)) {
