@@ -19,6 +19,7 @@ from pymysql.constants import CLIENT
 
 from clusters import create_cluster, mysql, unique
 from gateway_checks import assert_no_exception_escaped_a_session, audit_events, audit_mark
+from mysql_sessions import run
 
 PASSWORD = "Ordinary-Pass-1"
 
@@ -36,15 +37,6 @@ def fp(dbkeep):
 
 def master(dbkeep, cluster, database="appdb", **kw):
     return mysql(dbkeep, cluster, "admin", PASSWORD, database, client_flag=CLIENT.MULTI_STATEMENTS, **kw)
-
-
-def run(conn, sql):
-    with conn.cursor() as cur:
-        cur.execute(sql)
-        rows = cur.fetchall()
-        while cur.nextset():
-            pass
-        return rows
 
 
 def no_refusals(dbkeep, cluster, mark) -> None:

@@ -269,3 +269,25 @@ def test_a_client_that_leaves_when_asked_for_its_token_is_asked_by_the_engine_ne
     _login(relay, tls=True)
     out = relay.client_data(b"")
     assert out.close and out.to_engine == [] and known.users == set()
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.binary(min_size=1, max_size=9000), st.booleans())
+def test_any_reply_to_the_gateways_own_switch_stays_at_the_gateway(reply, tokenish):
+    """Whatever a client answers when the gateway asks a known IAM account for its token (hostile
+    bytes, a password, something shaped like a token), those bytes never reach the engine: it
+    gets the proof, or the login exactly as the client first sent it."""
+    if tokenish:
+        reply = b"h:1/?Action=connect&X-Amz-Signature=" + reply
+    known = Known("jane")
+    relay = Relay(lambda e: None, client_tls=True, engine_tls=False, iam=Hook(PROOF), iam_accounts=known)
+    _login(relay, tls=True, auth=b"s" * 20)
+    out = relay.client_data(frame(reply, 4))
+    sent = b"".join(bytes(b) for b in out.to_engine)
+    body = reply.rstrip(b"\0")
+    if len(body) >= 8:
+        assert body not in sent
+    if sent:
+        login = _engine_login(out.to_engine)
+        assert (login.auth_plugin_name, bytes(login.auth_response)) in (
+            ("mysql_clear_password", PROOF), ("mysql_native_password", b"s" * 20))
